@@ -1,0 +1,224 @@
+"""The `ferkit` command: one entry point, one subcommand per job.
+
+Each subcommand turns its flags into the one Config object and calls the package; errors a
+user can fix print one line and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import Config, DetectorConfig, PipelineConfig, ServeConfig, TrainConfig
+from .errors import FerkitError
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="default",
+                        help="bundled model name (see `ferkit models`), run folder, or .onnx/.json file")
+    parser.add_argument("--tta", action="store_true", help="test-time augmentation (mirror and zoom views)")
+
+
+def add_detector_flags(parser: argparse.ArgumentParser) -> None:
+    d = DetectorConfig()
+    parser.add_argument("--detector", choices=["haar", "yunet"], default=d.name, help="face detector")
+    parser.add_argument("--detector-model", help="YuNet .onnx file (for --detector yunet)")
+    parser.add_argument("--min-face", type=int, default=d.min_face_size, help="smallest face side in pixels")
+    parser.add_argument("--detect-threshold", type=float, default=d.score_threshold, help="YuNet confidence")
+    parser.add_argument("--min-neighbors", type=int, default=d.min_neighbors, help="Haar strictness")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    detector = DetectorConfig()
+    if hasattr(args, "detector"):
+        detector = DetectorConfig(name=args.detector, model_path=args.detector_model, min_face_size=args.min_face,
+                                  score_threshold=args.detect_threshold, min_neighbors=args.min_neighbors)
+    pipeline = PipelineConfig(tta=getattr(args, "tta", False))
+    if getattr(args, "detect_every", None):
+        pipeline.detect_every = args.detect_every
+    if getattr(args, "smoothing", None) is not None:
+        pipeline.smoothing = args.smoothing
+    serve = ServeConfig()
+    if args.command == "serve":
+        serve = ServeConfig(host=args.host, port=args.port, source=args.source, threads=args.threads)
+    return Config(model=getattr(args, "model", "default"), detector=detector, pipeline=pipeline, serve=serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition: train, evaluate, "
+                                     "and apply to images, videos and live video.")
+    parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("explore", help="sample faces per class and the class balance, as plots")
+    p.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz) or image folder root")
+    p.add_argument("--out", default="explore", help="folder for the PNG files")
+    p.add_argument("--per-class", type=int, default=8, help="sample faces per class")
+
+    t = TrainConfig()
+    p = sub.add_parser("train", help="train a model; writes a run folder")
+    p.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz) or image folder root")
+    p.add_argument("--model", default=t.model, help="architecture (see `ferkit models --architectures`)")
+    p.add_argument("--epochs", type=int, default=t.epochs)
+    p.add_argument("--batch-size", type=int, default=t.batch_size)
+    p.add_argument("--labels", choices=["fer2013", "ferplus"], default=t.labels)
+    p.add_argument("--ferplus-mode", choices=["majority", "soft"], default=t.ferplus_mode,
+                   help="FER+ labels: majority vote, or the vote distribution")
+    p.add_argument("--ferplus-votes", help="fer2013new.csv (default: ../ferplus/ beside the CSV's folder)")
+    p.add_argument("--train-split", help="training split name (default Training, or train)")
+    p.add_argument("--val-split", help="validation split name (default PublicTest, or val/test)")
+    p.add_argument("--out", default=t.out, help="parent folder of run folders")
+    p.add_argument("--name", help="run folder name (default MODEL-LABELS-sSEED)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--seed", type=int, default=t.seed)
+    p.add_argument("--precision", choices=["mixed_bfloat16", "float32"], default=t.precision)
+    p.add_argument("--learning-rate", type=float, help="peak learning rate (default: the model's own)")
+    p.add_argument("--class-weights", action="store_true", help="weight classes against the imbalance")
+    p.add_argument("--augment", choices=["none", "standard", "strong"], default=t.augment)
+    p.add_argument("--early-stopping", type=int, default=t.early_stopping, help="patience in epochs")
+    p.add_argument("--limit", type=int, help="use only the first N rows of each split (smoke tests)")
+    p.add_argument("--teacher", help="distil from this model (bundled name or run folder)")
+    p.add_argument("--distill-weight", type=float, default=t.distill_weight)
+
+    p = sub.add_parser("evaluate", help="accuracy, per-class scores and confusion matrix on a split")
+    p.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz) or image folder root")
+    p.add_argument("--split", help="split (Usage value) to score (default: PublicTest, or test/val)")
+    p.add_argument("--labels", choices=["fer2013", "ferplus"], default="fer2013")
+    p.add_argument("--ferplus-votes", help="fer2013new.csv, for --labels ferplus")
+    p.add_argument("--out", help="folder for confusion.png and report.txt")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_model_flags(p)
+
+    p = sub.add_parser("models", help="list bundled models (or architectures)")
+    p.add_argument("--architectures", action="store_true", help="list trainable architectures instead")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("predict", help="expressions of every face in images")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--out", help="folder for annotated copies of the images")
+    add_model_flags(p)
+    add_detector_flags(p)
+
+    p = sub.add_parser("video", help="annotate a saved video; per-frame CSV, timeline chart, summary")
+    p.add_argument("input", metavar="INPUT")
+    p.add_argument("--out", help="annotated video (.mp4)")
+    p.add_argument("--csv", help="per-frame CSV")
+    p.add_argument("--timeline", help="timeline chart PNG (default: beside --csv or --out)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.add_argument("--detect-every", type=int, help="run the detector every k-th frame (default 3)")
+    p.add_argument("--smoothing", type=float, help="weight of the newest scores, 0..1 (1 = no smoothing)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_model_flags(p)
+    add_detector_flags(p)
+
+    s = ServeConfig()
+    p = sub.add_parser("serve", help="the web app: live video, browser camera, uploads, JSON API")
+    p.add_argument("--host", default=s.host, help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=s.port)
+    p.add_argument("--source", help="server-side video for /video_feed: camera index, video file or URL")
+    p.add_argument("--threads", type=int, default=s.threads)
+    add_model_flags(p)
+    add_detector_flags(p)
+    return parser
+
+
+def cmd_train(args, command: str) -> int:
+    from .training.fit import train
+
+    fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    metrics = train(TrainConfig(**fields), command=command)
+    return 0 if metrics else 1
+
+
+def cmd_evaluate(args, command: str) -> int:
+    from .evaluation.evaluate import evaluate
+
+    report = evaluate(args.data, model=args.model, split=args.split, labels=args.labels,
+                      ferplus_votes=args.ferplus_votes, tta=args.tta, out=args.out)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        from .evaluation.metrics import format_report
+
+        print(f"model {report['model']}{' with TTA' if args.tta else ''}")
+        print(format_report(report))
+    return 0
+
+
+def cmd_models(args, command: str) -> int:
+    if args.architectures:
+        from .training.backend import setup_keras
+
+        setup_keras()
+        from .models import get_spec, list_models
+
+        rows = {name: get_spec(name).description for name in list_models()}
+    else:
+        from .inference.classifier import FacialExpressionModel, list_bundled_models, resolve_model
+
+        default = resolve_model("default").name if list_bundled_models() else None
+        rows = {}
+        for name in list_bundled_models():
+            card = FacialExpressionModel.load(name).card
+            accuracy = card.get("accuracy")
+            rows[name] = (f"{card.get('model', '?')}, {card.get('val_split', '?')} accuracy "
+                          f"{accuracy:.2%}" if accuracy else "no metrics") + (" (default)" if name == default else "")
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for name, text in rows.items():
+            print(f"{name:<12} {text}")
+    return 0
+
+
+def cmd_explore(args, command: str) -> int:
+    from .evaluation.explore import explore
+
+    explore(args.data, args.out, per_class=args.per_class)
+    return 0
+
+
+def cmd_predict(args, command: str) -> int:
+    from .inference.images import run_predict
+
+    return run_predict(args.images, config_from_args(args), as_json=args.json, out_dir=args.out)
+
+
+def cmd_video(args, command: str) -> int:
+    from .video.process import run_video
+
+    return run_video(args.input, config_from_args(args), out=args.out, csv_path=args.csv,
+                     timeline=args.timeline, as_json=args.json, progress=not args.no_progress)
+
+
+def cmd_serve(args, command: str) -> int:
+    from .web.server import serve
+
+    return serve(config_from_args(args))
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "models": cmd_models, "explore": cmd_explore,
+            "predict": cmd_predict, "video": cmd_video, "serve": cmd_serve}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    command = "ferkit " + shlex.join(argv)
+    try:
+        return COMMANDS[args.command](args, command)
+    except FerkitError as exc:
+        print(f"ferkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ferkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The one configuration object: every tunable of ferkit lives here, grouped by concern.
+
+Front ends build a `Config` (the CLI from its flags, the web app from `create_app(config)`)
+and hand the relevant section down; modules never keep settings of their own.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_models_dir() -> Path:
+    """Bundled models: $FERKIT_MODELS_DIR, else the repo's models/ folder."""
+    return Path(os.environ.get("FERKIT_MODELS_DIR", REPO_ROOT / "models"))
+
+
+def default_shared_dir() -> Path:
+    """The shared data folder beside the project (../shared), or $FERKIT_SHARED_DIR."""
+    return Path(os.environ.get("FERKIT_SHARED_DIR", REPO_ROOT.parent / "shared"))
+
+
+@dataclass
+class DetectorConfig:
+    name: str = "haar"  # haar (built in) | yunet (needs model_path)
+    model_path: str | None = None  # YuNet .onnx file
+    min_face_size: int = 40  # pixels, in the original frame
+    scale_factor: float = 1.1  # Haar image-pyramid step
+    min_neighbors: int = 5  # Haar: overlapping hits needed to keep a face
+    score_threshold: float = 0.7  # YuNet: minimum confidence
+    nms_threshold: float = 0.3  # YuNet: overlap suppression
+    max_side: int = 640  # detect on a copy downscaled to at most this width/height
+
+
+@dataclass
+class PipelineConfig:
+    detect_every: int = 3  # run the detector on every k-th frame; track in between (video only)
+    crop_margin: float = 0.0  # extra border around a detected box, as a fraction of its side
+    max_faces: int = 16  # classify at most this many faces per frame (largest first)
+    smoothing: float = 0.5  # weight of the newest scores in each track's moving average (1 = none)
+    track_iou: float = 0.3  # minimum overlap for a detection to continue a track
+    track_max_missed: int = 8  # frames a track survives without a matching detection
+    tta: bool = False  # test-time augmentation (mirror) in the classifier
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 5000
+    source: str | None = None  # camera index, video file (looped) or stream URL for /video_feed
+    threads: int = 8  # WSGI worker threads
+    max_upload_mb: int = 64
+    job_ttl_s: int = 3600  # video-upload jobs and their files are deleted after this
+    jpeg_quality: int = 80
+    stream_max_fps: float = 30.0
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""
+    model: str = "compact"
+    epochs: int = 30
+    batch_size: int = 64
+    labels: str = "fer2013"  # fer2013 | ferplus
+    ferplus_mode: str = "majority"  # majority | soft (vote distribution)
+    ferplus_votes: str | None = None
+    train_split: str | None = None  # default: Training (CSV) or train (folders)
+    val_split: str | None = None  # default: PublicTest (CSV) or val/validation/test (folders)
+    out: str = "runs"
+    name: str | None = None  # run folder name; default <model>-<labels>-s<seed>
+    resume: bool = False
+    seed: int = 42
+    precision: str = "mixed_bfloat16"  # or float32
+    learning_rate: float | None = None  # default: the model family's own
+    class_weights: bool = False
+    augment: str = "standard"  # none | standard | strong
+    early_stopping: int = 10  # epochs without validation improvement before stopping
+    limit: int | None = None  # use only the first N training and N validation rows (smoke tests)
+    teacher: str | None = None  # run folder or bundled model to distil from
+    distill_weight: float = 0.7  # share of the loss that follows the teacher
+
+
+@dataclass
+class Config:
+    model: str = "default"  # bundled model name, run folder, or .onnx / .json file
+    models_dir: Path = field(default_factory=default_models_dir)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+    def updated(self, **sections) -> "Config":
+        """A copy with some fields changed: cfg.updated(detector={"name": "yunet"}, model="fast")."""
+        changes = {}
+        for key, value in sections.items():
+            current = getattr(self, key)
+            changes[key] = replace(current, **value) if is_dataclass(current) and isinstance(value, dict) else value
+        return replace(self, **changes)
+
+
+def section_fields(section) -> list[str]:
+    return [f.name for f in fields(section)]

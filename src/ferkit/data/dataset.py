@@ -1,0 +1,60 @@
+"""The in-memory data set every loader returns: 48x48 uint8 faces, labels and split names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DataError
+from ..labels import CLASS_NAMES, NUM_CLASSES
+
+
+@dataclass
+class FaceDataset:
+    images: np.ndarray  # (N, 48, 48) uint8
+    labels: np.ndarray  # (N,) int64 class ids, or (N, 7) float32 label distributions
+    usage: np.ndarray  # (N,) split name of each row ("Training", "PublicTest", ...)
+    source: str  # where it came from, for error messages and model cards
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def hard_labels(self) -> np.ndarray:
+        """Class ids, whether the labels are ids or distributions."""
+        return self.labels if self.labels.ndim == 1 else self.labels.argmax(axis=1)
+
+    @property
+    def splits(self) -> list[str]:
+        return list(dict.fromkeys(self.usage.tolist()))
+
+    def select(self, mask: np.ndarray) -> "FaceDataset":
+        return FaceDataset(self.images[mask], self.labels[mask], self.usage[mask], self.source)
+
+    def split(self, *names: str) -> "FaceDataset":
+        """Rows whose split is one of `names`; a clear error when none are there."""
+        mask = np.isin(self.usage, names)
+        if not mask.any():
+            raise DataError(
+                f"{self.source}: split {' or '.join(names)!s} is empty or absent "
+                f"(present: {', '.join(self.splits) or 'none'})"
+            )
+        return self.select(mask)
+
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.hard_labels, minlength=NUM_CLASSES)
+        return {name: int(c) for name, c in zip(CLASS_NAMES, counts)}
+
+    def one_hot(self) -> np.ndarray:
+        """Labels as (N, 7) float32 targets (distributions pass through)."""
+        if self.labels.ndim == 2:
+            return self.labels.astype(np.float32)
+        return np.eye(NUM_CLASSES, dtype=np.float32)[self.labels]
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Weights inversely proportional to class frequency (mean weight 1), for `fit(class_weight=)`."""
+    counts = np.bincount(labels, minlength=NUM_CLASSES).astype(np.float64)
+    weights = counts.sum() / (NUM_CLASSES * np.maximum(counts, 1))
+    return {i: float(w) for i, w in enumerate(weights)}

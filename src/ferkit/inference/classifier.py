@@ -1,0 +1,159 @@
+"""FacialExpressionModel: one predict/predict_proba interface over ONNX Runtime or Keras JSON + weights.
+
+Inference never needs Keras or torch: the ONNX path imports only onnxruntime. The Keras path
+(model.json + .weights.h5, the seed's format) imports Keras lazily, for users who trained
+their own model and have not exported it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..config import default_models_dir
+from ..errors import ModelError
+from ..labels import CLASS_NAMES, IMAGE_SIZE
+
+ONNX_FILE, JSON_FILE, WEIGHTS_FILE, CARD_FILE, METRICS_FILE = (
+    "model.onnx", "model.json", "model.weights.h5", "MODEL_CARD.md", "metrics.json")
+DEFAULT_NAME_FILE = "DEFAULT"  # in the models folder: the name of the bundled default
+
+
+def list_bundled_models(models_dir: str | Path | None = None) -> list[str]:
+    models_dir = Path(models_dir or default_models_dir())
+    if not models_dir.is_dir():
+        return []
+    return sorted(p.name for p in models_dir.iterdir() if (p / ONNX_FILE).is_file() or (p / JSON_FILE).is_file())
+
+
+def resolve_model(spec: str | Path = "default", models_dir: str | Path | None = None) -> Path:
+    """A bundled model's name, "default", a run folder, or a .onnx/.json file -> an existing path."""
+    models_dir = Path(models_dir or default_models_dir())
+    spec = str(spec)
+    if spec == "default":
+        marker = models_dir / DEFAULT_NAME_FILE
+        if not marker.is_file():
+            raise ModelError(f"no default model: {marker} is missing (pass --model PATH)")
+        spec = marker.read_text().strip()
+    if (models_dir / spec).is_dir() and spec in list_bundled_models(models_dir):
+        return models_dir / spec
+    path = Path(spec)
+    if path.is_dir() or path.is_file():
+        return path
+    available = ", ".join(list_bundled_models(models_dir)) or "none"
+    raise ModelError(f"model {spec!r} not found: not a file, a run folder or a bundled model (bundled: {available})")
+
+
+def as_batch(faces) -> np.ndarray:
+    """Faces as float32 (N, 48, 48, 1) raw pixels; accepts one face or a batch, with or without channel."""
+    faces = np.asarray(faces)
+    if faces.ndim == 2:
+        faces = faces[None]
+    if faces.ndim == 4 and faces.shape[-1] == 1:
+        faces = faces[..., 0]
+    if faces.ndim != 3 or faces.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise ValueError(f"faces must be 48x48 grayscale, shape (N, 48, 48[, 1]); got {faces.shape}")
+    return faces.astype(np.float32)[..., None]
+
+
+def tta_views(batch: np.ndarray) -> np.ndarray:
+    """Test-time augmentation: each face as is, mirrored, zoomed 10%, and zoomed + mirrored."""
+    crop = IMAGE_SIZE // 20  # 2 pixels each side, about a 10% zoom
+    zoomed = np.stack([cv2.resize(f[crop:-crop, crop:-crop], (IMAGE_SIZE, IMAGE_SIZE)) for f in batch[..., 0]])[..., None]
+    return np.concatenate([batch, batch[:, :, ::-1], zoomed, zoomed[:, :, ::-1]])
+
+
+class FacialExpressionModel:
+    """Loads a trained model and predicts expressions of 48x48 grayscale faces.
+
+    FacialExpressionModel("model.json", "model.weights.h5")  -> Keras, the seed's format
+    FacialExpressionModel("model.onnx")                      -> ONNX Runtime
+    FacialExpressionModel("runs/compact-fer2013-s42")        -> the run or bundled folder (ONNX first)
+    FacialExpressionModel.load("default")                    -> a bundled model by name
+    """
+
+    EMOTIONS_LIST = list(CLASS_NAMES)
+
+    def __init__(self, model_file: str | Path, weights_file: str | Path | None = None, *, threads: int | None = None):
+        path = Path(model_file)
+        self.folder = path if path.is_dir() else path.parent
+        if path.is_dir():
+            if (path / ONNX_FILE).is_file() and weights_file is None:
+                path = path / ONNX_FILE
+            elif (path / JSON_FILE).is_file():
+                path, weights_file = path / JSON_FILE, weights_file or path / WEIGHTS_FILE
+            else:
+                raise ModelError(f"{path}: no {ONNX_FILE} or {JSON_FILE} in this folder")
+        if not path.is_file():
+            raise ModelError(f"{path}: no such model file")
+        self.path = path
+        self.name = self.folder.name if path.parent == self.folder and path.name in (ONNX_FILE, JSON_FILE) else path.stem
+        if path.suffix == ".onnx":
+            self.backend = "onnx"
+            self._run = self._load_onnx(path, threads)
+        elif path.suffix == ".json":
+            self.backend = "keras"
+            self._run = self._load_keras(path, Path(weights_file) if weights_file else path.with_name(WEIGHTS_FILE))
+        else:
+            raise ModelError(f"{path}: expected a .onnx file, a .json architecture or a model folder")
+
+    @classmethod
+    def load(cls, spec: str | Path = "default", models_dir: str | Path | None = None, **kwargs) -> "FacialExpressionModel":
+        return cls(resolve_model(spec, models_dir), **kwargs)
+
+    @staticmethod
+    def _load_onnx(path: Path, threads: int | None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
+        input_name = session.get_inputs()[0].name
+        return lambda batch: session.run(None, {input_name: batch})[0]
+
+    @staticmethod
+    def _load_keras(json_path: Path, weights_path: Path):
+        from ..training.backend import setup_keras
+
+        keras = setup_keras("float32")
+        try:
+            model = keras.models.model_from_json(json_path.read_text())
+        except (ValueError, TypeError, KeyError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{json_path}: not a Keras model architecture ({exc})") from None
+        if not weights_path.is_file():
+            raise ModelError(f"{weights_path}: weights file not found")
+        model.load_weights(str(weights_path))
+        return lambda batch: np.asarray(model(batch, training=False), dtype=np.float32)
+
+    def predict_proba(self, faces, tta: bool = False) -> np.ndarray:
+        """(N, 7) probabilities, columns in CLASS_NAMES order; rows sum to 1."""
+        batch = as_batch(faces)
+        if len(batch) == 0:
+            return np.zeros((0, len(CLASS_NAMES)), np.float32)
+        if not tta:
+            return self._run(batch).astype(np.float32)
+        views = self._run(tta_views(batch)).reshape(4, len(batch), len(CLASS_NAMES))
+        return views.mean(axis=0).astype(np.float32)
+
+    def predict(self, faces, tta: bool = False) -> np.ndarray:
+        """Expression names, one per face."""
+        return np.asarray(CLASS_NAMES)[self.predict_proba(faces, tta).argmax(axis=1)]
+
+    def predict_emotion(self, face) -> str:
+        """The seed's one-face call, spelled correctly."""
+        return str(self.predict(face)[0])
+
+    @property
+    def card(self) -> dict:
+        """metrics.json of the model's folder (empty when absent)."""
+        metrics = self.folder / METRICS_FILE
+        return json.loads(metrics.read_text()) if metrics.is_file() else {}

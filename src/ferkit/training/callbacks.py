@@ -1,0 +1,65 @@
+"""Callbacks: live loss/accuracy plots, and per-epoch reseeding of the training batches."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import keras
+
+from ..evaluation.plots import _pyplot, draw_history
+
+
+def in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
+
+
+def read_history(csv_path: Path) -> dict[str, list[float]]:
+    """The CSVLogger's file as {metric: [values per epoch]} (empty if absent)."""
+    history: dict[str, list[float]] = {}
+    if csv_path.is_file():
+        with open(csv_path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                for key, value in row.items():
+                    if key != "epoch" and value not in ("", None):
+                        history.setdefault(key, []).append(float(value))
+    return history
+
+
+class LivePlot(keras.callbacks.Callback):
+    """Redraws loss/accuracy curves after every epoch: a PNG in the run folder, and inline in Jupyter."""
+
+    def __init__(self, png_path: Path, title: str = "", history: dict | None = None):
+        super().__init__()
+        self.png_path, self.title = Path(png_path), title
+        self.history = {k: list(v) for k, v in (history or {}).items()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            if key == "learning_rate" or isinstance(value, (int, float)):
+                self.history.setdefault(key, []).append(float(value))
+        plt = _pyplot()
+        fig = draw_history(plt, self.history, self.title)
+        fig.savefig(self.png_path, dpi=90)
+        if in_notebook():
+            from IPython.display import clear_output, display
+
+            clear_output(wait=True)
+            display(fig)
+        plt.close(fig)
+
+
+class ReseedBatches(keras.callbacks.Callback):
+    """Tell the training batches which epoch starts, so a resumed run gets the same batches."""
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.set_epoch(epoch)

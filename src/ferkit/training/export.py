@@ -1,0 +1,83 @@
+"""Turn a run's best checkpoint into the files the product ships, and score it.
+
+model.json (model.to_json()), model.weights.h5, model.onnx, metrics.json, confusion.png and
+MODEL_CARD.md. The model is rebuilt in float32 first, so the exported architecture carries no
+mixed-precision policy and Keras and ONNX give the same probabilities.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..evaluation.metrics import classification_report, format_report
+from ..evaluation.plots import plot_confusion
+from ..inference.classifier import CARD_FILE, JSON_FILE, METRICS_FILE, ONNX_FILE, WEIGHTS_FILE, FacialExpressionModel
+from ..labels import IMAGE_SIZE
+from .backend import setup_keras
+
+CHECKPOINT_FILE = "checkpoint.weights.h5"  # best weights so far, written by ModelCheckpoint
+
+
+def export_model(model, run_dir: Path) -> None:
+    """Write model.json, model.weights.h5 and model.onnx for a float32 Keras model."""
+    (run_dir / JSON_FILE).write_text(model.to_json())
+    model.save_weights(run_dir / WEIGHTS_FILE)
+    model(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1), np.float32))  # export traces a called model
+    model.export(str(run_dir / ONNX_FILE), format="onnx", verbose=False)
+
+
+def export_run(run_dir: Path, model_name: str) -> None:
+    keras = setup_keras("float32")
+    from ..models import create_model
+
+    model = create_model(model_name)
+    model.load_weights(run_dir / CHECKPOINT_FILE)
+    export_model(model, run_dir)
+    keras.backend.clear_session()
+
+
+def score_run(run_dir: Path, faces: np.ndarray, labels: np.ndarray, split: str, info: dict) -> dict:
+    """Evaluate the exported ONNX model on a held-out split; write metrics.json, confusion.png, the card."""
+    classifier = FacialExpressionModel(run_dir / ONNX_FILE)
+    report = classification_report(labels, classifier.predict_proba(faces).argmax(1), split)
+    tta = classification_report(labels, classifier.predict_proba(faces, tta=True).argmax(1), split)
+    metrics = {**info, "evaluation": report, "accuracy": report["accuracy"], "accuracy_tta": tta["accuracy"],
+               "onnx_bytes": (run_dir / ONNX_FILE).stat().st_size, "exported": time.strftime("%Y-%m-%d %H:%M:%S")}
+    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    plot_confusion(np.asarray(report["confusion"]), run_dir / "confusion.png",
+                   f"{info.get('model')} on {split}: {report['accuracy']:.2%}")
+    write_card(run_dir, metrics)
+    return metrics
+
+
+def write_card(run_dir: Path, metrics: dict) -> None:
+    report = metrics["evaluation"]
+    train = metrics.get("train", {})
+    lines = [
+        f"# Model card: {run_dir.name}", "",
+        f"- Architecture: `{metrics.get('model')}` ({metrics.get('parameters', 0):,} parameters), "
+        "input 48x48 grayscale raw pixels (0..255), output 7 probabilities "
+        "(angry, disgust, fear, happy, sad, surprise, neutral).",
+        f"- Data: {metrics.get('data')} (labels: {train.get('labels', 'fer2013')}); "
+        f"trained on `{metrics.get('train_split')}` ({metrics.get('train_rows', 0):,} faces), "
+        f"best epoch chosen on `{metrics.get('val_split')}` ({report['n']:,} faces).",
+        f"- Command: `{metrics.get('command')}`",
+        f"- Seed: {train.get('seed')}; precision {train.get('precision')}; batch size {train.get('batch_size')}; "
+        f"augmentation {train.get('augment')}; class weights {train.get('class_weights')}.",
+        f"- Epochs: {metrics.get('epochs_run')} run (of {train.get('epochs')} planned), best epoch "
+        f"{metrics.get('best_epoch')}; training time {metrics.get('train_seconds', 0) / 60:.0f} min "
+        f"on {metrics.get('hardware', 'CPU')}.",
+        f"- **{report['split']} accuracy: {report['accuracy']:.2%}** "
+        f"(with test-time augmentation: {metrics['accuracy_tta']:.2%}); macro F1 {report['macro_f1']:.3f}.",
+        "- Note: the validation split picked the best epoch, so its accuracy is slightly optimistic; "
+        "the withheld PrivateTest split is the independent score.",
+        f"- Files: `model.json` + `model.weights.h5` (Keras), `model.onnx` ({metrics['onnx_bytes'] / 1e6:.1f} MB, "
+        "ONNX Runtime), `curves.png`, `confusion.png`, `history.csv`, `metrics.json`.",
+        "", "```", format_report(report), "```", "",
+        "![training curves](curves.png)", "", "![confusion matrix](confusion.png)", "",
+    ]
+    (run_dir / CARD_FILE).write_text("\n".join(lines))

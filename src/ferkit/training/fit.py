@@ -1,0 +1,148 @@
+"""Training, top to bottom: data -> batches -> model -> fit with callbacks -> export -> score.
+
+One call, `train(TrainConfig)`, produces a run folder that holds everything needed to
+resume, evaluate, export or ship the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from ..config import TrainConfig
+from ..data import FaceDataset, class_weights, default_splits, load_dataset
+from ..data.augment import Augmentation
+from ..errors import FerkitError
+from .backend import setup_keras
+from .export import CHECKPOINT_FILE, export_run, score_run
+
+AUGMENTATIONS = {
+    "none": None,
+    "standard": Augmentation(),
+    "strong": Augmentation(rotation=15, shift=0.12, zoom=0.15, erase=0.5),
+}
+BACKUP_DIR = "backup"  # BackupAndRestore's state for --resume; removed when the run completes
+
+
+def run_folder(cfg: TrainConfig) -> Path:
+    return Path(cfg.out) / (cfg.name or f"{cfg.model}-{cfg.labels}-s{cfg.seed}")
+
+
+def first_rows(dataset: FaceDataset, limit: int | None) -> FaceDataset:
+    return dataset if not limit else dataset.select(np.arange(len(dataset)) < limit)
+
+
+def make_optimizer(keras, spec, cfg: TrainConfig, steps_per_epoch: int):
+    learning_rate = cfg.learning_rate or spec.learning_rate
+    if spec.schedule == "cosine":
+        warmup = steps_per_epoch  # one epoch of linear warm-up
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            learning_rate * 0.1, decay_steps=max(1, cfg.epochs * steps_per_epoch - warmup), alpha=0.01,
+            warmup_target=learning_rate, warmup_steps=warmup)
+    if spec.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True, weight_decay=spec.weight_decay or None)
+    if spec.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=spec.weight_decay)
+    return keras.optimizers.Adam(learning_rate)
+
+
+def teacher_targets(teacher: str, faces: np.ndarray, onehot: np.ndarray, weight: float) -> np.ndarray:
+    """Distillation targets: the teacher's probabilities mixed with the true labels."""
+    from ..inference.classifier import FacialExpressionModel
+
+    probs = np.concatenate([FacialExpressionModel.load(teacher).predict_proba(faces[i:i + 512])
+                            for i in range(0, len(faces), 512)])
+    return (weight * probs + (1 - weight) * onehot).astype(np.float32)
+
+
+def train(cfg: TrainConfig, command: str = "") -> dict:
+    started = time.time()
+    keras = setup_keras(cfg.precision)
+    from ..models import create_model, get_spec
+    from .batches import FaceBatches
+    from .callbacks import LivePlot, ReseedBatches, read_history
+
+    spec = get_spec(cfg.model)
+    if cfg.augment not in AUGMENTATIONS:
+        raise FerkitError(f"unknown augmentation {cfg.augment!r} (expected {', '.join(AUGMENTATIONS)})")
+    run_dir = run_folder(cfg)
+    if run_dir.exists() and any(run_dir.iterdir()) and not cfg.resume:
+        raise FerkitError(f"{run_dir} already holds a run: pass --resume to continue it, or --name for a new one")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    # 1. data
+    dataset = load_dataset(cfg.data, cfg.labels, cfg.ferplus_votes, cfg.ferplus_mode)
+    train_split, val_split = default_splits(dataset) if not (cfg.train_split and cfg.val_split) else (None, None)
+    train_split, val_split = cfg.train_split or train_split, cfg.val_split or val_split
+    train_set = first_rows(dataset.split(train_split), cfg.limit)
+    val_set = first_rows(dataset.split(val_split), cfg.limit)
+    print(f"data: {len(train_set)} training faces ({train_split}), {len(val_set)} validation faces ({val_split})")
+
+    # 2. batches
+    targets = train_set.one_hot()
+    if cfg.teacher:
+        targets = teacher_targets(cfg.teacher, train_set.images, targets, cfg.distill_weight)
+    weights = None
+    if cfg.class_weights:
+        per_class = class_weights(train_set.hard_labels)
+        weights = np.asarray([per_class[c] for c in train_set.hard_labels], np.float32)
+    train_batches = FaceBatches(train_set.images, targets, cfg.batch_size, AUGMENTATIONS[cfg.augment],
+                                shuffle=True, seed=cfg.seed, sample_weights=weights)
+    val_batches = FaceBatches(val_set.images, val_set.one_hot(), 256, None, shuffle=False)
+
+    # 3. model
+    keras.utils.set_random_seed(cfg.seed)
+    model = create_model(cfg.model)
+    model.compile(optimizer=make_optimizer(keras, spec, cfg, len(train_batches)),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=spec.label_smoothing),
+                  metrics=["accuracy"])
+
+    # 4. fit; on --resume, BackupAndRestore restores weights, optimizer and epoch
+    history_csv = run_dir / "history.csv"
+    past = read_history(history_csv) if cfg.resume else {}
+    if not cfg.resume and history_csv.exists():
+        history_csv.unlink()
+    best_so_far = max(past.get("val_accuracy", []), default=None)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
+        ReseedBatches(train_batches),
+        keras.callbacks.ModelCheckpoint(str(run_dir / CHECKPOINT_FILE), monitor="val_accuracy", mode="max",
+                                        save_best_only=True, save_weights_only=True,
+                                        initial_value_threshold=best_so_far),
+        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=cfg.early_stopping),
+        keras.callbacks.CSVLogger(str(history_csv), append=cfg.resume),
+        LivePlot(run_dir / "curves.png", f"{cfg.model} on {Path(cfg.data).name}", past),
+    ]
+    if spec.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-6))
+    (run_dir / "train_config.json").write_text(json.dumps({**asdict(cfg), "command": command}, indent=2))
+    model.fit(train_batches, validation_data=val_batches, epochs=cfg.epochs, callbacks=callbacks,
+              verbose=1 if sys.stdout.isatty() else 2)
+
+    # 5. export the best epoch and score it
+    history = read_history(history_csv)
+    val_acc = history.get("val_accuracy", [0.0])
+    previous = json.loads((run_dir / "metrics.json").read_text()) if cfg.resume and (run_dir / "metrics.json").exists() else {}
+    info = {
+        "model": cfg.model, "parameters": int(model.count_params()), "data": str(cfg.data),
+        "train_split": train_split, "val_split": val_split, "train_rows": len(train_set),
+        "epochs_run": len(val_acc), "best_epoch": int(np.argmax(val_acc)) + 1,
+        "train_seconds": round(previous.get("train_seconds", 0) + time.time() - started),
+        "hardware": f"{platform.machine()} CPU x{os.cpu_count()}", "command": command, "train": asdict(cfg),
+    }
+    del model
+    keras.backend.clear_session()
+    export_run(run_dir, cfg.model)
+    shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
+    metrics = score_run(run_dir, val_set.images, val_set.hard_labels, val_split, info)
+    print(f"{run_dir}: best epoch {info['best_epoch']}, {val_split} accuracy {metrics['accuracy']:.4f} "
+          f"(TTA {metrics['accuracy_tta']:.4f})")
+    return metrics
