@@ -1,0 +1,92 @@
+"""The one per-frame path every front end shares: detect -> track -> crop -> classify -> smooth.
+
+`Pipeline` holds the heavy, shared parts (detector, classifier); it analyses still images
+directly. `pipeline.stream()` gives a `FaceStream` with its own tracker and smoother for one
+video, camera or browser tab, so many streams can share one loaded model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import Config, PipelineConfig
+from ..labels import CLASS_NAMES
+from ..vision.crops import crop_faces, to_gray
+from ..vision.detectors import FaceDetector, create_detector
+from ..vision.tracker import IouTracker
+from .classifier import FacialExpressionModel
+
+
+@dataclass
+class Face:
+    box: tuple[int, int, int, int]  # x, y, w, h in frame pixels
+    scores: np.ndarray  # (7,) probabilities in CLASS_NAMES order
+    track_id: int | None = None  # stable id within a stream; None for still images
+
+    @property
+    def emotion(self) -> str:
+        return CLASS_NAMES[int(np.argmax(self.scores))]
+
+    @property
+    def confidence(self) -> float:
+        return float(np.max(self.scores))
+
+    def to_dict(self) -> dict:
+        data = {"box": [int(v) for v in self.box], "emotion": self.emotion,
+                "scores": {name: round(float(s), 4) for name, s in zip(CLASS_NAMES, self.scores)}}
+        if self.track_id is not None:
+            data = {"id": int(self.track_id), **data}
+        return data
+
+
+class Pipeline:
+    def __init__(self, classifier: FacialExpressionModel, detector: FaceDetector, cfg: PipelineConfig | None = None):
+        self.classifier, self.detector, self.cfg = classifier, detector, cfg or PipelineConfig()
+
+    @classmethod
+    def from_config(cls, config: Config) -> "Pipeline":
+        classifier = FacialExpressionModel.load(config.model, config.models_dir)
+        return cls(classifier, create_detector(config.detector), config.pipeline)
+
+    def classify(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """(N, 7) scores for the faces at `boxes`, all in one batch."""
+        crops = crop_faces(to_gray(frame), boxes, self.cfg.crop_margin)
+        return self.classifier.predict_proba(crops, tta=self.cfg.tta)
+
+    def analyse(self, image: np.ndarray) -> list[Face]:
+        """Every face of a still image (largest first), no tracking or smoothing."""
+        boxes = self.detector.detect(image)[: self.cfg.max_faces]
+        scores = self.classify(image, boxes)
+        return [Face(tuple(int(v) for v in box), s) for box, s in zip(boxes, scores)]
+
+    def stream(self) -> "FaceStream":
+        return FaceStream(self)
+
+
+class FaceStream:
+    """One video's state: detection every k-th frame, IoU tracking between, per-track score smoothing."""
+
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline, self.cfg = pipeline, pipeline.cfg
+        self.tracker = IouTracker(self.cfg.track_iou, self.cfg.track_max_missed)
+        self.frame_index = 0
+
+    def process(self, frame: np.ndarray) -> list[Face]:
+        if self.frame_index % max(1, self.cfg.detect_every) == 0:
+            self.tracker.update(self.pipeline.detector.detect(frame)[: self.cfg.max_faces])
+        else:
+            self.tracker.coast()
+        self.frame_index += 1
+        # Tracks unseen for more than one detection round stay alive for their ids, but hidden.
+        visible = [t for t in self.tracker.tracks if t.frames_since_seen < 2 * max(1, self.cfg.detect_every)]
+        if not visible:
+            return []
+        scores = self.pipeline.classify(frame, np.stack([t.box for t in visible]))
+        alpha = self.cfg.smoothing
+        faces = []
+        for track, new in zip(visible, scores):
+            track.scores = new if track.scores is None else alpha * new + (1 - alpha) * track.scores
+            faces.append(Face(tuple(int(v) for v in track.box), track.scores.copy(), track.track_id))
+        return faces

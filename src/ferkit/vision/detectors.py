@@ -1,0 +1,105 @@
+"""Face detectors behind one small interface: detect(frame) -> boxes (N, 4) int x, y, w, h.
+
+Both run on a copy of the frame downscaled to at most `max_side` pixels (detection cost grows
+with area; faces big enough to read an expression survive the downscale) and return boxes in
+the original frame's pixels.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..config import DetectorConfig
+from ..errors import FerkitError
+
+HAAR_FILE = "haarcascade_frontalface_default.xml"
+
+
+class FaceDetector:
+    """Base class: downscaling, box rescaling, locking. Subclasses implement _detect(small_bgr)."""
+
+    name = "base"
+
+    def __init__(self, cfg: DetectorConfig):
+        self.cfg = cfg
+        self._lock = threading.Lock()  # OpenCV detectors keep per-call state; one frame at a time
+
+    def detect(self, frame: np.ndarray) -> np.ndarray:
+        """Boxes (N, 4) int32 x, y, w, h in `frame` pixels, largest first."""
+        height, width = frame.shape[:2]
+        scale = min(1.0, self.cfg.max_side / max(height, width))
+        small = frame if scale == 1.0 else cv2.resize(frame, (round(width * scale), round(height * scale)),
+                                                      interpolation=cv2.INTER_AREA)
+        with self._lock:
+            boxes = self._detect(small, max(8, round(self.cfg.min_face_size * scale)))
+        if len(boxes) == 0:
+            return np.zeros((0, 4), np.int32)
+        boxes = np.round(np.asarray(boxes, np.float64)[:, :4] / scale).astype(np.int32)
+        boxes[:, :2] = np.maximum(boxes[:, :2], 0)  # detectors may reach past the frame edge
+        return boxes[np.argsort(-(boxes[:, 2] * boxes[:, 3]), kind="stable")]
+
+    def _detect(self, small: np.ndarray, min_size: int) -> np.ndarray:
+        raise NotImplementedError
+
+
+class HaarDetector(FaceDetector):
+    """OpenCV's frontal-face Haar cascade: built in, no model file needed."""
+
+    name = "haar"
+
+    def __init__(self, cfg: DetectorConfig):
+        super().__init__(cfg)
+        self.cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / HAAR_FILE))
+        if self.cascade.empty():
+            raise FerkitError(f"OpenCV's {HAAR_FILE} could not be loaded (opencv-python-headless>=4.10,<5 has it)")
+
+    def _detect(self, small: np.ndarray, min_size: int) -> np.ndarray:
+        gray = small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        gray = cv2.equalizeHist(gray)
+        boxes = self.cascade.detectMultiScale(gray, scaleFactor=self.cfg.scale_factor,
+                                              minNeighbors=self.cfg.min_neighbors, minSize=(min_size, min_size))
+        return np.asarray(boxes).reshape(-1, 4)
+
+
+class YuNetDetector(FaceDetector):
+    """cv2.FaceDetectorYN with a YuNet ONNX file: finds smaller, turned and darker faces than Haar."""
+
+    name = "yunet"
+
+    def __init__(self, cfg: DetectorConfig):
+        super().__init__(cfg)
+        path = Path(cfg.model_path or "")
+        if not cfg.model_path:
+            raise FerkitError("--detector yunet needs --detector-model PATH (face_detection_yunet.onnx)")
+        if not path.is_file():
+            raise FerkitError(f"{path}: YuNet model file not found")
+        try:
+            self.model = cv2.FaceDetectorYN.create(str(path), "", (320, 320), cfg.score_threshold, cfg.nms_threshold)
+        except cv2.error as exc:
+            raise FerkitError(f"{path}: not a YuNet model OpenCV can load ({exc.err})") from None
+        self.input_size = (320, 320)
+
+    def _detect(self, small: np.ndarray, min_size: int) -> np.ndarray:
+        bgr = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR) if small.ndim == 2 else small
+        size = (bgr.shape[1], bgr.shape[0])
+        if size != self.input_size:
+            self.model.setInputSize(size)
+            self.input_size = size
+        _, faces = self.model.detect(bgr)
+        if faces is None:
+            return np.zeros((0, 4))
+        boxes = faces[:, :4]
+        return boxes[np.minimum(boxes[:, 2], boxes[:, 3]) >= min_size]
+
+
+DETECTORS = {"haar": HaarDetector, "yunet": YuNetDetector}
+
+
+def create_detector(cfg: DetectorConfig) -> FaceDetector:
+    if cfg.name not in DETECTORS:
+        raise FerkitError(f"unknown detector {cfg.name!r} (expected {' or '.join(DETECTORS)})")
+    return DETECTORS[cfg.name](cfg)
