@@ -44,7 +44,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         pipeline.smoothing = args.smoothing
     serve = ServeConfig()
     if args.command == "serve":
-        serve = ServeConfig(host=args.host, port=args.port, source=args.source, threads=args.threads)
+        serve = ServeConfig(host=args.host, port=args.port, source=args.source, threads=args.threads,
+                            max_upload_mb=args.max_upload_mb, job_ttl_s=args.job_ttl, jobs_dir=args.jobs_dir)
     return Config(model=getattr(args, "model", "default"), detector=detector, pipeline=pipeline, serve=serve)
 
 
@@ -121,7 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=s.host, help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=s.port)
     p.add_argument("--source", help="server-side video for /video_feed: camera index, video file or URL")
-    p.add_argument("--threads", type=int, default=s.threads)
+    p.add_argument("--threads", type=int, default=s.threads, help="worker threads (each /video_feed viewer holds one)")
+    p.add_argument("--max-upload-mb", type=int, default=s.max_upload_mb, help="larger uploads are refused (413)")
+    p.add_argument("--job-ttl", type=int, default=s.job_ttl_s, help="seconds a video job's results are kept")
+    p.add_argument("--jobs-dir", help="folder for video jobs (default: a new temporary folder)")
     add_model_flags(p)
     add_detector_flags(p)
     return parser

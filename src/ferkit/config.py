@@ -58,6 +58,11 @@ class ServeConfig:
     job_ttl_s: int = 3600  # video-upload jobs and their files are deleted after this
     jpeg_quality: int = 80
     stream_max_fps: float = 30.0
+    stream_idle_s: float = 10.0  # the /video_feed capture stops after this long without viewers
+    jobs_dir: str | None = None  # video-upload jobs live here; default a fresh temporary folder
+    job_workers: int = 1  # videos processed at once (each keeps a CPU core busy)
+    camera_sessions: int = 32  # browser tabs with their own tracker at once (oldest dropped first)
+    camera_session_ttl_s: float = 120.0  # a tab's tracker is forgotten after this long without frames
 
 
 @dataclass

@@ -1,0 +1,83 @@
+"""The JSON API: /api/predict (the CLI's `predict --json` shape), /api/health, and the page's helpers
+/api/annotate (photo upload), /api/frame (browser-camera frames) and /api/stream (live feed status).
+
+Images arrive as the multipart field `image` or as the raw request body; they are decoded in
+memory and never written to disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+
+from flask import Blueprint, abort, request
+
+from .. import __version__
+from ..inference.images import faces_report, predict_image, read_image
+from ..vision.draw import draw_faces
+from .services import services
+from .sessions import SESSION_ID
+from .stream import encode_jpeg
+
+UPLOAD_FIELD = "image"
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def uploaded_image() -> tuple[str | None, bytes]:
+    """(file name or None, bytes) of the image in this request: the form field, or else the raw body."""
+    if request.mimetype in FORM_TYPES:
+        upload = request.files.get(UPLOAD_FIELD)
+        if upload is None:
+            abort(400, f"send the image as the multipart form field {UPLOAD_FIELD!r} (a file) or as the raw body")
+        name, data = upload.filename or None, upload.read()
+    else:
+        if request.mimetype.startswith(("text/", "application/json")):
+            abort(415, f"expected an image, got {request.mimetype}")
+        name, data = None, request.get_data(cache=False)
+    if not data:
+        abort(400, "the upload is empty")
+    return name, data
+
+
+@bp.get("/health")
+def health():
+    pipeline = services().pipeline
+    return {"status": "ok", "model": pipeline.classifier.name, "version": __version__,
+            "backend": pipeline.classifier.backend, "detector": pipeline.detector.name}
+
+
+@bp.post("/predict")
+def predict():
+    name, data = uploaded_image()
+    return {"images": [{"path": name, **predict_image(services().pipeline, read_image(data))}]}
+
+
+@bp.post("/annotate")
+def annotate():
+    """/api/predict's answer plus the annotated image as a JPEG data URL (for the page's photo upload)."""
+    name, data = uploaded_image()
+    image = read_image(data)
+    faces = services().pipeline.analyse(image)
+    jpeg = encode_jpeg(draw_faces(image, faces), services().config.serve.jpeg_quality)
+    return {"images": [{"path": name, **faces_report(faces)}],
+            "annotated": "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()}
+
+
+@bp.post("/frame")
+def frame():
+    """One browser-camera frame (JPEG body) of the tab `?session=ID` -> its faces, with stable ids."""
+    session_id = request.args.get("session", "")
+    if not SESSION_ID.fullmatch(session_id):
+        abort(400, "?session= must be 8-64 letters, digits, '-' or '_' (one random id per browser tab)")
+    _, data = uploaded_image()
+    image = read_image(data)
+    started = time.perf_counter()
+    faces = services().cameras.process(session_id, image)
+    return {**faces_report(faces), "width": image.shape[1], "height": image.shape[0],
+            "server_ms": round(1000 * (time.perf_counter() - started), 1)}
+
+
+@bp.get("/stream")
+def stream_status():
+    return services().broadcaster.status()

@@ -1,0 +1,27 @@
+"""The page: live stream of the server's source, browser camera, photo and video uploads."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template
+
+from ..labels import CLASS_NAMES
+from ..vision.draw import EMOTION_COLOURS
+from .jobs import ARTIFACTS, UPLOAD_FIELD as VIDEO_FIELD
+from .services import services
+
+bp = Blueprint("pages", __name__)
+
+
+def css_colour(bgr: tuple[int, int, int]) -> str:
+    blue, green, red = bgr
+    return f"#{red:02x}{green:02x}{blue:02x}"
+
+
+@bp.get("/")
+def index():
+    shared = services()
+    return render_template(
+        "index.html", live_source=shared.broadcaster.configured, model=shared.pipeline.classifier.name,
+        class_names=list(CLASS_NAMES), colours={name: css_colour(c) for name, c in EMOTION_COLOURS.items()},
+        max_upload_mb=shared.config.serve.max_upload_mb, job_ttl_s=shared.config.serve.job_ttl_s,
+        video_field=VIDEO_FIELD, artifacts=list(ARTIFACTS), camera_max_side=shared.config.detector.max_side)

@@ -1,0 +1,289 @@
+// ferkit page: browser camera, photo and video uploads. Plain JavaScript, no libraries.
+"use strict";
+
+const CONFIG = JSON.parse(document.getElementById("ferkit-config").textContent);
+const $ = (id) => document.getElementById(id);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ---- shared rendering -------------------------------------------------------------------------
+function percent(value) {
+  return `${Math.round(100 * value)}%`;
+}
+
+function faceLabel(face) {
+  const id = face.id === undefined ? "" : `#${face.id} `;
+  return `${id}${face.emotion} ${percent(face.scores[face.emotion])}`;
+}
+
+function largestFace(faces) {
+  return faces.reduce((best, face) => (face.box[2] * face.box[3] > best.box[2] * best.box[3] ? face : best));
+}
+
+function setStatus(element, text, isError = false) {
+  element.textContent = text;
+  element.classList.toggle("error", isError);
+}
+
+async function errorMessage(response) {
+  try {
+    const body = await response.json();
+    return body.error ? body.error.message : response.statusText;
+  } catch {
+    return `${response.status} ${response.statusText}`;
+  }
+}
+
+// Boxes as positioned elements in percent of the frame, so they follow the video's displayed size.
+function drawBoxes(overlay, faces, width, height) {
+  overlay.replaceChildren(...faces.map((face) => {
+    const [x, y, w, h] = face.box;
+    const colour = CONFIG.colours[face.emotion];
+    const box = document.createElement("div");
+    box.className = "face-box";
+    Object.assign(box.style, {
+      left: `${(100 * x) / width}%`, top: `${(100 * y) / height}%`,
+      width: `${(100 * w) / width}%`, height: `${(100 * h) / height}%`, borderColor: colour,
+    });
+    const label = document.createElement("span");
+    label.className = "face-label";
+    label.dataset.emotion = face.emotion;
+    label.style.background = colour;
+    label.textContent = faceLabel(face);
+    box.append(label);
+    return box;
+  }));
+}
+
+// ---- live bar chart of the main face's scores ----------------------------------------------------
+const chartBars = {};
+
+function buildChart() {
+  const chart = $("score-chart");
+  for (const name of CONFIG.class_names) {
+    const row = document.createElement("div");
+    row.className = "chart-row";
+    row.innerHTML = `<span class="chart-name"></span><span class="chart-track"><span class="chart-fill"></span></span>
+      <span class="chart-value">0%</span>`;
+    row.querySelector(".chart-name").textContent = name;
+    row.querySelector(".chart-fill").style.background = CONFIG.colours[name];
+    chart.append(row);
+    chartBars[name] = { fill: row.querySelector(".chart-fill"), value: row.querySelector(".chart-value") };
+  }
+}
+
+function showScores(face) {
+  for (const name of CONFIG.class_names) {
+    const score = face ? face.scores[name] : 0;
+    chartBars[name].fill.style.width = percent(score);
+    chartBars[name].value.textContent = percent(score);
+  }
+}
+
+// ---- browser camera -------------------------------------------------------------------------------
+const camera = { stream: null, running: false, session: newSessionId(), finished: [] };
+
+function newSessionId() {
+  if (window.crypto && crypto.randomUUID) return crypto.randomUUID().replaceAll("-", "");
+  return Array.from({ length: 32 }, () => Math.floor(Math.random() * 16).toString(16)).join("");
+}
+
+function cameraErrorText(error) {
+  if (!error) return "This browser offers no camera here (camera access needs https or localhost).";
+  if (error.name === "NotAllowedError" || error.name === "SecurityError") {
+    return "Camera access was denied. Allow it in the browser's site settings and press Start camera again; "
+      + "photo and video uploads below work without it.";
+  }
+  if (error.name === "NotFoundError" || error.name === "OverconstrainedError") {
+    return "No camera was found. Connect one and press Start camera again, or upload a photo or video below.";
+  }
+  if (error.name === "NotReadableError") return "The camera is busy in another program.";
+  return `The camera could not start (${error.name}: ${error.message}).`;
+}
+
+async function startCamera() {
+  const status = $("camera-status");
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    setStatus(status, cameraErrorText(null), true);
+    return;
+  }
+  setStatus(status, "Asking for the camera…");
+  try {
+    camera.stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 640 } }, audio: false });
+  } catch (error) {
+    setStatus(status, cameraErrorText(error), true);
+    return;
+  }
+  const video = $("camera-video");
+  video.srcObject = camera.stream;
+  $("camera-stage").hidden = false;
+  $("camera-start").disabled = true;
+  $("camera-stop").disabled = false;
+  camera.running = true;
+  setStatus(status, "Camera on.");
+  cameraLoop(video);
+}
+
+function stopCamera() {
+  camera.running = false;
+  if (camera.stream) camera.stream.getTracks().forEach((track) => track.stop());
+  camera.stream = null;
+  $("camera-overlay").replaceChildren();
+  $("camera-stage").hidden = true;
+  $("camera-start").disabled = false;
+  $("camera-stop").disabled = true;
+  showScores(null);
+  setStatus($("camera-status"), "Camera off.");
+}
+
+function grabFrame(video, canvas) {
+  const scale = Math.min(1, CONFIG.camera_max_side / Math.max(video.videoWidth, video.videoHeight));
+  canvas.width = Math.round(video.videoWidth * scale);
+  canvas.height = Math.round(video.videoHeight * scale);
+  canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.8));
+}
+
+// One frame in flight at a time: the loop runs as fast as the server answers, never queueing frames.
+async function cameraLoop(video) {
+  const canvas = document.createElement("canvas");
+  while (camera.running) {
+    if (video.readyState < 2 || !video.videoWidth) {
+      await sleep(50);
+      continue;
+    }
+    const frame = await grabFrame(video, canvas);
+    const started = performance.now();
+    try {
+      const response = await fetch(`/api/frame?session=${camera.session}`, {
+        method: "POST", body: frame, headers: { "Content-Type": "image/jpeg" },
+      });
+      if (!response.ok) throw new Error(await errorMessage(response));
+      const result = await response.json();
+      if (camera.running) showCameraResult(result, performance.now() - started);
+    } catch (error) {
+      setStatus($("camera-status"), `The server did not answer (${error.message}); retrying…`, true);
+      await sleep(1000);
+    }
+  }
+}
+
+function showCameraResult(result, roundTripMs) {
+  drawBoxes($("camera-overlay"), result.faces, result.width, result.height);
+  showScores(result.faces.length ? largestFace(result.faces) : null);
+  const now = performance.now();
+  camera.finished = camera.finished.filter((t) => now - t < 2000).concat(now);
+  const spanS = (now - camera.finished[0]) / 1000;
+  const fps = spanS > 0 ? (camera.finished.length - 1) / spanS : 0;
+  $("camera-fps").textContent = fps.toFixed(1);
+  const faces = result.faces.length === 1 ? "1 face" : `${result.faces.length} faces`;
+  setStatus($("camera-status"),
+    `${faces} · server ${Math.round(result.server_ms)} ms · round trip ${Math.round(roundTripMs)} ms`);
+}
+
+// ---- photo upload ----------------------------------------------------------------------------------
+async function analysePhoto(event) {
+  event.preventDefault();
+  const status = $("photo-status");
+  const file = $("photo-file").files[0];
+  if (!file) return setStatus(status, "Choose a photo first.", true);
+  if (file.size > CONFIG.max_upload_mb * 2 ** 20) return setStatus(status, `Larger than ${CONFIG.max_upload_mb} MB.`, true);
+  setStatus(status, "Analysing…");
+  const response = await fetch("/api/annotate", { method: "POST", body: new FormData($("photo-form")) });
+  if (!response.ok) return setStatus(status, await errorMessage(response), true);
+  const result = await response.json();
+  const faces = result.images[0].faces;
+  $("photo-annotated").src = result.annotated;
+  $("photo-faces").tBodies[0].replaceChildren(...faces.map(faceRow));
+  $("photo-result").hidden = false;
+  setStatus(status, faces.length === 1 ? "1 face found." : `${faces.length} faces found.`);
+}
+
+function faceRow(face, index) {
+  const row = document.createElement("tr");
+  const cells = [index + 1, face.box.join(", "), face.emotion, ...CONFIG.class_names.map((n) => face.scores[n].toFixed(3))];
+  for (const value of cells) {
+    const cell = document.createElement("td");
+    cell.textContent = value;
+    row.append(cell);
+  }
+  return row;
+}
+
+// ---- video upload: a background job with progress ----------------------------------------------------
+function uploadVideo(event) {
+  event.preventDefault();
+  const file = $("video-file").files[0];
+  const status = $("video-status");
+  if (!file) return setStatus(status, "Choose a video first.", true);
+  if (file.size > CONFIG.max_upload_mb * 2 ** 20) return setStatus(status, `Larger than ${CONFIG.max_upload_mb} MB.`, true);
+  const progress = $("video-progress");
+  progress.hidden = false;
+  progress.value = 0;
+  $("video-result").hidden = true;
+  const form = new FormData();
+  form.append(CONFIG.video_field, file);
+  const request = new XMLHttpRequest();  // fetch() cannot report upload progress
+  request.open("POST", "/jobs");
+  request.upload.onprogress = (e) => {
+    if (e.lengthComputable) setStatus(status, `Uploading… ${percent(e.loaded / e.total)}`);
+  };
+  request.onerror = () => setStatus(status, "The upload failed (connection lost).", true);
+  request.onload = () => {
+    let body = {};
+    try { body = JSON.parse(request.responseText); } catch { /* not JSON: reported below */ }
+    if (request.status !== 202) {
+      progress.hidden = true;
+      return setStatus(status, body.error ? body.error.message : `Upload failed (${request.status}).`, true);
+    }
+    followJob(body.id);
+  };
+  request.send(form);
+}
+
+async function followJob(jobId) {
+  const status = $("video-status");
+  const progress = $("video-progress");
+  for (;;) {
+    const response = await fetch(`/jobs/${jobId}`);
+    if (!response.ok) return setStatus(status, await errorMessage(response), true);
+    const job = await response.json();
+    progress.value = job.progress;
+    if (job.state === "done") return showJobResult(job);
+    if (job.state === "failed") return setStatus(status, `Processing failed: ${job.error}`, true);
+    setStatus(status, job.state === "queued" ? "Waiting for the previous video…"
+      : `Processing frame ${job.done_frames} of ${job.total_frames}…`);
+    await sleep(500);
+  }
+}
+
+function showJobResult(job) {
+  const files = job.files;
+  const video = Object.keys(files).find((name) => name.startsWith("annotated."));
+  $("video-player").src = video ? files[video] : "";
+  $("video-timeline").src = files["timeline.png"] || "";
+  $("video-timeline").hidden = !files["timeline.png"];
+  $("video-links").replaceChildren("Download: ", ...Object.entries(files).flatMap(([name, url]) => {
+    const link = document.createElement("a");
+    link.href = `${url}?download=1`;
+    link.textContent = name;
+    return [link, " "];
+  }));
+  $("video-delete").onclick = () => deleteJob(job.id);
+  $("video-result").hidden = false;
+  setStatus($("video-status"), `Done: ${job.done_frames} frames.`);
+}
+
+async function deleteJob(jobId) {
+  const response = await fetch(`/jobs/${jobId}`, { method: "DELETE" });
+  $("video-result").hidden = true;
+  $("video-progress").hidden = true;
+  $("video-player").removeAttribute("src");
+  setStatus($("video-status"), response.ok ? "Deleted." : await errorMessage(response), !response.ok);
+}
+
+// ---- start ---------------------------------------------------------------------------------------------
+buildChart();
+$("camera-start").addEventListener("click", startCamera);
+$("camera-stop").addEventListener("click", stopCamera);
+$("photo-form").addEventListener("submit", analysePhoto);
+$("video-form").addEventListener("submit", uploadVideo);

@@ -1,0 +1,229 @@
+"""/video_feed: the server-side source (camera, looped file or URL) as an MJPEG stream of annotated frames.
+
+One `FrameBroadcaster` thread owns the capture and a FaceStream and serves every viewer: it starts
+with the first viewer and stops when none has watched for `stream_idle_s`. Viewers wait on a
+Condition for the newest JPEG, so a slow or departed viewer never slows the others down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+from flask import Blueprint, Response, abort
+
+from ..config import ServeConfig
+from ..inference.pipeline import Pipeline
+from .services import services
+from ..vision.draw import draw_faces
+
+BOUNDARY = "frame"
+FIRST_RETRY_S, LAST_RETRY_S = 0.5, 8.0  # reopening a dropped source: exponential backoff between these
+VIEWER_WAIT_S = 5.0  # a waiting viewer re-checks that the capture thread still runs this often
+log = logging.getLogger(__name__)
+bp = Blueprint("stream", __name__)
+
+
+@bp.get("/video_feed")
+def video_feed():
+    broadcaster = services().broadcaster
+    if not broadcaster.configured:
+        abort(503, "no server-side video source configured: start the server with "
+                   "`ferkit serve --source 0|FILE|URL`, or use your browser camera")
+    return Response(broadcaster.viewer(), mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+                    headers={"Cache-Control": "no-store"})
+
+
+def parse_source(source: str | int | None) -> int | str | None:
+    """'0' -> camera 0; any other text is a video file or a stream URL; None or '' -> no source."""
+    if source is None or not str(source).strip():
+        return None
+    text = str(source).strip()
+    return int(text) if text.isdigit() else text
+
+
+def open_capture(source: int | str) -> cv2.VideoCapture | None:
+    capture = cv2.VideoCapture(source)
+    if capture.isOpened():
+        return capture
+    capture.release()
+    return None
+
+
+def encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
+    ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return data.tobytes()
+
+
+def mjpeg_part(jpeg: bytes) -> bytes:
+    return (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n").encode() + jpeg + b"\r\n"
+
+
+def message_frame(text: str, size=(640, 360)) -> np.ndarray:
+    """A dark frame with one line of text: what viewers see while the source is unavailable."""
+    frame = np.full((size[1], size[0], 3), 40, np.uint8)
+    cv2.putText(frame, text, (16, size[1] // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (230, 230, 230), 1, cv2.LINE_AA)
+    return frame
+
+
+class FrameBroadcaster:
+    def __init__(self, pipeline: Pipeline, cfg: ServeConfig,
+                 open_source: Callable[[int | str], cv2.VideoCapture | None] = open_capture):
+        self.pipeline, self.cfg, self.open_source = pipeline, cfg, open_source
+        self.source = parse_source(cfg.source)
+        # A file plays to its end and starts again at once; a camera or URL that stops is reopened later.
+        self.loops = isinstance(self.source, str) and Path(self.source).is_file()
+        self._cond = threading.Condition()
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._jpeg: bytes | None = None
+        self._sequence = 0  # number of frames published so far
+        self._viewers = 0
+        self._last_viewer_seen = time.monotonic()
+        self.opens = 0  # successful (re)opens of the source
+        self.fps = 0.0  # frames published per second, smoothed
+        self._published_at: float | None = None
+        self.error: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        return self.source is not None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def status(self) -> dict:
+        return {"configured": self.configured, "running": self.running, "viewers": self._viewers,
+                "fps": round(self.fps, 1), "frames": self._sequence, "error": self.error}
+
+    # --- viewers ---------------------------------------------------------------------------------
+    def viewer(self) -> Iterator[bytes]:
+        """MJPEG parts of the newest frames for one viewer, until it disconnects or the server closes."""
+        self._join()
+        try:
+            seen = self._sequence
+            while True:
+                jpeg, seen = self._next_frame(seen)
+                if jpeg is None:
+                    return
+                yield mjpeg_part(jpeg)
+        finally:  # runs when the server closes the response, e.g. after the client went away
+            self._leave()
+
+    def _join(self) -> None:
+        with self._cond:
+            self._viewers += 1
+            self._last_viewer_seen = time.monotonic()
+            self._start_if_stopped()
+
+    def _leave(self) -> None:
+        with self._cond:
+            self._viewers -= 1
+            self._last_viewer_seen = time.monotonic()
+
+    def _start_if_stopped(self) -> None:
+        """Called with the lock held; the thread clears self._thread under the same lock when it stops."""
+        if self._thread is None and not self._closing.is_set():
+            self._thread = threading.Thread(target=self._run, name="ferkit-video-feed", daemon=True)
+            self._thread.start()
+
+    def _next_frame(self, seen: int) -> tuple[bytes | None, int]:
+        """Wait for a frame newer than number `seen`; (None, seen) once the server closes."""
+        with self._cond:
+            while self._sequence == seen and not self._closing.is_set():
+                if not self._cond.wait(VIEWER_WAIT_S):
+                    self._start_if_stopped()  # only if it died of an error: idle stops need zero viewers
+            if self._closing.is_set():
+                return None, seen
+            return self._jpeg, self._sequence
+
+    def close(self) -> None:
+        self._closing.set()
+        with self._cond:
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=5)
+
+    # --- the capture thread ----------------------------------------------------------------------
+    def _should_stop(self) -> bool:
+        with self._cond:
+            idle = self._viewers == 0 and time.monotonic() - self._last_viewer_seen > self.cfg.stream_idle_s
+            if idle or self._closing.is_set():
+                self._thread = None
+                return True
+            return False
+
+    def _publish(self, jpeg: bytes) -> None:
+        now = time.monotonic()
+        if self._published_at is not None:
+            rate = 1.0 / max(now - self._published_at, 1e-3)
+            self.fps = rate if not self.fps else 0.9 * self.fps + 0.1 * rate
+        self._published_at = now
+        with self._cond:
+            self._jpeg = jpeg
+            self._sequence += 1
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        try:
+            self._capture_loop()
+        except Exception as exc:  # never leave viewers waiting on a dead thread without a word
+            log.exception("video feed stopped")
+            self.error = f"video feed stopped: {exc}"
+            with self._cond:
+                self._thread = None
+
+    def _capture_loop(self) -> None:
+        capture, retry_s = None, FIRST_RETRY_S
+        while not self._should_stop():
+            if capture is None:
+                capture = self.open_source(self.source)
+                if capture is None:
+                    self._wait_to_retry(f"video source unavailable; retrying in {retry_s:.0f} s", retry_s)
+                    retry_s = min(2 * retry_s, LAST_RETRY_S)
+                    continue
+                self.opens += 1
+                self.error, self.fps, self._published_at = None, 0.0, None
+                stream, frames_read, due = self.pipeline.stream(), 0, time.monotonic()
+                interval = 1.0 / self._target_fps(capture)
+            ok, frame = capture.read()
+            if not ok:
+                capture.release()
+                capture = None
+                if not (self.loops and frames_read):  # a file at its end loops at once; others wait
+                    self._wait_to_retry(f"video source stopped; reopening in {retry_s:.0f} s", retry_s)
+                    retry_s = min(2 * retry_s, LAST_RETRY_S)
+                continue
+            retry_s, frames_read = FIRST_RETRY_S, frames_read + 1
+            faces = stream.process(frame)
+            self._publish(encode_jpeg(draw_faces(frame, faces), self.cfg.jpeg_quality))
+            due = self._pace(due, interval)
+        if capture is not None:
+            capture.release()
+
+    def _target_fps(self, capture: cv2.VideoCapture) -> float:
+        """The configured maximum, or a file's own frame rate when lower (files play at natural speed)."""
+        source_fps = capture.get(cv2.CAP_PROP_FPS) if self.loops else 0.0
+        fps = min(self.cfg.stream_max_fps, source_fps) if source_fps and source_fps > 0 else self.cfg.stream_max_fps
+        return max(fps, 0.1)
+
+    def _pace(self, due: float, interval: float) -> float:
+        """Sleep until the next frame is due, without catching up on frames already late."""
+        now = time.monotonic()
+        due = max(due + interval, now)
+        self._closing.wait(due - now)
+        return due
+
+    def _wait_to_retry(self, message: str, seconds: float) -> None:
+        self.error = message
+        self._publish(encode_jpeg(message_frame(message), self.cfg.jpeg_quality))
+        self._closing.wait(seconds)
