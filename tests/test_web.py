@@ -1,0 +1,591 @@
+"""The web app through Flask's test client: every route, its bad inputs, and the background parts
+(MJPEG broadcaster, camera sessions, video jobs, waitress server)."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ferkit import __version__
+from ferkit.cli import main as cli_main
+from ferkit.config import Config, ServeConfig
+from ferkit.inference.pipeline import Pipeline
+from ferkit.labels import CLASS_NAMES
+from ferkit.web import create_app
+from ferkit.web import stream as stream_module
+from ferkit.web.server import make_server
+from ferkit.web.sessions import CameraSessions
+from ferkit.web.stream import BOUNDARY, FrameBroadcaster
+
+FACE_PHOTO = "data/media/photos/multi_face.jpg"
+
+
+# --- fixtures -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pipeline(tiny_model_dir) -> Pipeline:
+    """One loaded model for the whole module, as the server shares one for every request."""
+    return Pipeline.from_config(Config(model=str(tiny_model_dir)))
+
+
+@pytest.fixture
+def make_app(pipeline, tiny_model_dir, tmp_path):
+    """Factory: make_app(**serve_settings) -> a testing app sharing `pipeline`; closed after the test."""
+    apps = []
+
+    def make(**serve):
+        serve.setdefault("jobs_dir", str(tmp_path / "jobs"))
+        config = Config(model=str(tiny_model_dir), serve=ServeConfig(**serve))
+        app = create_app(config, pipeline)
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["ferkit"].close()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def face_photo(shared_dir) -> Path:
+    return shared_dir / FACE_PHOTO
+
+
+def png_bytes(width=320, height=240, seed=0) -> bytes:
+    """A real image without faces (noise)."""
+    image = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+def write_video(path: Path, frames=12, size=(160, 120), fps=12.0) -> Path:
+    """A small real video (MJPG in AVI, which every OpenCV build writes) of moving noise."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    rng = np.random.default_rng(1)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    writer.release()
+    return path
+
+
+def assert_json_error(response, status: int) -> dict:
+    assert response.status_code == status
+    assert response.is_json, response.data[:200]
+    body = response.get_json()
+    assert body["error"]["status"] == status and body["error"]["message"]
+    assert b"Traceback" not in response.data
+    return body
+
+
+def assert_face_shape(face: dict) -> None:
+    assert len(face["box"]) == 4 and all(isinstance(v, int) for v in face["box"])
+    assert face["emotion"] in CLASS_NAMES
+    assert list(face["scores"]) == list(CLASS_NAMES)
+    assert sum(face["scores"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert face["emotion"] == max(face["scores"], key=face["scores"].get)
+
+
+# --- pages and health -------------------------------------------------------------------------------------
+def test_health_names_model_and_version(client, tiny_model_dir):
+    body = client.get("/api/health").get_json()
+    assert body["status"] == "ok"
+    assert body["model"] == tiny_model_dir.name
+    assert body["version"] == __version__
+
+
+def test_index_without_source_says_so_and_offers_the_camera(client):
+    page = client.get("/").get_data(as_text=True)
+    assert "No server-side video source is configured" in page
+    assert 'id="live-feed"' not in page
+    assert 'id="camera-start"' in page and "app.js" in page
+    config = json.loads(page.split('id="ferkit-config" type="application/json">')[1].split("</script>")[0])
+    assert config["class_names"] == list(CLASS_NAMES)
+    assert set(config["colours"]) == set(CLASS_NAMES)
+
+
+def test_index_with_source_shows_the_live_feed(make_app, tmp_path):
+    source = write_video(tmp_path / "clip.avi")
+    page = make_app(source=str(source)).test_client().get("/").get_data(as_text=True)
+    assert 'id="live-feed"' in page and 'src="/video_feed"' in page
+
+
+def test_static_files_are_served(client):
+    assert b"getUserMedia" in client.get("/static/app.js").data
+    assert client.get("/static/style.css").status_code == 200
+
+
+def test_unknown_page_is_a_friendly_html_404(client):
+    response = client.get("/no/such/page")
+    assert response.status_code == 404 and response.mimetype == "text/html"
+    assert b"Back to the start page" in response.data
+
+
+def test_never_in_debug_mode(app):
+    assert not app.debug
+
+
+# --- /api/predict ------------------------------------------------------------------------------------------
+@pytest.mark.shared
+def test_predict_multipart_matches_cli_predict_json(client, face_photo, tiny_model_dir, capsys):
+    response = client.post("/api/predict", data={"image": (face_photo.open("rb"), "people.jpg")})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert cli_main(["predict", "--json", "--model", str(tiny_model_dir), str(face_photo)]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert body["images"][0]["path"] == "people.jpg"
+    assert body["images"][0]["faces"] == cli["images"][0]["faces"]
+    assert list(body["images"][0]) == list(cli["images"][0])  # same keys, same order
+    assert len(body["images"][0]["faces"]) >= 3
+    for face in body["images"][0]["faces"]:
+        assert_face_shape(face)
+
+
+@pytest.mark.shared
+def test_predict_raw_body_gives_the_same_faces(client, face_photo):
+    data = face_photo.read_bytes()
+    raw = client.post("/api/predict", data=data, content_type="image/jpeg").get_json()
+    form = client.post("/api/predict", data={"image": (io.BytesIO(data), "a.jpg")}).get_json()
+    assert raw["images"][0]["path"] is None
+    assert raw["images"][0]["faces"] == form["images"][0]["faces"]
+
+
+def test_predict_image_without_faces(client):
+    response = client.post("/api/predict", data=png_bytes(), content_type="image/png")
+    assert response.get_json() == {"images": [{"path": None, "faces": []}]}
+
+
+@pytest.mark.parametrize("kwargs, status", [
+    ({"data": {"photo": (io.BytesIO(png_bytes()), "x.png")}}, 400),  # wrong field name
+    ({"data": {"image": "just text"}}, 400),  # a text field, not a file
+    ({"data": b"", "content_type": "image/jpeg"}, 400),  # empty body
+    ({"data": {"image": (io.BytesIO(b""), "x.png")}}, 400),  # empty file
+    ({"data": b"\x89PNG\r\n\x1a\n corrupt", "content_type": "image/png"}, 415),  # undecodable
+    ({"data": {"image": (io.BytesIO(b"%PDF-1.4 not an image"), "x.pdf")}}, 415),  # not an image
+    ({"data": "hello", "content_type": "text/plain"}, 415),
+    ({"json": {"image": "aGVsbG8="}}, 415),
+])
+def test_predict_bad_input_is_a_json_error(client, kwargs, status):
+    assert_json_error(client.post("/api/predict", **kwargs), status)
+
+
+def test_oversized_upload_is_413_json(make_app):
+    client = make_app(max_upload_mb=1).test_client()
+    big = b"\xff" * (1024 * 1024 + 10)
+    assert_json_error(client.post("/api/predict", data=big, content_type="image/jpeg"), 413)
+    assert_json_error(client.post("/api/predict", data={"image": (io.BytesIO(big), "big.jpg")}), 413)
+    assert_json_error(client.post("/jobs", data={"video": (io.BytesIO(big), "big.mp4")}), 413)
+
+
+def test_wrong_method_is_405_json(client):
+    assert_json_error(client.get("/api/predict"), 405)
+    assert_json_error(client.post("/api/health"), 405)
+
+
+def test_unexpected_error_is_500_json_without_traceback(app, client, monkeypatch):
+    def fail(image):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(app.extensions["ferkit"].pipeline, "analyse", fail)
+    response = client.post("/api/predict", data=png_bytes(), content_type="image/png")
+    assert_json_error(response, 500)
+    assert b"secret internal detail" not in response.data
+
+
+def test_uploaded_images_stay_in_memory(client, monkeypatch):
+    """werkzeug spools file uploads over 500 KB to a temporary file; this app must not."""
+    import werkzeug.formparser
+    from werkzeug import Request
+
+    spooled = []
+
+    def record(*args, **kwargs):
+        spooled.append(args)
+        return io.BytesIO()
+
+    monkeypatch.setattr(werkzeug.formparser, "SpooledTemporaryFile", record)
+    image = png_bytes(800, 800)  # ~1.9 MB of noise
+    assert len(image) > 500 * 1024
+    assert client.post("/api/predict", data={"image": (io.BytesIO(image), "big.png")}).status_code == 200
+    assert spooled == []
+    # Control: werkzeug's plain Request does spool such an upload, so the check above can fail.
+    Request.from_values(method="POST", data={"image": (io.BytesIO(image), "big.png")}).files
+    assert spooled
+
+
+# --- /api/annotate (the page's photo upload) --------------------------------------------------------------
+@pytest.mark.shared
+def test_annotate_returns_predict_json_and_the_drawn_image(client, face_photo):
+    data = face_photo.read_bytes()
+    body = client.post("/api/annotate", data={"image": (io.BytesIO(data), "p.jpg")}).get_json()
+    predicted = client.post("/api/predict", data={"image": (io.BytesIO(data), "p.jpg")}).get_json()
+    assert body["images"] == predicted["images"]
+    prefix = "data:image/jpeg;base64,"
+    assert body["annotated"].startswith(prefix)
+    import base64
+
+    drawn = cv2.imdecode(np.frombuffer(base64.b64decode(body["annotated"][len(prefix):]), np.uint8), cv2.IMREAD_COLOR)
+    original = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert drawn.shape == original.shape
+    assert np.abs(drawn.astype(int) - original.astype(int)).mean() > 1  # boxes and labels were drawn
+
+
+def test_annotate_bad_input(client):
+    assert_json_error(client.post("/api/annotate", data=b"nope", content_type="image/jpeg"), 415)
+
+
+# --- /api/frame (browser camera) ------------------------------------------------------------------------------
+def send_frames(client, session_id: str, data: bytes, count: int) -> list[dict]:
+    return [client.post(f"/api/frame?session={session_id}", data=data, content_type="image/jpeg").get_json()
+            for _ in range(count)]
+
+
+@pytest.mark.shared
+def test_frames_keep_face_ids_per_browser_tab(app, client, face_photo):
+    data = face_photo.read_bytes()
+    # Faces show once two detection rounds confirmed them: frames 0 and detect_every.
+    frames = 2 * app.extensions["ferkit"].pipeline.cfg.detect_every
+    first_tab = send_frames(client, "tab-one-0001", data, frames)
+    second_tab = send_frames(client, "tab-two-0002", data, frames)
+    height, width = cv2.imread(str(face_photo)).shape[:2]
+    last = first_tab[-1]
+    assert (last["width"], last["height"]) == (width, height)
+    assert last["server_ms"] >= 0
+    assert len(last["faces"]) >= 3
+    for face in last["faces"]:
+        assert_face_shape({k: v for k, v in face.items() if k != "id"})
+    ids = sorted(face["id"] for face in last["faces"])
+    assert ids == list(range(1, len(ids) + 1))
+    assert sorted(face["id"] for face in first_tab[-2]["faces"]) in ([], ids)  # the same tracks while they last
+    assert sorted(face["id"] for face in second_tab[-1]["faces"]) == ids  # a new tab numbers its own faces
+    assert len(app.extensions["ferkit"].cameras) == 2
+
+
+@pytest.mark.parametrize("query", ["", "?session=short", "?session=../../etc/passwd", "?session=" + "a" * 65])
+def test_frame_needs_a_valid_session_id(client, query):
+    assert_json_error(client.post(f"/api/frame{query}", data=png_bytes(), content_type="image/png"), 400)
+
+
+def test_frame_bad_image(client):
+    assert_json_error(client.post("/api/frame?session=abcdefgh", data=b"xx", content_type="image/jpeg"), 415)
+
+
+def test_camera_sessions_are_bounded_and_expire(pipeline):
+    now = [0.0]
+    sessions = CameraSessions(pipeline, max_sessions=2, ttl_s=10, clock=lambda: now[0])
+    frame = np.zeros((120, 160, 3), np.uint8)
+    for session_id in ("aaaaaaaa", "bbbbbbbb", "cccccccc"):
+        sessions.process(session_id, frame)
+    assert len(sessions) == 2 and "aaaaaaaa" not in sessions  # the least recently used went first
+    now[0] = 5.0
+    sessions.process("bbbbbbbb", frame)
+    now[0] = 12.0
+    sessions.process("dddddddd", frame)
+    assert "cccccccc" not in sessions and "bbbbbbbb" in sessions  # idle for over 10 s: forgotten
+
+
+# --- /video_feed -------------------------------------------------------------------------------------------------
+def test_video_feed_without_source_is_503_at_once(client):
+    started = time.monotonic()
+    body = assert_json_error(client.get("/video_feed"), 503)
+    assert "--source" in body["error"]["message"]
+    assert time.monotonic() - started < 1
+
+
+def read_part(iterator) -> np.ndarray:
+    part = next(iterator)
+    header, jpeg = part.split(b"\r\n\r\n", 1)
+    assert header.startswith(f"--{BOUNDARY}\r\nContent-Type: image/jpeg".encode())
+    image = cv2.imdecode(np.frombuffer(jpeg.rstrip(b"\r\n"), np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
+    return image
+
+
+def feed_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "ferkit-video-feed"]
+
+
+def wait_until(condition, timeout=10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+def test_video_feed_one_capture_thread_serves_every_viewer(make_app, tmp_path):
+    source = write_video(tmp_path / "clip.avi", frames=6, size=(160, 120))
+    app = make_app(source=str(source), stream_max_fps=60, stream_idle_s=0.3)
+    broadcaster = app.extensions["ferkit"].broadcaster
+    client = app.test_client()
+    responses = [client.get("/video_feed", buffered=False) for _ in range(3)]
+    assert responses[0].mimetype == "multipart/x-mixed-replace"
+    iterators = [iter(response.response) for response in responses]
+    for iterator in iterators:
+        assert read_part(iterator).shape == (120, 160, 3)
+    assert len(feed_threads()) == 1 and broadcaster.opens == 1
+    assert broadcaster.status()["viewers"] == 3
+    for _ in range(10):  # the 6-frame file loops
+        read_part(iterators[0])
+    assert broadcaster.opens >= 2
+    for response in responses:  # viewers leave: nothing is kept running for them
+        response.close()
+    assert broadcaster.status()["viewers"] == 0
+    assert wait_until(lambda: not broadcaster.running, timeout=5)
+    assert not feed_threads()
+    # A new viewer starts it again.
+    response = client.get("/video_feed", buffered=False)
+    read_part(iter(response.response))
+    assert broadcaster.running
+    response.close()
+
+
+class FakeCapture:
+    """A camera that delivers `frames` frames and then drops out."""
+
+    def __init__(self, frames: int):
+        self.frames = frames
+
+    def read(self):
+        if self.frames == 0:
+            return False, None
+        self.frames -= 1
+        return True, np.full((90, 120, 3), 128, np.uint8)
+
+    def get(self, prop):
+        return 0.0
+
+    def release(self):
+        pass
+
+
+def test_dropped_camera_is_reopened_with_backoff(pipeline, monkeypatch):
+    monkeypatch.setattr(stream_module, "FIRST_RETRY_S", 0.02)
+    monkeypatch.setattr(stream_module, "LAST_RETRY_S", 0.05)
+    attempts = []
+    # First open works (3 frames, then the camera drops), the next two fail, then it comes back.
+    outcomes = [FakeCapture(3), None, None, FakeCapture(1000)]
+
+    def open_source(source):
+        attempts.append(source)
+        return outcomes[min(len(attempts), len(outcomes)) - 1]
+
+    broadcaster = FrameBroadcaster(pipeline, ServeConfig(source="0", stream_max_fps=200, stream_idle_s=0.2),
+                                   open_source)
+    viewer = broadcaster.viewer()
+    try:
+        read_part(viewer)
+        assert wait_until(lambda: broadcaster.opens == 2, timeout=5)
+        # Viewers get the newest frame, so a message frame may come first; then the camera's again.
+        assert any(read_part(viewer).shape == (90, 120, 3) for _ in range(20))
+    finally:
+        viewer.close()
+        broadcaster.close()
+    assert attempts[:4] == [0, 0, 0, 0]  # camera index 0, opened four times
+    assert broadcaster.opens == 2
+    assert broadcaster.error is None  # recovered
+
+
+def test_unavailable_source_shows_a_message_frame(pipeline, monkeypatch):
+    monkeypatch.setattr(stream_module, "FIRST_RETRY_S", 0.02)
+    broadcaster = FrameBroadcaster(pipeline, ServeConfig(source="rtsp://127.0.0.1:9/none", stream_idle_s=0.2),
+                                   lambda source: None)
+    viewer = broadcaster.viewer()
+    try:
+        frame = read_part(viewer)  # a placeholder frame, not a hang
+        assert frame.shape == (360, 640, 3)
+        assert "unavailable" in broadcaster.status()["error"]
+    finally:
+        viewer.close()
+        broadcaster.close()
+    assert broadcaster.status()["viewers"] == 0
+
+
+def test_stream_status(client):
+    assert client.get("/api/stream").get_json() == {"configured": False, "running": False, "viewers": 0,
+                                                     "fps": 0.0, "frames": 0, "error": None}
+
+
+# --- video jobs ---------------------------------------------------------------------------------------------------
+def wait_for_job(client, job_id: str, timeout=60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/jobs/{job_id}").get_json()
+        if job["state"] in ("done", "failed"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+@pytest.fixture
+def finished_job(app, client, tmp_path) -> dict:
+    video = write_video(tmp_path / "upload.avi", frames=12)
+    response = client.post("/jobs", data={"video": (video.open("rb"), "my clip.avi")})
+    assert response.status_code == 202
+    assert response.headers["Location"] == f"/jobs/{response.get_json()['id']}"
+    return wait_for_job(client, response.get_json()["id"])
+
+
+def test_video_job_progress_and_downloads(app, client, finished_job):
+    job = finished_job
+    assert job["state"] == "done", job
+    assert job["progress"] == 1.0 and job["done_frames"] == job["total_frames"] == 12
+    assert job["summary"]["frames"] == 12 and job["summary"]["input"] == "my clip.avi"
+    assert "outputs" not in job["summary"]  # no server paths go to the client
+    assert 0 < job["expires_in_s"] <= app.extensions["ferkit"].config.serve.job_ttl_s
+    files = job["files"]
+    video_name = next(name for name in files if name.startswith("annotated."))
+    assert set(files) == {video_name, "frames.csv", "timeline.png", "summary.json"}
+    video = client.get(files[video_name])
+    assert video.status_code == 200 and video.mimetype.startswith("video/") and len(video.data) > 1000
+    csv_text = client.get(files["frames.csv"]).get_data(as_text=True)
+    assert csv_text.splitlines()[0].startswith("frame,time_s,face_id") and len(csv_text.splitlines()) == 13
+    png = client.get(files["timeline.png"] + "?download=1")
+    assert png.data.startswith(b"\x89PNG") and "attachment" in png.headers["Content-Disposition"]
+    assert client.get(files["summary.json"]).get_json()["frames"] == 12
+    # Only the results stay: the uploaded video was deleted once processed.
+    folder = app.extensions["ferkit"].jobs.root / job["id"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(files)
+
+
+def test_user_deletes_a_job(app, client, finished_job):
+    job_id = finished_job["id"]
+    assert client.delete(f"/jobs/{job_id}").get_json() == {"deleted": job_id}
+    assert_json_error(client.get(f"/jobs/{job_id}"), 404)
+    assert_json_error(client.get(f"/jobs/{job_id}/frames.csv"), 404)
+    assert_json_error(client.delete(f"/jobs/{job_id}"), 404)
+    assert not (app.extensions["ferkit"].jobs.root / job_id).exists()
+
+
+def test_jobs_expire_after_their_ttl(app, client, finished_job):
+    jobs = app.extensions["ferkit"].jobs
+    job_id = finished_job["id"]
+    assert jobs.sweep() == []  # not yet
+    stale = jobs.root / ("0" * 32)  # left by an earlier server with the same jobs folder
+    stale.mkdir()
+    assert sorted(jobs.sweep(now=time.time() + jobs.ttl_s + 1)) == sorted([job_id, stale.name])
+    assert_json_error(client.get(f"/jobs/{job_id}"), 404)
+    assert list(jobs.root.iterdir()) == []
+
+
+def test_janitor_deletes_expired_jobs_by_itself(make_app, tmp_path):
+    app = make_app(job_ttl_s=1)  # the janitor then looks every second
+    client = app.test_client()
+    video = write_video(tmp_path / "v.avi", frames=3)
+    job_id = client.post("/jobs", data={"video": (video.open("rb"), "v.avi")}).get_json()["id"]
+    assert wait_for_job(client, job_id)["state"] == "done"
+    assert wait_until(lambda: client.get(f"/jobs/{job_id}").status_code == 404, timeout=10)
+
+
+@pytest.mark.parametrize("path", [
+    "/jobs/" + "0" * 32,  # well-formed but unknown
+    "/jobs/not-a-job",
+    "/jobs/..%2F..%2Fetc",
+    "/jobs/" + "0" * 32 + "/frames.csv",
+])
+def test_unknown_job_is_404(client, path):
+    assert_json_error(client.get(path), 404)
+
+
+@pytest.mark.parametrize("name", ["upload.avi", "..%2Fupload.avi", "%2Fetc%2Fpasswd", "annotated.avi", "FRAMES.CSV"])
+def test_job_files_come_from_a_fixed_list(client, finished_job, name):
+    assert_json_error(client.get(f"/jobs/{finished_job['id']}/{name}"), 404)
+
+
+@pytest.mark.parametrize("data, status", [
+    ({}, 400),  # no file
+    ({"file": (io.BytesIO(b"x"), "a.mp4")}, 400),  # wrong field
+    ({"video": (io.BytesIO(png_bytes()), "photo.png")}, 415),  # an image, not a video
+    ({"video": (io.BytesIO(b"\x00\x00\x00\x18ftypmp42 broken"), "clip.mp4")}, 415),  # undecodable
+    ({"video": (io.BytesIO(b"hello"), "../../etc/clip.mp4")}, 415),  # the name never becomes a path
+])
+def test_bad_video_upload_leaves_nothing_behind(app, client, data, status):
+    assert_json_error(client.post("/jobs", data=data), status)
+    assert list(app.extensions["ferkit"].jobs.root.iterdir()) == []
+    assert len(app.extensions["ferkit"].jobs) == 0
+
+
+def test_closing_the_app_removes_its_temporary_jobs_folder(make_app):
+    app = make_app(jobs_dir=None)
+    root = app.extensions["ferkit"].jobs.root
+    assert root.is_dir()
+    app.extensions["ferkit"].close()
+    assert not root.exists()
+
+
+# --- the server and the command -----------------------------------------------------------------------------------
+@pytest.fixture
+def live_server(make_app, tiny_model_dir):
+    """The app on waitress (as `ferkit serve` runs it) on a free port of 127.0.0.1."""
+    app = make_app()
+    config = Config(model=str(tiny_model_dir), serve=ServeConfig(port=0, threads=2, max_upload_mb=1))
+    server = make_server(config, app)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield f"http://{server.effective_host}:{server.effective_port}"
+    server.close()
+    server.task_dispatcher.shutdown()
+    thread.join(timeout=5)
+
+
+def test_waitress_serves_the_app_on_loopback(live_server):
+    assert live_server.startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(f"{live_server}/api/health", timeout=10) as response:
+        assert json.load(response)["status"] == "ok"
+        assert response.headers["Server"] == "ferkit"
+    request = urllib.request.Request(f"{live_server}/api/predict", data=png_bytes(), method="POST",
+                                     headers={"Content-Type": "image/png"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.load(response) == {"images": [{"path": None, "faces": []}]}
+
+
+def test_waitress_refuses_a_huge_body_before_reading_it(live_server):
+    import http.client
+
+    host, port = live_server.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.putrequest("POST", "/api/predict")
+    connection.putheader("Content-Type", "image/jpeg")
+    connection.putheader("Content-Length", str(10 * 2**30))  # announced, never sent
+    connection.endheaders()
+    assert connection.getresponse().status == 413
+    connection.close()
+
+
+def test_serve_command_uses_waitress_on_loopback(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    from waitress.server import BaseWSGIServer
+
+    from ferkit.web import server as server_module
+
+    served, apps = [], []
+    monkeypatch.setattr(BaseWSGIServer, "run", lambda server: served.append(server))  # returns as Ctrl+C would
+    monkeypatch.setattr(server_module, "create_app", lambda config: apps.append(create_app(config)) or apps[-1])
+    code = cli_main(["serve", "--model", str(tiny_model_dir), "--port", "0", "--jobs-dir", str(tmp_path / "j"),
+                     "--max-upload-mb", "3", "--job-ttl", "60"])
+    assert code == 0 and len(served) == 1 and len(apps) == 1
+    assert served[0].effective_host == "127.0.0.1"
+    app = apps[0]
+    assert app.config["MAX_CONTENT_LENGTH"] == 3 * 2**20 and not app.debug
+    assert app.extensions["ferkit"].jobs.ttl_s == 60
+    out = capsys.readouterr().out
+    assert f"http://127.0.0.1:{served[0].effective_port}/" in out
+
+
+def test_serve_command_with_a_missing_model_is_one_line_error(capsys):
+    assert cli_main(["serve", "--model", "no/such/model", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "no/such/model" in err and "Traceback" not in err
