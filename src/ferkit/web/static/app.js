@@ -274,10 +274,13 @@ function showJobResult(job) {
 }
 
 async function deleteJob(jobId) {
-  const response = await fetch(`/jobs/${jobId}`, { method: "DELETE" });
+  const player = $("video-player");  // let go of the files first, so nothing asks for them once deleted
+  player.removeAttribute("src");
+  player.load();
+  $("video-timeline").removeAttribute("src");
   $("video-result").hidden = true;
   $("video-progress").hidden = true;
-  $("video-player").removeAttribute("src");
+  const response = await fetch(`/jobs/${jobId}`, { method: "DELETE" });
   setStatus($("video-status"), response.ok ? "Deleted." : await errorMessage(response), !response.ok);
 }
 

@@ -1,0 +1,243 @@
+"""End to end in headless Debian Chromium: the page as a visitor uses it.
+
+The page's camera is Chromium's fake camera playing a real video (converted to Y4M here), so the
+whole path runs: getUserMedia -> JPEG frames -> /api/frame -> boxes, labels, chart and fps on the
+page. Screenshots go to artifacts/ (gitignored). Only 127.0.0.1 is ever contacted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import pytest
+
+from ferkit.config import REPO_ROOT, Config, ServeConfig
+from ferkit.labels import CLASS_NAMES
+from ferkit.web import create_app
+from ferkit.web.server import make_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+VIDEO = "data/media/videos/WolfgangLanger_Pexels.mp4"
+PHOTO = "data/media/photos/multi_face.jpg"
+ARTIFACTS = REPO_ROOT / "artifacts"
+LABEL = re.compile(rf"^#\d+ ({'|'.join(CLASS_NAMES)}) \d+%$")
+
+pytestmark = [pytest.mark.browser, pytest.mark.shared]
+
+
+@pytest.fixture(scope="module")
+def sync_playwright():
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install playwright; its own browser download is not needed)")
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def video_path() -> Path:
+    from ferkit.config import default_shared_dir
+
+    path = default_shared_dir() / VIDEO
+    if not path.is_file():
+        pytest.skip(f"{path} is missing (../shared/data/media)")
+    return path
+
+
+def write_y4m(video: Path, target: Path, seconds: float = 3.0) -> Path:
+    """The first seconds of `video` as raw I420 frames in a Y4M file: Chromium's fake camera input."""
+    capture = cv2.VideoCapture(str(video))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 24.0
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    with open(target, "wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F{round(fps)}:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(round(seconds * fps)):
+            ok, frame = capture.read()
+            if not ok:
+                break
+            out.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
+    capture.release()
+    return target
+
+
+def write_clip(video: Path, target: Path, frames: int = 24, width: int = 320) -> Path:
+    """A short, small AVI cut from `video`, to upload as a video job."""
+    capture = cv2.VideoCapture(str(video))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 24.0
+    writer = None
+    for _ in range(frames):
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frame = cv2.resize(frame, (width, round(frame.shape[0] * width / frame.shape[1])))
+        if writer is None:
+            writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"MJPG"), fps, frame.shape[1::-1])
+        writer.write(frame)
+    writer.release()
+    capture.release()
+    return target
+
+
+def start_server(tiny_model_dir: Path, jobs_dir: Path, source: str | None = None):
+    """(base URL, stop function) of the app on waitress, bound to a free port of 127.0.0.1."""
+    config = Config(model=str(tiny_model_dir), serve=ServeConfig(port=0, threads=4, source=source,
+                                                                 jobs_dir=str(jobs_dir)))
+    app = create_app(config)
+    server = make_server(config, app)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+
+    def stop():
+        server.close()
+        server.task_dispatcher.shutdown()
+        app.extensions["ferkit"].close()
+        thread.join(timeout=5)
+
+    return f"http://127.0.0.1:{server.effective_port}", stop
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory):
+    url, stop = start_server(tiny_model_dir, tmp_path_factory.mktemp("jobs"))
+    yield url
+    stop()
+
+
+@pytest.fixture(scope="module")
+def browser(sync_playwright, video_path, tmp_path_factory):
+    y4m = write_y4m(video_path, tmp_path_factory.mktemp("camera") / "camera.y4m")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={y4m}"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page; the test fails on any JavaScript error on it."""
+    context = browser.new_context(viewport={"width": 1200, "height": 1000})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("response", lambda response: errors.append(f"{response.status} {response.url}")
+            if response.status >= 400 else None)
+    yield page
+    context.close()
+    assert errors == [], errors
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def test_camera_faces_get_boxes_labels_chart_and_fps(page, server):
+    page.goto(server)
+    assert "No server-side video source is configured" in page.inner_text("#no-source")
+    page.click("#camera-start")
+    page.wait_for_selector("#camera-overlay .face-box .face-label", timeout=60_000)
+    page.wait_for_function("parseFloat(document.getElementById('camera-fps').textContent) > 0", timeout=30_000)
+    # One snapshot: the overlay is redrawn for every frame.
+    labels, box, video = page.evaluate("""() => {
+        const rect = (el) => { const r = el.getBoundingClientRect(); return {x: r.x, width: r.width, height: r.height}; };
+        const boxes = [...document.querySelectorAll('#camera-overlay .face-box')];
+        return [boxes.map(b => b.querySelector('.face-label').textContent), rect(boxes[0]),
+                rect(document.getElementById('camera-video'))];
+    }""")
+    assert labels and all(LABEL.match(text) for text in labels), labels
+    assert box["width"] > 20 and box["height"] > 20
+    assert video["x"] <= box["x"] and box["x"] + box["width"] <= video["x"] + video["width"] + 1  # on the video
+    widths = page.eval_on_selector_all("#score-chart .chart-fill", "bars => bars.map(b => parseFloat(b.style.width))")
+    assert len(widths) == len(CLASS_NAMES) and 95 <= sum(widths) <= 105  # percent bars of scores summing to 1
+    assert "face" in page.inner_text("#camera-status")
+    shot = screenshot(page, "web-camera.png")
+    assert shot.stat().st_size > 10_000
+    page.click("#camera-stop")
+    assert page.locator("#camera-overlay .face-box").count() == 0
+
+
+@pytest.mark.parametrize("script, message", [
+    ("navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('no', 'NotAllowedError'))",
+     "denied"),
+    ("navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('no', 'NotFoundError'))",
+     "No camera was found"),
+    ("Object.defineProperty(navigator, 'mediaDevices', {value: undefined})", "offers no camera"),
+])
+def test_camera_denied_or_missing_degrades_gracefully(page, server, script, message):
+    page.add_init_script(script)
+    page.goto(server)
+    page.click("#camera-start")
+    page.wait_for_function(f"document.getElementById('camera-status').textContent.includes({message!r})",
+                           timeout=10_000)
+    assert "error" in page.get_attribute("#camera-status", "class")
+    assert page.is_enabled("#camera-start") and page.locator("#camera-stage").is_hidden()
+
+
+def test_photo_upload_shows_annotated_image_and_table(page, server, video_path):
+    photo = video_path.parents[1] / "photos" / Path(PHOTO).name
+    page.goto(server)
+    page.set_input_files("#photo-file", str(photo))
+    page.click("#photo-form button[type=submit]")
+    page.wait_for_selector("#photo-faces tbody tr", timeout=30_000)
+    assert page.evaluate("document.getElementById('photo-annotated').naturalWidth") == 1000
+    rows = page.locator("#photo-faces tbody tr")
+    assert rows.count() >= 3
+    cells = rows.first.locator("td").all_inner_texts()
+    assert cells[2] in CLASS_NAMES and len(cells) == 3 + len(CLASS_NAMES)
+    screenshot(page, "web-photo.png")
+
+
+def test_video_upload_progress_then_playable_results(page, server, video_path, tmp_path):
+    clip = write_clip(video_path, tmp_path / "clip.avi")
+    page.goto(server)
+    page.set_input_files("#video-file", str(clip))
+    page.click("#video-form button[type=submit]")
+    page.wait_for_selector("#video-result:not([hidden])", timeout=120_000)
+    assert page.evaluate("document.getElementById('video-progress').value") == 1
+    # The annotated video plays in this browser: it loads its metadata with the clip's duration.
+    page.wait_for_function("document.getElementById('video-player').readyState >= 2", timeout=30_000)
+    assert page.evaluate("document.getElementById('video-player').duration") == pytest.approx(1.0, abs=0.2)
+    assert page.evaluate("document.getElementById('video-player').videoWidth") == 320
+    assert page.evaluate("document.getElementById('video-timeline').naturalWidth") > 0
+    links = page.locator("#video-links a").all_inner_texts()
+    assert {"frames.csv", "timeline.png", "summary.json"} <= set(links)
+    screenshot(page, "web-video.png")
+    page.click("#video-delete")
+    page.wait_for_function("document.getElementById('video-status').textContent === 'Deleted.'")
+
+
+def stream_status(url: str) -> dict:
+    with urllib.request.urlopen(f"{url}/api/stream", timeout=10) as response:
+        return json.load(response)
+
+
+def test_live_feed_of_a_server_side_video(page, video_path, tiny_model_dir, tmp_path):
+    url, stop = start_server(tiny_model_dir, tmp_path / "jobs", source=str(video_path))
+    try:
+        page.goto(url)
+        page.wait_for_function("document.getElementById('live-feed').naturalWidth > 0", timeout=30_000)
+        assert page.evaluate("document.getElementById('live-feed').naturalWidth") == 640
+        screenshot(page, "web-live-feed.png")
+        assert stream_status(url)["viewers"] == 1 and stream_status(url)["running"]
+        page.goto("about:blank")  # the viewer leaves; the server notices at its next frame
+        deadline = time.monotonic() + 10
+        while stream_status(url)["viewers"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert stream_status(url)["viewers"] == 0
+    finally:
+        stop()
+
