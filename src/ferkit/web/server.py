@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import signal
+import threading
 
 from waitress import create_server
 from waitress.server import BaseWSGIServer
@@ -38,7 +40,7 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(config: Config) -> int:
-    """Serve until interrupted; the exit code."""
+    """Serve until Ctrl+C or SIGTERM; the exit code."""
     app = create_app(config)
     server = make_server(config, app)
     url = f"http://{server.effective_host}:{server.effective_port}/"
@@ -47,9 +49,19 @@ def serve(config: Config) -> int:
     if not is_loopback(config.serve.host):
         print(f"ferkit: warning: bound to {config.serve.host}, so other machines can reach this server",
               flush=True)
+    services = app.extensions[EXTENSION]
+
+    def stop(signum, frame):
+        services.broadcaster.close()  # ends the /video_feed responses, so waitress's threads can finish
+        raise SystemExit(0)  # waitress's loop then stops its threads and returns
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main_thread else {}
     try:
-        server.run()  # returns after Ctrl+C
+        server.run()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         server.close()
-        app.extensions[EXTENSION].close()
+        services.close()
     return 0

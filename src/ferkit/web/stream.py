@@ -164,9 +164,9 @@ class FrameBroadcaster:
 
     def _publish(self, jpeg: bytes) -> None:
         now = time.monotonic()
-        if self._published_at is not None:
-            rate = 1.0 / max(now - self._published_at, 1e-3)
-            self.fps = rate if not self.fps else 0.9 * self.fps + 0.1 * rate
+        if self._published_at is not None:  # a moving average of frame intervals, not of rates (less biased)
+            interval = max(now - self._published_at, 1e-3)
+            self.fps = 1.0 / interval if not self.fps else 1.0 / (0.9 / self.fps + 0.1 * interval)
         self._published_at = now
         with self._cond:
             self._jpeg = jpeg
