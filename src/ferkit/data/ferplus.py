@@ -78,8 +78,8 @@ def apply_ferplus(dataset: FaceDataset, votes_path: str | Path, mode: str = "maj
     if mismatch.size:
         row = int(mismatch[0])
         raise DataError(
-            f"{votes_path}: line {row + 2}: Usage {usage[row]!r} does not match {dataset.source} "
-            f"({dataset.usage[row]!r}): the files are not row-aligned"
+            f"{votes_path}: line {row + 2}: Usage {str(usage[row])!r} does not match {dataset.source} "
+            f"({str(dataset.usage[row])!r}): the files are not row-aligned"
         )
     labels, keep = votes_to_labels(votes, mode)
     return FaceDataset(dataset.images[keep], labels, dataset.usage[keep], f"{dataset.source} + FER+ {mode}")

@@ -132,7 +132,9 @@ class FacialExpressionModel:
         if not weights_path.is_file():
             raise ModelError(f"{weights_path}: weights file not found")
         model.load_weights(str(weights_path))
-        return lambda batch: np.asarray(model(batch, training=False), dtype=np.float32)
+        # predict_on_batch runs without gradients and returns numpy (calling the model returns a torch
+        # tensor that requires grad, which numpy cannot convert)
+        return lambda batch: model.predict_on_batch(batch).astype(np.float32)
 
     def predict_proba(self, faces, tta: bool = False) -> np.ndarray:
         """(N, 7) probabilities, columns in CLASS_NAMES order; rows sum to 1."""

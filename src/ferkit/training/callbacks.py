@@ -46,12 +46,14 @@ class LivePlot(keras.callbacks.Callback):
         plt = _pyplot()
         fig = draw_history(plt, self.history, self.title)
         fig.savefig(self.png_path, dpi=90)
+        plt.close(fig)
         if in_notebook():
-            from IPython.display import clear_output, display
+            from IPython.display import Image, clear_output, display
 
             clear_output(wait=True)
-            display(fig)
-        plt.close(fig)
+            # the saved PNG, not the figure: under the Agg backend that _pyplot() selects, Jupyter
+            # has no renderer for figures and would print "<Figure size ...>" instead
+            display(Image(filename=str(self.png_path)))
 
 
 class ReseedBatches(keras.callbacks.Callback):

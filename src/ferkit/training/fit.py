@@ -76,6 +76,9 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     run_dir = run_folder(cfg)
     if run_dir.exists() and any(run_dir.iterdir()) and not cfg.resume:
         raise FerkitError(f"{run_dir} already holds a run: pass --resume to continue it, or --name for a new one")
+    if cfg.resume and (run_dir / "metrics.json").exists() and not (run_dir / BACKUP_DIR).exists():
+        # a finished run has no BackupAndRestore state left: resuming would silently restart from scratch
+        raise FerkitError(f"{run_dir} holds a finished run: there is nothing to resume; use --name for a new run")
     run_dir.mkdir(parents=True, exist_ok=True)
 
     # 1. data

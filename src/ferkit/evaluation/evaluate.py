@@ -1,0 +1,62 @@
+"""Score a model on one split of a data set: the report behind `ferkit evaluate`."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..data import FaceDataset, load_dataset
+from ..errors import DataError
+from ..inference.classifier import FacialExpressionModel
+from .metrics import classification_report, format_report
+from .plots import plot_confusion
+
+# Evaluated by default, first present wins: FER2013's validation split, else an image tree's held-out one.
+DEFAULT_EVAL_SPLITS = ("PublicTest", "test", "val", "validation")
+BATCH_SIZE = 512
+
+
+def evaluate(data: str | Path, model: str | Path = "default", split: str | None = None, labels: str = "fer2013",
+             ferplus_votes: str | Path | None = None, tta: bool = False, out: str | Path | None = None) -> dict:
+    """classification_report() of `model` on `split`, plus "model" and "tta"; with `out`, also
+    writes confusion.png and report.txt there."""
+    # Anything printed on the way goes to stderr: `ferkit evaluate --json` owns stdout.
+    with contextlib.redirect_stdout(sys.stderr):
+        classifier = FacialExpressionModel.load(model)  # before the data: a wrong name fails fast
+        dataset = load_dataset(data, labels, ferplus_votes)
+        split = split or default_eval_split(dataset)
+        subset = dataset.split(split)
+        predicted = predict_in_batches(classifier, subset.images, tta).argmax(axis=1)
+        name = classifier.name if str(model) == "default" else str(model)  # say which model "default" is
+        report = {**classification_report(subset.hard_labels, predicted, split), "model": name, "tta": tta}
+        if out:
+            write_outputs(report, Path(out))
+    return report
+
+
+def default_eval_split(dataset: FaceDataset) -> str:
+    """PublicTest, test, val or validation; a data set with a single split is scored on it."""
+    present = dataset.splits
+    for name in DEFAULT_EVAL_SPLITS:
+        if name in present:
+            return name
+    if len(present) == 1:
+        return present[0]
+    raise DataError(f"{dataset.source}: no evaluation split among {', '.join(present)}; choose one with --split")
+
+
+def predict_in_batches(classifier: FacialExpressionModel, faces: np.ndarray, tta: bool) -> np.ndarray:
+    """(N, 7) probabilities, BATCH_SIZE faces at a time so memory stays flat on the full test set."""
+    return np.concatenate([classifier.predict_proba(faces[i:i + BATCH_SIZE], tta=tta)
+                           for i in range(0, len(faces), BATCH_SIZE)])
+
+
+def write_outputs(report: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    heading = f"model {report['model']}{' with TTA' if report['tta'] else ''}"
+    plot_confusion(np.asarray(report["confusion"]), out / "confusion.png",
+                   f"{Path(report['model']).name} on {report['split']}: {report['accuracy']:.2%}")
+    (out / "report.txt").write_text(f"{heading}\n{format_report(report)}\n")

@@ -1,0 +1,98 @@
+"""Look at a data set before training: sample faces per class, and how unbalanced the classes are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..data import FaceDataset, default_splits, load_dataset
+from ..errors import DataError
+from ..labels import CLASS_NAMES
+from .plots import _pyplot
+
+
+def explore(data_path: str | Path, out_dir: str | Path, per_class: int = 8) -> dict[str, dict[str, int]]:
+    """Write samples.png and class_balance.png to out_dir, print the counts; returns {split: {class: count}}."""
+    dataset = load_dataset(data_path)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = {split: dataset.split(split).class_counts() for split in dataset.splits}
+    train_split = training_split(dataset)
+    plot_samples(dataset.split(train_split), out_dir / "samples.png", per_class, f"{train_split} samples")
+    plot_class_balance(counts, out_dir / "class_balance.png")
+    print(format_counts(counts))
+    print(describe_imbalance(counts[train_split], train_split))
+    print(f"wrote {out_dir / 'samples.png'} and {out_dir / 'class_balance.png'}")
+    return counts
+
+
+def training_split(dataset: FaceDataset) -> str:
+    """The split a model would train on; a data set with no recognisable one shows its first split."""
+    try:
+        return default_splits(dataset)[0]
+    except DataError:
+        return dataset.splits[0]
+
+
+def format_counts(counts: dict[str, dict[str, int]]) -> str:
+    width = max(10, *(len(split) + 2 for split in counts))
+    lines = [f"{'split':<{width}}" + "".join(f"{name:>10}" for name in CLASS_NAMES) + f"{'total':>10}"]
+    for split, per_class in counts.items():
+        values = [per_class[name] for name in CLASS_NAMES]
+        lines.append(f"{split:<{width}}" + "".join(f"{v:>10d}" for v in values) + f"{sum(values):>10d}")
+    return "\n".join(lines)
+
+
+def describe_imbalance(per_class: dict[str, int], split: str) -> str:
+    """Largest / smallest class count, the number that decides whether class weights are worth it."""
+    largest, smallest = max(per_class, key=per_class.get), min(per_class, key=per_class.get)
+    if per_class[smallest] == 0:
+        return f"imbalance ratio ({split}): infinite, {smallest} has no faces"
+    ratio = per_class[largest] / per_class[smallest]
+    return f"imbalance ratio ({split}): {ratio:.1f} ({largest} {per_class[largest]} / {smallest} {per_class[smallest]})"
+
+
+def plot_samples(dataset: FaceDataset, path: Path, per_class: int, title: str) -> Path:
+    """One row per class, `per_class` faces drawn at random (fixed seed, so reruns match)."""
+    plt = _pyplot()
+    rng = np.random.default_rng(0)
+    labels = dataset.hard_labels
+    fig, axes = plt.subplots(len(CLASS_NAMES), per_class, figsize=(per_class * 1.1, len(CLASS_NAMES) * 1.2),
+                             squeeze=False)
+    for class_id, row in enumerate(axes):
+        rows = np.flatnonzero(labels == class_id)
+        chosen = rng.choice(rows, size=min(per_class, len(rows)), replace=False)
+        for ax, face_row in zip(row, chosen):
+            ax.imshow(dataset.images[face_row], cmap="gray", vmin=0, vmax=255)
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+        row[0].set_ylabel(f"{CLASS_NAMES[class_id]}\n({len(rows)})", rotation=0, ha="right", va="center")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_class_balance(counts: dict[str, dict[str, int]], path: Path) -> Path:
+    """Grouped bars: one group per class, one bar per split, each labelled with its count."""
+    plt = _pyplot()
+    x = np.arange(len(CLASS_NAMES))
+    width = 0.8 / len(counts)
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for i, (split, per_class) in enumerate(counts.items()):
+        bars = ax.bar(x + (i - (len(counts) - 1) / 2) * width, [per_class[n] for n in CLASS_NAMES], width,
+                      label=split)
+        ax.bar_label(bars, fontsize=7)
+    ax.set_xticks(x, CLASS_NAMES)
+    ax.set_ylabel("faces")
+    ax.set_title("Class balance per split")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

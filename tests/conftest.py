@@ -1,0 +1,88 @@
+"""Fixtures shared by every test: synthetic FER2013 CSVs, the shared data folder, a tiny exported model."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ferkit.config import default_shared_dir
+from ferkit.labels import IMAGE_SIZE, NUM_CLASSES
+
+# Keras reads its backend, and torch its OpenMP policy, when first imported: set them before
+# any test module imports either (an autouse fixture alone would run too late for that).
+KERAS_ENV = {"KERAS_BACKEND": "torch", "OMP_WAIT_POLICY": "ACTIVE"}
+os.environ.update(KERAS_ENV)
+
+
+@pytest.fixture(autouse=True)
+def keras_env(monkeypatch):
+    """Every test, and every subprocess it starts, sees the Keras environment, even if a test changed it."""
+    for key, value in KERAS_ENV.items():
+        monkeypatch.setenv(key, value)
+
+
+def fer2013_rows(rows_per_split: dict[str, int], seed: int):
+    """(emotion, pixels, Usage) rows; labels cycle through 0..6 so every class appears in each split."""
+    rng = np.random.default_rng(seed)
+    for split, rows in rows_per_split.items():
+        for i in range(rows):
+            pixels = rng.integers(0, 256, IMAGE_SIZE * IMAGE_SIZE)
+            yield i % NUM_CLASSES, " ".join(map(str, pixels)), split
+
+
+@pytest.fixture(scope="session")
+def tiny_csv(tmp_path_factory):
+    """Factory for synthetic FER2013 CSVs (random faces, header emotion,pixels,Usage), each in a new
+    temporary folder. Session-scoped so module-scoped fixtures can use it too.
+
+    tiny_csv()                                        14 Training + 14 PublicTest rows, tiny.csv
+    tiny_csv(3, splits=("Training", "PrivateTest"))   3 rows in each of these splits
+    tiny_csv({"Training": 300, "PublicTest": 100})    rows per split
+    tiny_csv(gz=True)                                 tiny.csv.gz (gzip); same rows for the same seed
+    """
+
+    def make(rows_per_split: int | dict[str, int] = 14, splits=("Training", "PublicTest"), gz: bool = False,
+             name: str | None = None, seed: int = 0) -> Path:
+        if isinstance(rows_per_split, int):
+            rows_per_split = dict.fromkeys(splits, rows_per_split)
+        path = tmp_path_factory.mktemp("fer2013") / (name or ("tiny.csv.gz" if gz else "tiny.csv"))
+        lines = ["emotion,pixels,Usage"]
+        lines += [f"{label},{pixels},{split}" for label, pixels, split in fer2013_rows(rows_per_split, seed)]
+        text = "\n".join(lines) + "\n"
+        if gz:
+            with gzip.open(path, "wt", newline="") as handle:
+                handle.write(text)
+        else:
+            path.write_text(text)
+        return path
+
+    return make
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    """The shared data folder (../shared beside the repo, or $FERKIT_SHARED_DIR); skips when absent."""
+    path = default_shared_dir().resolve()
+    if not path.is_dir():
+        pytest.skip(f"../shared is absent: no folder {path} (set FERKIT_SHARED_DIR to its location)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """The `compact` model with random weights, exported like a run folder (model.json,
+    model.weights.h5, model.onnx), so inference tests never need a trained model."""
+    from ferkit.training.backend import setup_keras
+
+    keras = setup_keras("float32")
+    from ferkit.models import create_model
+    from ferkit.training.export import export_model
+
+    keras.utils.set_random_seed(0)
+    folder = tmp_path_factory.mktemp("tiny_model")
+    export_model(create_model("compact"), folder)
+    return folder

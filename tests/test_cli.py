@@ -1,0 +1,178 @@
+"""The `ferkit` command: evaluate, explore, models and train, their output and their errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import pytest
+
+from ferkit.cli import main
+from ferkit.labels import CLASS_NAMES
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """`ferkit ARGS` in a fresh interpreter, so stdout holds everything any library printed."""
+    return subprocess.run([sys.executable, "-m", "ferkit.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def assert_one_error_line(code: int, err: str, command: str) -> str:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"ferkit {command}: error: "), err
+    return lines[0]
+
+
+# --- evaluate ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model_file", ["", "model.json"], ids=["run folder (onnx)", "json + weights (keras)"])
+def test_evaluate_json_is_the_only_stdout(tiny_csv, tiny_model_dir, model_file):
+    model = tiny_model_dir / model_file
+    result = run_cli("evaluate", "--data", tiny_csv(), "--model", model, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)  # fails on anything printed besides the one object
+    assert result.stdout.count("\n") == 1
+    assert report["split"] == "PublicTest" and report["n"] == 14 and 0 <= report["accuracy"] <= 1
+    assert list(report["per_class"]) == list(CLASS_NAMES)
+    assert [row["support"] for row in report["per_class"].values()] == [2] * 7
+    assert sum(map(sum, report["confusion"])) == 14 and len(report["confusion"]) == 7
+    assert report["model"] == str(model) and report["tta"] is False
+
+
+def test_evaluate_custom_split_tta_and_outputs(tiny_csv, tiny_model_dir, tmp_path, capsys):
+    data = tiny_csv(5, splits=("Training", "PublicTest", "PrivateTest"))
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--data", str(data), "--model", str(tiny_model_dir), "--split", "PrivateTest",
+                 "--tta", "--out", str(out), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["split"] == "PrivateTest" and report["n"] == 5 and report["tta"] is True
+    assert cv2.imread(str(out / "confusion.png")) is not None
+    text = (out / "report.txt").read_text()
+    assert "with TTA" in text and f"split PrivateTest: accuracy {report['accuracy']:.4f} on 5 faces" in text
+
+
+def test_evaluate_uses_a_lone_split_by_default(tiny_csv, tiny_model_dir, capsys):
+    data = tiny_csv(4, splits=("PrivateTest",))
+    assert main(["evaluate", "--data", str(data), "--model", str(tiny_model_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["split"] == "PrivateTest"
+
+
+def test_evaluate_plain_text_report(tiny_csv, tiny_model_dir, capsys):
+    assert main(["evaluate", "--data", str(tiny_csv()), "--model", str(tiny_model_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"model {tiny_model_dir}\n") and "split PublicTest: accuracy" in out
+    assert "confusion (rows true, columns predicted)" in out
+
+
+def test_evaluate_ferplus_labels(tiny_csv, tiny_model_dir, tmp_path, capsys):
+    from ferkit.data.ferplus import VOTE_COLUMNS
+
+    data = tiny_csv(2)
+    votes = tmp_path / "fer2013new.csv"
+    rows = [[10 if column == winner else 0 for column in VOTE_COLUMNS]
+            for winner in ("happiness", "NF", "surprise", "contempt")]
+    usages = ["Training", "Training", "PublicTest", "PublicTest"]
+    votes.write_text("Usage,Image name," + ",".join(VOTE_COLUMNS) + "\n"
+                     + "".join(f"{u},x.png,{','.join(map(str, r))}\n" for u, r in zip(usages, rows)))
+    assert main(["evaluate", "--data", str(data), "--model", str(tiny_model_dir), "--labels", "ferplus",
+                 "--ferplus-votes", str(votes), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 1 and report["per_class"]["surprise"]["support"] == 1  # contempt row dropped
+
+
+def malformed_csv(tiny_csv):
+    path = tiny_csv(2)
+    lines = path.read_text().splitlines()
+    lines[2] = "9" + lines[2][1:]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+BAD_EVALUATE = {
+    "missing data file": (lambda csv, model, tmp: ["--data", str(tmp / "absent.csv"), "--model", str(model)],
+                          "no such file"),
+    "malformed row": (lambda csv, model, tmp: ["--data", str(malformed_csv(csv)), "--model", str(model)],
+                      "line 3: unknown emotion label '9'"),
+    "unknown model": (lambda csv, model, tmp: ["--data", str(csv()), "--model", str(tmp / "nope.onnx")],
+                      "not a file, a run folder or a bundled model"),
+    "not a model file": (lambda csv, model, tmp: ["--data", str(csv()), "--model", str(csv())],
+                         "expected a .onnx file"),
+    "empty split": (lambda csv, model, tmp: ["--data", str(csv()), "--model", str(model), "--split", "Nope"],
+                    "split Nope is empty or absent (present: Training, PublicTest)"),
+}
+
+
+@pytest.mark.parametrize("problem", BAD_EVALUATE)
+def test_evaluate_bad_input_is_one_error_line(problem, tiny_csv, tiny_model_dir, tmp_path, capsys):
+    make_args, detail = BAD_EVALUATE[problem]
+    code = main(["evaluate", *make_args(tiny_csv, tiny_model_dir, tmp_path), "--json"])
+    captured = capsys.readouterr()
+    assert detail in assert_one_error_line(code, captured.err, "evaluate")
+    assert captured.out == ""
+
+
+def test_evaluate_without_a_default_model(tiny_csv, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FERKIT_MODELS_DIR", str(tmp_path))
+    code = main(["evaluate", "--data", str(tiny_csv())])
+    assert "no default model" in assert_one_error_line(code, capsys.readouterr().err, "evaluate")
+
+
+def test_error_exit_code_and_no_traceback_from_the_command(tiny_model_dir, tmp_path):
+    result = run_cli("evaluate", "--data", tmp_path / "absent.csv", "--model", tiny_model_dir)
+    assert "Traceback" not in result.stderr
+    assert "no such file" in assert_one_error_line(result.returncode, result.stderr, "evaluate")
+
+
+# --- explore, models, train ----------------------------------------------------------------------
+
+def test_explore_writes_plots_and_prints_counts(tiny_csv, tmp_path, capsys):
+    data = tiny_csv(10)  # labels 0..6, 0, 1, 2: angry, disgust and fear twice, the others once
+    out = tmp_path / "explore"
+    assert main(["explore", "--data", str(data), "--out", str(out), "--per-class", "3"]) == 0
+    for name in ("samples.png", "class_balance.png"):
+        assert cv2.imread(str(out / name)) is not None
+    printed = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[1:] for line in printed.splitlines() if line.split()}
+    assert rows["split"] == [*CLASS_NAMES, "total"]
+    assert rows["Training"] == ["2", "2", "2", "1", "1", "1", "1", "10"] == rows["PublicTest"]
+    assert "imbalance ratio (Training): 2.0 (angry 2 / happy 1)" in printed
+
+
+def test_explore_returns_counts_and_flags_a_missing_class(tmp_path, capsys):
+    from ferkit.evaluation.explore import explore
+
+    pixels = " ".join(["0"] * 2304)
+    path = tmp_path / "no_disgust.csv"
+    path.write_text("emotion,pixels,Usage\n" + "".join(f"{c},{pixels},Training\n" for c in (0, 0, 3, 4, 5, 6, 2)))
+    counts = explore(path, tmp_path / "out", per_class=2)
+    assert counts == {"Training": {"angry": 2, "disgust": 0, "fear": 1, "happy": 1, "sad": 1, "surprise": 1,
+                                   "neutral": 1}}
+    assert "imbalance ratio (Training): infinite, disgust has no faces" in capsys.readouterr().out
+
+
+def test_explore_bad_data_is_one_error_line(tmp_path, capsys):
+    code = main(["explore", "--data", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "x")])
+    assert "no such file" in assert_one_error_line(code, capsys.readouterr().err, "explore")
+
+
+def test_models_lists_architectures(capsys):
+    assert main(["models", "--architectures"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert {"seed", "vgg", "compact"} <= set(names)
+    assert main(["models", "--architectures", "--json"]) == 0
+    assert {"seed", "vgg", "compact"} <= set(json.loads(capsys.readouterr().out))
+
+
+def test_train_with_bad_data_exits_2(tmp_path, capsys):
+    code = main(["train", "--data", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "runs"),
+                 "--precision", "float32"])
+    assert "no such file" in assert_one_error_line(code, capsys.readouterr().err, "train")
+
+
+def test_train_with_unknown_model_exits_2(tiny_csv, tmp_path, capsys):
+    code = main(["train", "--data", str(tiny_csv()), "--model", "nope", "--out", str(tmp_path),
+                 "--precision", "float32"])
+    assert "unknown model 'nope'" in assert_one_error_line(code, capsys.readouterr().err, "train")

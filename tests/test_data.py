@@ -1,0 +1,368 @@
+"""Loaders (CSV, .gz, image folders, FER+ votes), their error messages, augmentation, batches."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from ferkit.data import class_weights, load_dataset, load_fer2013_csv, load_image_folders
+from ferkit.data.augment import Augmentation
+from ferkit.data.ferplus import VOTE_COLUMNS
+from ferkit.errors import DataError
+from ferkit.labels import CLASS_NAMES, NUM_CLASSES
+
+
+# --- FER2013 CSV ---------------------------------------------------------------------------------
+
+def test_plain_and_gzipped_csv_give_identical_arrays(tiny_csv):
+    plain = load_fer2013_csv(tiny_csv(gz=False))
+    gzipped = load_fer2013_csv(tiny_csv(gz=True))
+    assert plain.images.shape == (28, 48, 48) and plain.images.dtype == np.uint8
+    np.testing.assert_array_equal(plain.images, gzipped.images)
+    np.testing.assert_array_equal(plain.labels, gzipped.labels)
+    np.testing.assert_array_equal(plain.usage, gzipped.usage)
+
+
+def test_csv_pixels_and_labels_match_the_file(tmp_path):
+    face = np.arange(48 * 48) % 256
+    path = tmp_path / "one.csv"
+    path.write_text(f"emotion,pixels,Usage\n5,{' '.join(map(str, face))},PublicTest\n")
+    dataset = load_fer2013_csv(path)
+    np.testing.assert_array_equal(dataset.images[0], face.reshape(48, 48))
+    assert dataset.labels.tolist() == [5] and dataset.usage.tolist() == ["PublicTest"]
+
+
+def test_split_selection(tiny_csv):
+    path = tiny_csv(rows_per_split=10, splits=("Training", "PublicTest", "PrivateTest"))
+    everything = load_dataset(path)
+    assert everything.splits == ["Training", "PublicTest", "PrivateTest"]
+    private = load_dataset(path, splits=("PrivateTest",))
+    assert len(private) == 10 and set(private.usage) == {"PrivateTest"}
+    np.testing.assert_array_equal(private.images, everything.split("PrivateTest").images)
+    assert len(everything.split("Training", "PublicTest")) == 20
+
+
+def test_csv_without_usage_column_is_one_training_split(tmp_path):
+    path = tmp_path / "no_usage.csv"
+    path.write_text("emotion,pixels\n" + "".join(f"{i},{' '.join(['7'] * 2304)}\n" for i in range(3)))
+    dataset = load_fer2013_csv(path)
+    assert dataset.splits == ["Training"] and dataset.labels.tolist() == [0, 1, 2]
+
+
+def replace_line(path, line_no: int, make_line) -> None:
+    """Rewrite line `line_no` (1-based, as in error messages) of a CSV with make_line(old_fields)."""
+    lines = path.read_text().splitlines()
+    lines[line_no - 1] = make_line(lines[line_no - 1].split(","))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def pixels_with(fields, first_values: str) -> str:
+    """A row whose pixel list starts with `first_values` (replacing as many values)."""
+    values = fields[1].split(" ")
+    new = first_values.split(" ")
+    return ",".join([fields[0], " ".join(new + values[len(new):]), fields[2]])
+
+
+BAD_ROWS = {
+    "too few pixels": (lambda f: ",".join([f[0], " ".join(f[1].split(" ")[:-1]), f[2]]), "2304 integers"),
+    "too many pixels": (lambda f: ",".join([f[0], f[1] + " 1", f[2]]), "2304 integers"),
+    "non-numeric pixel": (lambda f: pixels_with(f, "12 abc"), "2304 integers"),
+    "pixel value 300": (lambda f: pixels_with(f, "300"), "0..255"),
+    "negative pixel": (lambda f: pixels_with(f, "-1"), "0..255"),
+    "unknown label 9": (lambda f: ",".join(["9", f[1], f[2]]), "unknown emotion label '9'"),
+    "non-numeric label": (lambda f: ",".join(["happy", f[1], f[2]]), "unknown emotion label 'happy'"),
+    "missing field": (lambda f: ",".join(f[:2]), "expected 3 fields"),
+}
+
+
+@pytest.mark.parametrize("problem", BAD_ROWS)
+def test_bad_row_error_names_file_and_line(tiny_csv, problem):
+    path = tiny_csv(rows_per_split=3)
+    make_line, detail = BAD_ROWS[problem]
+    replace_line(path, 4, make_line)
+    with pytest.raises(DataError) as error:
+        load_fer2013_csv(path)
+    message = str(error.value)
+    assert str(path) in message and "line 4" in message and detail in message
+
+
+def test_missing_column_names_file_and_line_1(tmp_path):
+    path = tmp_path / "bad_header.csv"
+    path.write_text("label,pixels,Usage\n0,1 2 3,Training\n")
+    with pytest.raises(DataError, match="line 1: missing column") as error:
+        load_fer2013_csv(path)
+    assert str(path) in str(error.value) and "emotion" in str(error.value)
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "absent.csv"
+    with pytest.raises(DataError, match="no such file") as error:
+        load_dataset(path)
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("content", ["", "emotion,pixels,Usage\n"], ids=["empty file", "header only"])
+def test_empty_file(tmp_path, content):
+    path = tmp_path / "empty.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match="empty|no rows") as error:
+        load_fer2013_csv(path)
+    assert str(path) in str(error.value)
+
+
+def test_corrupt_gzip_is_a_data_error(tmp_path):
+    path = tmp_path / "broken.csv.gz"
+    path.write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match="cannot read") as error:
+        load_fer2013_csv(path)
+    assert str(path) in str(error.value)
+
+
+def test_absent_split_names_file_and_present_splits(tiny_csv):
+    path = tiny_csv(rows_per_split=2)
+    with pytest.raises(DataError, match="no rows in split PrivateTest") as error:
+        load_fer2013_csv(path, splits=("PrivateTest",))
+    assert str(path) in str(error.value)
+    with pytest.raises(DataError, match="split PrivateTest is empty or absent") as error:
+        load_dataset(path).split("PrivateTest")
+    assert str(path) in str(error.value) and "Training, PublicTest" in str(error.value)
+
+
+# --- image folders -------------------------------------------------------------------------------
+
+def write_image(path, image) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), image)
+
+
+def test_image_folders_give_48x48_gray_uint8(tmp_path):
+    root = tmp_path / "faces"
+    write_image(root / "train" / "happy" / "gray.png", np.full((48, 48), 100, np.uint8))
+    write_image(root / "train" / "happy" / "color_big.jpg", np.full((120, 90, 3), (50, 100, 150), np.uint8))
+    write_image(root / "train" / "sad" / "rgba_small.png", np.full((30, 20, 4), (10, 200, 30, 128), np.uint8))
+    write_image(root / "test" / "Angry" / "face.png", np.zeros((64, 64), np.uint8))
+    (root / "train" / "sad" / "notes.txt").write_text("not an image: skipped")
+
+    dataset = load_image_folders(root)
+    assert dataset.images.shape == (4, 48, 48) and dataset.images.dtype == np.uint8
+    assert sorted(zip(dataset.usage, (CLASS_NAMES[i] for i in dataset.labels))) == [
+        ("test", "angry"), ("train", "happy"), ("train", "happy"), ("train", "sad")]
+    by_name = dict(zip(["face", "color_big", "gray", "rgba_small"], dataset.images))  # sorted split, class, file
+    assert (by_name["gray"] == 100).all()
+    # colour and alpha are converted with OpenCV's own luminance weights
+    assert abs(int(by_name["color_big"][24, 24]) - int(cv2.cvtColor(np.uint8([[[50, 100, 150]]]), cv2.COLOR_BGR2GRAY)[0, 0])) <= 2
+    assert by_name["rgba_small"][24, 24] == cv2.cvtColor(np.uint8([[[10, 200, 30]]]), cv2.COLOR_BGR2GRAY)[0, 0]
+
+
+def test_image_folder_split_selection_and_errors(tmp_path):
+    root = tmp_path / "faces"
+    write_image(root / "train" / "fear" / "a.png", np.zeros((48, 48), np.uint8))
+    write_image(root / "val" / "fear" / "b.png", np.zeros((48, 48), np.uint8))
+    assert load_dataset(root, splits=("val",)).splits == ["val"]
+    with pytest.raises(DataError, match="no images found for split test"):
+        load_image_folders(root, splits=("test",))
+    write_image(root / "train" / "bored" / "c.png", np.zeros((48, 48), np.uint8))
+    with pytest.raises(DataError, match="unknown class folder 'bored'") as error:
+        load_image_folders(root)
+    assert str(root / "train" / "bored") in str(error.value)
+
+
+def test_unreadable_image_names_the_file(tmp_path):
+    path = tmp_path / "faces" / "train" / "happy" / "broken.png"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a png")
+    with pytest.raises(DataError, match="not a readable image") as error:
+        load_image_folders(tmp_path / "faces")
+    assert str(path) in str(error.value)
+
+
+# --- FER+ ----------------------------------------------------------------------------------------
+
+def votes_row(**votes) -> list[int]:
+    return [votes.get(column, 0) for column in VOTE_COLUMNS]
+
+
+# One row per face of tiny_csv(rows_per_split=3): expected majority label (None: dropped) and soft label.
+FERPLUS_ROWS = [
+    (votes_row(happiness=7, neutral=3), "happy", {"happy": 0.7, "neutral": 0.3}),
+    (votes_row(contempt=6, anger=4), None, {"angry": 1.0}),
+    (votes_row(unknown=5, fear=2, sadness=3), None, {"fear": 0.4, "sad": 0.6}),
+    (votes_row(NF=10), None, None),
+    (votes_row(surprise=4, fear=3, disgust=3), "surprise", {"surprise": 0.4, "fear": 0.3, "disgust": 0.3}),
+    (votes_row(anger=9, NF=1), "angry", {"angry": 1.0}),
+]
+
+
+def write_votes(path, usages, rows) -> None:
+    lines = ["Usage,Image name," + ",".join(VOTE_COLUMNS)]
+    lines += [f"{usage},fer{i:07d}.png," + ",".join(map(str, row)) for i, (usage, row) in enumerate(zip(usages, rows))]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def ferplus_pair(tiny_csv, tmp_path):
+    """(fer2013 CSV with 3 Training + 3 PublicTest rows, matching votes file)."""
+    csv_path = tiny_csv(rows_per_split=3)
+    votes_path = tmp_path / "fer2013new.csv"
+    write_votes(votes_path, ["Training"] * 3 + ["PublicTest"] * 3, [row for row, _, _ in FERPLUS_ROWS])
+    return csv_path, votes_path
+
+
+def test_ferplus_majority_labels(ferplus_pair):
+    csv_path, votes_path = ferplus_pair
+    original = load_dataset(csv_path)
+    dataset = load_dataset(csv_path, labels="ferplus", ferplus_votes=votes_path)
+    kept = [i for i, (_, majority, _) in enumerate(FERPLUS_ROWS) if majority]
+    assert [CLASS_NAMES[i] for i in dataset.labels] == [FERPLUS_ROWS[i][1] for i in kept]
+    np.testing.assert_array_equal(dataset.images, original.images[kept])  # faces stay with their votes
+    np.testing.assert_array_equal(dataset.usage, original.usage[kept])
+    assert len(load_dataset(csv_path, labels="ferplus", ferplus_votes=votes_path, splits=("PublicTest",))) == 2
+
+
+def test_ferplus_soft_labels(ferplus_pair):
+    csv_path, votes_path = ferplus_pair
+    dataset = load_dataset(csv_path, labels="ferplus", ferplus_votes=votes_path, ferplus_mode="soft")
+    expected_rows = [soft for _, _, soft in FERPLUS_ROWS if soft]  # only the not-a-face row has no emotion vote
+    expected = np.zeros((len(expected_rows), NUM_CLASSES), np.float32)
+    for row, soft in enumerate(expected_rows):
+        for name, share in soft.items():
+            expected[row, CLASS_NAMES.index(name)] = share
+    np.testing.assert_allclose(dataset.labels, expected, atol=1e-6)
+    assert dataset.labels.dtype == np.float32
+
+
+def test_ferplus_votes_default_beside_the_csv_folder(tmp_path, tiny_csv):
+    csv_path = tiny_csv(rows_per_split=3)
+    data_dir = tmp_path / "data"
+    (data_dir / "fer2013").mkdir(parents=True)
+    (data_dir / "ferplus").mkdir()
+    moved = csv_path.rename(data_dir / "fer2013" / "fer2013.csv")
+    write_votes(data_dir / "ferplus" / "fer2013new.csv", ["Training"] * 3 + ["PublicTest"] * 3,
+                [row for row, _, _ in FERPLUS_ROWS])
+    assert len(load_dataset(moved, labels="ferplus")) == 3
+
+
+def test_ferplus_misaligned_files(tiny_csv, tmp_path):
+    csv_path = tiny_csv(rows_per_split=3)
+    votes_path = tmp_path / "fer2013new.csv"
+    rows = [row for row, _, _ in FERPLUS_ROWS]
+    write_votes(votes_path, ["Training"] * 3 + ["PublicTest"] * 2, rows[:5])
+    with pytest.raises(DataError, match="5 rows but .* has 6") as error:
+        load_dataset(csv_path, labels="ferplus", ferplus_votes=votes_path)
+    assert str(votes_path) in str(error.value)
+    write_votes(votes_path, ["Training"] * 2 + ["PublicTest"] * 4, rows)
+    with pytest.raises(DataError, match="line 4: Usage 'PublicTest' does not match") as error:
+        load_dataset(csv_path, labels="ferplus", ferplus_votes=votes_path)
+    assert str(votes_path) in str(error.value)
+
+
+def test_ferplus_bad_votes_file(tiny_csv, tmp_path):
+    csv_path = tiny_csv(rows_per_split=3)
+    votes_path = tmp_path / "fer2013new.csv"
+    write_votes(votes_path, ["Training"] * 3 + ["PublicTest"] * 3, [row for row, _, _ in FERPLUS_ROWS])
+    replace_line(votes_path, 3, lambda fields: ",".join(fields[:3] + ["many"] + fields[4:]))
+    with pytest.raises(DataError, match="line 3: votes must be numbers") as error:
+        load_dataset(csv_path, labels="ferplus", ferplus_votes=votes_path)
+    assert str(votes_path) in str(error.value)
+    with pytest.raises(DataError, match="no such file"):
+        load_dataset(csv_path, labels="ferplus", ferplus_votes=tmp_path / "absent.csv")
+    with pytest.raises(DataError, match="image folder"):
+        load_dataset(tmp_path, labels="ferplus")
+
+
+# --- augmentation and class weights --------------------------------------------------------------
+
+@pytest.fixture
+def faces():
+    return np.random.default_rng(0).integers(0, 256, (6, 48, 48), dtype=np.uint8)
+
+
+def test_augmentation_keeps_shape_and_dtype_and_input(faces):
+    before = faces.copy()
+    out = Augmentation(erase=0.5).apply(faces, np.random.default_rng(1))
+    assert out.shape == faces.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(faces, before)
+    assert not np.array_equal(out, faces)
+
+
+def test_augmentation_is_deterministic_per_seed(faces):
+    augment = Augmentation(erase=0.5)
+    first = augment.apply(faces, np.random.default_rng(7))
+    np.testing.assert_array_equal(first, augment.apply(faces, np.random.default_rng(7)))
+    assert not np.array_equal(first, augment.apply(faces, np.random.default_rng(8)))
+
+
+def test_augmentation_without_geometry_only_mirrors(faces):
+    out = Augmentation(rotation=0, shift=0, zoom=0, flip=True).apply(faces, np.random.default_rng(3))
+    mirrored = [np.array_equal(o, f[:, ::-1]) for o, f in zip(out, faces)]
+    unchanged = [np.array_equal(o, f) for o, f in zip(out, faces)]
+    assert all(m or u for m, u in zip(mirrored, unchanged)) and any(mirrored) and any(unchanged)
+
+
+def test_class_weights_favour_the_rare_class():
+    labels = np.array([3] * 50 + [1] * 2 + [0, 2, 4, 5, 6] * 10)
+    weights = class_weights(labels)
+    assert max(weights, key=weights.get) == 1 and min(weights, key=weights.get) == 3
+    assert np.mean([weights[c] for c in labels]) == pytest.approx(1.0)  # the average sample keeps weight 1
+
+
+# --- training batches ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def face_batches_class():
+    from ferkit.training.backend import setup_keras
+
+    setup_keras()
+    from ferkit.training.batches import FaceBatches
+
+    return FaceBatches
+
+
+def make_batches(face_batches_class, n=70, **kwargs):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, 48, 48), dtype=np.uint8)
+    targets = np.eye(NUM_CLASSES, dtype=np.float32)[np.arange(n) % NUM_CLASSES]
+    return face_batches_class(images, targets, batch_size=32, seed=5, **kwargs)
+
+
+def test_face_batches_shapes_and_coverage(face_batches_class):
+    batches = make_batches(face_batches_class, augmentation=None)
+    assert len(batches) == 3
+    shapes = [(x.shape, y.shape) for x, y in (batches[i] for i in range(3))]
+    assert shapes == [((32, 48, 48, 1), (32, 7))] * 2 + [((6, 48, 48, 1), (6, 7))]
+    x, _ = batches[0]
+    assert x.dtype == np.float32 and x.max() > 1  # raw 0..255 pixels: the models rescale inside
+    seen = np.concatenate([batches[i][0] for i in range(3)])
+    np.testing.assert_array_equal(np.sort(seen.reshape(70, -1), axis=0),
+                                  np.sort(batches.images.reshape(70, -1).astype(np.float32), axis=0))
+
+
+def test_face_batches_unshuffled_keep_order(face_batches_class):
+    batches = make_batches(face_batches_class, shuffle=False)
+    np.testing.assert_array_equal(batches[0][0][..., 0], batches.images[:32])
+
+
+def test_face_batches_sample_weights(face_batches_class):
+    weights = np.arange(70, dtype=np.float32)
+    batches = make_batches(face_batches_class, sample_weights=weights, shuffle=False)
+    x, y, w = batches[1]
+    np.testing.assert_array_equal(w, weights[32:64])
+    assert x.shape == (32, 48, 48, 1) and y.shape == (32, 7)
+
+
+def test_face_batches_repeat_per_epoch(face_batches_class):
+    """A resumed run calls set_epoch(k): it must see exactly the batches an uninterrupted run saw."""
+    batches = make_batches(face_batches_class, augmentation=Augmentation())
+    batches.set_epoch(3)
+    first = [batches[i] for i in range(len(batches))]
+    batches.set_epoch(0)
+    other_epoch = batches[0]
+    batches.set_epoch(3)
+    again = [batches[i] for i in range(len(batches))]
+    for (x1, y1), (x2, y2) in zip(first, again):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+    assert not np.array_equal(first[0][0], other_epoch[0])
+    batches.on_epoch_end()
+    assert batches.epoch == 4

@@ -1,0 +1,75 @@
+"""The model registry: every family builds and ends in a softmax; `seed` is the seed's CNN exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ferkit.errors import ModelError
+from ferkit.training.backend import setup_keras
+
+setup_keras("float32")
+
+from ferkit.models import create_model, get_spec, list_models  # noqa: E402  (needs Keras set up first)
+
+
+@pytest.fixture(autouse=True)
+def float32_policy():
+    """Build in float32 whatever precision an earlier test left as Keras's global policy."""
+    setup_keras("float32")
+
+
+def test_registry_lists_the_families():
+    assert {"seed", "vgg", "compact"} <= set(list_models())
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_model_outputs_probabilities(name):
+    model = create_model(name)
+    assert tuple(model.input_shape) == (None, 48, 48, 1)
+    faces = np.random.default_rng(0).integers(0, 256, (3, 48, 48, 1)).astype(np.float32)
+    probs = model.predict_on_batch(faces)
+    assert probs.shape == (3, 7)
+    assert (probs >= 0).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def describe(layer) -> tuple:
+    """A layer as (kind, the settings that define the seed design)."""
+    kind = type(layer).__name__
+    settings = {
+        "Conv2D": lambda: (layer.filters, tuple(layer.kernel_size), layer.padding),
+        "Dense": lambda: (layer.units, layer.activation.__name__),
+        "Activation": lambda: (layer.activation.__name__,),
+        "MaxPooling2D": lambda: (tuple(layer.pool_size),),
+        "Dropout": lambda: (layer.rate,),
+    }.get(kind, lambda: ())
+    return (kind, *settings())
+
+
+def seed_design() -> list[tuple]:
+    conv_blocks = [[("Conv2D", filters, (kernel, kernel), "same"), ("BatchNormalization",), ("Activation", "relu"),
+                    ("MaxPooling2D", (2, 2)), ("Dropout", 0.25)]
+                   for filters, kernel in ((64, 3), (128, 5), (512, 3), (512, 3))]
+    dense_blocks = [[("Dense", units, "linear"), ("BatchNormalization",), ("Activation", "relu"), ("Dropout", 0.25)]
+                    for units in (256, 512)]
+    return [("InputLayer",), ("Rescaling",), *sum(conv_blocks, []), ("Flatten",), *sum(dense_blocks, []),
+            ("Dense", 7, "softmax")]
+
+
+def test_seed_is_the_seed_architecture():
+    model = create_model("seed")
+    assert [describe(layer) for layer in model.layers] == seed_design()
+    assert model.count_params() == 4478727
+
+
+def test_seed_rescales_raw_pixels_inside():
+    scale = create_model("seed").get_layer("scale")
+    assert scale.scale == pytest.approx(1 / 255) and scale.offset == 0
+
+
+def test_unknown_model_is_a_model_error():
+    with pytest.raises(ModelError, match="unknown model 'nope'.*compact.*seed.*vgg"):
+        create_model("nope")
+    with pytest.raises(ModelError):
+        get_spec("nope")

@@ -1,0 +1,133 @@
+"""Training smoke runs on a few hundred synthetic faces: the run folder, resume, and the exported files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from ferkit.config import TrainConfig
+from ferkit.errors import FerkitError
+from ferkit.inference.classifier import FacialExpressionModel
+from ferkit.labels import CLASS_NAMES
+from ferkit.training.backend import setup_keras
+
+keras = setup_keras("float32")
+
+from ferkit.training import callbacks, fit  # noqa: E402  (needs Keras set up first)
+
+RUN_FILES = ("model.json", "model.weights.h5", "model.onnx", "history.csv", "curves.png", "confusion.png",
+             "metrics.json", "MODEL_CARD.md")
+
+
+def smoke_config(data, out, **changes) -> TrainConfig:
+    return replace(TrainConfig(data=str(data), model="compact", epochs=1, batch_size=32, out=str(out),
+                               name="smoke", precision="float32"), **changes)
+
+
+def history_epochs(run_dir) -> list[int]:
+    with open(run_dir / "history.csv", newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_csv, tmp_path_factory):
+    """(config, run folder) of one finished 1-epoch run on 160 training and 64 validation faces."""
+    cfg = smoke_config(tiny_csv({"Training": 160, "PublicTest": 64}), tmp_path_factory.mktemp("runs"))
+    fit.train(cfg, command="pytest")
+    return cfg, fit.run_folder(cfg)
+
+
+@pytest.fixture
+def random_faces():
+    return np.random.default_rng(1).integers(0, 256, (5, 48, 48)).astype(np.uint8)
+
+
+def test_run_folder_holds_the_shipped_files(finished_run):
+    _, run_dir = finished_run
+    missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
+    assert not missing
+    assert not (run_dir / fit.BACKUP_DIR).exists()
+    assert history_epochs(run_dir) == [0]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["model"] == "compact" and metrics["epochs_run"] == 1 and metrics["command"] == "pytest"
+    assert metrics["train_rows"] == 160 and metrics["evaluation"]["n"] == 64
+    assert metrics["val_split"] == "PublicTest" and 0 <= metrics["accuracy"] <= 1
+    assert "PublicTest accuracy" in (run_dir / "MODEL_CARD.md").read_text()
+
+
+def test_rerun_without_resume_refuses(finished_run):
+    cfg, run_dir = finished_run
+    with pytest.raises(FerkitError, match="already holds a run"):
+        fit.train(cfg)
+
+
+def test_resuming_a_finished_run_refuses(finished_run):
+    cfg, _ = finished_run
+    with pytest.raises(FerkitError, match="finished run"):
+        fit.train(replace(cfg, resume=True, epochs=2))
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resume_continues_an_interrupted_run(tiny_csv, tmp_path, monkeypatch):
+    cfg = smoke_config(tiny_csv({"Training": 64, "PublicTest": 32}), tmp_path, epochs=2)
+    draw = callbacks.LivePlot.on_epoch_end
+
+    def stop_after_first_epoch(self, epoch, logs=None):
+        draw(self, epoch, logs)
+        raise Interrupted  # as if the machine stopped between epochs 1 and 2
+
+    monkeypatch.setattr(callbacks.LivePlot, "on_epoch_end", stop_after_first_epoch)
+    with pytest.raises(Interrupted):
+        fit.train(cfg)
+    run_dir = fit.run_folder(cfg)
+    assert (run_dir / fit.BACKUP_DIR).is_dir() and history_epochs(run_dir) == [0]
+
+    monkeypatch.setattr(callbacks.LivePlot, "on_epoch_end", draw)
+    metrics = fit.train(replace(cfg, resume=True))
+    assert history_epochs(run_dir) == [0, 1]  # epoch 2 only: epoch 1 was restored, not retrained
+    assert metrics["epochs_run"] == 2
+    assert not (run_dir / fit.BACKUP_DIR).exists()
+
+
+def test_json_and_weights_match_onnx(finished_run, random_faces):
+    _, run_dir = finished_run
+    model = keras.models.model_from_json((run_dir / "model.json").read_text())
+    model.load_weights(run_dir / "model.weights.h5")
+    direct = model.predict_on_batch(random_faces[..., None].astype(np.float32))
+
+    onnx = FacialExpressionModel(run_dir)
+    from_json = FacialExpressionModel(run_dir / "model.json", run_dir / "model.weights.h5")
+    assert (onnx.backend, from_json.backend) == ("onnx", "keras")
+    np.testing.assert_allclose(onnx.predict_proba(random_faces), direct, atol=1e-4)
+    np.testing.assert_allclose(from_json.predict_proba(random_faces), direct, atol=1e-4)
+    np.testing.assert_allclose(onnx.predict_proba(random_faces, tta=True),
+                               from_json.predict_proba(random_faces, tta=True), atol=1e-4)
+
+
+@pytest.mark.parametrize("shape, rows", [((48, 48), 1), ((5, 48, 48), 5), ((5, 48, 48, 1), 5)])
+def test_predict_proba_accepts_one_face_or_a_batch(finished_run, random_faces, shape, rows):
+    classifier = FacialExpressionModel(finished_run[1])
+    faces = random_faces[:rows].reshape(shape)
+    probs = classifier.predict_proba(faces)
+    assert probs.shape == (rows, 7) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_predict_names_and_tta(finished_run, random_faces):
+    classifier = FacialExpressionModel(finished_run[1])
+    names = classifier.predict(random_faces)
+    assert len(names) == 5 and set(names) <= set(CLASS_NAMES)
+    assert classifier.predict_emotion(random_faces[0]) == names[0]
+    tta = classifier.predict_proba(random_faces, tta=True)
+    assert tta.shape == (5, 7)
+    np.testing.assert_allclose(tta.sum(axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(tta, classifier.predict_proba(random_faces))  # the extra views change the scores
+    with pytest.raises(ValueError, match="48x48"):
+        classifier.predict_proba(np.zeros((2, 64, 64)))
