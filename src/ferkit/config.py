@@ -38,6 +38,9 @@ class DetectorConfig:
 @dataclass
 class PipelineConfig:
     detect_every: int = 3  # run the detector on every k-th frame; track in between (video only)
+    # While faces are tracked, detection rounds look only for faces of about their size (10x faster
+    # with Haar); every k-th round searches down to the smallest size, for new small faces.
+    full_scan_every: int = 8
     # Extra border around a detected box, as a fraction of its side. 0 is measured: on upscaled
     # FER2013 faces, Haar boxes cover the whole image and YuNet square crops match it too.
     crop_margin: float = 0.0
@@ -45,7 +48,11 @@ class PipelineConfig:
     smoothing: float = 0.5  # weight of the newest scores in each track's moving average (1 = none)
     track_iou: float = 0.3  # minimum overlap for a detection to continue a track
     track_max_missed: int = 8  # frames a track survives without a matching detection
+    track_min_hits: int = 2  # detection rounds before a track is shown (drops one-off false detections)
     tta: bool = False  # test-time augmentation (mirror) in the classifier
+    # ONNX Runtime threads per classifier call: batches are a few 48x48 faces, and one thread costs
+    # half the CPU time of two on a 2-core machine (servers run streams in parallel instead).
+    classifier_threads: int = 1
 
 
 @dataclass

@@ -18,6 +18,10 @@ from ..vision.detectors import FaceDetector, create_detector
 from ..vision.tracker import IouTracker
 from .classifier import FacialExpressionModel
 
+# Between full scans, look for faces down to this share of the smallest tracked face's side: a
+# face changes size far less than this between two detection rounds.
+TRACKED_SIZE_SHARE = 0.6
+
 
 @dataclass
 class Face:
@@ -47,7 +51,8 @@ class Pipeline:
 
     @classmethod
     def from_config(cls, config: Config) -> "Pipeline":
-        classifier = FacialExpressionModel.load(config.model, config.models_dir)
+        classifier = FacialExpressionModel.load(config.model, config.models_dir,
+                                                threads=config.pipeline.classifier_threads)
         return cls(classifier, create_detector(config.detector), config.pipeline)
 
     def classify(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -70,17 +75,18 @@ class FaceStream:
 
     def __init__(self, pipeline: Pipeline):
         self.pipeline, self.cfg = pipeline, pipeline.cfg
-        self.tracker = IouTracker(self.cfg.track_iou, self.cfg.track_max_missed)
+        self.tracker = IouTracker(self.cfg.track_iou, self.cfg.track_max_missed, self.cfg.track_min_hits)
         self.frame_index = 0
+        self.detection_round = 0
 
     def process(self, frame: np.ndarray) -> list[Face]:
+        """The faces of the next frame, with stable ids and smoothed scores; [] when none is in view."""
         if self.frame_index % max(1, self.cfg.detect_every) == 0:
-            self.tracker.update(self.pipeline.detector.detect(frame)[: self.cfg.max_faces])
+            self.tracker.update(self.detect(frame))
         else:
             self.tracker.coast()
         self.frame_index += 1
-        # Tracks unseen for more than one detection round stay alive for their ids, but hidden.
-        visible = [t for t in self.tracker.tracks if t.frames_since_seen < 2 * max(1, self.cfg.detect_every)]
+        visible = self.visible_tracks()
         if not visible:
             return []
         scores = self.pipeline.classify(frame, np.stack([t.box for t in visible]))
@@ -90,3 +96,16 @@ class FaceStream:
             track.scores = new if track.scores is None else alpha * new + (1 - alpha) * track.scores
             faces.append(Face(tuple(int(v) for v in track.box), track.scores.copy(), track.track_id))
         return faces
+
+    def detect(self, frame: np.ndarray) -> np.ndarray:
+        """A detection round: a full scan every full_scan_every rounds or when nothing is tracked;
+        otherwise a search for faces at least TRACKED_SIZE_SHARE of the smallest tracked face."""
+        full_scan = not self.tracker.tracks or self.detection_round % max(1, self.cfg.full_scan_every) == 0
+        self.detection_round += 1
+        min_size = None if full_scan else int(TRACKED_SIZE_SHARE * min(min(t.box[2:]) for t in self.tracker.tracks))
+        return self.pipeline.detector.detect(frame, min_size)[: self.cfg.max_faces]
+
+    def visible_tracks(self) -> list:
+        """Confirmed tracks seen in the last two detection rounds; older ones keep their ids but hide."""
+        recent = 2 * max(1, self.cfg.detect_every)
+        return [t for t in self.tracker.tracks if t.confirmed and t.frames_since_seen < recent]

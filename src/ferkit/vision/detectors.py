@@ -1,8 +1,9 @@
 """Face detectors behind one small interface: detect(frame) -> boxes (N, 4) int x, y, w, h.
 
-Both run on a copy of the frame downscaled to at most `max_side` pixels (detection cost grows
-with area; faces big enough to read an expression survive the downscale) and return boxes in
-the original frame's pixels.
+Both run on a copy of the frame downscaled to at most `max_side` pixels (YuNet further, while the
+smallest wanted face stays as large as the smallest it finds: its cost grows with the area) and
+return boxes in the original frame's pixels. Haar's cost falls with a larger minimum face size
+on its own, since its image pyramid starts at that size.
 """
 
 from __future__ import annotations
@@ -23,19 +24,27 @@ class FaceDetector:
     """Base class: downscaling, box rescaling, locking. Subclasses implement _detect(small_bgr)."""
 
     name = "base"
+    native_face_size: int | None = None  # smallest face found reliably, pixels; None: no extra downscale
 
     def __init__(self, cfg: DetectorConfig):
         self.cfg = cfg
         self._lock = threading.Lock()  # OpenCV detectors keep per-call state; one frame at a time
 
-    def detect(self, frame: np.ndarray) -> np.ndarray:
-        """Boxes (N, 4) int32 x, y, w, h in `frame` pixels, largest first."""
+    def detect(self, frame: np.ndarray, min_size: int | None = None) -> np.ndarray:
+        """Boxes (N, 4) int32 x, y, w, h in `frame` pixels, largest first.
+
+        `min_size` raises the smallest face side searched for (never below the configured one): a
+        video stream that already tracks large faces looks for faces of about their size, far
+        faster than a search down to the smallest faces.
+        """
+        min_size = max(1, self.cfg.min_face_size, min_size or 0)
         height, width = frame.shape[:2]
-        scale = min(1.0, self.cfg.max_side / max(height, width))
-        small = frame if scale == 1.0 else cv2.resize(frame, (round(width * scale), round(height * scale)),
+        scale = min(1.0, self.cfg.max_side / max(height, width), (self.native_face_size or min_size) / min_size)
+        small = frame if scale == 1.0 else cv2.resize(frame, (max(1, round(width * scale)),
+                                                              max(1, round(height * scale))),
                                                       interpolation=cv2.INTER_AREA)
         with self._lock:
-            boxes = self._detect(small, max(8, round(self.cfg.min_face_size * scale)))
+            boxes = self._detect(small, max(8, round(min_size * scale)))
         if len(boxes) == 0:
             return np.zeros((0, 4), np.int32)
         boxes = np.round(np.asarray(boxes, np.float64)[:, :4] / scale).astype(np.int32)
@@ -69,6 +78,7 @@ class YuNetDetector(FaceDetector):
     """cv2.FaceDetectorYN with a YuNet ONNX file: finds smaller, turned and darker faces than Haar."""
 
     name = "yunet"
+    native_face_size = 20
 
     def __init__(self, cfg: DetectorConfig):
         super().__init__(cfg)

@@ -18,19 +18,42 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
+def greedy_matches(overlap: np.ndarray, min_iou: float) -> list[tuple[int, int]]:
+    """One-to-one (row, column) pairs of an IoU matrix with IoU >= min_iou, best pairs first."""
+    pairs, used_rows, used_cols = [], set(), set()
+    for flat in np.argsort(-overlap, axis=None):
+        row, col = (int(i) for i in np.unravel_index(flat, overlap.shape))
+        if overlap[row, col] < min_iou:
+            break
+        if row not in used_rows and col not in used_cols:
+            pairs.append((row, col))
+            used_rows.add(row)
+            used_cols.add(col)
+    return pairs
+
+
 @dataclass
 class Track:
-    track_id: int
+    track_id: int | None  # None until confirmed, so ids count only faces that were shown
     box: np.ndarray  # x, y, w, h
     frames_since_seen: int = 0
+    hits: int = 1  # detection rounds that matched this track
     scores: np.ndarray | None = None  # smoothed expression scores
+
+    @property
+    def confirmed(self) -> bool:
+        return self.track_id is not None
 
 
 class IouTracker:
-    """Greedy IoU matching of new detections to live tracks; unmatched detections start tracks."""
+    """Greedy IoU matching of new detections to live tracks; unmatched detections start tracks.
 
-    def __init__(self, min_iou: float = 0.3, max_missed: int = 8):
-        self.min_iou, self.max_missed = min_iou, max_missed
+    A track is confirmed (gets an id) once `min_hits` detection rounds matched it: a one-off false
+    detection (a hand, a patterned shirt) then never shows up as a face.
+    """
+
+    def __init__(self, min_iou: float = 0.3, max_missed: int = 8, min_hits: int = 1):
+        self.min_iou, self.max_missed, self.min_hits = min_iou, max_missed, min_hits
         self.tracks: list[Track] = []
         self.next_id = 1
 
@@ -38,24 +61,24 @@ class IouTracker:
         """Match a detection round's boxes; tracks left unmatched age, and die after max_missed frames."""
         boxes = np.asarray(boxes).reshape(-1, 4)
         overlap = iou_matrix([t.box for t in self.tracks], boxes) if self.tracks else np.zeros((0, len(boxes)))
-        matched_tracks, matched_boxes = set(), set()
-        for flat in np.argsort(-overlap, axis=None):  # best pairs first
-            t, d = np.unravel_index(flat, overlap.shape)
-            if overlap[t, d] < self.min_iou:
-                break
-            if t in matched_tracks or d in matched_boxes:
-                continue
+        pairs = greedy_matches(overlap, self.min_iou)
+        for t, d in pairs:
             self.tracks[t].box, self.tracks[t].frames_since_seen = boxes[d], 0
-            matched_tracks.add(t)
-            matched_boxes.add(d)
+            self.tracks[t].hits += 1
+        matched_tracks, matched_boxes = {t for t, _ in pairs}, {d for _, d in pairs}
         for t, track in enumerate(self.tracks):
             if t not in matched_tracks:
                 track.frames_since_seen += 1
         for d in range(len(boxes)):
             if d not in matched_boxes:
-                self.tracks.append(Track(self.next_id, boxes[d]))
-                self.next_id += 1
+                self.tracks.append(Track(None, boxes[d]))
         self.tracks = [t for t in self.tracks if t.frames_since_seen <= self.max_missed]
+        self.confirm()
+
+    def confirm(self) -> None:
+        for track in self.tracks:
+            if not track.confirmed and track.hits >= self.min_hits:
+                track.track_id, self.next_id = self.next_id, self.next_id + 1
 
     def coast(self) -> None:
         """A frame without detection: tracks keep their boxes and grow older."""

@@ -1,0 +1,54 @@
+"""Input checks and all-or-nothing output files, shared by the image, video and web front ends."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import MediaError
+
+
+def require_file(path: str | Path) -> Path:
+    """`path` as a Path, or MediaError when it is missing or not a regular file."""
+    path = Path(path)
+    if not path.exists():
+        raise MediaError(f"{path}: no such file")
+    if not path.is_file():
+        raise MediaError(f"{path}: not a file")
+    return path
+
+
+def partial_path(target: Path) -> Path:
+    """A hidden, unique name beside `target` with the same extension (writers pick formats by it)."""
+    return target.with_name(f".{target.stem}.{uuid.uuid4().hex[:8]}.partial{target.suffix}")
+
+
+def prepare_parent(target: str | Path) -> Path:
+    """`target` as a Path whose folder exists; MediaError when the folder cannot be created."""
+    target = Path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MediaError(f"{target}: cannot create its folder ({exc.strerror})") from None
+    if target.is_dir():
+        raise MediaError(f"{target}: is a folder, not a file name")
+    return target
+
+
+@contextmanager
+def atomic_output(target: str | Path):
+    """Yield a partial path to write; it becomes `target` on success and is removed on any failure,
+    so an output file is either complete or absent, never truncated."""
+    target = prepare_parent(target)
+    partial = partial_path(target)
+    try:
+        yield partial
+        os.replace(partial, target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise MediaError(f"{target}: cannot be written ({exc.strerror or exc})") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,110 @@
+"""Still images: decode, find and classify every face, write annotated copies (`ferkit predict`).
+
+`read_image` and `predict_image` are shared with the web app's upload and API routes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..config import Config
+from ..errors import MediaError
+from ..files import atomic_output, require_file
+from ..vision.draw import draw_faces
+from .pipeline import Face, Pipeline
+
+
+def read_image(source: str | Path | bytes) -> np.ndarray:
+    """A BGR uint8 image from a file path or the bytes of an image file (EXIF rotation applied).
+
+    Raises MediaError for a missing, empty, corrupt or unsupported file.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        name, data = "image", np.frombuffer(source, np.uint8)
+    else:
+        name, data = str(source), read_bytes(Path(source))
+    if data.size == 0:
+        raise MediaError(f"{name}: the file is empty")
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None:
+        raise MediaError(f"{name}: not an image OpenCV can read (corrupt, or an unsupported format)")
+    return image
+
+
+def read_bytes(path: Path) -> np.ndarray:
+    require_file(path)
+    try:
+        return np.fromfile(path, np.uint8)  # np.fromfile + imdecode, unlike imread, handles any path name
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def faces_report(faces: list[Face]) -> dict:
+    """The JSON form of one image's faces: {"faces": [{"box", "emotion", "scores"}, ...]}."""
+    return {"faces": [face.to_dict() for face in faces]}
+
+
+def predict_image(pipeline: Pipeline, image: np.ndarray) -> dict:
+    """Every face of a decoded image, largest first; an image without faces gives an empty list."""
+    return faces_report(pipeline.analyse(image))
+
+
+def annotated_name(path: Path, taken: set[str]) -> str:
+    """The input's file name (PNG when OpenCV cannot write its format), made unique within one run."""
+    name = path.name if cv2.haveImageWriter(path.name) else path.stem + ".png"
+    stem, suffix, n = Path(name).stem, Path(name).suffix, 1
+    while name in taken:
+        n += 1
+        name = f"{stem}-{n}{suffix}"
+    taken.add(name)
+    return name
+
+
+def write_image(image: np.ndarray, target: Path) -> None:
+    """Encode and write `target` whole, or leave nothing behind."""
+    ok, encoded = cv2.imencode(target.suffix, image)
+    if not ok:
+        raise MediaError(f"{target}: OpenCV cannot encode this image format")
+    with atomic_output(target) as partial:
+        partial.write_bytes(encoded.tobytes())
+
+
+def prepare_out_dir(out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MediaError(f"{out}: cannot create the output folder ({exc.strerror})") from None
+    return out
+
+
+def run_predict(paths, config: Config, as_json: bool = False, out_dir: str | Path | None = None) -> int:
+    """`ferkit predict`: print each image's faces (text or one JSON object); annotated copies in out_dir."""
+    paths = [require_file(p) for p in paths]  # fail on a missing file before loading the model
+    out = prepare_out_dir(out_dir) if out_dir else None
+    pipeline = Pipeline.from_config(config)
+    results, taken = [], set()
+    for path in paths:
+        image = read_image(path)
+        faces = pipeline.analyse(image)
+        results.append({"path": str(path), **faces_report(faces)})
+        if out:
+            write_image(draw_faces(image, faces), out / annotated_name(path, taken))
+        if not as_json:
+            print_faces(path, faces)
+    if as_json:
+        print(json.dumps({"images": results}))
+    return 0
+
+
+def print_faces(path: Path, faces: list[Face]) -> None:
+    print(f"{path}: {len(faces)} face{'s' if len(faces) != 1 else ''}")
+    for face in faces:
+        top = sorted(face.to_dict()["scores"].items(), key=lambda item: -item[1])[:3]
+        print(f"  box {list(face.box)}: {face.emotion} ({', '.join(f'{k} {v:.0%}' for k, v in top)})")
+    sys.stdout.flush()

@@ -1,0 +1,136 @@
+"""Saved videos: the one frame loop that turns a video file into an annotated video, a per-frame
+CSV, a timeline chart and a summary. `process_video` serves the CLI and the web app's upload jobs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Callable
+
+from ..config import Config
+from ..errors import MediaError
+from ..files import atomic_output, require_file
+from ..inference.pipeline import Pipeline
+from .progress import ProgressBar
+from .source import VideoSource
+from .writers import TIMELINE_FORMATS, AnnotatedVideoWriter, CsvWriter, FaceHistory, plot_timeline, video_fourcc
+
+ProgressCallback = Callable[[int, int], None]  # (frames done, approximate total; 0 when unknown)
+
+
+def process_video(pipeline: Pipeline, input_path: str | Path, out_video: str | Path | None = None,
+                  csv_path: str | Path | None = None, timeline_png: str | Path | None = None,
+                  progress_callback: ProgressCallback | None = None, fourcc: str | None = None) -> dict:
+    """Track and classify every face of a video file; write the outputs that were asked for.
+
+    Outputs are complete or absent: on any error (MediaError for bad input or outputs) none of
+    them is left behind. `fourcc` overrides the codec chosen from out_video's extension (the web
+    app passes `browser_video_format()`'s). Returns the summary (see `summarise`).
+    """
+    outputs = {"video": out_video, "csv": csv_path, "timeline": timeline_png}
+    outputs = {kind: Path(path) for kind, path in outputs.items() if path}
+    check_outputs(Path(input_path), outputs, fourcc)
+    source = VideoSource(input_path)
+    stream, history = pipeline.stream(), FaceHistory()
+    with ExitStack() as stack:
+        sinks, timeline_partial = open_outputs(stack, source, outputs, fourcc)
+        started = time.perf_counter()
+        frames = 0
+        for index, frame in source.frames():
+            faces = stream.process(frame)
+            seconds = index / source.fps
+            history.add(seconds, faces)
+            for sink in sinks:
+                sink.add(index, seconds, frame, faces)
+            frames = index + 1
+            if progress_callback:
+                progress_callback(frames, source.frame_count)
+        elapsed = time.perf_counter() - started
+        for sink in sinks:
+            sink.close()
+        if timeline_partial:
+            plot_timeline(history, timeline_partial, frames / source.fps, 1 / source.fps)
+    return summarise(source, history, frames, elapsed, outputs)
+
+
+def check_outputs(input_path: Path, outputs: dict[str, Path], fourcc: str | None) -> None:
+    """Refuse, before any work, outputs that would overwrite the input or have unusable extensions."""
+    for path in outputs.values():
+        if path.exists() and input_path.exists() and path.resolve() == input_path.resolve():
+            raise MediaError(f"{path}: an output may not overwrite the input video")
+    if "video" in outputs and not fourcc:
+        video_fourcc(outputs["video"])
+    if "timeline" in outputs and outputs["timeline"].suffix.lower() not in TIMELINE_FORMATS:
+        raise MediaError(f"{outputs['timeline']}: the timeline chart must be one of {', '.join(TIMELINE_FORMATS)}")
+
+
+def open_outputs(stack: ExitStack, source: VideoSource, outputs: dict[str, Path], fourcc: str | None):
+    """(per-frame writers, the timeline's partial path or None), all created before the first frame
+    so that unwritable paths fail before any work. `stack` commits or removes them."""
+    sinks, timeline_partial = [], None
+    if "video" in outputs:
+        partial = stack.enter_context(atomic_output(outputs["video"]))
+        sinks.append(AnnotatedVideoWriter(partial, outputs["video"], source.fps, source.size, fourcc))
+        stack.callback(sinks[-1].writer.release)  # on failure too; a second release is harmless
+    if "csv" in outputs:
+        partial = stack.enter_context(atomic_output(outputs["csv"]))
+        sinks.append(CsvWriter(partial, outputs["csv"]))
+        stack.callback(sinks[-1].file.close)
+    if "timeline" in outputs:
+        timeline_partial = stack.enter_context(atomic_output(outputs["timeline"]))
+        touch(timeline_partial, outputs["timeline"])
+    return sinks, timeline_partial
+
+
+def touch(partial: Path, target: Path) -> None:
+    try:
+        partial.touch()
+    except OSError as exc:
+        raise MediaError(f"{target}: cannot be written ({exc.strerror})") from None
+
+
+def summarise(source: VideoSource, history: FaceHistory, frames: int, elapsed: float, outputs: dict) -> dict:
+    """The run in numbers: frames, seconds, processing fps, and per face id its expression shares."""
+    return {
+        "input": str(source.path), "frames": frames, "seconds": round(frames / source.fps, 3),
+        "video_fps": round(source.fps, 3), "width": source.width, "height": source.height,
+        "fps": round(frames / max(elapsed, 1e-9), 1), "faces_seen": len(history.ids),
+        "faces": {str(face_id): history.face_summary(face_id) for face_id in history.ids},
+        "outputs": {kind: str(path) for kind, path in outputs.items()},
+    }
+
+
+def default_timeline(out: str | None, csv_path: str | None) -> Path | None:
+    """The timeline chart goes beside the CSV (or else the video): NAME_timeline.png."""
+    base = csv_path or out
+    return Path(base).with_name(Path(base).stem + "_timeline.png") if base else None
+
+
+def run_video(input_path, config: Config, out: str | None = None, csv_path: str | None = None,
+              timeline: str | None = None, as_json: bool = False, progress: bool = True) -> int:
+    """`ferkit video`: process one video file; print the summary (text, or JSON with as_json)."""
+    require_file(input_path)  # before loading the model
+    pipeline = Pipeline.from_config(config)
+    bar = ProgressBar(sys.stderr) if progress and sys.stderr.isatty() else None
+    try:
+        summary = process_video(pipeline, input_path, out, csv_path, timeline or default_timeline(out, csv_path), bar)
+    finally:
+        if bar:
+            bar.finish()
+    print(json.dumps(summary) if as_json else format_summary(summary))
+    return 0
+
+
+def format_summary(summary: dict) -> str:
+    lines = [f"{summary['input']}: {summary['frames']} frames, {summary['seconds']:.1f} s, "
+             f"{summary['faces_seen']} face id(s), processed at {summary['fps']:.0f} fps"]
+    for face_id, face in summary["faces"].items():
+        top = sorted(face["shares"].items(), key=lambda item: -item[1])[:3]
+        lines.append(f"  face #{face_id}: {face['frames']} frames ({face['first_s']:.1f}-{face['last_s']:.1f} s), "
+                     + ", ".join(f"{name} {share:.0%}" for name, share in top))
+    lines += [f"  {kind}: {path}" for kind, path in summary["outputs"].items()]
+    return "\n".join(lines)
