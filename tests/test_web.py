@@ -165,14 +165,17 @@ def test_predict_raw_body_gives_the_same_faces(client, face_photo):
     assert raw["images"][0]["faces"] == form["images"][0]["faces"]
 
 
-def test_predict_image_without_faces(client):
-    response = client.post("/api/predict", data=png_bytes(), content_type="image/png")
+@pytest.mark.parametrize("content_type", ["image/png", "application/octet-stream",
+                                          "application/x-www-form-urlencoded"])  # curl --data-binary's default
+def test_predict_raw_image_without_faces(client, content_type):
+    response = client.post("/api/predict", data=png_bytes(), content_type=content_type)
     assert response.get_json() == {"images": [{"path": None, "faces": []}]}
 
 
 @pytest.mark.parametrize("kwargs, status", [
     ({"data": {"photo": (io.BytesIO(png_bytes()), "x.png")}}, 400),  # wrong field name
-    ({"data": {"image": "just text"}}, 400),  # a text field, not a file
+    ({"data": {"image": "just text"}, "content_type": "multipart/form-data"}, 400),  # a text field, not a file
+    ({"data": {"image": "just text"}}, 415),  # a form, not an image
     ({"data": b"", "content_type": "image/jpeg"}, 400),  # empty body
     ({"data": {"image": (io.BytesIO(b""), "x.png")}}, 400),  # empty file
     ({"data": b"\x89PNG\r\n\x1a\n corrupt", "content_type": "image/png"}, 415),  # undecodable

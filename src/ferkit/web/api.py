@@ -20,20 +20,19 @@ from .sessions import SESSION_ID
 from .stream import encode_jpeg
 
 UPLOAD_FIELD = "image"
-FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
 def uploaded_image() -> tuple[str | None, bytes]:
     """(file name or None, bytes) of the image in this request: the form field, or else the raw body."""
-    if request.mimetype in FORM_TYPES:
+    if request.mimetype == "multipart/form-data":
         upload = request.files.get(UPLOAD_FIELD)
         if upload is None:
             abort(400, f"send the image as the multipart form field {UPLOAD_FIELD!r} (a file) or as the raw body")
         name, data = upload.filename or None, upload.read()
-    else:
-        if request.mimetype.startswith(("text/", "application/json")):
-            abort(415, f"expected an image, got {request.mimetype}")
+    elif request.mimetype.startswith(("text/", "application/json")):
+        abort(415, f"expected an image, got {request.mimetype}")
+    else:  # any other type, even curl --data-binary's default form-urlencoded: the body is the file
         name, data = None, request.get_data(cache=False)
     if not data:
         abort(400, "the upload is empty")
