@@ -153,7 +153,10 @@ def test_camera_faces_get_boxes_labels_chart_and_fps(page, server):
     page.wait_for_function("parseFloat(document.getElementById('camera-fps').textContent) > 0", timeout=30_000)
     # One snapshot: the overlay is redrawn for every frame.
     labels, box, video = page.evaluate("""() => {
-        const rect = (el) => { const r = el.getBoundingClientRect(); return {x: r.x, width: r.width, height: r.height}; };
+        const rect = (el) => {
+            const r = el.getBoundingClientRect();
+            return {x: r.x, width: r.width, height: r.height};
+        };
         const boxes = [...document.querySelectorAll('#camera-overlay .face-box')];
         return [boxes.map(b => b.querySelector('.face-label').textContent), rect(boxes[0]),
                 rect(document.getElementById('camera-video'))];

@@ -63,7 +63,8 @@ def encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
 
 
 def mjpeg_part(jpeg: bytes) -> bytes:
-    return (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n").encode() + jpeg + b"\r\n"
+    header = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+    return header.encode() + jpeg + b"\r\n"
 
 
 def message_frame(text: str, size=(640, 360)) -> np.ndarray:
@@ -184,31 +185,31 @@ class FrameBroadcaster:
 
     def _capture_loop(self) -> None:
         capture, retry_s = None, FIRST_RETRY_S
-        while not self._should_stop():
-            if capture is None:
-                capture = self.open_source(self.source)
+        try:
+            while not self._should_stop():
                 if capture is None:
-                    self._wait_to_retry(f"video source unavailable; retrying in {retry_s:.0f} s", retry_s)
-                    retry_s = min(2 * retry_s, LAST_RETRY_S)
+                    capture = self.open_source(self.source)
+                    if capture is None:
+                        retry_s = self._retry_later("video source unavailable; retrying", retry_s)
+                        continue
+                    self.opens += 1
+                    self.error, self.fps, self._published_at = None, 0.0, None
+                    stream, frames_read, due = self.pipeline.stream(), 0, time.monotonic()
+                    interval = 1.0 / self._target_fps(capture)
+                ok, frame = capture.read()
+                if not ok:
+                    capture.release()
+                    capture = None
+                    if not (self.loops and frames_read):  # a file at its end loops at once; others wait
+                        retry_s = self._retry_later("video source stopped; reopening", retry_s)
                     continue
-                self.opens += 1
-                self.error, self.fps, self._published_at = None, 0.0, None
-                stream, frames_read, due = self.pipeline.stream(), 0, time.monotonic()
-                interval = 1.0 / self._target_fps(capture)
-            ok, frame = capture.read()
-            if not ok:
+                retry_s, frames_read = FIRST_RETRY_S, frames_read + 1
+                faces = stream.process(frame)
+                self._publish(encode_jpeg(draw_faces(frame, faces), self.cfg.jpeg_quality))
+                due = self._pace(due, interval)
+        finally:  # on errors too: a camera stays claimed until released
+            if capture is not None:
                 capture.release()
-                capture = None
-                if not (self.loops and frames_read):  # a file at its end loops at once; others wait
-                    self._wait_to_retry(f"video source stopped; reopening in {retry_s:.0f} s", retry_s)
-                    retry_s = min(2 * retry_s, LAST_RETRY_S)
-                continue
-            retry_s, frames_read = FIRST_RETRY_S, frames_read + 1
-            faces = stream.process(frame)
-            self._publish(encode_jpeg(draw_faces(frame, faces), self.cfg.jpeg_quality))
-            due = self._pace(due, interval)
-        if capture is not None:
-            capture.release()
 
     def _target_fps(self, capture: cv2.VideoCapture) -> float:
         """The configured maximum, or a file's own frame rate when lower (files play at natural speed)."""
@@ -223,7 +224,9 @@ class FrameBroadcaster:
         self._closing.wait(due - now)
         return due
 
-    def _wait_to_retry(self, message: str, seconds: float) -> None:
-        self.error = message
-        self._publish(encode_jpeg(message_frame(message), self.cfg.jpeg_quality))
+    def _retry_later(self, message: str, seconds: float) -> float:
+        """Show the message to viewers, wait `seconds`; the wait before the next retry (doubled, capped)."""
+        self.error = f"{message} in {seconds:.1f} s"
+        self._publish(encode_jpeg(message_frame(self.error), self.cfg.jpeg_quality))
         self._closing.wait(seconds)
+        return min(2 * seconds, LAST_RETRY_S)
