@@ -1,0 +1,438 @@
+"""Saved videos: tracking ids, the per-frame CSV, the annotated video, timeline and summary, every
+container, and bad input (missing, empty, corrupt, truncated, non-video, unwritable outputs).
+
+Synthetic videos show bright squares that a small test detector finds, so ids, entries and exits
+are exact; the real media in ../shared checks the same with Haar on real faces.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ferkit.cli import main
+from ferkit.config import Config, DetectorConfig, PipelineConfig
+from ferkit.errors import MediaError
+from ferkit.inference.classifier import FacialExpressionModel
+from ferkit.inference.pipeline import Pipeline
+from ferkit.labels import CLASS_NAMES
+from ferkit.video.process import process_video
+from ferkit.video.progress import ProgressBar
+from ferkit.video.source import VideoSource
+from ferkit.video.writers import CSV_COLUMNS, VIDEO_FOURCCS, browser_video_format
+from ferkit.vision.crops import to_gray
+from ferkit.vision.detectors import FaceDetector
+
+FPS, SIZE, SIDE = 20, (160, 120), 40  # synthetic videos: 160x120 at 20 fps, 40-pixel "faces"
+CFG = PipelineConfig()
+
+
+class SquareDetector(FaceDetector):
+    """Finds bright squares: the faces of the synthetic videos."""
+
+    def _detect(self, small, min_size):
+        _, mask = cv2.threshold(to_gray(small), 200, 255, cv2.THRESH_BINARY)
+        _, _, stats, _ = cv2.connectedComponentsWithStats(mask)
+        boxes = stats[1:, :4]
+        return boxes[np.minimum(boxes[:, 2], boxes[:, 3]) >= min_size]
+
+
+def square_frames(positions_per_frame) -> list[np.ndarray]:
+    """One dark frame per entry, with a white SIDE x SIDE square at each (x, y) of the entry."""
+    frames = []
+    for positions in positions_per_frame:
+        frame = np.full((SIZE[1], SIZE[0], 3), 30, np.uint8)
+        for x, y in positions:
+            cv2.rectangle(frame, (x, y), (x + SIDE - 1, y + SIDE - 1), (255, 255, 255), -1)
+        frames.append(frame)
+    return frames
+
+
+def write_video(path: Path, frames, fps: float = FPS) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*VIDEO_FOURCCS[path.suffix]), fps,
+                             (frames[0].shape[1], frames[0].shape[0]))
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def moving_square(frames: int = 40, step: int = 2) -> list:
+    return [[(10 + step * i, 40)] for i in range(frames)]
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def faces_by_frame(rows: list[dict]) -> dict[int, list[dict]]:
+    frames = {}
+    for row in rows:
+        frames.setdefault(int(row["frame"]), [])
+        if row["face_id"]:
+            frames[int(row["frame"])].append(row)
+    return frames
+
+
+def count_frames(path: Path) -> tuple[int, tuple[int, int]]:
+    capture = cv2.VideoCapture(str(path))
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    return frames, size
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_model_dir):
+    return FacialExpressionModel(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def squares(classifier) -> Pipeline:
+    """The product's pipeline with the square detector in place of a face detector."""
+    return Pipeline(classifier, SquareDetector(DetectorConfig(min_face_size=16)), CFG)
+
+
+@pytest.fixture
+def moving_video(tmp_path) -> Path:
+    return write_video(tmp_path / "moving.mp4", square_frames(moving_square()))
+
+
+# --- tracking, entering, leaving -----------------------------------------------------------
+
+def test_a_moving_face_keeps_one_id(squares, moving_video, tmp_path):
+    summary = process_video(squares, moving_video, csv_path=tmp_path / "faces.csv")
+    frames = faces_by_frame(read_csv(tmp_path / "faces.csv"))
+    shown = [i for i, faces in frames.items() if faces]
+    # confirmed at the second detection round, then shown in every frame to the end
+    assert shown == list(range(CFG.detect_every, 40))
+    assert {face["face_id"] for i in shown for face in frames[i]} == {"1"}
+    assert summary["faces_seen"] == 1 and summary["faces"]["1"]["frames"] == 40 - CFG.detect_every
+    xs = [int(frames[i][0]["x"]) for i in shown]
+    assert xs == sorted(xs) and xs[-1] - xs[0] >= 60, "the box follows the face"
+
+
+def test_two_faces_keep_their_own_ids(squares, tmp_path):
+    positions = [[(5 + i, 10), (115 - i, 70)] for i in range(30)]
+    video = write_video(tmp_path / "two.mp4", square_frames(positions))
+    process_video(squares, video, csv_path=tmp_path / "faces.csv")
+    rows = [row for row in read_csv(tmp_path / "faces.csv") if row["face_id"]]
+    ids = {row["face_id"]: set() for row in rows}
+    for row in rows:
+        ids[row["face_id"]].add("top" if int(row["y"]) < 40 else "bottom")
+    assert ids == {"1": {"top"}, "2": {"bottom"}} or ids == {"1": {"bottom"}, "2": {"top"}}
+
+
+def test_a_face_that_leaves_and_comes_back_gets_a_new_id(squares, tmp_path):
+    visible, away = 20, 25  # away for longer than a track survives (track_max_missed frames)
+    positions = [[(60, 40)]] * visible + [[]] * away + [[(60, 40)]] * 15
+    video = write_video(tmp_path / "leaves.mp4", square_frames(positions))
+    summary = process_video(squares, video, csv_path=tmp_path / "faces.csv")
+    frames = faces_by_frame(read_csv(tmp_path / "faces.csv"))
+    assert len(frames) == len(positions)
+    hidden_by = visible + 2 * CFG.detect_every  # a lost face is hidden within two detection rounds
+    assert all(not frames[i] for i in range(hidden_by, visible + away))
+    assert summary["faces_seen"] == 2
+    assert summary["faces"]["1"]["last_s"] < hidden_by / FPS <= summary["faces"]["2"]["first_s"]
+
+
+def test_a_face_sliding_out_of_the_frame(squares, tmp_path):
+    positions = [[(60 + 4 * i, 40)] for i in range(40)]  # leaves by the right edge
+    video = write_video(tmp_path / "slides.mp4", square_frames(positions))
+    process_video(squares, video, csv_path=tmp_path / "faces.csv")
+    frames = faces_by_frame(read_csv(tmp_path / "faces.csv"))
+    assert frames[10] and not frames[39]
+    assert {face["face_id"] for faces in frames.values() for face in faces} == {"1"}
+
+
+def test_one_off_false_detections_are_never_shown(squares, tmp_path):
+    positions = [[(60, 40)] if i == 9 else [] for i in range(30)]  # seen by one detection round only
+    video = write_video(tmp_path / "blip.mp4", square_frames(positions))
+    assert process_video(squares, video)["faces_seen"] == 0
+
+
+def test_a_video_without_faces(squares, tmp_path):
+    video = write_video(tmp_path / "empty.mp4", square_frames([[]] * 25))
+    outputs = {"out_video": tmp_path / "out.mp4", "csv_path": tmp_path / "faces.csv",
+               "timeline_png": tmp_path / "timeline.png"}
+    summary = process_video(squares, video, **outputs)
+    assert summary["frames"] == 25 and summary["faces_seen"] == 0 and summary["faces"] == {}
+    rows = read_csv(tmp_path / "faces.csv")
+    assert [int(r["frame"]) for r in rows] == list(range(25)), "one row per frame, face columns empty"
+    assert all(r[c] == "" for r in rows for c in CSV_COLUMNS[2:])
+    assert count_frames(tmp_path / "out.mp4") == (25, SIZE)
+    assert cv2.imread(str(tmp_path / "timeline.png")) is not None
+
+
+# --- outputs -------------------------------------------------------------------------------
+
+def test_csv_columns_rows_and_times(squares, tmp_path):
+    positions = [[(5, 10), (110, 70)] if i < 20 else [(5, 10)] for i in range(30)]
+    video = write_video(tmp_path / "in.mp4", square_frames(positions))
+    process_video(squares, video, csv_path=tmp_path / "faces.csv")
+    with open(tmp_path / "faces.csv", newline="") as handle:
+        header = next(csv.reader(handle))
+    assert tuple(header) == CSV_COLUMNS == ("frame", "time_s", "face_id", "x", "y", "w", "h", "emotion",
+                                            *CLASS_NAMES)
+    rows = read_csv(tmp_path / "faces.csv")
+    frames = faces_by_frame(rows)
+    assert len(rows) == sum(max(1, len(faces)) for faces in frames.values())
+    assert sorted(frames) == list(range(30))
+    assert max(len(faces) for faces in frames.values()) == 2
+    for row in rows:
+        assert float(row["time_s"]) == pytest.approx(int(row["frame"]) / FPS, abs=1e-3)
+        if row["face_id"]:
+            scores = [float(row[name]) for name in CLASS_NAMES]
+            assert sum(scores) == pytest.approx(1.0, abs=1e-3)
+            assert row["emotion"] == CLASS_NAMES[int(np.argmax(scores))]
+            assert int(row["w"]) >= 38 and int(row["h"]) >= 38
+
+
+def test_annotated_video_timeline_and_summary(squares, moving_video, tmp_path):
+    calls = []
+    summary = process_video(squares, moving_video, tmp_path / "out" / "annotated.mp4", tmp_path / "faces.csv",
+                            tmp_path / "timeline.png", progress_callback=lambda done, total: calls.append((done, total)))
+    assert count_frames(tmp_path / "out" / "annotated.mp4") == (40, SIZE)
+    first = cv2.VideoCapture(str(tmp_path / "out" / "annotated.mp4"))
+    for _ in range(10):
+        annotated = first.read()[1]
+    source = cv2.VideoCapture(str(moving_video))
+    for _ in range(10):
+        plain = source.read()[1]
+    assert np.abs(annotated.astype(int) - plain.astype(int)).max() > 100, "boxes and labels are drawn"
+    timeline = cv2.imread(str(tmp_path / "timeline.png"))
+    assert timeline is not None and timeline.shape[1] >= 800
+    assert calls == [(i, 40) for i in range(1, 41)]
+    assert summary["frames"] == 40 and summary["seconds"] == pytest.approx(2.0)
+    assert summary["video_fps"] == pytest.approx(FPS) and summary["fps"] > 0
+    assert summary["faces_seen"] == 1
+    shares = summary["faces"]["1"]["shares"]
+    assert list(shares) == list(CLASS_NAMES) and sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
+    assert summary["outputs"] == {"video": str(tmp_path / "out" / "annotated.mp4"),
+                                  "csv": str(tmp_path / "faces.csv"), "timeline": str(tmp_path / "timeline.png")}
+    json.dumps(summary)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["faces.csv", "moving.mp4", "out", "timeline.png"]
+
+
+@pytest.mark.parametrize("suffix", sorted(VIDEO_FOURCCS))
+def test_every_container_in_and_out(squares, tmp_path, suffix):
+    video = write_video(tmp_path / f"in{suffix}", square_frames(moving_square(20, 3)))
+    out = tmp_path / f"out{suffix}"
+    summary = process_video(squares, video, out_video=out)
+    assert summary["frames"] == 20 and summary["faces_seen"] == 1
+    assert count_frames(out) == (20, SIZE)
+
+
+def test_browser_playable_format(squares, moving_video, tmp_path):
+    fourcc, suffix = browser_video_format()
+    # pip's OpenCV has no H.264 encoder; VP8 in WebM plays in every current browser
+    assert (fourcc, suffix) in {("avc1", ".mp4"), ("VP80", ".webm")}
+    out = tmp_path / f"browser{suffix}"
+    process_video(squares, moving_video, out_video=out, fourcc=fourcc)
+    assert count_frames(out) == (40, SIZE)
+
+
+def test_progress_bar_line():
+    stream = io.StringIO()
+    bar = ProgressBar(stream, width=10, min_interval_s=0)
+    bar(5, 10)
+    bar(12, 10)  # frame counts are estimates: the bar stops at 100%
+    bar.finish()
+    lines = stream.getvalue().split("\r")
+    assert lines[1].startswith("[#####-----]  50% 5/10 frames")
+    assert lines[2].startswith("[##########] 100% 12/10 frames") and stream.getvalue().endswith("\n")
+    assert bar.line(7, 0, 30.0) == "7 frames, 30 fps"
+
+
+# --- bad input and outputs -----------------------------------------------------------------
+
+def corrupt_middle(video: Path, target: Path) -> Path:
+    data = bytearray(video.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + len(data) // 8] = np.random.default_rng(0).bytes(len(data) // 8)
+    target.write_bytes(bytes(data))
+    return target
+
+
+def truncate(video: Path, target: Path) -> Path:
+    target.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    return target
+
+
+def written(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def image_file(path: Path) -> Path:
+    cv2.imwrite(str(path), np.zeros((40, 40, 3), np.uint8))
+    return path
+
+
+@pytest.fixture
+def long_video(tmp_path) -> Path:
+    return write_video(tmp_path / "long.mp4", square_frames(moving_square(60, 1)))
+
+
+BAD_FILES = {  # kind: (make(tmp_path, a good 60-frame video) -> the bad input, expected message)
+    "missing": (lambda tmp, video: tmp / "missing.mp4", "no such file"),
+    "folder": (lambda tmp, video: tmp, "not a file"),
+    "empty": (lambda tmp, video: written(tmp / "empty.mp4", b""), "empty"),
+    "garbage": (lambda tmp, video: written(tmp / "g.mp4", np.random.default_rng(1).bytes(50_000)), "not a video"),
+    "text": (lambda tmp, video: written(tmp / "notes.avi", b"not a video\n" * 100), "not a video"),
+    "image": (lambda tmp, video: image_file(tmp / "photo.jpg"), "is an image"),
+    "truncated mp4": (lambda tmp, video: truncate(video, tmp / "cut.mp4"), "not a video"),
+    "corrupt middle": (lambda tmp, video: corrupt_middle(video, tmp / "bad.mp4"), "damaged or truncated"),
+    "truncated mkv": (lambda tmp, video: truncate(write_video(tmp / "v.mkv", square_frames(moving_square(60, 1))),
+                                                  tmp / "cut.mkv"), "damaged or truncated"),
+    "truncated avi": (lambda tmp, video: truncate(write_video(tmp / "v.avi", square_frames(moving_square(60, 1))),
+                                                  tmp / "cut.avi"), "damaged or truncated"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_FILES))
+def test_bad_input_raises_media_error_and_leaves_no_output(squares, tmp_path, long_video, kind):
+    make, message = BAD_FILES[kind]
+    bad = make(tmp_path, long_video)
+    out_dir = tmp_path / "out"
+    with pytest.raises(MediaError, match=message):
+        process_video(squares, bad, out_dir / "a.mp4", out_dir / "a.csv", out_dir / "a.png")
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []
+
+
+def test_frame_count_of_the_damaged_file_is_reported(tmp_path):
+    video = write_video(tmp_path / "v.avi", square_frames(moving_square(60, 1)))
+    with pytest.raises(MediaError, match=r"frame \d+ of 60 cannot be read"):
+        for _ in VideoSource(truncate(video, tmp_path / "cut.avi")).frames():
+            pass
+
+
+def test_a_failed_run_keeps_the_previous_outputs_whole(squares, tmp_path, long_video):
+    previous = tmp_path / "faces.csv"
+    previous.write_text("the previous, complete CSV\n")
+    with pytest.raises(MediaError):
+        process_video(squares, corrupt_middle(long_video, tmp_path / "bad.mp4"), csv_path=previous)
+    assert previous.read_text() == "the previous, complete CSV\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mp4", "faces.csv", "long.mp4"]
+
+
+@pytest.mark.parametrize("output", ["out_video", "csv_path", "timeline_png"])
+def test_unwritable_output_fails_before_any_work(squares, moving_video, tmp_path, output):
+    blocker = tmp_path / "file.txt"  # a file where a folder should be: unwritable even for root
+    blocker.write_text("x")
+    outputs = {"out_video": tmp_path / "a.mp4", "csv_path": tmp_path / "a.csv", "timeline_png": tmp_path / "a.png"}
+    outputs[output] = blocker / Path(outputs[output]).name
+    calls = []
+    with pytest.raises(MediaError, match="file.txt"):
+        process_video(squares, moving_video, progress_callback=lambda *a: calls.append(a), **outputs)
+    assert calls == [], "no frame was processed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "moving.mp4"]
+
+
+@pytest.mark.parametrize("outputs, message", [
+    ({"out_video": "annotated.xyz"}, "unsupported video extension"),
+    ({"timeline_png": "timeline.txt"}, "timeline chart must be"),
+    ({"csv_path": "moving.mp4"}, "may not overwrite the input"),
+])
+def test_bad_output_names(squares, moving_video, tmp_path, outputs, message):
+    with pytest.raises(MediaError, match=message):
+        process_video(squares, moving_video, **{k: tmp_path / v for k, v in outputs.items()})
+    assert moving_video.stat().st_size > 0
+
+
+# --- ferkit video --------------------------------------------------------------------------
+
+def run_cli(capsys, *args):
+    code = main(["video", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_bad_input_is_one_error_line_and_exit_2(capsys, tmp_path, tiny_model_dir, long_video):
+    bad = corrupt_middle(long_video, tmp_path / "bad.mp4")
+    code, out, err = run_cli(capsys, bad, "--out", tmp_path / "o.mp4", "--csv", tmp_path / "o.csv", "--json",
+                             "--model", tiny_model_dir)
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [f"ferkit video: error: {bad}: frame {err.split('frame ')[1].split()[0]} "
+                                        "of 60 cannot be read (the file is damaged or truncated)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mp4", "long.mp4"]
+
+
+def test_cli_missing_input(capsys, tmp_path, tiny_model_dir):
+    code, out, err = run_cli(capsys, tmp_path / "nope.mov", "--model", tiny_model_dir)
+    assert code == 2 and err.strip() == f"ferkit video: error: {tmp_path / 'nope.mov'}: no such file"
+
+
+def test_cli_json_summary_and_default_timeline(capsys, tmp_path, tiny_model_dir, moving_video):
+    code, out, err = run_cli(capsys, moving_video, "--csv", tmp_path / "faces.csv", "--json", "--model", tiny_model_dir)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["frames"] == 40 and summary["faces_seen"] == 0  # Haar finds no face in squares
+    assert summary["outputs"]["timeline"] == str(tmp_path / "faces_timeline.png")
+    assert (tmp_path / "faces_timeline.png").is_file() and err == "", "no progress bar when stderr is not a terminal"
+
+
+# --- real media ----------------------------------------------------------------------------
+
+@pytest.fixture
+def videos(shared_dir) -> Path:
+    return shared_dir / "data" / "media" / "videos"
+
+
+@pytest.fixture(scope="module")
+def haar(tiny_model_dir) -> Pipeline:
+    return Pipeline.from_config(Config(model=str(tiny_model_dir)))
+
+
+def test_real_video_with_one_face(haar, videos, tmp_path):
+    summary = process_video(haar, videos / "single_face.mp4", csv_path=tmp_path / "faces.csv")
+    assert summary["frames"] == 72 and summary["faces_seen"] == 1
+    assert summary["faces"]["1"]["frames"] >= 60
+
+
+def test_real_video_without_faces(haar, videos):
+    """no_face.mp4 reports 98 frames and decodes 95: a frame-count estimate, not a damaged file."""
+    summary = process_video(haar, videos / "no_face.mp4")
+    assert summary["frames"] == 95 and summary["faces_seen"] == 0
+
+
+def test_real_video_where_the_face_leaves(haar, videos, tmp_path):
+    summary = process_video(haar, videos / "face_noface.mov", csv_path=tmp_path / "faces.csv")
+    frames = faces_by_frame(read_csv(tmp_path / "faces.csv"))
+    assert summary["frames"] == len(frames) == 169 and summary["faces_seen"] >= 1
+    last_face = max(i for i, faces in frames.items() if faces)
+    assert 30 < last_face < 140, "the face is in view for a while, then gone to the end"
+
+
+@pytest.mark.parametrize("damage", [truncate, corrupt_middle])
+def test_damaged_real_video(haar, videos, tmp_path, damage):
+    bad = damage(videos / "WolfgangLanger_Pexels.mp4", tmp_path / "damaged.mp4")
+    with pytest.raises(MediaError, match="of 472 cannot be read"):
+        process_video(haar, bad, csv_path=tmp_path / "faces.csv")
+    assert not (tmp_path / "faces.csv").exists()
+
+
+@pytest.mark.slow
+def test_cli_on_the_long_real_video(capsys, tmp_path, tiny_model_dir, videos):
+    video = tmp_path / "clip.mp4"
+    shutil.copy(videos / "WolfgangLanger_Pexels.mp4", video)
+    code, out, err = run_cli(capsys, video, "--out", tmp_path / "annotated.mp4", "--csv", tmp_path / "faces.csv",
+                             "--json", "--no-progress", "--model", tiny_model_dir)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["frames"] == 472 and summary["seconds"] == pytest.approx(19.7, abs=0.1)
+    main_face = max(summary["faces"].values(), key=lambda face: face["frames"])
+    assert main_face["frames"] >= 400, "one woman, tracked under one id nearly throughout"
+    assert count_frames(tmp_path / "annotated.mp4") == (472, (640, 360))
+    assert len({row["frame"] for row in read_csv(tmp_path / "faces.csv")}) == 472
+    assert (tmp_path / "faces_timeline.png").is_file()
