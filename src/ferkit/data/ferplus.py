@@ -24,22 +24,25 @@ def load_ferplus_votes(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     votes, usage = [], []
-    with open_text(path) as handle:
-        reader = csv.reader(handle)
-        header = [h.strip() for h in next(reader, [])]
-        missing = [c for c in ("Usage", *VOTE_COLUMNS) if c not in header]
-        if missing:
-            raise DataError(f"{path}: line 1: missing FER+ column(s) {', '.join(missing)}")
-        columns = [header.index(c) for c in VOTE_COLUMNS]
-        i_usage = header.index("Usage")
-        for line_no, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            try:
-                votes.append([float(row[i]) for i in columns])
-            except (ValueError, IndexError):
-                raise DataError(f"{path}: line {line_no}: votes must be numbers") from None
-            usage.append(row[i_usage].strip())
+    try:
+        with open_text(path) as handle:
+            reader = csv.reader(handle)
+            header = [h.strip() for h in next(reader, [])]
+            missing = [c for c in ("Usage", *VOTE_COLUMNS) if c not in header]
+            if missing:
+                raise DataError(f"{path}: line 1: missing FER+ column(s) {', '.join(missing)}")
+            columns = [header.index(c) for c in VOTE_COLUMNS]
+            i_usage = header.index("Usage")
+            for line_no, row in enumerate(reader, start=2):
+                if not row:
+                    continue
+                try:
+                    votes.append([float(row[i]) for i in columns])
+                except (ValueError, IndexError):
+                    raise DataError(f"{path}: line {line_no}: votes must be numbers") from None
+                usage.append(row[i_usage].strip())
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read as a CSV file ({exc})") from None
     if not votes:
         raise DataError(f"{path}: no rows")
     return np.asarray(votes, dtype=np.float32), np.asarray(usage)

@@ -16,9 +16,6 @@ from .plots import plot_confusion
 
 # Evaluated by default, first present wins: FER2013's validation split, else an image tree's held-out one.
 DEFAULT_EVAL_SPLITS = ("PublicTest", "test", "val", "validation")
-BATCH_SIZE = 512
-
-
 def evaluate(data: str | Path, model: str | Path = "default", split: str | None = None, labels: str = "fer2013",
              ferplus_votes: str | Path | None = None, tta: bool = False, out: str | Path | None = None) -> dict:
     """classification_report() of `model` on `split`, plus "model" and "tta"; with `out`, also
@@ -29,7 +26,7 @@ def evaluate(data: str | Path, model: str | Path = "default", split: str | None 
         dataset = load_dataset(data, labels, ferplus_votes)
         split = split or default_eval_split(dataset)
         subset = dataset.split(split)
-        predicted = predict_in_batches(classifier, subset.images, tta).argmax(axis=1)
+        predicted = classifier.predict_proba(subset.images, tta=tta).argmax(axis=1)
         name = classifier.name if str(model) == "default" else str(model)  # say which model "default" is
         report = {**classification_report(subset.hard_labels, predicted, split), "model": name, "tta": tta}
         if out:
@@ -46,12 +43,6 @@ def default_eval_split(dataset: FaceDataset) -> str:
     if len(present) == 1:
         return present[0]
     raise DataError(f"{dataset.source}: no evaluation split among {', '.join(present)}; choose one with --split")
-
-
-def predict_in_batches(classifier: FacialExpressionModel, faces: np.ndarray, tta: bool) -> np.ndarray:
-    """(N, 7) probabilities, BATCH_SIZE faces at a time so memory stays flat on the full test set."""
-    return np.concatenate([classifier.predict_proba(faces[i:i + BATCH_SIZE], tta=tta)
-                           for i in range(0, len(faces), BATCH_SIZE)])
 
 
 def write_outputs(report: dict, out: Path) -> None:

@@ -20,6 +20,7 @@ from ..labels import CLASS_NAMES, IMAGE_SIZE
 ONNX_FILE, JSON_FILE, WEIGHTS_FILE, CARD_FILE, METRICS_FILE = (
     "model.onnx", "model.json", "model.weights.h5", "MODEL_CARD.md", "metrics.json")
 DEFAULT_NAME_FILE = "DEFAULT"  # in the models folder: the name of the bundled default
+MAX_BATCH = 512  # faces per inference call
 
 
 def list_bundled_models(models_dir: str | Path | None = None) -> list[str]:
@@ -137,8 +138,14 @@ class FacialExpressionModel:
         return lambda batch: model.predict_on_batch(batch).astype(np.float32)
 
     def predict_proba(self, faces, tta: bool = False) -> np.ndarray:
-        """(N, 7) probabilities, columns in CLASS_NAMES order; rows sum to 1."""
+        """(N, 7) probabilities, columns in CLASS_NAMES order; rows sum to 1.
+
+        Large inputs run in chunks of MAX_BATCH faces so memory stays flat on a whole test set.
+        """
         batch = as_batch(faces)
+        if len(batch) > MAX_BATCH:
+            return np.concatenate([self.predict_proba(batch[i:i + MAX_BATCH], tta)
+                                   for i in range(0, len(batch), MAX_BATCH)])
         if len(batch) == 0:
             return np.zeros((0, len(CLASS_NAMES)), np.float32)
         if not tta:

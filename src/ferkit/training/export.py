@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,9 @@ def export_model(model, run_dir: Path) -> None:
     (run_dir / JSON_FILE).write_text(model.to_json())
     model.save_weights(run_dir / WEIGHTS_FILE)
     model(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1), np.float32))  # export traces a called model
-    model.export(str(run_dir / ONNX_FILE), format="onnx", verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's tracer warns about every shape check it records
+        model.export(str(run_dir / ONNX_FILE), format="onnx", verbose=False)
 
 
 def export_run(run_dir: Path, model_name: str) -> None:

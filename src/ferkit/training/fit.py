@@ -58,8 +58,7 @@ def teacher_targets(teacher: str, faces: np.ndarray, onehot: np.ndarray, weight:
     """Distillation targets: the teacher's probabilities mixed with the true labels."""
     from ..inference.classifier import FacialExpressionModel
 
-    probs = np.concatenate([FacialExpressionModel.load(teacher).predict_proba(faces[i:i + 512])
-                            for i in range(0, len(faces), 512)])
+    probs = FacialExpressionModel.load(teacher).predict_proba(faces)
     return (weight * probs + (1 - weight) * onehot).astype(np.float32)
 
 
