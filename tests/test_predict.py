@@ -121,7 +121,7 @@ def test_predict_image_with_haar_on_the_group_photo(tiny_model_dir, shared_dir):
     pipeline = Pipeline.from_config(Config(model=str(tiny_model_dir)))
     image = read_image(shared_dir / "data" / "media" / "photos" / "multi_face.jpg")
     faces = predict_image(pipeline, image)["faces"]
-    assert 4 <= len(faces) <= 5
+    assert 4 <= len(faces) <= 6  # five people; Haar may add one false face
     for face in faces:
         assert_face_record(face, image.shape)
 

@@ -81,11 +81,16 @@ def yunet_path(shared_dir) -> str:
     return str(path)
 
 
+# multi_face.jpg's five faces (x, y, w, h), drawn by hand from YuNet's boxes and checked by eye
+GROUP_PHOTO_FACES = np.array([[683, 294, 107, 129], [531, 305, 100, 132], [314, 239, 96, 123],
+                              [214, 66, 92, 108], [433, 215, 86, 105]])
+
+
 def test_haar_finds_the_faces_of_the_group_photo(photos):
-    """multi_face.jpg: five people, one in sunglasses, which the Haar cascade misses."""
     image = read_image(photos / "multi_face.jpg")
     boxes = create_detector(DetectorConfig()).detect(image)
-    assert 4 <= len(boxes) <= 5
+    assert match_count(boxes, GROUP_PHOTO_FACES, min_iou=0.4) >= 4
+    assert len(boxes) <= 6, "at most one false detection"
     areas = boxes[:, 2] * boxes[:, 3]
     assert (np.diff(areas) <= 0).all(), "largest face first"
     assert (boxes[:, 0] + boxes[:, 2] <= image.shape[1]).all() and (boxes[:, 1] + boxes[:, 3] <= image.shape[0]).all()
@@ -94,7 +99,7 @@ def test_haar_finds_the_faces_of_the_group_photo(photos):
 def test_yunet_finds_all_five_faces_of_the_group_photo(photos, yunet_path):
     boxes = create_detector(DetectorConfig(name="yunet", model_path=yunet_path)).detect(
         read_image(photos / "multi_face.jpg"))
-    assert len(boxes) == 5
+    assert len(boxes) == 5 and match_count(boxes, GROUP_PHOTO_FACES, min_iou=0.7) == 5
 
 
 def test_boxes_are_in_the_original_frame_pixels_whatever_the_downscale(photos):

@@ -67,8 +67,9 @@ class HaarDetector(FaceDetector):
             raise FerkitError(f"OpenCV's {HAAR_FILE} could not be loaded (opencv-python-headless>=4.10,<5 has it)")
 
     def _detect(self, small: np.ndarray, min_size: int) -> np.ndarray:
+        # No histogram equalisation: the cascade normalises each window's contrast itself, and on
+        # the dlib photos equalising changed no recall while doubling the time on the Pexels video.
         gray = small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-        gray = cv2.equalizeHist(gray)
         boxes = self.cascade.detectMultiScale(gray, scaleFactor=self.cfg.scale_factor,
                                               minNeighbors=self.cfg.min_neighbors, minSize=(min_size, min_size))
         return np.asarray(boxes).reshape(-1, 4)
