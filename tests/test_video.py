@@ -326,6 +326,20 @@ def test_a_failed_run_keeps_the_previous_outputs_whole(squares, tmp_path, long_v
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mp4", "faces.csv", "long.mp4"]
 
 
+def test_a_caller_cancels_by_raising_from_the_progress_callback(squares, moving_video, tmp_path):
+    class Cancelled(Exception):
+        pass
+
+    def cancel_at_frame_10(done, total):
+        if done == 10:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        process_video(squares, moving_video, tmp_path / "a.webm", tmp_path / "a.csv", tmp_path / "a.png",
+                      progress_callback=cancel_at_frame_10)
+    assert [p.name for p in tmp_path.iterdir()] == ["moving.mp4"]
+
+
 @pytest.mark.parametrize("output", ["out_video", "csv_path", "timeline_png"])
 def test_unwritable_output_fails_before_any_work(squares, moving_video, tmp_path, output):
     blocker = tmp_path / "file.txt"  # a file where a folder should be: unwritable even for root
@@ -343,6 +357,8 @@ def test_unwritable_output_fails_before_any_work(squares, moving_video, tmp_path
     ({"out_video": "annotated.xyz"}, "unsupported video extension"),
     ({"timeline_png": "timeline.txt"}, "timeline chart must be"),
     ({"csv_path": "moving.mp4"}, "may not overwrite the input"),
+    ({"csv_path": "same.png", "timeline_png": "same.png"}, "same file is given for two outputs"),
+    ({"out_video": "same.mp4", "csv_path": "same.mp4"}, "same file is given for two outputs"),
 ])
 def test_bad_output_names(squares, moving_video, tmp_path, outputs, message):
     with pytest.raises(MediaError, match=message):

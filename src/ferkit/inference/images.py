@@ -30,7 +30,10 @@ def read_image(source: str | Path | bytes) -> np.ndarray:
         name, data = str(source), read_bytes(Path(source))
     if data.size == 0:
         raise MediaError(f"{name}: the file is empty")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error:  # e.g. more pixels than OpenCV's decoding limit
+        image = None
     if image is None:
         raise MediaError(f"{name}: not an image OpenCV can read (corrupt, or an unsupported format)")
     return image

@@ -29,14 +29,17 @@ def process_video(pipeline: Pipeline, input_path: str | Path, out_video: str | P
 
     Outputs are complete or absent: on any error (MediaError for bad input or outputs) none of
     them is left behind. `fourcc` overrides the codec chosen from out_video's extension (the web
-    app passes `browser_video_format()`'s). Returns the summary (see `summarise`).
+    app passes `browser_video_format()`'s). `progress_callback` is called after every frame; an
+    exception it raises stops the run (that is how a caller cancels), outputs removed. Returns
+    the summary (see `summarise`).
     """
     outputs = {"video": out_video, "csv": csv_path, "timeline": timeline_png}
     outputs = {kind: Path(path) for kind, path in outputs.items() if path}
     check_outputs(Path(input_path), outputs, fourcc)
-    source = VideoSource(input_path)
     stream, history = pipeline.stream(), FaceHistory()
     with ExitStack() as stack:
+        source = VideoSource(input_path)
+        stack.callback(source.close)
         sinks, timeline_partial = open_outputs(stack, source, outputs, fourcc)
         started = time.perf_counter()
         frames = 0
@@ -58,10 +61,14 @@ def process_video(pipeline: Pipeline, input_path: str | Path, out_video: str | P
 
 
 def check_outputs(input_path: Path, outputs: dict[str, Path], fourcc: str | None) -> None:
-    """Refuse, before any work, outputs that would overwrite the input or have unusable extensions."""
-    for path in outputs.values():
-        if path.exists() and input_path.exists() and path.resolve() == input_path.resolve():
+    """Refuse, before any work, outputs that would overwrite the input or each other, or have
+    unusable extensions."""
+    resolved = [path.resolve() for path in outputs.values()]
+    for path, full in zip(outputs.values(), resolved):
+        if full == input_path.resolve():
             raise MediaError(f"{path}: an output may not overwrite the input video")
+        if resolved.count(full) > 1:
+            raise MediaError(f"{path}: the same file is given for two outputs")
     if "video" in outputs and not fourcc:
         video_fourcc(outputs["video"])
     if "timeline" in outputs and outputs["timeline"].suffix.lower() not in TIMELINE_FORMATS:
@@ -75,11 +82,11 @@ def open_outputs(stack: ExitStack, source: VideoSource, outputs: dict[str, Path]
     if "video" in outputs:
         partial = stack.enter_context(atomic_output(outputs["video"]))
         sinks.append(AnnotatedVideoWriter(partial, outputs["video"], source.fps, source.size, fourcc))
-        stack.callback(sinks[-1].writer.release)  # on failure too; a second release is harmless
     if "csv" in outputs:
         partial = stack.enter_context(atomic_output(outputs["csv"]))
         sinks.append(CsvWriter(partial, outputs["csv"]))
-        stack.callback(sinks[-1].file.close)
+    for sink in sinks:
+        stack.callback(sink.release)  # on failure too, before the partial files are removed
     if "timeline" in outputs:
         timeline_partial = stack.enter_context(atomic_output(outputs["timeline"]))
         touch(timeline_partial, outputs["timeline"])

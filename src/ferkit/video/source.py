@@ -62,8 +62,11 @@ class VideoSource:
                 index += 1
                 frame = self.read()
         finally:
-            self.capture.release()
+            self.close()
         self.check_complete(index)
+
+    def close(self) -> None:
+        self.capture.release()  # a second call does nothing
 
     def read(self) -> np.ndarray | None:
         try:

@@ -65,17 +65,24 @@ class AnnotatedVideoWriter:
     """Draws boxes, labels and score bars on each frame and encodes the result."""
 
     def __init__(self, partial: Path, target: Path, fps: float, size: tuple[int, int], fourcc: str | None = None):
-        self.partial, self.target = partial, target
+        self.partial, self.target, self.size = partial, target, size
         fourcc = fourcc or video_fourcc(target)
         self.writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*fourcc), fps, size)
         if not self.writer.isOpened():
             raise MediaError(f"{target}: cannot write a {fourcc} video here (folder not writable, or codec missing)")
 
     def add(self, frame_index: int, seconds: float, frame: np.ndarray, faces: list[Face]) -> None:
-        self.writer.write(draw_faces(frame, faces))
+        annotated = draw_faces(frame, faces)
+        if annotated.shape[1::-1] != self.size:  # the writer silently drops frames of another size
+            annotated = cv2.resize(annotated, self.size, interpolation=cv2.INTER_AREA)
+        self.writer.write(annotated)
+
+    def release(self) -> None:
+        self.writer.release()  # a second call does nothing
 
     def close(self) -> None:
-        self.writer.release()
+        """Finish the file; MediaError when the encoder wrote nothing."""
+        self.release()
         if not self.partial.is_file() or self.partial.stat().st_size == 0:
             raise MediaError(f"{self.target}: the video encoder wrote nothing")
 
@@ -100,8 +107,11 @@ class CsvWriter:
             self.rows.writerow([frame_index, time_s, face.track_id, *face.box, face.emotion,
                                 *(f"{s:.4f}" for s in face.scores)])
 
+    def release(self) -> None:
+        self.file.close()  # a second call does nothing
+
     def close(self) -> None:
-        self.file.close()
+        self.release()
 
 
 class FaceHistory:
