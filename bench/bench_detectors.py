@@ -62,7 +62,8 @@ def main(argv=None) -> int:
     configs = [DetectorConfig(name="haar")] + ([DetectorConfig(name="yunet", model_path=str(yunet))]
                                                if yunet.is_file() else [])
     print(f"{len(photos)} photos, {sum(len(b) for _, b in photos)} hand-drawn faces, IoU >= {args.min_iou}")
-    print(f"{'detector':<8} {'min face':>8} {'recall':>7} {'precision':>9} {'found':>6} {'detected':>8} {'ms/frame':>9}")
+    print(f"{'detector':<8} {'min face':>8} {'recall':>7} {'precision':>9} {'found':>6} {'detected':>8} "
+          f"{'ms/frame':>9}")
     for base in configs:
         for min_face in args.min_face:
             score, ms = score_detector(replace(base, min_face_size=min_face), photos, args.repeat, args.min_iou)

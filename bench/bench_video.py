@@ -27,6 +27,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ferkit.config import Config, default_shared_dir  # noqa: E402
+from ferkit.errors import FerkitError  # noqa: E402
 from ferkit.inference.classifier import JSON_FILE, WEIGHTS_FILE, resolve_model  # noqa: E402
 from ferkit.inference.pipeline import Pipeline  # noqa: E402
 from ferkit.labels import CLASS_NAMES, IMAGE_SIZE  # noqa: E402
@@ -75,7 +76,8 @@ def run_seed(video: Path, model, max_frames: int) -> tuple[int, int, Clock, list
                 started = time.perf_counter()
                 pred = model.predict(roi[np.newaxis, :, :, np.newaxis].astype(np.float32), verbose=0)
                 predict_s.append(time.perf_counter() - started)
-                cv2.putText(fr, CLASS_NAMES[int(np.argmax(pred))], (x, y), cv2.FONT_HERSHEY_SIMPLEX, 1, (255, 255, 0), 2)
+                cv2.putText(fr, CLASS_NAMES[int(np.argmax(pred))], (x, y), cv2.FONT_HERSHEY_SIMPLEX, 1,
+                            (255, 255, 0), 2)
                 cv2.rectangle(fr, (x, y), (x + w, y + h), (255, 0, 0), 2)
                 faces += 1
             cv2.imencode(".jpg", fr)
@@ -128,8 +130,11 @@ def main(argv=None) -> int:
     if not args.video.is_file():
         print(f"no video at {args.video} (pass --video)", file=sys.stderr)
         return 2
-    config = Config(model=args.model)
-    pipeline = Pipeline.from_config(config)
+    try:
+        pipeline = Pipeline.from_config(Config(model=args.model))
+    except FerkitError as exc:
+        print(f"bench_video: {exc}", file=sys.stderr)
+        return 2
     print(f"video {args.video.name}; model {pipeline.classifier.path}; load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} cores (other work slows both pipelines alike)")
     with tempfile.TemporaryDirectory() as folder:
@@ -140,7 +145,8 @@ def main(argv=None) -> int:
         frames = summary["frames"]
         report("ours", frames, ours, f"{sum(f['frames'] for f in summary['faces'].values())} faces shown")
         if not args.skip_seed:
-            seed_frames, seed_faces, seed, predict_s = run_seed(video, load_seed_model(resolve_model(args.model)), frames)
+            seed_model = load_seed_model(resolve_model(args.model))
+            seed_frames, seed_faces, seed, predict_s = run_seed(video, seed_model, frames)
             report("seed", seed_frames, seed, f"{seed_faces} faces, keras predict "
                    f"{statistics.median(predict_s) * 1000:.1f} ms per face" if predict_s else "no faces")
             ratio = seed.wall / ours.wall

@@ -201,7 +201,7 @@ def test_csv_columns_rows_and_times(squares, tmp_path):
 def test_annotated_video_timeline_and_summary(squares, moving_video, tmp_path):
     calls = []
     summary = process_video(squares, moving_video, tmp_path / "out" / "annotated.mp4", tmp_path / "faces.csv",
-                            tmp_path / "timeline.png", progress_callback=lambda done, total: calls.append((done, total)))
+                            tmp_path / "timeline.png", progress_callback=lambda *progress: calls.append(progress))
     assert count_frames(tmp_path / "out" / "annotated.mp4") == (40, SIZE)
     first = cv2.VideoCapture(str(tmp_path / "out" / "annotated.mp4"))
     for _ in range(10):
