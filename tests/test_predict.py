@@ -117,6 +117,7 @@ def test_predict_image_without_faces_gives_an_empty_list(classifier):
     assert predict_image(pipeline, np.zeros((50, 50, 3), np.uint8)) == {"faces": []}
 
 
+@pytest.mark.shared
 def test_predict_image_with_haar_on_the_group_photo(tiny_model_dir, shared_dir):
     pipeline = Pipeline.from_config(Config(model=str(tiny_model_dir)))
     image = read_image(shared_dir / "data" / "media" / "photos" / "multi_face.jpg")
@@ -128,6 +129,7 @@ def test_predict_image_with_haar_on_the_group_photo(tiny_model_dir, shared_dir):
 
 # --- ferkit predict ------------------------------------------------------------------------
 
+@pytest.mark.shared
 def test_cli_json_for_several_images(capsys, tiny_model_dir, shared_dir, blank_png):
     photo = shared_dir / "data" / "media" / "photos" / "multi_face.jpg"
     code, out, err = run_cli(capsys, photo, blank_png, "--json", "--model", tiny_model_dir)
@@ -138,6 +140,7 @@ def test_cli_json_for_several_images(capsys, tiny_model_dir, shared_dir, blank_p
     assert report["images"][1]["faces"] == [], "an image without faces is an empty list, not an error"
 
 
+@pytest.mark.shared
 def test_cli_text_output_and_annotated_copies(capsys, tmp_path, tiny_model_dir, shared_dir, blank_png):
     photo = shared_dir / "data" / "media" / "photos" / "multi_face.jpg"
     same_name = tmp_path / "other" / "blank.png"

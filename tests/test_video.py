@@ -410,18 +410,21 @@ def haar(tiny_model_dir) -> Pipeline:
     return Pipeline.from_config(Config(model=str(tiny_model_dir)))
 
 
+@pytest.mark.shared
 def test_real_video_with_one_face(haar, videos, tmp_path):
     summary = process_video(haar, videos / "single_face.mp4", csv_path=tmp_path / "faces.csv")
     assert summary["frames"] == 72 and summary["faces_seen"] == 1
     assert summary["faces"]["1"]["frames"] >= 60
 
 
+@pytest.mark.shared
 def test_real_video_without_faces(haar, videos):
     """no_face.mp4 reports 98 frames and decodes 95: a frame-count estimate, not a damaged file."""
     summary = process_video(haar, videos / "no_face.mp4")
     assert summary["frames"] == 95 and summary["faces_seen"] == 0
 
 
+@pytest.mark.shared
 def test_real_video_where_the_face_leaves(haar, videos, tmp_path):
     summary = process_video(haar, videos / "face_noface.mov", csv_path=tmp_path / "faces.csv")
     frames = faces_by_frame(read_csv(tmp_path / "faces.csv"))
@@ -430,6 +433,7 @@ def test_real_video_where_the_face_leaves(haar, videos, tmp_path):
     assert 30 < last_face < 140, "the face is in view for a while, then gone to the end"
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("damage", [truncate, corrupt_middle])
 def test_damaged_real_video(haar, videos, tmp_path, damage):
     bad = damage(videos / "WolfgangLanger_Pexels.mp4", tmp_path / "damaged.mp4")
@@ -438,6 +442,7 @@ def test_damaged_real_video(haar, videos, tmp_path, damage):
     assert not (tmp_path / "faces.csv").exists()
 
 
+@pytest.mark.shared
 @pytest.mark.slow
 def test_cli_on_the_long_real_video(capsys, tmp_path, tiny_model_dir, videos):
     video = tmp_path / "clip.mp4"

@@ -86,6 +86,7 @@ GROUP_PHOTO_FACES = np.array([[683, 294, 107, 129], [531, 305, 100, 132], [314, 
                               [214, 66, 92, 108], [433, 215, 86, 105]])
 
 
+@pytest.mark.shared
 def test_haar_finds_the_faces_of_the_group_photo(photos):
     image = read_image(photos / "multi_face.jpg")
     boxes = create_detector(DetectorConfig()).detect(image)
@@ -96,12 +97,14 @@ def test_haar_finds_the_faces_of_the_group_photo(photos):
     assert (boxes[:, 0] + boxes[:, 2] <= image.shape[1]).all() and (boxes[:, 1] + boxes[:, 3] <= image.shape[0]).all()
 
 
+@pytest.mark.shared
 def test_yunet_finds_all_five_faces_of_the_group_photo(photos, yunet_path):
     boxes = create_detector(DetectorConfig(name="yunet", model_path=yunet_path)).detect(
         read_image(photos / "multi_face.jpg"))
     assert len(boxes) == 5 and match_count(boxes, GROUP_PHOTO_FACES, min_iou=0.7) == 5
 
 
+@pytest.mark.shared
 def test_boxes_are_in_the_original_frame_pixels_whatever_the_downscale(photos):
     image = read_image(photos / "multi_face.jpg")
     full = create_detector(DetectorConfig(max_side=2000)).detect(image)
@@ -109,6 +112,7 @@ def test_boxes_are_in_the_original_frame_pixels_whatever_the_downscale(photos):
     assert match_count(downscaled, full, min_iou=0.5) >= len(full) - 1
 
 
+@pytest.mark.shared
 def test_min_size_leaves_out_smaller_faces(photos):
     image = read_image(photos / "multi_face.jpg")
     detector = create_detector(DetectorConfig())
@@ -118,6 +122,7 @@ def test_min_size_leaves_out_smaller_faces(photos):
     assert match_count(large, every) == len(large), "the large faces are the same boxes"
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("name, min_recall, min_precision", [("haar", 0.75, 0.8), ("yunet", 0.9, 0.9)])
 def test_detectors_against_hand_drawn_boxes(photos, shared_dir, name, min_recall, min_precision):
     """The dlib set: 9 photos, 43 faces mostly 37-45 px wide, so min_face_size 20.
@@ -136,6 +141,7 @@ def test_detectors_against_hand_drawn_boxes(photos, shared_dir, name, min_recall
     assert score.recall >= min_recall and score.precision >= min_precision, (score.recall, score.precision)
 
 
+@pytest.mark.shared
 def test_detector_settings_take_effect(photos, yunet_path):
     image = read_image(photos / "multi_face.jpg")
     lenient = create_detector(DetectorConfig(min_neighbors=2)).detect(image)
@@ -235,6 +241,7 @@ def test_draw_faces_handles_faces_at_the_frame_edge():
     assert out.shape == frame.shape and out.any()
 
 
+@pytest.mark.shared
 def test_annotated_photo_keeps_its_size(photos):
     image = cv2.imread(str(photos / "multi_face.jpg"))
     faces = [Face(tuple(int(v) for v in b), UNIFORM) for b in create_detector(DetectorConfig()).detect(image)]
