@@ -21,14 +21,25 @@ HAAR_FILE = "haarcascade_frontalface_default.xml"
 
 
 class FaceDetector:
-    """Base class: downscaling, box rescaling, locking. Subclasses implement _detect(small_bgr)."""
+    """Base class: downscaling, box rescaling, one OpenCV model per thread.
+
+    Subclasses implement _load() (a new OpenCV model; raises on a bad file) and
+    _detect(model, small_frame, min_size). OpenCV detectors keep per-call state, so each thread
+    (web request workers, the live stream) gets its own model instead of queueing on a lock.
+    """
 
     name = "base"
     native_face_size: int | None = None  # smallest face found reliably, pixels; None: no extra downscale
 
     def __init__(self, cfg: DetectorConfig):
         self.cfg = cfg
-        self._lock = threading.Lock()  # OpenCV detectors keep per-call state; one frame at a time
+        self._per_thread = threading.local()
+        self._per_thread.model = self._load()  # load once up front, so a bad model file fails early
+
+    def _model(self):
+        if not hasattr(self._per_thread, "model"):
+            self._per_thread.model = self._load()
+        return self._per_thread.model
 
     def detect(self, frame: np.ndarray, min_size: int | None = None) -> np.ndarray:
         """Boxes (N, 4) int32 x, y, w, h in `frame` pixels, largest first.
@@ -43,15 +54,17 @@ class FaceDetector:
         small = frame if scale == 1.0 else cv2.resize(frame, (max(1, round(width * scale)),
                                                               max(1, round(height * scale))),
                                                       interpolation=cv2.INTER_AREA)
-        with self._lock:
-            boxes = self._detect(small, max(8, round(min_size * scale)))
+        boxes = self._detect(self._model(), small, max(8, round(min_size * scale)))
         if len(boxes) == 0:
             return np.zeros((0, 4), np.int32)
         boxes = np.round(np.asarray(boxes, np.float64)[:, :4] / scale).astype(np.int32)
         boxes[:, :2] = np.maximum(boxes[:, :2], 0)  # detectors may reach past the frame edge
         return boxes[np.argsort(-(boxes[:, 2] * boxes[:, 3]), kind="stable")]
 
-    def _detect(self, small: np.ndarray, min_size: int) -> np.ndarray:
+    def _load(self):
+        raise NotImplementedError
+
+    def _detect(self, model, small: np.ndarray, min_size: int) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -60,17 +73,17 @@ class HaarDetector(FaceDetector):
 
     name = "haar"
 
-    def __init__(self, cfg: DetectorConfig):
-        super().__init__(cfg)
-        self.cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / HAAR_FILE))
-        if self.cascade.empty():
+    def _load(self):
+        cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / HAAR_FILE))
+        if cascade.empty():
             raise FerkitError(f"OpenCV's {HAAR_FILE} could not be loaded (opencv-python-headless>=4.10,<5 has it)")
+        return cascade
 
-    def _detect(self, small: np.ndarray, min_size: int) -> np.ndarray:
+    def _detect(self, cascade, small: np.ndarray, min_size: int) -> np.ndarray:
         # No histogram equalisation: the cascade normalises each window's contrast itself, and on
         # the dlib photos equalising changed no recall while doubling the time on the Pexels video.
         gray = small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-        boxes = self.cascade.detectMultiScale(gray, scaleFactor=self.cfg.scale_factor,
+        boxes = cascade.detectMultiScale(gray, scaleFactor=self.cfg.scale_factor,
                                               minNeighbors=self.cfg.min_neighbors, minSize=(min_size, min_size))
         return np.asarray(boxes).reshape(-1, 4)
 
@@ -81,26 +94,24 @@ class YuNetDetector(FaceDetector):
     name = "yunet"
     native_face_size = 20
 
-    def __init__(self, cfg: DetectorConfig):
-        super().__init__(cfg)
-        path = Path(cfg.model_path or "")
-        if not cfg.model_path:
+    def _load(self):
+        path = Path(self.cfg.model_path or "")
+        if not self.cfg.model_path:
             raise FerkitError("--detector yunet needs --detector-model PATH (face_detection_yunet.onnx)")
         if not path.is_file():
             raise FerkitError(f"{path}: YuNet model file not found")
         try:
-            self.model = cv2.FaceDetectorYN.create(str(path), "", (320, 320), cfg.score_threshold, cfg.nms_threshold)
+            return cv2.FaceDetectorYN.create(str(path), "", (320, 320), self.cfg.score_threshold,
+                                             self.cfg.nms_threshold)
         except cv2.error as exc:
             raise FerkitError(f"{path}: not a YuNet model OpenCV can load ({exc.err})") from None
-        self.input_size = (320, 320)
 
-    def _detect(self, small: np.ndarray, min_size: int) -> np.ndarray:
+    def _detect(self, model, small: np.ndarray, min_size: int) -> np.ndarray:
         bgr = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR) if small.ndim == 2 else small
         size = (bgr.shape[1], bgr.shape[0])
-        if size != self.input_size:
-            self.model.setInputSize(size)
-            self.input_size = size
-        _, faces = self.model.detect(bgr)
+        if tuple(model.getInputSize()) != size:
+            model.setInputSize(size)
+        _, faces = model.detect(bgr)
         if faces is None:
             return np.zeros((0, 4))
         boxes = faces[:, :4]
