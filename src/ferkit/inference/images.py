@@ -35,7 +35,7 @@ def read_image(source: str | Path | bytes) -> np.ndarray:
     except cv2.error:  # e.g. more pixels than OpenCV's decoding limit
         image = None
     if image is None:
-        raise MediaError(f"{name}: not an image OpenCV can read (corrupt, or an unsupported format)")
+        raise MediaError(f"{name}: not an image OpenCV can read (corrupt, unsupported, or too many pixels)")
     return image
 
 
