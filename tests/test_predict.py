@@ -101,6 +101,14 @@ def test_read_image_rejects_a_truncated_jpeg(tmp_path):
 
 # --- predict_image -------------------------------------------------------------------------
 
+def test_read_image_refuses_a_decompression_bomb():
+    # 81 megapixels of zeros compress to about 90 KB; decoding must fail cleanly, not allocate 243 MB
+    ok, encoded = cv2.imencode(".png", np.zeros((9000, 9000), np.uint8))
+    assert ok and len(encoded) < 200_000
+    with pytest.raises(MediaError, match="too many pixels"):
+        read_image(encoded.tobytes())
+
+
 def test_predict_image_reports_every_face(classifier):
     pipeline = Pipeline(classifier, FixedDetector([[10, 10, 40, 40], [80, 20, 60, 60]]), PipelineConfig())
     image = np.random.default_rng(1).integers(0, 255, (120, 160, 3), np.uint8)

@@ -23,9 +23,10 @@ HAAR_FILE = "haarcascade_frontalface_default.xml"
 class FaceDetector:
     """Base class: downscaling, box rescaling, one OpenCV model per thread.
 
-    Subclasses implement _load() (a new OpenCV model; raises on a bad file) and
-    _detect(model, small_frame, min_size). OpenCV detectors keep per-call state, so each thread
-    (web request workers, the live stream) gets its own model instead of queueing on a lock.
+    Subclasses implement _detect(small_frame, min_size) and, when they use an OpenCV model,
+    _load() (a new model; raises on a bad file), which they reach as `self.model`. OpenCV
+    detectors keep per-call state, so each thread (web request workers, the live stream) gets its
+    own model instead of queueing on a lock.
     """
 
     name = "base"
@@ -36,7 +37,9 @@ class FaceDetector:
         self._per_thread = threading.local()
         self._per_thread.model = self._load()  # load once up front, so a bad model file fails early
 
-    def _model(self):
+    @property
+    def model(self):
+        """This thread's OpenCV model."""
         if not hasattr(self._per_thread, "model"):
             self._per_thread.model = self._load()
         return self._per_thread.model
@@ -54,7 +57,7 @@ class FaceDetector:
         small = frame if scale == 1.0 else cv2.resize(frame, (max(1, round(width * scale)),
                                                               max(1, round(height * scale))),
                                                       interpolation=cv2.INTER_AREA)
-        boxes = self._detect(self._model(), small, max(8, round(min_size * scale)))
+        boxes = self._detect(small, max(8, round(min_size * scale)))
         if len(boxes) == 0:
             return np.zeros((0, 4), np.int32)
         boxes = np.round(np.asarray(boxes, np.float64)[:, :4] / scale).astype(np.int32)
@@ -62,9 +65,9 @@ class FaceDetector:
         return boxes[np.argsort(-(boxes[:, 2] * boxes[:, 3]), kind="stable")]
 
     def _load(self):
-        raise NotImplementedError
+        return None  # detectors without an OpenCV model need nothing per thread
 
-    def _detect(self, model, small: np.ndarray, min_size: int) -> np.ndarray:
+    def _detect(self, small: np.ndarray, min_size: int) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -79,11 +82,11 @@ class HaarDetector(FaceDetector):
             raise FerkitError(f"OpenCV's {HAAR_FILE} could not be loaded (opencv-python-headless>=4.10,<5 has it)")
         return cascade
 
-    def _detect(self, cascade, small: np.ndarray, min_size: int) -> np.ndarray:
+    def _detect(self, small: np.ndarray, min_size: int) -> np.ndarray:
         # No histogram equalisation: the cascade normalises each window's contrast itself, and on
         # the dlib photos equalising changed no recall while doubling the time on the Pexels video.
         gray = small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-        boxes = cascade.detectMultiScale(gray, scaleFactor=self.cfg.scale_factor,
+        boxes = self.model.detectMultiScale(gray, scaleFactor=self.cfg.scale_factor,
                                               minNeighbors=self.cfg.min_neighbors, minSize=(min_size, min_size))
         return np.asarray(boxes).reshape(-1, 4)
 
@@ -106,9 +109,10 @@ class YuNetDetector(FaceDetector):
         except cv2.error as exc:
             raise FerkitError(f"{path}: not a YuNet model OpenCV can load ({exc.err})") from None
 
-    def _detect(self, model, small: np.ndarray, min_size: int) -> np.ndarray:
+    def _detect(self, small: np.ndarray, min_size: int) -> np.ndarray:
         bgr = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR) if small.ndim == 2 else small
         size = (bgr.shape[1], bgr.shape[0])
+        model = self.model
         if tuple(model.getInputSize()) != size:
             model.setInputSize(size)
         _, faces = model.detect(bgr)
