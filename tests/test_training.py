@@ -131,3 +131,14 @@ def test_predict_names_and_tta(finished_run, random_faces):
     assert not np.allclose(tta, classifier.predict_proba(random_faces))  # the extra views change the scores
     with pytest.raises(ValueError, match="48x48"):
         classifier.predict_proba(np.zeros((2, 64, 64)))
+
+
+@pytest.mark.parametrize("schedule", [None, "cosine", "plateau"])
+def test_schedule_flag_overrides_the_models_own(schedule):
+    from ferkit.models import get_spec
+
+    cfg = TrainConfig(data="unused", model="compact", epochs=4, schedule=schedule)
+    optimizer = fit.make_optimizer(keras, get_spec("compact"), cfg, steps_per_epoch=10)
+    # compact is designed for cosine decay; --schedule plateau leaves a plain rate for ReduceLROnPlateau
+    is_schedule = isinstance(optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule)
+    assert is_schedule == (schedule != "plateau")

@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=t.seed)
     p.add_argument("--precision", choices=["mixed_bfloat16", "float32"], default=t.precision)
     p.add_argument("--learning-rate", type=float, help="peak learning rate (default: the model's own)")
+    p.add_argument("--schedule", choices=["plateau", "cosine"],
+                   help="learning rate: halve on a validation plateau, or cosine decay (default: the model's own)")
     p.add_argument("--class-weights", action="store_true", help="weight classes against the imbalance")
     p.add_argument("--augment", choices=["none", "standard", "strong"], default=t.augment)
     p.add_argument("--early-stopping", type=int, default=t.early_stopping, help="patience in epochs")

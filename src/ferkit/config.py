@@ -89,6 +89,7 @@ class TrainConfig:
     seed: int = 42
     precision: str = "mixed_bfloat16"  # or float32
     learning_rate: float | None = None  # default: the model family's own
+    schedule: str | None = None  # plateau (ReduceLROnPlateau) | cosine; default: the model family's own
     class_weights: bool = False
     augment: str = "standard"  # none | standard | strong
     early_stopping: int = 10  # epochs without validation improvement before stopping

@@ -42,7 +42,7 @@ def first_rows(dataset: FaceDataset, limit: int | None) -> FaceDataset:
 
 def make_optimizer(keras, spec, cfg: TrainConfig, steps_per_epoch: int):
     learning_rate = cfg.learning_rate or spec.learning_rate
-    if spec.schedule == "cosine":
+    if (cfg.schedule or spec.schedule) == "cosine":
         warmup = steps_per_epoch  # one epoch of linear warm-up
         learning_rate = keras.optimizers.schedules.CosineDecay(
             learning_rate * 0.1, decay_steps=max(1, cfg.epochs * steps_per_epoch - warmup), alpha=0.01,
@@ -123,7 +123,7 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
         keras.callbacks.CSVLogger(str(history_csv), append=cfg.resume),
         LivePlot(run_dir / "curves.png", f"{cfg.model} on {Path(cfg.data).name}", past),
     ]
-    if spec.schedule == "plateau":
+    if (cfg.schedule or spec.schedule) == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-6))
     (run_dir / "train_config.json").write_text(json.dumps({**asdict(cfg), "command": command}, indent=2))
     model.fit(train_batches, validation_data=val_batches, epochs=cfg.epochs, callbacks=callbacks,
