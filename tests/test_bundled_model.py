@@ -1,0 +1,42 @@
+"""The model the product ships: present, loadable both ways, and as accurate as its card says."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ferkit.cli import main
+from ferkit.config import default_models_dir
+from ferkit.inference.classifier import FacialExpressionModel, resolve_model
+
+MODELS = default_models_dir()
+
+
+def test_the_default_is_a_bundled_model_with_its_card():
+    folder = resolve_model("default")
+    assert folder.parent == MODELS
+    for name in ("model.json", "model.weights.h5", "model.onnx", "MODEL_CARD.md", "metrics.json",
+                 "curves.png", "confusion.png", "history.csv"):
+        assert (folder / name).is_file(), name
+    assert (folder / "model.onnx").stat().st_size < 30e6  # the speed bar's size limit
+
+
+def test_keras_and_onnx_loaders_agree_on_the_shipped_weights():
+    folder = resolve_model("default")
+    faces = np.random.default_rng(3).integers(0, 256, (8, 48, 48)).astype(np.uint8)
+    onnx = FacialExpressionModel.load("default").predict_proba(faces)
+    keras = FacialExpressionModel(folder / "model.json", folder / "model.weights.h5").predict_proba(faces)
+    np.testing.assert_allclose(onnx, keras, atol=1e-4)
+
+
+@pytest.mark.shared
+def test_publictest_accuracy_matches_the_card_and_beats_the_seed(shared_dir, capsys):
+    data = shared_dir / "data" / "fer2013" / "fer2013.csv.gz"
+    assert main(["evaluate", "--data", str(data), "--split", "PublicTest", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    card = FacialExpressionModel.load("default").card
+    assert report["n"] == 3589
+    assert report["accuracy"] == pytest.approx(card["accuracy"], abs=1e-6)
+    assert report["accuracy"] >= 0.66  # the seed reached 62.9%; issue 2 asks for 66% or more
