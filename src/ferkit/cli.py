@@ -172,8 +172,9 @@ def cmd_models(args, command: str) -> int:
         for name in list_bundled_models():
             card = FacialExpressionModel.load(name).card
             accuracy = card.get("accuracy")
-            rows[name] = (f"{card.get('model', '?')}, {card.get('val_split', '?')} accuracy "
-                          f"{accuracy:.2%}" if accuracy else "no metrics") + (" (default)" if name == default else "")
+            labels = card.get("train", {}).get("labels", "fer2013")
+            rows[name] = (f"{card.get('model', '?')}, {card.get('val_split', '?')} accuracy {accuracy:.2%} "
+                          f"({labels} labels)" if accuracy else "no metrics") + (" (default)" if name == default else "")
     if args.json:
         print(json.dumps(rows))
     else:
