@@ -132,12 +132,11 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     # 5. export the best epoch and score it
     history = read_history(history_csv)
     val_acc = history.get("val_accuracy", [0.0])
-    previous = json.loads((run_dir / "metrics.json").read_text()) if cfg.resume and (run_dir / "metrics.json").exists() else {}
     info = {
         "model": cfg.model, "parameters": int(model.count_params()), "data": str(cfg.data),
         "train_split": train_split, "val_split": val_split, "train_rows": len(train_set),
         "epochs_run": len(val_acc), "best_epoch": int(np.argmax(val_acc)) + 1,
-        "train_seconds": round(previous.get("train_seconds", 0) + time.time() - started),
+        "train_seconds": round(time.time() - started),  # this invocation only, after a --resume
         "hardware": f"{platform.machine()} CPU x{os.cpu_count()}", "command": command, "train": asdict(cfg),
     }
     del model
