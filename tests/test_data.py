@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ferkit.data import class_weights, load_dataset, load_fer2013_csv, load_image_folders
+from ferkit.data import FaceDataset, class_weights, load_dataset, load_fer2013_csv, load_image_folders
 from ferkit.data.augment import Augmentation
 from ferkit.data.ferplus import VOTE_COLUMNS
 from ferkit.errors import DataError
@@ -366,3 +366,18 @@ def test_face_batches_repeat_per_epoch(face_batches_class):
     assert not np.array_equal(first[0][0], other_epoch[0])
     batches.on_epoch_end()
     assert batches.epoch == 4
+
+
+def test_holdout_is_stratified_disjoint_and_seeded():
+    labels = np.repeat(np.arange(7), [50, 10, 40, 90, 60, 30, 70])
+    images = np.arange(len(labels), dtype=np.uint64)[:, None, None].repeat(48, 1).repeat(48, 2)
+    dataset = FaceDataset(images, labels, np.full(len(labels), "Training"), "synthetic")
+    rest, held = dataset.holdout(0.1, seed=3)
+    assert len(rest) + len(held) == len(dataset)
+    assert not set(rest.images[:, 0, 0]) & set(held.images[:, 0, 0])  # no face in both
+    assert np.bincount(held.labels, minlength=7).tolist() == [5, 1, 4, 9, 6, 3, 7]  # 10% of every class
+    again, _ = dataset.holdout(0.1, seed=3)
+    other, _ = dataset.holdout(0.1, seed=4)
+    assert np.array_equal(again.images, rest.images) and not np.array_equal(other.images, rest.images)
+    with pytest.raises(DataError, match="leaves a split empty"):
+        dataset.select(np.arange(len(dataset)) < 3).holdout(0.1, seed=0)

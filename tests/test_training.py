@@ -54,9 +54,26 @@ def test_run_folder_holds_the_shipped_files(finished_run):
     assert history_epochs(run_dir) == [0]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["model"] == "compact" and metrics["epochs_run"] == 1 and metrics["command"] == "pytest"
-    assert metrics["train_rows"] == 160 and metrics["evaluation"]["n"] == 64
+    # about 10% of Training (rounded per class) picks the best epoch; PublicTest is scored once, at the end
+    assert metrics["train_rows"] + metrics["pick_rows"] == 160 and 12 <= metrics["pick_rows"] <= 20
+    assert metrics["evaluation"]["n"] == 64
+    assert metrics["pick_split"].startswith("Training holdout")
     assert metrics["val_split"] == "PublicTest" and 0 <= metrics["accuracy"] <= 1
-    assert "PublicTest accuracy" in (run_dir / "MODEL_CARD.md").read_text()
+    card = (run_dir / "MODEL_CARD.md").read_text()
+    assert "PublicTest accuracy" in card and "slightly optimistic" not in card
+
+
+def test_holdout_zero_picks_on_the_reported_split_and_says_so(tiny_csv, tmp_path):
+    cfg = smoke_config(tiny_csv({"Training": 48, "PublicTest": 24}), tmp_path, holdout=0.0)
+    metrics = fit.train(cfg)
+    assert metrics["train_rows"] == 48 and metrics["pick_split"] == "PublicTest"
+    assert "slightly optimistic" in (fit.run_folder(cfg) / "MODEL_CARD.md").read_text()
+
+
+@pytest.mark.parametrize("holdout", [-0.1, 1.0])
+def test_holdout_out_of_range_is_refused(tiny_csv, tmp_path, holdout):
+    with pytest.raises(FerkitError, match="--holdout"):
+        fit.train(smoke_config(tiny_csv(), tmp_path, holdout=holdout))
 
 
 def test_rerun_without_resume_refuses(finished_run):

@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FER+ labels: majority vote, or the vote distribution")
     p.add_argument("--ferplus-votes", help="fer2013new.csv (default: ../ferplus/ beside the CSV's folder)")
     p.add_argument("--train-split", help="training split name (default Training, or train)")
-    p.add_argument("--val-split", help="validation split name (default PublicTest, or val/test)")
+    p.add_argument("--val-split", help="split scored at the end and reported (default PublicTest, or val/test)")
+    p.add_argument("--holdout", type=float, default=t.holdout,
+                   help="share of the training split that picks the best epoch (0: pick on --val-split)")
     p.add_argument("--out", default=t.out, help="parent folder of run folders")
     p.add_argument("--name", help="run folder name (default MODEL-LABELS-sSEED)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")

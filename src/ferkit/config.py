@@ -83,6 +83,9 @@ class TrainConfig:
     ferplus_votes: str | None = None
     train_split: str | None = None  # default: Training (CSV) or train (folders)
     val_split: str | None = None  # default: PublicTest (CSV) or val/validation/test (folders)
+    # Share of the training split set aside to pick the best epoch, so the reported split
+    # (val_split) is scored once at the end and never tuned on; 0 picks on val_split itself.
+    holdout: float = 0.1
     out: str = "runs"
     name: str | None = None  # run folder name; default <model>-<labels>-s<seed>
     resume: bool = False

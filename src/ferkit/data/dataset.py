@@ -42,6 +42,17 @@ class FaceDataset:
             )
         return self.select(mask)
 
+    def holdout(self, fraction: float, seed: int) -> tuple["FaceDataset", "FaceDataset"]:
+        """(rest, held out): a seeded, class-stratified `fraction` of the rows set aside."""
+        rng = np.random.default_rng(seed)
+        held = np.zeros(len(self), bool)
+        for label in np.unique(self.hard_labels):
+            rows = np.flatnonzero(self.hard_labels == label)
+            held[rng.permutation(rows)[:round(len(rows) * fraction)]] = True
+        if held.all() or not held.any():
+            raise DataError(f"{self.source}: holding out {fraction:.0%} of {len(self)} faces leaves a split empty")
+        return self.select(~held), self.select(held)
+
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.hard_labels, minlength=NUM_CLASSES)
         return {name: int(c) for name, c in zip(CLASS_NAMES, counts)}

@@ -57,6 +57,20 @@ def score_run(run_dir: Path, faces: np.ndarray, labels: np.ndarray, split: str, 
     return metrics
 
 
+def pick_description(metrics: dict) -> str:
+    if metrics.get("pick_split") and metrics["pick_split"] != metrics.get("val_split"):
+        return f"`{metrics['pick_split']}` ({metrics.get('pick_rows', 0):,} faces, not trained on)"
+    return f"`{metrics.get('val_split')}`"
+
+
+def pick_note(metrics: dict) -> list[str]:
+    """A warning on the card when the reported split also picked the best epoch."""
+    if metrics.get("pick_split") and metrics["pick_split"] != metrics.get("val_split"):
+        return []
+    return ["- Note: the reported split also picked the best epoch, so its accuracy is slightly optimistic; "
+            "the withheld PrivateTest split is the independent score (train with `--holdout` > 0 to avoid this)."]
+
+
 def write_card(run_dir: Path, metrics: dict) -> None:
     report = metrics["evaluation"]
     train = metrics.get("train", {})
@@ -67,7 +81,7 @@ def write_card(run_dir: Path, metrics: dict) -> None:
         "(angry, disgust, fear, happy, sad, surprise, neutral).",
         f"- Data: {metrics.get('data')} (labels: {train.get('labels', 'fer2013')}); "
         f"trained on `{metrics.get('train_split')}` ({metrics.get('train_rows', 0):,} faces), "
-        f"best epoch chosen on `{metrics.get('val_split')}` ({report['n']:,} faces).",
+        f"best epoch chosen on {pick_description(metrics)}; scored on `{report['split']}` ({report['n']:,} faces).",
         f"- Command: `{metrics.get('command')}`",
         f"- Seed: {train.get('seed')}; precision {train.get('precision')}; batch size {train.get('batch_size')}; "
         f"augmentation {train.get('augment')}; class weights {train.get('class_weights')}.",
@@ -76,8 +90,7 @@ def write_card(run_dir: Path, metrics: dict) -> None:
         f"on {metrics.get('hardware', 'CPU')}.",
         f"- **{report['split']} accuracy: {report['accuracy']:.2%}** "
         f"(with test-time augmentation: {metrics['accuracy_tta']:.2%}); macro F1 {report['macro_f1']:.3f}.",
-        "- Note: the validation split picked the best epoch, so its accuracy is slightly optimistic; "
-        "the withheld PrivateTest split is the independent score.",
+        *pick_note(metrics),
         f"- Files: `model.json` + `model.weights.h5` (Keras), `model.onnx` ({metrics['onnx_bytes'] / 1e6:.1f} MB, "
         "ONNX Runtime), `curves.png`, `confusion.png`, `history.csv`, `metrics.json`.",
         "", "```", format_report(report), "```", "",

@@ -85,8 +85,16 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     train_split, val_split = default_splits(dataset) if not (cfg.train_split and cfg.val_split) else (None, None)
     train_split, val_split = cfg.train_split or train_split, cfg.val_split or val_split
     train_set = first_rows(dataset.split(train_split), cfg.limit)
-    val_set = first_rows(dataset.split(val_split), cfg.limit)
-    print(f"data: {len(train_set)} training faces ({train_split}), {len(val_set)} validation faces ({val_split})")
+    test_set = first_rows(dataset.split(val_split), cfg.limit)  # scored once, at the end
+    if not 0 <= cfg.holdout < 1:
+        raise FerkitError(f"--holdout {cfg.holdout}: expected a share from 0 to below 1, such as 0.1")
+    if cfg.holdout:
+        train_set, val_set = train_set.holdout(cfg.holdout, cfg.seed)
+        pick_split = f"{train_split} holdout ({cfg.holdout:.0%}, seed {cfg.seed})"
+    else:
+        val_set, pick_split = test_set, val_split
+    print(f"data: {len(train_set)} training faces ({train_split}), {len(val_set)} validation faces "
+          f"({pick_split}), {len(test_set)} faces scored at the end ({val_split})")
 
     # 2. batches
     targets = train_set.one_hot()
@@ -134,7 +142,8 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     val_acc = history.get("val_accuracy", [0.0])
     info = {
         "model": cfg.model, "parameters": int(model.count_params()), "data": str(cfg.data),
-        "train_split": train_split, "val_split": val_split, "train_rows": len(train_set),
+        "train_split": train_split, "val_split": val_split, "pick_split": pick_split, "pick_rows": len(val_set),
+        "train_rows": len(train_set),
         "epochs_run": len(val_acc), "best_epoch": int(np.argmax(val_acc)) + 1,
         "train_seconds": round(time.time() - started),  # this invocation only, after a --resume
         "hardware": f"{platform.machine()} CPU x{os.cpu_count()}", "command": command, "train": asdict(cfg),
@@ -143,7 +152,7 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     keras.backend.clear_session()
     export_run(run_dir, cfg.model)
     shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
-    metrics = score_run(run_dir, val_set.images, val_set.hard_labels, val_split, info)
+    metrics = score_run(run_dir, test_set.images, test_set.hard_labels, val_split, info)
     print(f"{run_dir}: best epoch {info['best_epoch']}, {val_split} accuracy {metrics['accuracy']:.4f} "
           f"(TTA {metrics['accuracy_tta']:.4f})")
     return metrics
