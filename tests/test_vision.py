@@ -17,7 +17,7 @@ from ferkit.labels import CLASS_NAMES, IMAGE_SIZE
 from ferkit.vision.crops import crop_faces, square_box, to_gray
 from ferkit.vision.detectors import HaarDetector, create_detector
 from ferkit.vision.draw import draw_faces
-from ferkit.vision.scoring import DetectionScore, match_count, read_face_boxes
+from ferkit.vision.scoring import DetectionScore, iou_matrix, match_count, read_face_boxes
 from ferkit.vision.tracker import IouTracker, greedy_matches, iou_matrix
 
 UNIFORM = np.full(len(CLASS_NAMES), 1 / len(CLASS_NAMES), np.float32)
@@ -91,7 +91,10 @@ def test_haar_finds_the_faces_of_the_group_photo(photos):
     image = read_image(photos / "multi_face.jpg")
     boxes = create_detector(DetectorConfig()).detect(image)
     assert match_count(boxes, GROUP_PHOTO_FACES, min_iou=0.4) >= 4
-    assert len(boxes) <= 6, "at most one false detection"
+    # without overlap suppression the cascade also returns a second box half over one face
+    assert len(boxes) <= 5, "no false or duplicate detection"
+    overlaps = iou_matrix(boxes, boxes) - np.eye(len(boxes))
+    assert overlaps.max() <= 0.3, "no two boxes overlap"
     areas = boxes[:, 2] * boxes[:, 3]
     assert (np.diff(areas) <= 0).all(), "largest face first"
     assert (boxes[:, 0] + boxes[:, 2] <= image.shape[1]).all() and (boxes[:, 1] + boxes[:, 3] <= image.shape[0]).all()

@@ -31,7 +31,7 @@ class DetectorConfig:
     scale_factor: float = 1.1  # Haar image-pyramid step
     min_neighbors: int = 5  # Haar: overlapping hits needed to keep a face
     score_threshold: float = 0.7  # YuNet: minimum confidence
-    nms_threshold: float = 0.3  # YuNet: overlap suppression
+    nms_threshold: float = 0.3  # overlap (IoU) above which the weaker of two boxes is dropped
     max_side: int = 640  # detect on a copy downscaled to at most this width/height
 
 
