@@ -198,6 +198,32 @@ def test_csv_columns_rows_and_times(squares, tmp_path):
             assert int(row["w"]) >= 38 and int(row["h"]) >= 38
 
 
+class TimestampedCapture:
+    """Stands in for cv2.VideoCapture: reports the given POS_MSEC values, one per frame read."""
+
+    def __init__(self, msecs):
+        self.msecs = iter(msecs)
+
+    def get(self, prop):
+        assert prop == cv2.CAP_PROP_POS_MSEC
+        return next(self.msecs)
+
+    def release(self):
+        pass
+
+
+@pytest.mark.parametrize("msecs, expected", [
+    ([0, 40, 200, 240], [0, 0.04, 0.2, 0.24]),  # variable frame rate: the container's own times
+    ([0, 0, 0, 0], [0, 1 / FPS, 2 / FPS, 3 / FPS]),  # a backend without timestamps: index / fps
+    ([0, 100, 50, float("nan")], [0, 0.1, 0.1 + 1e-6, 3 / FPS]),  # never backwards, never NaN
+])
+def test_frame_times_follow_the_container(moving_video, msecs, expected):
+    source = VideoSource(moving_video)
+    source.close()
+    source.capture = TimestampedCapture(msecs)
+    assert [source.seconds(i) for i in range(4)] == pytest.approx(expected)
+
+
 def test_annotated_video_timeline_and_summary(squares, moving_video, tmp_path):
     calls = []
     summary = process_video(squares, moving_video, tmp_path / "out" / "annotated.mp4", tmp_path / "faces.csv",

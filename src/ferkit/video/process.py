@@ -45,7 +45,7 @@ def process_video(pipeline: Pipeline, input_path: str | Path, out_video: str | P
         frames = 0
         for index, frame in source.frames():
             faces = stream.process(frame)
-            seconds = index / source.fps
+            seconds = source.seconds(index)
             history.add(seconds, faces)
             for sink in sinks:
                 sink.add(index, seconds, frame, faces)

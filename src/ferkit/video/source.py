@@ -48,6 +48,7 @@ class VideoSource:
         self.fps = fps if math.isfinite(fps) and 0 < fps <= 1000 else DEFAULT_FPS
         self.frame_count = max(0, int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)))  # 0: unknown
         self.height, self.width = self.first_frame.shape[:2]
+        self._last_seconds = -1.0
 
     @property
     def size(self) -> tuple[int, int]:
@@ -64,6 +65,16 @@ class VideoSource:
         finally:
             self.close()
         self.check_complete(index)
+
+    def seconds(self, index: int) -> float:
+        """Time of the frame last read: the container's timestamp, exact for variable frame rates;
+        index / fps where the backend gives none or it runs backwards."""
+        msec = self.capture.get(cv2.CAP_PROP_POS_MSEC)
+        seconds = msec / 1000 if math.isfinite(msec) and (msec > 0 or index == 0) else -1.0
+        if seconds <= self._last_seconds:
+            seconds = max(index / self.fps, self._last_seconds + 1e-6)
+        self._last_seconds = seconds
+        return seconds
 
     def close(self) -> None:
         self.capture.release()  # a second call does nothing
