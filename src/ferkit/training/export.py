@@ -57,15 +57,19 @@ def score_run(run_dir: Path, faces: np.ndarray, labels: np.ndarray, split: str, 
     return metrics
 
 
+def picked_on_reported_split(metrics: dict) -> bool:
+    return metrics.get("pick_split", metrics.get("val_split")) == metrics.get("val_split")
+
+
 def pick_description(metrics: dict) -> str:
-    if metrics.get("pick_split") and metrics["pick_split"] != metrics.get("val_split"):
-        return f"`{metrics['pick_split']}` ({metrics.get('pick_rows', 0):,} faces, not trained on)"
-    return f"`{metrics.get('val_split')}`"
+    if picked_on_reported_split(metrics):
+        return f"`{metrics.get('val_split')}`"
+    return f"`{metrics['pick_split']}` ({metrics.get('pick_rows', 0):,} faces, not trained on)"
 
 
 def pick_note(metrics: dict) -> list[str]:
     """A warning on the card when the reported split also picked the best epoch."""
-    if metrics.get("pick_split") and metrics["pick_split"] != metrics.get("val_split"):
+    if not picked_on_reported_split(metrics):
         return []
     return ["- Note: the reported split also picked the best epoch, so its accuracy is slightly optimistic; "
             "the withheld PrivateTest split is the independent score (train with `--holdout` > 0 to avoid this)."]
