@@ -72,6 +72,8 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     spec = get_spec(cfg.model)
     if cfg.augment not in AUGMENTATIONS:
         raise FerkitError(f"unknown augmentation {cfg.augment!r} (expected {', '.join(AUGMENTATIONS)})")
+    if not 0 <= cfg.holdout < 1:
+        raise FerkitError(f"--holdout {cfg.holdout}: expected a share from 0 to below 1, such as 0.1")
     run_dir = run_folder(cfg)
     if run_dir.exists() and any(run_dir.iterdir()) and not cfg.resume:
         raise FerkitError(f"{run_dir} already holds a run: pass --resume to continue it, or --name for a new one")
@@ -86,8 +88,6 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     train_split, val_split = cfg.train_split or train_split, cfg.val_split or val_split
     train_set = first_rows(dataset.split(train_split), cfg.limit)
     test_set = first_rows(dataset.split(val_split), cfg.limit)  # scored once, at the end
-    if not 0 <= cfg.holdout < 1:
-        raise FerkitError(f"--holdout {cfg.holdout}: expected a share from 0 to below 1, such as 0.1")
     if cfg.holdout:
         train_set, val_set = train_set.holdout(cfg.holdout, cfg.seed)
         pick_split = f"{train_split} holdout ({cfg.holdout:.0%}, seed {cfg.seed})"
