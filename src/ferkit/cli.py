@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--seed", type=int, default=t.seed)
     p.add_argument("--precision", choices=["mixed_bfloat16", "float32"], default=t.precision)
+    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"],
+                   help="optimizer (sgd: Nesterov momentum 0.9); default: the model's own")
     p.add_argument("--learning-rate", type=float, help="peak learning rate (default: the model's own)")
     p.add_argument("--schedule", choices=["plateau", "cosine"],
                    help="learning rate: halve on a validation plateau, or cosine decay (default: the model's own)")

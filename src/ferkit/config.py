@@ -91,6 +91,7 @@ class TrainConfig:
     resume: bool = False
     seed: int = 42
     precision: str = "mixed_bfloat16"  # or float32
+    optimizer: str | None = None  # adam | adamw | sgd (Nesterov momentum); default: the model family's own
     learning_rate: float | None = None  # default: the model family's own
     schedule: str | None = None  # plateau (ReduceLROnPlateau) | cosine; default: the model family's own
     class_weights: bool = False

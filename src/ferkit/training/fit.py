@@ -47,9 +47,12 @@ def make_optimizer(keras, spec, cfg: TrainConfig, steps_per_epoch: int):
         learning_rate = keras.optimizers.schedules.CosineDecay(
             learning_rate * 0.1, decay_steps=max(1, cfg.epochs * steps_per_epoch - warmup), alpha=0.01,
             warmup_target=learning_rate, warmup_steps=warmup)
-    if spec.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True, weight_decay=spec.weight_decay or None)
-    if spec.optimizer == "adamw":
+    optimizer = cfg.optimizer or spec.optimizer
+    if optimizer == "sgd":
+        # a family designed for AdamW carries a decoupled decay (0.05) far too strong for SGD's L2 form
+        decay = spec.weight_decay if spec.optimizer == "sgd" else 5e-4
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True, weight_decay=decay or None)
+    if optimizer == "adamw":
         return keras.optimizers.AdamW(learning_rate, weight_decay=spec.weight_decay)
     return keras.optimizers.Adam(learning_rate)
 
