@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-split", help="split scored at the end and reported (default PublicTest, or val/test)")
     p.add_argument("--holdout", type=float, default=t.holdout,
                    help="share of the training split that picks the best epoch (0: pick on --val-split)")
+    p.add_argument("--holdout-seed", type=int, default=t.holdout_seed,
+                   help="seed of the holdout draw (fixed, so ensemble members share one holdout)")
     p.add_argument("--out", default=t.out, help="parent folder of run folders")
     p.add_argument("--name", help="run folder name (default MODEL-LABELS-sSEED)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
@@ -169,9 +171,14 @@ def cmd_models(args, command: str) -> int:
 
         rows = {name: get_spec(name).description for name in list_models()}
     else:
+        from .config import default_models_dir
+        from .errors import ModelError
         from .inference.classifier import FacialExpressionModel, list_bundled_models, resolve_model
 
-        default = resolve_model("default").name if list_bundled_models() else None
+        if not list_bundled_models():
+            raise ModelError(f"no models found in {default_models_dir()} "
+                             "(FERKIT_MODELS_DIR overrides the bundled folder; reinstall ferkit to restore it)")
+        default = resolve_model("default").name
         rows = {}
         for name in list_bundled_models():
             card = FacialExpressionModel.load(name).card

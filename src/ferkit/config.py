@@ -10,12 +10,51 @@ import os
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
+# The source checkout's root (src/ferkit/config.py -> ../..). Only development helpers (tests,
+# benchmarks, default_shared_dir) use it; nothing the installed package runs depends on it.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def package_data_dir(*parts: str) -> Path:
+    """A folder or file of ferkit's package data (src/ferkit/assets/...), as a real path.
+
+    Read with importlib.resources, so it works from an installed wheel as well as from a checkout.
+    A zipped install (no real path) gets a one-time copy in a temporary folder.
+    """
+    from importlib.resources import files
+
+    resource = files("ferkit.assets").joinpath(*parts)
+    if isinstance(resource, Path):
+        return resource
+    return _extracted(resource, parts)
+
+
+_EXTRACTED: dict[tuple, Path] = {}
+
+
+def _extracted(resource, parts: tuple) -> Path:
+    import tempfile
+
+    if parts not in _EXTRACTED:
+        root = Path(tempfile.mkdtemp(prefix="ferkit-assets-"))
+
+        def copy(node, dest: Path):
+            if node.is_dir():
+                dest.mkdir(parents=True, exist_ok=True)
+                for child in node.iterdir():
+                    copy(child, dest / child.name)
+            elif node.is_file():
+                dest.write_bytes(node.read_bytes())
+
+        copy(resource, root / resource.name)
+        _EXTRACTED[parts] = root / resource.name
+    return _EXTRACTED[parts]
+
+
 def default_models_dir() -> Path:
-    """Bundled models: $FERKIT_MODELS_DIR, else the repo's models/ folder."""
-    return Path(os.environ.get("FERKIT_MODELS_DIR", REPO_ROOT / "models"))
+    """Bundled models: $FERKIT_MODELS_DIR, else the package's assets/models/ (package data)."""
+    override = os.environ.get("FERKIT_MODELS_DIR")
+    return Path(override) if override else package_data_dir("models")
 
 
 def default_shared_dir() -> Path:
@@ -86,6 +125,9 @@ class TrainConfig:
     # Share of the training split set aside to pick the best epoch, so the reported split
     # (val_split) is scored once at the end and never tuned on; 0 picks on val_split itself.
     holdout: float = 0.1
+    # One fixed holdout for every run (not the run's --seed): ensemble members never train on the
+    # faces that pick each other's epochs and the ensemble's weights.
+    holdout_seed: int = 42
     out: str = "runs"
     name: str | None = None  # run folder name; default <model>-<labels>-s<seed>
     resume: bool = False

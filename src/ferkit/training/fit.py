@@ -92,8 +92,8 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     train_set = first_rows(dataset.split(train_split), cfg.limit)
     test_set = first_rows(dataset.split(val_split), cfg.limit)  # scored once, at the end
     if cfg.holdout:
-        train_set, val_set = train_set.holdout(cfg.holdout, cfg.seed)
-        pick_split = f"{train_split} holdout ({cfg.holdout:.0%}, seed {cfg.seed})"
+        train_set, val_set = train_set.holdout(cfg.holdout, cfg.holdout_seed)
+        pick_split = f"{train_split} holdout ({cfg.holdout:.0%}, seed {cfg.holdout_seed})"
     else:
         val_set, pick_split = test_set, val_split
     print(f"data: {len(train_set)} training faces ({train_split}), {len(val_set)} validation faces "
