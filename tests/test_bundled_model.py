@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,28 @@ from ferkit.config import default_models_dir
 from ferkit.inference.classifier import FacialExpressionModel, resolve_model
 
 MODELS = default_models_dir()
+
+
+def test_bundled_models_are_package_data_not_a_checkout_folder():
+    import ferkit
+
+    assert MODELS == Path(ferkit.__file__).parent / "assets" / "models"
+    assert (MODELS / "DEFAULT").is_file()
+
+
+def test_models_lists_the_bundled_models_and_marks_the_default(capsys):
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    default = resolve_model("default").name
+    assert default in rows and rows[default].endswith("(default)")
+
+
+def test_models_with_no_models_found_says_so_and_fails(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FERKIT_MODELS_DIR", str(tmp_path))
+    assert main(["models"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "no models found in" in captured.err and str(tmp_path) in captured.err
 
 
 def test_the_default_is_a_bundled_model_with_its_card():
