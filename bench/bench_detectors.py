@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=default_shared_dir())
     parser.add_argument("--yunet", type=Path, help="YuNet .onnx (default: SHARED/models/face_detection_yunet.onnx)")
-    parser.add_argument("--min-face", type=int, nargs="+", default=[20, DetectorConfig().min_face_size],
+    parser.add_argument("--min-face", type=int, nargs="+", default=[20, DetectorConfig().min_face],
                         help="smallest face side(s) to try, pixels")
     parser.add_argument("--min-iou", type=float, default=0.5)
     parser.add_argument("--repeat", type=int, default=3)
@@ -59,14 +59,14 @@ def main(argv=None) -> int:
         return 2
     photos = load_ground_truth(args.shared)
     yunet = args.yunet or args.shared / "models" / "face_detection_yunet.onnx"
-    configs = [DetectorConfig(name="haar")] + ([DetectorConfig(name="yunet", model_path=str(yunet))]
+    configs = [DetectorConfig(name="haar")] + ([DetectorConfig(name="yunet", detector_model=str(yunet))]
                                                if yunet.is_file() else [])
     print(f"{len(photos)} photos, {sum(len(b) for _, b in photos)} hand-drawn faces, IoU >= {args.min_iou}")
     print(f"{'detector':<8} {'min face':>8} {'recall':>7} {'precision':>9} {'found':>6} {'detected':>8} "
           f"{'ms/frame':>9}")
     for base in configs:
         for min_face in args.min_face:
-            score, ms = score_detector(replace(base, min_face_size=min_face), photos, args.repeat, args.min_iou)
+            score, ms = score_detector(replace(base, min_face=min_face), photos, args.repeat, args.min_iou)
             print(f"{base.name:<8} {min_face:>8} {score.recall:>7.1%} {score.precision:>9.1%} "
                   f"{score.found:>3}/{score.truth:<2} {score.detected:>8} {ms:>9.1f}")
     if not yunet.is_file():

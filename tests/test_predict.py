@@ -22,7 +22,7 @@ class FixedDetector(FaceDetector):
     """Always 'finds' the same boxes: the JSON and drawing paths without a real face."""
 
     def __init__(self, boxes):
-        super().__init__(DetectorConfig(min_face_size=1))
+        super().__init__(DetectorConfig(min_face=1))
         self.boxes = np.asarray(boxes)
 
     def _detect(self, small, min_size):
@@ -116,7 +116,7 @@ def test_predict_image_reports_every_face(classifier):
     assert [face["box"] for face in result["faces"]] == [[80, 20, 60, 60], [10, 10, 40, 40]]  # largest first
     for face in result["faces"]:
         assert_face_record(face, image.shape)
-        assert "id" not in face, "still images have no track ids"
+        assert "face_id" not in face, "still images have no face ids"
     json.dumps(result)
 
 

@@ -100,7 +100,7 @@ def classifier(tiny_model_dir):
 @pytest.fixture(scope="module")
 def squares(classifier) -> Pipeline:
     """The product's pipeline with the square detector in place of a face detector."""
-    return Pipeline(classifier, SquareDetector(DetectorConfig(min_face_size=16)), CFG)
+    return Pipeline(classifier, SquareDetector(DetectorConfig(min_face=16)), CFG)
 
 
 @pytest.fixture

@@ -56,11 +56,11 @@ def test_detector_choice_errors_are_user_errors(tmp_path):
     with pytest.raises(FerkitError, match="--detector-model"):
         create_detector(DetectorConfig(name="yunet"))
     with pytest.raises(FerkitError, match="not found"):
-        create_detector(DetectorConfig(name="yunet", model_path=str(tmp_path / "missing.onnx")))
+        create_detector(DetectorConfig(name="yunet", detector_model=str(tmp_path / "missing.onnx")))
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not an onnx model")
     with pytest.raises(FerkitError, match="not a YuNet model"):
-        create_detector(DetectorConfig(name="yunet", model_path=str(junk)))
+        create_detector(DetectorConfig(name="yunet", detector_model=str(junk)))
 
 
 def test_haar_finds_nothing_in_a_blank_frame():
@@ -102,7 +102,7 @@ def test_haar_finds_the_faces_of_the_group_photo(photos):
 
 @pytest.mark.shared
 def test_yunet_finds_all_five_faces_of_the_group_photo(photos, yunet_path):
-    boxes = create_detector(DetectorConfig(name="yunet", model_path=yunet_path)).detect(
+    boxes = create_detector(DetectorConfig(name="yunet", detector_model=yunet_path)).detect(
         read_image(photos / "multi_face.jpg"))
     assert len(boxes) == 5 and match_count(boxes, GROUP_PHOTO_FACES, min_iou=0.7) == 5
 
@@ -128,14 +128,14 @@ def test_min_size_leaves_out_smaller_faces(photos):
 @pytest.mark.shared
 @pytest.mark.parametrize("name, min_recall, min_precision", [("haar", 0.75, 0.8), ("yunet", 0.9, 0.9)])
 def test_detectors_against_hand_drawn_boxes(photos, shared_dir, name, min_recall, min_precision):
-    """The dlib set: 9 photos, 43 faces mostly 37-45 px wide, so min_face_size 20.
+    """The dlib set: 9 photos, 43 faces mostly 37-45 px wide, so min_face 20.
     Measured (bench/bench_detectors.py): Haar recall 84% precision 90%; YuNet 98% and 98%."""
-    cfg = DetectorConfig(name=name, min_face_size=20)
+    cfg = DetectorConfig(name=name, min_face=20)
     if name == "yunet":
         path = shared_dir / "models" / "face_detection_yunet.onnx"
         if not path.is_file():
             pytest.skip(f"no YuNet model at {path}")
-        cfg.model_path = str(path)
+        cfg.detector_model = str(path)
     detector, score = create_detector(cfg), DetectionScore()
     for xml in ("training.xml", "testing.xml"):
         for image_path, truth in read_face_boxes(photos / "dlib_faces" / xml).items():
@@ -151,10 +151,10 @@ def test_detector_settings_take_effect(photos, yunet_path):
     strict = create_detector(DetectorConfig(min_neighbors=60)).detect(image)
     assert isinstance(create_detector(DetectorConfig()), HaarDetector)
     assert len(strict) < len(lenient)
-    assert len(create_detector(DetectorConfig(min_face_size=400)).detect(image)) == 0
-    yunet = DetectorConfig(name="yunet", model_path=yunet_path)
+    assert len(create_detector(DetectorConfig(min_face=400)).detect(image)) == 0
+    yunet = DetectorConfig(name="yunet", detector_model=yunet_path)
     assert len(create_detector(yunet).detect(image)) == 5
-    yunet.score_threshold = 0.9999
+    yunet.detect_threshold = 0.9999
     assert len(create_detector(yunet).detect(image)) < 5
 
 
@@ -196,10 +196,10 @@ def test_greedy_matches_take_the_best_pairs_first():
 def test_tracker_keeps_ids_for_moving_faces_and_confirms_after_min_hits():
     tracker = IouTracker(min_iou=0.3, max_missed=4, min_hits=2)
     tracker.update([[0, 0, 50, 50], [200, 0, 50, 50]])
-    assert [t.track_id for t in tracker.tracks] == [None, None], "unconfirmed after one detection"
+    assert [t.face_id for t in tracker.tracks] == [None, None], "unconfirmed after one detection"
     for step in range(1, 10):
         tracker.update([[5 * step, 0, 50, 50], [200 - 5 * step, 0, 50, 50]])
-        assert sorted(t.track_id for t in tracker.tracks) == [1, 2]
+        assert sorted(t.face_id for t in tracker.tracks) == [1, 2]
     assert tracker.tracks[0].box.tolist() == [45, 0, 50, 50]
 
 
@@ -209,13 +209,13 @@ def test_tracker_drops_one_off_detections_and_lost_faces():
     tracker.update([[0, 0, 50, 50], [300, 300, 40, 40]])  # the second box appears once
     for _ in range(3):
         tracker.update([[0, 0, 50, 50]])
-    assert [(t.track_id, t.box.tolist()) for t in tracker.tracks] == [(1, [0, 0, 50, 50])]
+    assert [(t.face_id, t.box.tolist()) for t in tracker.tracks] == [(1, [0, 0, 50, 50])]
     for _ in range(3):
         tracker.coast()
     assert tracker.tracks == [], "a face unseen for more than max_missed frames is gone"
     tracker.update([[0, 0, 50, 50]])
     tracker.update([[0, 0, 50, 50]])
-    assert tracker.tracks[0].track_id == 2, "a face coming back after its track died gets a new id"
+    assert tracker.tracks[0].face_id == 2, "a face coming back after its track died gets a new id"
 
 
 # --- drawing -------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def test_tracker_drops_one_off_detections_and_lost_faces():
 def test_draw_faces_returns_an_annotated_copy():
     frame = np.zeros((240, 400, 3), np.uint8)
     scores = np.array([0.1, 0, 0, 0.7, 0.1, 0.1, 0], np.float32)
-    out = draw_faces(frame, [Face((20, 40, 100, 100), scores, track_id=3)])
+    out = draw_faces(frame, [Face((20, 40, 100, 100), scores, face_id=3)])
     assert out.shape == frame.shape and not frame.any(), "the input frame is untouched"
     assert out[40, 60].any(), "box drawn"
     assert out[40:124, 126:300].any(), "score bars drawn right of the box"

@@ -271,11 +271,11 @@ def test_frames_keep_face_ids_per_browser_tab(app, client, face_photo):
     assert last["server_ms"] >= 0
     assert len(last["faces"]) >= 3
     for face in last["faces"]:
-        assert_face_shape({k: v for k, v in face.items() if k != "id"})
-    ids = sorted(face["id"] for face in last["faces"])
+        assert_face_shape({k: v for k, v in face.items() if k != "face_id"})
+    ids = sorted(face["face_id"] for face in last["faces"])
     assert ids == list(range(1, len(ids) + 1))
-    assert sorted(face["id"] for face in first_tab[-2]["faces"]) in ([], ids)  # the same tracks while they last
-    assert sorted(face["id"] for face in second_tab[-1]["faces"]) == ids  # a new tab numbers its own faces
+    assert sorted(face["face_id"] for face in first_tab[-2]["faces"]) in ([], ids)  # the same tracks while they last
+    assert sorted(face["face_id"] for face in second_tab[-1]["faces"]) == ids  # a new tab numbers its own faces
     assert len(app.extensions["ferkit"].cameras) == 2
 
 
@@ -449,7 +449,7 @@ def test_video_job_progress_and_downloads(app, client, finished_job):
     assert job["progress"] == 1.0 and job["done_frames"] == job["total_frames"] == 12
     assert job["summary"]["frames"] == 12 and job["summary"]["input"] == "my clip.avi"
     assert "outputs" not in job["summary"]  # no server paths go to the client
-    assert 0 < job["expires_in_s"] <= app.extensions["ferkit"].config.serve.job_ttl_s
+    assert 0 < job["expires_in_s"] <= app.extensions["ferkit"].config.serve.job_ttl
     files = job["files"]
     video_name = next(name for name in files if name.startswith("annotated."))
     assert set(files) == {video_name, "frames.csv", "timeline.png", "summary.json"}
@@ -486,7 +486,7 @@ def test_jobs_expire_after_their_ttl(app, client, finished_job):
 
 
 def test_janitor_deletes_expired_jobs_by_itself(make_app, tmp_path):
-    app = make_app(job_ttl_s=1)  # the janitor then looks every second
+    app = make_app(job_ttl=1)  # the janitor then looks every second
     client = app.test_client()
     video = write_video(tmp_path / "v.avi", frames=3)
     job_id = client.post("/jobs", data={"video": (video.open("rb"), "v.avi")}).get_json()["id"]

@@ -27,16 +27,16 @@ def add_detector_flags(parser: argparse.ArgumentParser) -> None:
     d = DetectorConfig()
     parser.add_argument("--detector", choices=["haar", "yunet"], default=d.name, help="face detector")
     parser.add_argument("--detector-model", help="YuNet .onnx file (for --detector yunet)")
-    parser.add_argument("--min-face", type=int, default=d.min_face_size, help="smallest face side in pixels")
-    parser.add_argument("--detect-threshold", type=float, default=d.score_threshold, help="YuNet confidence")
+    parser.add_argument("--min-face", type=int, default=d.min_face, help="smallest face side in pixels")
+    parser.add_argument("--detect-threshold", type=float, default=d.detect_threshold, help="YuNet confidence")
     parser.add_argument("--min-neighbors", type=int, default=d.min_neighbors, help="Haar strictness")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
     detector = DetectorConfig()
     if hasattr(args, "detector"):
-        detector = DetectorConfig(name=args.detector, model_path=args.detector_model, min_face_size=args.min_face,
-                                  score_threshold=args.detect_threshold, min_neighbors=args.min_neighbors)
+        detector = DetectorConfig(name=args.detector, detector_model=args.detector_model, min_face=args.min_face,
+                                  detect_threshold=args.detect_threshold, min_neighbors=args.min_neighbors)
     pipeline = PipelineConfig(tta=getattr(args, "tta", False))
     if getattr(args, "detect_every", None):
         pipeline.detect_every = args.detect_every
@@ -45,7 +45,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     serve = ServeConfig()
     if args.command == "serve":
         serve = ServeConfig(host=args.host, port=args.port, source=args.source, threads=args.threads,
-                            max_upload_mb=args.max_upload_mb, job_ttl_s=args.job_ttl, jobs_dir=args.jobs_dir)
+                            max_upload_mb=args.max_upload_mb, job_ttl=args.job_ttl, jobs_dir=args.jobs_dir)
     return Config(model=getattr(args, "model", "default"), detector=detector, pipeline=pipeline, serve=serve)
 
 
@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="server-side video for /video_feed: camera index, video file or URL")
     p.add_argument("--threads", type=int, default=s.threads, help="worker threads (each /video_feed viewer holds one)")
     p.add_argument("--max-upload-mb", type=int, default=s.max_upload_mb, help="larger uploads are refused (413)")
-    p.add_argument("--job-ttl", type=int, default=s.job_ttl_s, help="seconds a video job's results are kept")
+    p.add_argument("--job-ttl", type=int, default=s.job_ttl, help="seconds a video job's results are kept")
     p.add_argument("--jobs-dir", help="folder for video jobs (default: a new temporary folder)")
     add_model_flags(p)
     add_detector_flags(p)

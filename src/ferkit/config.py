@@ -64,12 +64,12 @@ def default_shared_dir() -> Path:
 
 @dataclass
 class DetectorConfig:
-    name: str = "haar"  # haar (built in) | yunet (needs model_path)
-    model_path: str | None = None  # YuNet .onnx file
-    min_face_size: int = 40  # pixels, in the original frame
+    name: str = "haar"  # --detector: haar (built in) | yunet (needs detector_model)
+    detector_model: str | None = None  # YuNet .onnx file
+    min_face: int = 40  # pixels, in the original frame
     scale_factor: float = 1.1  # Haar image-pyramid step
     min_neighbors: int = 5  # Haar: overlapping hits needed to keep a face
-    score_threshold: float = 0.7  # YuNet: minimum confidence
+    detect_threshold: float = 0.7  # YuNet: minimum confidence (det_score)
     nms_threshold: float = 0.3  # overlap (IoU) above which the weaker of two boxes is dropped
     max_side: int = 640  # detect on a copy downscaled to at most this width/height
 
@@ -101,7 +101,7 @@ class ServeConfig:
     source: str | None = None  # camera index, video file (looped) or stream URL for /video_feed
     threads: int = 8  # WSGI worker threads
     max_upload_mb: int = 64
-    job_ttl_s: int = 3600  # video-upload jobs and their files are deleted after this
+    job_ttl: int = 3600  # seconds: video-upload jobs and their files are deleted after this
     jpeg_quality: int = 80
     stream_max_fps: float = 30.0
     stream_idle_s: float = 10.0  # the /video_feed capture stops after this long without viewers

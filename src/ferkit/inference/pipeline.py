@@ -27,7 +27,7 @@ TRACKED_SIZE_SHARE = 0.6
 class Face:
     box: tuple[int, int, int, int]  # x, y, w, h in frame pixels
     scores: np.ndarray  # (7,) probabilities in CLASS_NAMES order
-    track_id: int | None = None  # stable id within a stream; None for still images
+    face_id: int | None = None  # stable id within a stream; None for still images
 
     @property
     def emotion(self) -> str:
@@ -40,8 +40,8 @@ class Face:
     def to_dict(self) -> dict:
         data = {"box": [int(v) for v in self.box], "emotion": self.emotion,
                 "scores": {name: round(float(s), 4) for name, s in zip(CLASS_NAMES, self.scores)}}
-        if self.track_id is not None:
-            data = {"id": int(self.track_id), **data}
+        if self.face_id is not None:
+            data = {"face_id": int(self.face_id), **data}
         return data
 
 
@@ -94,7 +94,7 @@ class FaceStream:
         faces = []
         for track, new in zip(visible, scores):
             track.scores = new if track.scores is None else alpha * new + (1 - alpha) * track.scores
-            faces.append(Face(tuple(int(v) for v in track.box), track.scores.copy(), track.track_id))
+            faces.append(Face(tuple(int(v) for v in track.box), track.scores.copy(), track.face_id))
         return faces
 
     def detect(self, frame: np.ndarray) -> np.ndarray:

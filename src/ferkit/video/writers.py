@@ -104,7 +104,7 @@ class CsvWriter:
         if not faces:
             self.rows.writerow([frame_index, time_s] + [""] * (len(CSV_COLUMNS) - 2))
         for face in faces:
-            self.rows.writerow([frame_index, time_s, face.track_id, *face.box, face.emotion,
+            self.rows.writerow([frame_index, time_s, face.face_id, *face.box, face.emotion,
                                 *(f"{s:.4f}" for s in face.scores)])
 
     def release(self) -> None:
@@ -123,8 +123,8 @@ class FaceHistory:
 
     def add(self, seconds: float, faces: list[Face]) -> None:
         for face in faces:
-            self.times.setdefault(face.track_id, []).append(seconds)
-            self.scores.setdefault(face.track_id, []).append(face.scores)
+            self.times.setdefault(face.face_id, []).append(seconds)
+            self.scores.setdefault(face.face_id, []).append(face.scores)
 
     @property
     def ids(self) -> list[int]:

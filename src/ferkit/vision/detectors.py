@@ -51,7 +51,7 @@ class FaceDetector:
         video stream that already tracks large faces looks for faces of about their size, far
         faster than a search down to the smallest faces.
         """
-        min_size = max(1, self.cfg.min_face_size, min_size or 0)
+        min_size = max(1, self.cfg.min_face, min_size or 0)
         height, width = frame.shape[:2]
         scale = min(1.0, self.cfg.max_side / max(height, width), (self.native_face_size or min_size) / min_size)
         small = frame if scale == 1.0 else cv2.resize(frame, (max(1, round(width * scale)),
@@ -106,13 +106,13 @@ class YuNetDetector(FaceDetector):
     native_face_size = 20
 
     def _load(self):
-        path = Path(self.cfg.model_path or "")
-        if not self.cfg.model_path:
+        path = Path(self.cfg.detector_model or "")
+        if not self.cfg.detector_model:
             raise FerkitError("--detector yunet needs --detector-model PATH (face_detection_yunet.onnx)")
         if not path.is_file():
             raise FerkitError(f"{path}: YuNet model file not found")
         try:
-            return cv2.FaceDetectorYN.create(str(path), "", (320, 320), self.cfg.score_threshold,
+            return cv2.FaceDetectorYN.create(str(path), "", (320, 320), self.cfg.detect_threshold,
                                              self.cfg.nms_threshold)
         except cv2.error as exc:
             raise FerkitError(f"{path}: not a YuNet model OpenCV can load ({exc.err})") from None

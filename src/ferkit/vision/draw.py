@@ -33,8 +33,8 @@ def draw_box(out: np.ndarray, face, scale: float) -> None:
     thickness = max(1, round(2 * scale))
     cv2.rectangle(out, (x, y), (x + w, y + h), colour, thickness)
     label = f"{face.emotion} {face.confidence:.0%}"
-    if face.track_id is not None:
-        label = f"#{face.track_id} {label}"
+    if face.face_id is not None:
+        label = f"#{face.face_id} {label}"
     (tw, th), base = cv2.getTextSize(label, FONT, 0.6 * scale, thickness)
     top = y - th - base - 4 if y - th - base - 4 >= 0 else y + h
     cv2.rectangle(out, (x, top), (x + tw + 4, top + th + base + 4), colour, -1)
@@ -71,3 +71,11 @@ def draw_score_bars(out: np.ndarray, face, scale: float, other_boxes=()) -> None
         cv2.rectangle(out, (bar_left, row + 1), (bar_left + bar_width, row + bar_height - 1), (70, 70, 70), -1)
         cv2.rectangle(out, (bar_left, row + 1), (bar_left + round(bar_width * float(score)), row + bar_height - 1),
                       EMOTION_COLOURS[name], -1)
+
+
+def encode_jpeg(frame: np.ndarray, quality: int = 80) -> bytes:
+    """`frame` (BGR) as JPEG bytes: how annotated frames leave the process (MJPEG, data URLs)."""
+    ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return data.tobytes()

@@ -34,7 +34,7 @@ def greedy_matches(overlap: np.ndarray, min_iou: float) -> list[tuple[int, int]]
 
 @dataclass
 class Track:
-    track_id: int | None  # None until confirmed, so ids count only faces that were shown
+    face_id: int | None  # None until confirmed, so ids count only faces that were shown
     box: np.ndarray  # x, y, w, h
     frames_since_seen: int = 0
     hits: int = 1  # detection rounds that matched this track
@@ -42,7 +42,7 @@ class Track:
 
     @property
     def confirmed(self) -> bool:
-        return self.track_id is not None
+        return self.face_id is not None
 
 
 class IouTracker:
@@ -78,7 +78,7 @@ class IouTracker:
     def confirm(self) -> None:
         for track in self.tracks:
             if not track.confirmed and track.hits >= self.min_hits:
-                track.track_id, self.next_id = self.next_id, self.next_id + 1
+                track.face_id, self.next_id = self.next_id, self.next_id + 1
 
     def coast(self) -> None:
         """A frame without detection: tracks keep their boxes and grow older."""

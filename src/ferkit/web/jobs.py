@@ -2,7 +2,7 @@
 
 Each job lives in its own folder `<jobs dir>/<uuid hex>/` that the server names itself; requests
 pick a job by its id (checked to be 32 hex digits and known) and a file by a name from a fixed
-list, so nothing a client sends becomes a path. A janitor thread deletes jobs `job_ttl_s` after
+list, so nothing a client sends becomes a path. A janitor thread deletes jobs `job_ttl` after
 they finish; a user can delete theirs at once.
 """
 
@@ -98,7 +98,7 @@ def count_readable_frames(path: Path) -> int:
 
 class JobManager:
     def __init__(self, pipeline: Pipeline, cfg: ServeConfig):
-        self.pipeline, self.ttl_s = pipeline, cfg.job_ttl_s
+        self.pipeline, self.ttl_s = pipeline, cfg.job_ttl
         self._own_root = not cfg.jobs_dir  # a folder we made is removed again on close
         self.root = Path(cfg.jobs_dir) if cfg.jobs_dir else Path(tempfile.mkdtemp(prefix="ferkit-jobs-"))
         self.root.mkdir(parents=True, exist_ok=True)
@@ -184,7 +184,7 @@ class JobManager:
 
     # --- expiry --------------------------------------------------------------------------------------
     def sweep(self, now: float | None = None) -> list[str]:
-        """Delete jobs that finished more than job_ttl_s ago, and job folders an earlier server left; their ids."""
+        """Delete jobs that finished more than job_ttl ago, and job folders an earlier server left; their ids."""
         now = time.time() if now is None else now
         with self._lock:
             expired = [j.id for j in self._jobs.values() if j.finished is not None and now - j.finished > self.ttl_s]

@@ -23,5 +23,5 @@ def index():
     return render_template(
         "index.html", live_source=shared.broadcaster.configured, model=shared.pipeline.classifier.name,
         class_names=list(CLASS_NAMES), colours={name: css_colour(c) for name, c in EMOTION_COLOURS.items()},
-        max_upload_mb=shared.config.serve.max_upload_mb, job_ttl_s=shared.config.serve.job_ttl_s,
+        max_upload_mb=shared.config.serve.max_upload_mb, job_ttl=shared.config.serve.job_ttl,
         video_field=VIDEO_FIELD, artifacts=list(ARTIFACTS), camera_max_side=shared.config.detector.max_side)

@@ -11,7 +11,7 @@ function percent(value) {
 }
 
 function faceLabel(face) {
-  const id = face.id === undefined ? "" : `#${face.id} `;
+  const id = face.face_id === undefined ? "" : `#${face.face_id} `;
   return `${id}${face.emotion} ${percent(face.scores[face.emotion])}`;
 }
 
