@@ -1,0 +1,193 @@
+"""Batch analysis: many videos and photos, on this machine or a Ray cluster, one call.
+
+    from ferkit.batch import analyse
+    table = analyse(["videos/", "photos/*.jpg"], "results/")              # a process pool here
+    table = analyse(["videos/"], "results/", engine="ray", address="auto")  # the same on a Ray cluster
+    table.to_pandas()                                                     # the summary, one row per input
+
+The summary is a pyarrow Table (pyarrow is needed for the Parquet outputs anyway; `.to_pandas()`
+when pandas is installed). Engines only schedule: each input goes through the same Pipeline and
+`process_video` as `ferkit predict` and `ferkit video`. Layout of the output folder: outputs.py.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..config import Config
+from ..errors import FerkitError, MediaError
+from ..inference.pipeline import Pipeline
+from .inputs import Item, expand_inputs
+from .outputs import OutputFolder
+from .summary import count_failed, failed_row, photo_row, summary_table, video_row, write_summary
+from .tasks import one_line
+
+__all__ = ["analyse", "count_failed", "ENGINES"]
+
+ENGINES = {"local": "ferkit.batch.local", "ray": "ferkit.batch.ray_engine"}
+PHOTOS_PER_PART = 2000  # photo rows are flushed to a new Parquet part at least this often (and at the end)
+KIND_ERRORS = {"missing": "no such file, folder or match", "unknown": "not a photo or video type ferkit knows"}
+
+
+@dataclass
+class Job:
+    """What an engine runs: each video and photo through one Pipeline built from `config`."""
+
+    config: Config
+    videos: list[Item]
+    photos: list[Item]
+    staging: Path  # where local workers write a video's files before the driver renames them
+    annotate: bool = False
+
+
+def analyse(paths, out, engine: str = "local", config: Config | None = None, *, address: str | None = None,
+            workers: int | None = None, annotate: bool = False, force: bool = False,
+            progress: bool = True) -> pa.Table:
+    """Analyse every video and photo in `paths` (files, folders, globs, list files, URLs) into `out`.
+
+    engine: "local" (a process pool of `workers`, default one per core) or "ray" (`address`: None
+    starts a private local Ray, "auto" or "ray://host:port" joins a cluster; `workers` caps the
+    photo actors). Inputs whose outputs are complete are skipped unless `force`. Returns the run
+    summary, one row per input (see summary.SUMMARY_SCHEMA), also written as summary.parquet/.csv.
+    Raises FerkitError only for what stops the whole run (no inputs, bad model, unwritable out).
+    """
+    if engine not in ENGINES:
+        raise FerkitError(f"unknown engine {engine!r} (use {' or '.join(ENGINES)})")
+    items = expand_inputs(paths)
+    if not items:
+        raise MediaError(f"no photos or videos found in {', '.join(map(str, [paths] if isinstance(paths, (str, Path)) else paths))}")
+    config = config or Config()
+    Pipeline.from_config(config)  # a bad model or detector fails here, once, not in every worker
+    runner = importlib.import_module(ENGINES[engine])  # ImportError-free: ray_engine explains a missing extra
+    folder = OutputFolder(out)
+    recorder = Recorder(folder, items, annotate, progress)
+    try:
+        job = recorder.plan(config, force)
+        runner.run(job, recorder, workers=workers, address=address)
+    finally:
+        recorder.close()
+        folder.close()
+    table = summary_table([recorder.rows[item.source] for item in items])
+    write_summary(table, folder.root)
+    return table
+
+
+class Recorder:
+    """The driver's side of a run: decides what is left to do, commits what workers hand back,
+    keeps the summary rows and the progress bar."""
+
+    def __init__(self, folder: OutputFolder, items: list[Item], annotate: bool, progress: bool):
+        self.folder, self.items, self.annotate, self.show_progress = folder, items, annotate, progress
+        self.by_source = {item.source: item for item in items}
+        self.rows: dict[str, dict] = {}
+        self.frames_by_source: dict[str, int] = {}
+        self.photo_tables: list[pa.Table] = []
+        self.bar, self.started, self.drawn = None, time.perf_counter(), 0.0
+
+    def plan(self, config: Config, force: bool) -> Job:
+        """Rows for what is complete already (or cannot be read at all); a Job for the rest."""
+        photos = [item for item in self.items if item.kind == "photo"]
+        if force:
+            self.folder.forget_photos({item.source for item in photos})
+        done_photos = group_rows(self.folder.finished_photos().to_pylist())
+        videos, todo_photos = [], []
+        for item in self.items:
+            if item.kind in KIND_ERRORS:
+                self.rows[item.source] = failed_row(item, f"{item.source}: {KIND_ERRORS[item.kind]}")
+            elif item.kind == "photo":
+                if item.source in done_photos:
+                    self.rows[item.source] = photo_row(item, done_photos[item.source], "skipped", self.folder.photos)
+                else:
+                    todo_photos.append(item)
+            else:
+                summary = None if force else self.folder.finished_video(item, self.annotate)
+                if summary:
+                    self.rows[item.source] = video_row(item, summary, "skipped", self.folder.video_targets(
+                        item, self.annotate)["json"])
+                else:
+                    videos.append(item)
+        self.open_bar(initial=len(self.rows))
+        return Job(config, videos, todo_photos, self.folder.staging, self.annotate)
+
+    # --- called by the engines, in the driver process ---------------------------------------
+
+    def video(self, result: dict) -> None:
+        item = result["item"]
+        elapsed, node = round(result["elapsed_s"], 3), result["node"]
+        if result["error"] is None:
+            try:
+                summary = self.folder.commit_video(item, result, self.annotate)
+                row = video_row(item, summary, "done", self.folder.video_targets(item, self.annotate)["json"],
+                                elapsed, node)
+                self.frames_by_source[item.source] = summary["frames"]
+            except FerkitError as exc:  # e.g. the output disk filled up: this input failed, not the run
+                row = failed_row(item, one_line(exc), elapsed, node)
+        else:
+            row = failed_row(item, result["error"], elapsed, node)
+        self.add(item, row)
+
+    def photos(self, table: pa.Table) -> None:
+        rows = group_rows(table.to_pylist())
+        good = [source for source, photo in rows.items() if photo[0]["error"] is None]
+        if good:
+            self.photo_tables.append(table.filter(pc.is_null(table.column("error"))))
+        for source, photo in rows.items():
+            item = self.by_source[source]
+            if photo[0]["error"] is None:
+                self.frames_by_source[source] = 1
+                self.add(item, photo_row(item, photo, "done", self.folder.photos))
+            else:
+                self.add(item, failed_row(item, photo[0]["error"], photo[0]["elapsed_s"], photo[0]["node"]))
+        if sum(len(t) for t in self.photo_tables) >= PHOTOS_PER_PART:
+            self.flush_photos()
+
+    def frames(self, source: str, done: int) -> None:
+        self.frames_by_source[source] = done
+        self.refresh()
+
+    # --- bookkeeping --------------------------------------------------------------------------
+
+    def add(self, item: Item, row: dict) -> None:
+        self.rows[item.source] = row
+        if self.bar is not None:
+            self.bar.update(1)
+            self.refresh()
+
+    def flush_photos(self) -> None:
+        if self.photo_tables:
+            self.folder.write_photo_part(pa.concat_tables(self.photo_tables))
+            self.photo_tables = []
+
+    def open_bar(self, initial: int) -> None:
+        if self.show_progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=len(self.items), initial=initial, unit="input", file=sys.stderr,
+                            dynamic_ncols=True, smoothing=0.1)
+
+    def refresh(self) -> None:
+        now = time.perf_counter()
+        if self.bar is not None and now - self.drawn >= 0.5:  # redrawn twice a second at most
+            self.drawn = now
+            frames = sum(self.frames_by_source.values())
+            self.bar.set_postfix_str(f"{frames} frames, {frames / max(now - self.started, 1e-9):.0f} frames/s")
+
+    def close(self) -> None:
+        """On success and on interrupts alike: what workers handed back is kept."""
+        self.flush_photos()
+        if self.bar is not None:
+            self.bar.close()
+
+
+def group_rows(rows: list[dict]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["path"], []).append(row)
+    return groups

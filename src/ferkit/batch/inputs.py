@@ -1,0 +1,100 @@
+"""What a batch run works on: files, folders (recursively), glob patterns and list files
+(one path or URL per line), expanded into a sorted, de-duplicated list of `Item`s."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".wmv", ".flv",
+                            ".3gp", ".ts", ".mts"})
+PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pgm", ".ppm"})
+LIST_SUFFIXES = frozenset({".txt", ".lst", ".list"})
+URL_SCHEMES = frozenset({"http", "https", "ftp", "file"})
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input: `source` (absolute path or URL, its identity in every output), `kind` (video |
+    photo | unknown) and `key`, the stable name of its outputs (videos/KEY.csv, ...)."""
+
+    source: str
+    kind: str
+    key: str
+
+
+def is_url(text: str) -> bool:
+    return urlparse(text).scheme in URL_SCHEMES
+
+
+def media_kind(name: str) -> str:
+    suffix = Path(urlparse(name).path if is_url(name) else name).suffix.lower()
+    return "video" if suffix in VIDEO_SUFFIXES else "photo" if suffix in PHOTO_SUFFIXES else "unknown"
+
+
+def expand_inputs(specs) -> list[Item]:
+    """Items for every spec, in a stable order (sorted within each spec, duplicates dropped).
+
+    A path that does not exist or a glob without matches becomes an item of kind "missing", so
+    it is reported as a failed row rather than stopping the run; an empty folder gives nothing.
+    """
+    found: dict[str, tuple[str, str]] = {}  # source -> (kind, key before de-clashing)
+    for spec in [specs] if isinstance(specs, (str, Path)) else specs:
+        for source, kind, name in expand_one(str(spec)):
+            found.setdefault(source, (kind, name))
+    return unique_keys(found)
+
+
+def expand_one(spec: str):
+    """(source, kind, output name) triples for one spec."""
+    if is_url(spec):
+        yield spec, media_kind(spec), Path(urlparse(spec).path).stem or "url"
+        return
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        for file in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            kind = media_kind(file.name)
+            if kind != "unknown":  # a folder's other files (notes, .DS_Store) are not inputs
+                yield str(file.absolute()), kind, str(file.relative_to(path).with_suffix(""))
+    elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
+        yield from expand_list(path)
+    elif path.is_file():
+        yield str(path.absolute()), media_kind(path.name), path.stem
+    elif glob.has_magic(spec):
+        matches = sorted(glob.glob(spec, recursive=True))
+        if not matches:
+            yield spec, "missing", Path(spec).stem
+        for match in matches:
+            if Path(match).is_file():
+                yield str(Path(match).absolute()), media_kind(match), Path(match).stem
+    else:
+        yield str(path.absolute()), "missing", path.stem
+
+
+def expand_list(path: Path):
+    """A list file: one path, folder, glob or URL per line; blank lines and # comments skipped;
+    relative paths are relative to the list file's folder."""
+    for line in path.read_text(errors="replace").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            entry = line if is_url(line) or Path(line).is_absolute() else str(path.parent / line)
+            if Path(entry).suffix.lower() in LIST_SUFFIXES and Path(entry).resolve() == path.resolve():
+                continue  # a list that names itself
+            yield from expand_one(entry)
+
+
+def unique_keys(found: dict[str, tuple[str, str]]) -> list[Item]:
+    """Items sorted by source; names shared by two inputs (clip.mp4 in two folders) get a short
+    hash of the source, so each input's outputs have their own, stable name."""
+    counts: dict[str, int] = {}
+    for kind, name in found.values():
+        counts[name] = counts.get(name, 0) + 1
+    items = []
+    for source in sorted(found):
+        kind, name = found[source]
+        key = name if counts[name] == 1 else f"{name}-{hashlib.sha1(source.encode()).hexdigest()[:8]}"
+        items.append(Item(source, kind, key))
+    return items

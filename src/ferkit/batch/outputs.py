@@ -1,0 +1,107 @@
+"""The output folder of a batch run, kept only by the driver (workers hand their files over):
+
+    OUT/videos/KEY.csv, KEY_timeline.png, KEY.json (and KEY.mp4 with annotate): `ferkit video`'s outputs
+    OUT/photos/part-*.parquet   one Parquet dataset, a row per face of every photo
+    OUT/summary.parquet, OUT/summary.csv   a row per input
+    OUT/.partial/               work in progress; removed at the start of every run
+
+Every file appears under its final name whole (written aside, then renamed). A video's JSON is
+renamed last, so it marks the video done; a photo is done once a part holding it is renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import MediaError
+from ..files import atomic_output
+from .inputs import Item
+from .tasks import PHOTO_SCHEMA, video_files
+
+
+class OutputFolder:
+    def __init__(self, out: str | Path):
+        self.root = Path(out)
+        self.videos, self.photos, self.staging = self.root / "videos", self.root / "photos", self.root / ".partial"
+        try:
+            for folder in (self.videos, self.photos):
+                folder.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(self.staging, ignore_errors=True)  # what an interrupted run left in flight
+            self.staging.mkdir()
+        except OSError as exc:
+            raise MediaError(f"{self.root}: cannot create the output folder ({exc.strerror})") from None
+
+    # --- videos ---------------------------------------------------------------------------
+
+    def video_targets(self, item: Item, annotate: bool) -> dict[str, Path]:
+        return {kind: self.videos / name for kind, name in video_files(item.key, annotate).items()}
+
+    def finished_video(self, item: Item, annotate: bool) -> dict | None:
+        """The JSON summary of an earlier run of this input, if all its outputs are there."""
+        targets = self.video_targets(item, annotate)
+        try:
+            summary = json.loads(targets["json"].read_text())
+        except (OSError, ValueError):
+            return None
+        complete = summary.get("input") == item.source and all(path.is_file() for path in targets.values())
+        return summary if complete else None
+
+    def commit_video(self, item: Item, result: dict, annotate: bool) -> dict:
+        """Move (or write) a worker's files to their final names, the JSON summary last; returns the
+        summary as written, with the final output paths."""
+        targets = self.video_targets(item, annotate)
+        summary = {**result["summary"], "outputs": {kind: str(targets[kind]) for kind in result["files"]}}
+        for kind, data in result["files"].items():
+            with atomic_output(targets[kind]) as partial:
+                if isinstance(data, bytes):
+                    partial.write_bytes(data)
+                else:
+                    shutil.move(data, partial)
+        with atomic_output(targets["json"]) as partial:
+            partial.write_text(json.dumps(summary) + "\n")  # the line `ferkit video --json` prints
+        for folder in {Path(data).parent for data in result["files"].values() if not isinstance(data, bytes)}:
+            shutil.rmtree(folder, ignore_errors=True)  # the worker's emptied staging folder
+        return summary
+
+    # --- photos ---------------------------------------------------------------------------
+
+    def photo_parts(self) -> list[Path]:
+        return sorted(self.photos.glob("part-*.parquet"))
+
+    def finished_photos(self) -> pa.Table:
+        """Every row of the photo dataset written so far."""
+        parts = [pq.read_table(part, schema=PHOTO_SCHEMA) for part in self.photo_parts()]
+        return pa.concat_tables(parts) if parts else PHOTO_SCHEMA.empty_table()
+
+    def forget_photos(self, sources: set[str]) -> None:
+        """Drop these photos' rows (they are redone): each part is rewritten without them."""
+        for part in self.photo_parts():
+            table = pq.read_table(part, schema=PHOTO_SCHEMA)
+            keep = pa.array([path not in sources for path in table.column("path").to_pylist()], pa.bool_())
+            if keep.true_count == len(table):
+                continue
+            if keep.true_count:
+                self.write_photo_part(table.filter(keep), part)
+            else:
+                part.unlink()
+
+    def write_photo_part(self, table: pa.Table, target: Path | None = None) -> Path:
+        target = target or self.photos / f"part-{uuid.uuid4().hex[:12]}.parquet"
+        with atomic_output(target) as partial:
+            pq.write_table(table.select(PHOTO_SCHEMA.names).cast(PHOTO_SCHEMA), partial)
+        return target
+
+    def close(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+        for folder in (self.videos, self.photos):
+            try:
+                os.rmdir(folder)  # only when empty: no photos, no empty dataset folder
+            except OSError:
+                pass
