@@ -1,0 +1,88 @@
+"""Face crops, pixel for pixel: the square's centring on non-square boxes, the margin, and which
+side is padded (by replication) where the square reaches past the frame.
+
+The frame is a gradient in both directions (every row and every column differs), and boxes
+give 48-pixel squares, so a crop is an exact slice of the frame, without resampling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ferkit.vision.crops import crop_faces, square_box, to_gray
+
+HEIGHT, WIDTH, PAD = 100, 120, 60
+
+
+@pytest.fixture(scope="module")
+def frame() -> np.ndarray:
+    y, x = np.mgrid[:HEIGHT, :WIDTH]
+    return (2 * x + 3 * y % 7 * 5 + y).astype(np.uint8)  # differs along x and along y, no symmetry
+
+
+def expected(frame, x0: int, y0: int, side: int = 48) -> np.ndarray:
+    """The frame's square at (x0, y0), edge pixels repeated outside the frame."""
+    padded = np.pad(frame, PAD, mode="edge")
+    return padded[y0 + PAD:y0 + PAD + side, x0 + PAD:x0 + PAD + side]
+
+
+@pytest.mark.parametrize("box, corner", [
+    ((40, 30, 48, 48), (40, 30)),  # square: the box itself
+    ((40, 30, 48, 24), (40, 18)),  # wide: grown by 12 above and 12 below
+    ((40, 30, 24, 48), (28, 30)),  # tall: grown by 12 left and 12 right
+    ((40, 30, 48, 32), (40, 22)),  # wide, grown by 8 on each side vertically
+])
+def test_square_is_centred_on_the_box(frame, box, corner):
+    assert square_box(box, 0.0) == (*corner, 48)
+    np.testing.assert_array_equal(crop_faces(frame, [box])[0], expected(frame, *corner))
+
+
+def test_margin_grows_the_square_on_every_side():
+    # 40 * (1 + 2 * 0.1) = 48, centred on (40 + 20, 30 + 10)
+    assert square_box((40, 30, 40, 20), 0.1) == (36, 16, 48)
+    assert square_box((40, 30, 40, 20), 0.0) == (40, 20, 40)
+
+
+@pytest.mark.parametrize("box, padded", [
+    ((-10, 30, 48, 48), "left"),
+    ((WIDTH - 38, 30, 48, 48), "right"),
+    ((40, -10, 48, 48), "top"),
+    ((40, HEIGHT - 38, 48, 48), "bottom"),
+    ((-5, -7, 48, 48), "top-left"),
+    ((WIDTH - 40, HEIGHT - 30, 48, 48), "bottom-right"),
+    ((40, 0, 48, 24), "top (a wide box at the top edge)"),
+])
+def test_border_padding_repeats_the_nearest_edge(frame, box, padded):
+    x0, y0, _ = square_box(box, 0.0)
+    crop = crop_faces(frame, [box])[0]
+    np.testing.assert_array_equal(crop, expected(frame, x0, y0))
+
+
+def test_left_padding_repeats_the_first_column():
+    frame = np.tile(np.arange(100, 148, dtype=np.uint8), (60, 1))  # columns 100..147
+    crop = crop_faces(frame, [(-8, 0, 48, 48)])[0]
+    assert crop[0, :9].tolist() == [100] * 9 and crop[0, 9:12].tolist() == [101, 102, 103]
+
+
+def test_resize_and_batch(frame):
+    boxes = [(10, 10, 96, 96), (0, 0, 24, 24), (500, 500, 10, 10)]
+    frame = np.pad(frame, ((0, 20), (0, 0)), mode="edge")  # 120 x 120
+    crops = crop_faces(frame, boxes)
+    assert crops.shape == (3, 48, 48) and crops.dtype == np.uint8
+    # 96 -> 48 by area averaging: each output pixel is the mean of a 2x2 block
+    blocks = frame[10:106, 10:106].reshape(48, 2, 48, 2).astype(float).mean(axis=(1, 3))
+    assert np.abs(crops[0].astype(float) - blocks).max() <= 1
+    assert crops[1][0, 0] == frame[0, 0] and crops[1][-1, -1] == frame[23, 23]
+    assert not crops[2].any(), "a box outside the frame gives a black crop"
+    assert crop_faces(frame, np.zeros((0, 4))).shape == (0, 48, 48)
+
+
+def test_to_gray_of_bgr_bgra_and_gray():
+    bgr = np.zeros((2, 3, 3), np.uint8)
+    bgr[..., 2] = 255  # pure red
+    assert to_gray(bgr)[0, 0] == 76  # 0.299 * 255
+    bgra = np.concatenate([bgr, np.zeros((2, 3, 1), np.uint8)], axis=2)
+    assert to_gray(bgra)[0, 0] == 76
+    gray = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    assert to_gray(gray) is gray
