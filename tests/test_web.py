@@ -20,10 +20,10 @@ from ferkit.config import Config, ServeConfig
 from ferkit.inference.pipeline import Pipeline
 from ferkit.labels import CLASS_NAMES
 from ferkit.web import create_app
-from ferkit.web import stream as stream_module
+from ferkit.web.engines import broadcast as stream_module
+from ferkit.web.engines.broadcast import BOUNDARY, FrameBroadcaster
+from ferkit.web.engines.sessions import CameraSessions
 from ferkit.web.server import make_server
-from ferkit.web.sessions import CameraSessions
-from ferkit.web.stream import BOUNDARY, FrameBroadcaster
 
 FACE_PHOTO = "data/media/photos/multi_face.jpg"
 

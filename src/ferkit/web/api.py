@@ -2,7 +2,8 @@
 /api/annotate (photo upload), /api/frame (browser-camera frames) and /api/stream (live feed status).
 
 Images arrive as the multipart field `image` or as the raw request body; they are decoded in
-memory and never written to disk.
+memory and never written to disk. At most `max_inflight` images are analysed at once; a request
+beyond that waits a moment for a slot, then gets 429 (camera frames are dropped at once).
 """
 
 from __future__ import annotations
@@ -14,21 +15,21 @@ from flask import Blueprint, abort, request
 
 from .. import __version__
 from ..inference.images import faces_report, predict_image, read_image
-from ..vision.draw import draw_faces
+from ..vision.draw import draw_faces, encode_jpeg
+from .engines.sessions import SESSION_ID
 from .services import services
-from .sessions import SESSION_ID
-from .stream import encode_jpeg
 
-UPLOAD_FIELD = "image"
+IMAGE_FIELD = "image"
+PREDICT_WAIT_S = 2.0  # how long /api/predict and /api/annotate wait for a free slot before 429
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
 def uploaded_image() -> tuple[str | None, bytes]:
     """(file name or None, bytes) of the image in this request: the form field, or else the raw body."""
     if request.mimetype == "multipart/form-data":
-        upload = request.files.get(UPLOAD_FIELD)
+        upload = request.files.get(IMAGE_FIELD)
         if upload is None:
-            abort(400, f"send the image as the multipart form field {UPLOAD_FIELD!r} (a file) or as the raw body")
+            abort(400, f"send the image as the multipart form field {IMAGE_FIELD!r} (a file) or as the raw body")
         name, data = upload.filename or None, upload.read()
     elif request.mimetype.startswith(("text/", "application/json")):
         abort(415, f"expected an image, got {request.mimetype}")
@@ -49,16 +50,18 @@ def health():
 @bp.post("/predict")
 def predict():
     name, data = uploaded_image()
-    return {"images": [{"path": name, **predict_image(services().pipeline, read_image(data))}]}
+    with services().inference.take(PREDICT_WAIT_S):
+        return {"images": [{"path": name, **predict_image(services().pipeline, read_image(data))}]}
 
 
 @bp.post("/annotate")
 def annotate():
     """/api/predict's answer plus the annotated image as a JPEG data URL (for the page's photo upload)."""
     name, data = uploaded_image()
-    image = read_image(data)
-    faces = services().pipeline.analyse(image)
-    jpeg = encode_jpeg(draw_faces(image, faces), services().config.serve.jpeg_quality)
+    with services().inference.take(PREDICT_WAIT_S):
+        image = read_image(data)
+        faces = services().pipeline.analyse(image)
+        jpeg = encode_jpeg(draw_faces(image, faces), services().config.serve.jpeg_quality)
     return {"images": [{"path": name, **faces_report(faces)}],
             "annotated": "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()}
 
@@ -70,9 +73,10 @@ def frame():
     if not SESSION_ID.fullmatch(session_id):
         abort(400, "?session= must be 8-64 letters, digits, '-' or '_' (one random id per browser tab)")
     _, data = uploaded_image()
-    image = read_image(data)
-    started = time.perf_counter()
-    faces = services().cameras.process(session_id, image)
+    with services().inference.take():  # a camera sends its next frame soon: drop this one if busy
+        image = read_image(data)
+        started = time.perf_counter()
+        faces = services().cameras.process(session_id, image)
     return {**faces_report(faces), "width": image.shape[1], "height": image.shape[0],
             "server_ms": round(1000 * (time.perf_counter() - started), 1)}
 

@@ -2,6 +2,9 @@
 
     app = create_app(config)            # loads the model and detector once, for every request
     app.extensions["ferkit"].pipeline   # the shared Pipeline; .broadcaster, .jobs, .cameras beside it
+
+create_app starts no thread and writes no file: the engines start theirs on first use, and
+`app.extensions["ferkit"].close()` (which `ferkit serve` calls on exit) stops them again.
 """
 
 from __future__ import annotations
@@ -9,20 +12,35 @@ from __future__ import annotations
 import logging
 from io import BytesIO
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, request
 from flask.wrappers import Request
-from werkzeug.exceptions import HTTPException, InternalServerError, UnsupportedMediaType
+from werkzeug.exceptions import (HTTPException, InternalServerError, RequestEntityTooLarge, ServiceUnavailable,
+                                 TooManyRequests, UnsupportedMediaType)
 
 from ..config import Config
 from ..errors import MediaError
 from ..inference.pipeline import Pipeline
-from . import api, jobs, pages, stream
-from .jobs import JobManager
+from . import api, auth, pages, routes_jobs, routes_stream
+from .auth import TokenAuth
+from .engines.broadcast import FrameBroadcaster
+from .engines.jobs import JobManager, JobTooLarge
+from .engines.limits import Busy, Slots
+from .engines.sessions import CameraSessions
+from .responses import error_response, upload_limit_message
 from .services import EXTENSION, Services
-from .sessions import CameraSessions
-from .stream import FrameBroadcaster
 
-JSON_PREFIXES = ("/api/", "/jobs", "/video_feed")  # machine-facing routes: errors come back as JSON
+# The page runs app.js and style.css from this server only: no inline script or style anywhere.
+# Images may be data: URLs (the annotated photo); nothing may frame the page.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+                           "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+                           "form-action 'self'; frame-ancestors 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
 log = logging.getLogger(__name__)
 
 
@@ -37,40 +55,51 @@ class InMemoryRequest(Request):
 def create_app(config: Config | None = None, pipeline: Pipeline | None = None) -> Flask:
     """The web app for `config`; pass `pipeline` to share one already loaded (tests, embedding)."""
     config = config or Config()
+    serve = config.serve
     pipeline = pipeline or Pipeline.from_config(config)
     app = Flask(__name__)
     app.request_class = InMemoryRequest
-    app.config["MAX_CONTENT_LENGTH"] = config.serve.max_upload_mb * 1024 * 1024
+    app.config["MAX_CONTENT_LENGTH"] = serve.max_upload_mb * 2**20
     app.json.sort_keys = False  # keep the CLI's key order (box, emotion, scores)
-    app.extensions[EXTENSION] = Services(
-        config, pipeline, FrameBroadcaster(pipeline, config.serve), JobManager(pipeline, config.serve),
-        CameraSessions(pipeline, config.serve.camera_sessions, config.serve.camera_session_ttl_s))
-    for blueprint in (pages.bp, api.bp, stream.bp, jobs.bp):
+    app.extensions[EXTENSION] = services = Services(
+        config, pipeline, FrameBroadcaster(pipeline, serve), JobManager(pipeline, serve),
+        CameraSessions(pipeline, serve.camera_sessions, serve.camera_session_ttl_s),
+        Slots(serve.max_inflight, "images"), TokenAuth(serve))
+    auth.register(app, services.auth)
+    for blueprint in (pages.bp, api.bp, routes_stream.bp, routes_jobs.bp):
         app.register_blueprint(blueprint)
+    app.after_request(security_headers)
     register_error_handlers(app)
     return app
 
 
-def wants_json() -> bool:
-    return request.path.startswith(JSON_PREFIXES)
-
-
-def error_response(exc: HTTPException):
-    if wants_json():
-        return jsonify(error={"status": exc.code, "name": exc.name, "message": exc.description}), exc.code
-    return render_template("error.html", error=exc), exc.code
+def security_headers(response):
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.endpoint != "static":  # results and pages are never cached, by the browser or a proxy
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         if exc.code == 413:
-            exc.description = f"upload larger than the limit of {app.config['MAX_CONTENT_LENGTH'] // 2**20} MB"
+            exc.description = upload_limit_message(app.config["MAX_CONTENT_LENGTH"])
         return error_response(exc)
 
     @app.errorhandler(MediaError)
     def media_error(exc: MediaError):
         return error_response(UnsupportedMediaType(str(exc)))
+
+    @app.errorhandler(JobTooLarge)
+    def job_too_large(exc: JobTooLarge):
+        return error_response(RequestEntityTooLarge(str(exc)))
+
+    @app.errorhandler(Busy)
+    def busy(exc: Busy):
+        error = (TooManyRequests if exc.status == 429 else ServiceUnavailable)(str(exc))
+        return error_response(error, {"Retry-After": str(exc.retry_after)})
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception):

@@ -6,7 +6,8 @@ from flask import Blueprint, render_template
 
 from ..labels import CLASS_NAMES
 from ..vision.draw import EMOTION_COLOURS
-from .jobs import ARTIFACTS, UPLOAD_FIELD as VIDEO_FIELD
+from .engines.jobs import ARTIFACTS
+from .routes_jobs import VIDEO_FIELD
 from .services import services
 
 bp = Blueprint("pages", __name__)

@@ -2,54 +2,94 @@
 
 from __future__ import annotations
 
-import ipaddress
+import json
 import signal
 import threading
 
 from waitress import create_server
+from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer
+from waitress.task import ErrorTask
 
 from ..config import Config
-from .app import create_app
+from ..errors import FerkitError
+from .app import SECURITY_HEADERS, create_app
+from .auth import is_loopback
+from .responses import error_json, upload_limit_message
 from .services import EXTENSION
 
-# Request bodies a little over the upload limit still reach Flask, which answers 413 in JSON;
-# bigger ones waitress refuses itself before reading them.
-BODY_SLACK = 2**20
+
+class JsonErrorTask(ErrorTask):
+    """waitress answers some requests itself, before the app sees them: a body over the limit (refused
+    from its Content-Length, unread, or as soon as a chunked one passes it) and malformed requests.
+    This gives those answers the app's JSON error shape instead of waitress's plain text."""
+
+    def execute(self):
+        error = self.request.error
+        message = (upload_limit_message(self.channel.adj.max_request_body_size - 1) if error.code == 413
+                   else str(error.body))
+        body = json.dumps(error_json(error.code, error.reason, message)).encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.extend([("Content-Type", "application/json"), *SECURITY_HEADERS.items()])
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class Channel(HTTPChannel):
+    error_task_class = JsonErrorTask
 
 
 def make_server(config: Config, app=None) -> BaseWSGIServer:
-    """A waitress server for the app (built from `config` unless given), bound but not yet running."""
+    """A waitress server for the app (built from `config` unless given), bound but not yet running.
+    OSError when the address cannot be bound."""
     app = app or create_app(config)
-    body_limit = config.serve.max_upload_mb * 2**20 + BODY_SLACK
-    return create_server(
+    body_limit = config.serve.max_upload_mb * 2**20
+    server = create_server(
         app, host=config.serve.host, port=config.serve.port, threads=config.serve.threads, ident="ferkit",
-        max_request_body_size=body_limit,
+        # waitress refuses a body over the limit from its Content-Length, without reading it (with
+        # JsonErrorTask's JSON 413); the app's own MAX_CONTENT_LENGTH check covers the test client.
+        max_request_body_size=body_limit + 1,
         # Keep request and response bodies in memory (waitress spools big ones to temporary files):
         # uploaded images must never be written to disk.
-        inbuf_overflow=body_limit, outbuf_overflow=body_limit,
+        inbuf_overflow=body_limit + 1, outbuf_overflow=body_limit + 1,
         # A slow /video_feed viewer gets at most ~1 MB of frames queued; then it gets newer frames only.
         outbuf_high_watermark=2**20)
+    server.channel_class = Channel
+    return server
 
 
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+def announce(config: Config, app, server: BaseWSGIServer) -> None:
+    """The address to open, with the token when one is needed, and what is open to whom."""
+    services = app.extensions[EXTENSION]
+    url = f"http://{server.effective_host}:{server.effective_port}/"
+    print(f"ferkit: serving model {services.pipeline.classifier.name} with {config.serve.threads} threads "
+          f"(Ctrl+C to stop)", flush=True)
+    if services.auth.required:
+        print(f"ferkit: open {url}?token={services.auth.token}", flush=True)
+        source = "generated for this run" if services.auth.generated else "as given"
+        print(f"ferkit: bound to {config.serve.host}, reachable from other machines: every route needs the "
+              f"token ({source}); API clients send 'Authorization: Bearer TOKEN'", flush=True)
+    else:
+        print(f"ferkit: open {url}", flush=True)
+        if not is_loopback(config.serve.host):
+            print(f"ferkit: WARNING: --no-auth: bound to {config.serve.host} WITHOUT a token; anyone who can "
+                  "reach this address can watch the server's camera, use the API and upload videos",
+                  flush=True)
 
 
 def serve(config: Config) -> int:
-    """Serve until Ctrl+C or SIGTERM; the exit code."""
+    """Serve until Ctrl+C or SIGTERM; the exit code. Running jobs are stopped and every job's
+    files removed on the way out."""
     app = create_app(config)
-    server = make_server(config, app)
-    url = f"http://{server.effective_host}:{server.effective_port}/"
-    print(f"ferkit: serving model {app.extensions[EXTENSION].pipeline.classifier.name} on {url} "
-          f"with {config.serve.threads} threads (Ctrl+C to stop)", flush=True)
-    if not is_loopback(config.serve.host):
-        print(f"ferkit: warning: bound to {config.serve.host}, so other machines can reach this server",
-              flush=True)
     services = app.extensions[EXTENSION]
+    try:
+        server = make_server(config, app)
+    except OSError as exc:
+        services.close()
+        raise FerkitError(f"cannot listen on {config.serve.host}:{config.serve.port}: "
+                          f"{exc.strerror or exc}") from None
+    announce(config, app, server)
 
     def stop(signum, frame):
         services.broadcaster.close()  # ends the /video_feed responses, so waitress's threads can finish

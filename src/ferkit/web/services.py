@@ -1,4 +1,4 @@
-"""What every request shares, loaded once per process by create_app and kept in app.extensions."""
+"""What every request shares, made once per process by create_app and kept in app.extensions."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from flask import current_app
 if TYPE_CHECKING:
     from ..config import Config
     from ..inference.pipeline import Pipeline
-    from .jobs import JobManager
-    from .sessions import CameraSessions
-    from .stream import FrameBroadcaster
+    from .auth import TokenAuth
+    from .engines.broadcast import FrameBroadcaster
+    from .engines.jobs import JobManager
+    from .engines.limits import Slots
+    from .engines.sessions import CameraSessions
 
 EXTENSION = "ferkit"
 
@@ -24,6 +26,8 @@ class Services:
     broadcaster: FrameBroadcaster
     jobs: JobManager
     cameras: CameraSessions
+    inference: Slots  # images analysed at once, over /api/predict, /api/annotate and /api/frame
+    auth: TokenAuth
 
     def close(self) -> None:
         """Stop the background threads and delete the jobs' files."""

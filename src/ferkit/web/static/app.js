@@ -54,6 +54,44 @@ function drawBoxes(overlay, faces, width, height) {
   }));
 }
 
+function retryAfterMs(response, fallbackMs) {
+  const seconds = parseFloat(response.headers.get("Retry-After"));
+  return Number.isFinite(seconds) ? Math.min(1000 * seconds, 30000) : fallbackMs;
+}
+
+// ---- live video from the server: its state under the picture, and reconnecting with back-off ----
+const live = { retryMs: 1000 };
+
+async function pollLiveStatus() {
+  const status = $("live-status");
+  try {
+    const response = await fetch("/api/stream");
+    if (!response.ok) throw new Error(await errorMessage(response));
+    const state = await response.json();
+    if (state.error) setStatus(status, `The video source is unavailable: ${state.error}`, true);
+    else if (state.running) setStatus(status, `Live · ${state.fps.toFixed(1)} fps · ${state.viewers} watching`);
+    else setStatus(status, "Starting…");
+  } catch (error) {
+    setStatus(status, `The server did not answer (${error.message}).`, true);
+  }
+}
+
+function reconnectLiveFeed() {
+  const feed = $("live-feed");
+  setStatus($("live-status"), `The live stream stopped; reconnecting in ${live.retryMs / 1000} s…`, true);
+  setTimeout(() => { feed.src = `/video_feed?reconnect=${Date.now()}`; }, live.retryMs);
+  live.retryMs = Math.min(2 * live.retryMs, 16000);
+}
+
+function startLiveFeed() {
+  const feed = $("live-feed");
+  if (!feed) return;
+  feed.addEventListener("error", reconnectLiveFeed);
+  feed.addEventListener("load", () => { live.retryMs = 1000; });
+  pollLiveStatus();
+  setInterval(pollLiveStatus, 2000);
+}
+
 // ---- live bar chart of the main face's scores ----------------------------------------------------
 const chartBars = {};
 
@@ -157,6 +195,10 @@ async function cameraLoop(video) {
       const response = await fetch(`/api/frame?session=${camera.session}`, {
         method: "POST", body: frame, headers: { "Content-Type": "image/jpeg" },
       });
+      if (response.status === 429) {  // the server dropped this frame (busy): send the next one a bit later
+        await sleep(retryAfterMs(response, 200));
+        continue;
+      }
       if (!response.ok) throw new Error(await errorMessage(response));
       const result = await response.json();
       if (camera.running) showCameraResult(result, performance.now() - started);
@@ -286,6 +328,7 @@ async function deleteJob(jobId) {
 
 // ---- start ---------------------------------------------------------------------------------------------
 buildChart();
+startLiveFeed();
 $("camera-start").addEventListener("click", startCamera);
 $("camera-stop").addEventListener("click", stopCamera);
 $("photo-form").addEventListener("submit", analysePhoto);

@@ -1,0 +1,84 @@
+"""Token access, as Jupyter does it: open on a loopback address; anywhere else every route but the
+static files needs the token. The page trades `?token=` for an HttpOnly, SameSite=Strict cookie
+(and drops it from the address bar); API clients send `Authorization: Bearer TOKEN`. Tokens and
+cookies are compared in constant time. A wrong or missing token gets a 401: JSON on the API,
+the login form on pages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from urllib.parse import urlencode
+
+from flask import Flask, make_response, redirect, render_template, request
+from werkzeug.exceptions import Unauthorized
+
+from ..config import ServeConfig
+from .responses import error_response, wants_json
+
+COOKIE = "ferkit_auth"
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class TokenAuth:
+    """Flask-free: whether a token is needed, the token, and the cookie that stands for it."""
+
+    def __init__(self, cfg: ServeConfig):
+        self.required = not cfg.no_auth and not is_loopback(cfg.host)
+        self.generated = self.required and not cfg.token
+        self.token = cfg.token or (secrets.token_hex(16) if self.required else None)  # 128 random bits
+        # The cookie is an HMAC of the token under a key that lives only in this process: unguessable,
+        # useless after a restart, and never the token itself.
+        self._cookie = hmac.new(secrets.token_bytes(32), (self.token or "").encode(), hashlib.sha256).hexdigest()
+
+    def check_token(self, given: str | None) -> bool:
+        return bool(self.token) and given is not None and hmac.compare_digest(given.encode(), self.token.encode())
+
+    def check_cookie(self, given: str | None) -> bool:
+        return given is not None and hmac.compare_digest(given.encode(), self._cookie.encode())
+
+    @property
+    def cookie(self) -> str:
+        return self._cookie
+
+
+def bearer_token() -> str | None:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else None
+
+
+def register(app: Flask, auth: TokenAuth) -> None:
+    if not auth.required:
+        return
+
+    @app.before_request
+    def require_token():
+        if request.endpoint == "static":
+            return None
+        if auth.check_cookie(request.cookies.get(COOKIE)) or auth.check_token(bearer_token()):
+            return None
+        query_token = request.args.get("token")
+        if query_token is not None and not wants_json() and auth.check_token(query_token):
+            # Swap the token in the address for a cookie, so it stays out of history and logs.
+            others = [(k, v) for k, v in request.args.items(multi=True) if k != "token"]
+            response = redirect(request.path + ("?" + urlencode(others) if others else ""), code=303)
+            response.set_cookie(COOKIE, auth.cookie, httponly=True, samesite="Strict",
+                                secure=request.scheme == "https", path="/")
+            return response
+        headers = {"WWW-Authenticate": 'Bearer realm="ferkit"'}
+        if wants_json():
+            return error_response(Unauthorized("this server needs its token: send the header "
+                                               "'Authorization: Bearer TOKEN'"), headers)
+        wrong = query_token is not None
+        response = make_response(render_template("login.html", wrong=wrong), 401)
+        response.headers.update(headers)
+        return response
