@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -43,10 +44,22 @@ def config_from_args(args: argparse.Namespace) -> Config:
     if getattr(args, "smoothing", None) is not None:
         pipeline.smoothing = args.smoothing
     serve = ServeConfig()
-    if args.command == "serve":
-        serve = ServeConfig(host=args.host, port=args.port, source=args.source, threads=args.threads,
-                            max_upload_mb=args.max_upload_mb, job_ttl=args.job_ttl, jobs_dir=args.jobs_dir)
+    if args.command == "serve":  # serve's flags are named as ServeConfig's fields
+        serve = ServeConfig(**{k: v for k, v in vars(args).items() if k in ServeConfig.__dataclass_fields__})
     return Config(model=getattr(args, "model", "default"), detector=detector, pipeline=pipeline, serve=serve)
+
+
+def int_range(low: int, high: int | None = None):
+    """argparse type: an integer from low to high; anything else is argparse's one-line error, exit 2."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is out of range ({low}..{high if high is not None else ''})")
+        return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,12 +141,25 @@ def build_parser() -> argparse.ArgumentParser:
     s = ServeConfig()
     p = sub.add_parser("serve", help="the web app: live video, browser camera, uploads, JSON API")
     p.add_argument("--host", default=s.host, help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=s.port)
+    p.add_argument("--port", type=int_range(0, 65535), default=s.port, help="0: any free port")
     p.add_argument("--source", help="server-side video for /video_feed: camera index, video file or URL")
-    p.add_argument("--threads", type=int, default=s.threads, help="worker threads (each /video_feed viewer holds one)")
-    p.add_argument("--max-upload-mb", type=int, default=s.max_upload_mb, help="larger uploads are refused (413)")
-    p.add_argument("--job-ttl", type=int, default=s.job_ttl, help="seconds a video job's results are kept")
+    p.add_argument("--threads", type=int_range(1, 1024), default=s.threads,
+                   help="worker threads (each /video_feed viewer holds one)")
+    p.add_argument("--max-upload-mb", type=int_range(1, 4096), default=s.max_upload_mb,
+                   help="larger uploads are refused (413)")
+    p.add_argument("--job-ttl", type=int_range(0), default=s.job_ttl, help="seconds a video job's results are kept")
     p.add_argument("--jobs-dir", help="folder for video jobs (default: a new temporary folder)")
+    p.add_argument("--job-workers", type=int_range(1, 64), default=s.job_workers, help="video jobs run at once")
+    p.add_argument("--job-queue", type=int_range(0, 10_000), default=s.job_queue,
+                   help="video jobs waiting beyond those (more get 429)")
+    p.add_argument("--job-max-frames", type=int_range(1), default=s.job_max_frames, help="longest video a job takes")
+    p.add_argument("--jobs-max-mb", type=int_range(1), default=s.jobs_max_mb, help="disk the video jobs may use")
+    p.add_argument("--max-inflight", type=int_range(1, 1024), default=s.max_inflight,
+                   help="images analysed at once over the API and browser cameras (more get 429)")
+    p.add_argument("--token", default=os.environ.get("FERKIT_TOKEN") or None,
+                   help="access token off loopback (default: $FERKIT_TOKEN, else one generated and printed)")
+    p.add_argument("--no-auth", action="store_true",
+                   help="no token even when reachable from other machines (anyone there gets full access)")
     add_model_flags(p)
     add_detector_flags(p)
     return parser

@@ -109,6 +109,12 @@ class ServeConfig:
     job_workers: int = 1  # videos processed at once (each keeps a CPU core busy)
     camera_sessions: int = 32  # browser tabs with their own tracker at once (oldest dropped first)
     camera_session_ttl_s: float = 120.0  # a tab's tracker is forgotten after this long without frames
+    token: str | None = None  # needed off loopback; None there: one is generated at start
+    no_auth: bool = False  # serve without a token even off loopback
+    job_queue: int = 4  # video jobs waiting beyond the running ones; more are refused (429)
+    job_max_frames: int = 36_000  # a longer video is refused, or fails when it passes this
+    jobs_max_mb: int = 2048  # disk the jobs folder may use (uploads and results)
+    max_inflight: int = 4  # images (/api/predict, /api/annotate, /api/frame) analysed at once; more: 429
 
 
 @dataclass
