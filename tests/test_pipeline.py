@@ -1,0 +1,185 @@
+"""The shared per-frame path with scripted parts: exact score smoothing, test-time augmentation
+averaging, when faces show and hide, which detection rounds scan fully, and the JSON of a face."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from ferkit.config import PipelineConfig
+from ferkit.inference.classifier import MAX_BATCH, FacialExpressionModel, tta_views
+from ferkit.inference.pipeline import TRACKED_SIZE_SHARE, Face, Pipeline
+from ferkit.labels import CLASS_NAMES
+
+BOX = (20, 30, 60, 40)  # non-square: x, y, w, h
+FRAME = np.zeros((120, 160, 3), np.uint8)
+
+
+class ScriptedClassifier:
+    """Returns the given score rows in turn, one per face asked about."""
+
+    def __init__(self, rows):
+        self.rows = iter(np.asarray(rows, np.float64))
+        self.calls = []
+
+    def predict_proba(self, crops, tta=False):
+        self.calls.append((len(crops), tta))
+        return np.stack([next(self.rows) for _ in crops]) if len(crops) else np.zeros((0, 7))
+
+
+class ScriptedDetector:
+    """Finds the boxes listed for each call in turn (an empty list: nothing), records min_size."""
+
+    def __init__(self, rounds):
+        self.rounds = iter(rounds)
+        self.min_sizes = []
+
+    def detect(self, frame, min_size=None):
+        self.min_sizes.append(min_size)
+        return np.asarray(next(self.rounds), np.int32).reshape(-1, 4)
+
+
+def scores(*values) -> np.ndarray:
+    rows = np.asarray(values, np.float64)
+    return rows / rows.sum(axis=1, keepdims=True)
+
+
+def stream(detector, classifier, **cfg):
+    return Pipeline(classifier, detector, PipelineConfig(**cfg)).stream()
+
+
+# --- smoothing ---------------------------------------------------------------------------
+
+def test_smoothing_is_an_exact_moving_average_per_face():
+    raw = scores([1, 2, 3, 4, 5, 6, 7], [7, 1, 1, 1, 1, 1, 1], [1, 1, 9, 1, 1, 1, 1], [2, 2, 2, 8, 2, 2, 2])
+    faces_stream = stream(ScriptedDetector([[BOX]] * 4), ScriptedClassifier(raw), detect_every=1,
+                          track_min_hits=1, smoothing=0.25)
+    shown = [faces_stream.process(FRAME)[0].scores for _ in range(4)]
+    expected = [raw[0]]
+    for row in raw[1:]:
+        expected.append(0.25 * row + 0.75 * expected[-1])
+    np.testing.assert_allclose(shown, expected, rtol=1e-12)
+    assert shown[1][0] == pytest.approx(0.25 * 7 / 13 + 0.75 * 1 / 28)
+
+
+def test_smoothing_one_shows_the_raw_scores_and_faces_are_smoothed_apart():
+    left, right = (0, 0, 40, 40), (100, 50, 50, 50)
+    raw = scores(*np.random.default_rng(0).random((6, 7)))
+    detector = ScriptedDetector([[right, left]] * 3)  # largest first, as detectors return them
+    two = stream(detector, ScriptedClassifier(raw), detect_every=1, track_min_hits=1, smoothing=1.0)
+    shown = [[face.scores for face in two.process(FRAME)] for _ in range(3)]
+    np.testing.assert_allclose(np.concatenate(shown), raw)
+
+    half = stream(ScriptedDetector([[right, left]] * 3), ScriptedClassifier(raw), detect_every=1,
+                  track_min_hits=1, smoothing=0.5)
+    frames = [half.process(FRAME) for _ in range(3)]
+    np.testing.assert_allclose(frames[1][0].scores, 0.5 * raw[2] + 0.5 * raw[0])  # face 1 only with face 1
+    np.testing.assert_allclose(frames[1][1].scores, 0.5 * raw[3] + 0.5 * raw[1])
+    assert [face.face_id for face in frames[2]] == [1, 2]
+
+
+# --- showing, hiding, track lifetime through a stream ------------------------------------
+
+def test_a_lost_face_is_hidden_after_two_detection_rounds():
+    detector = ScriptedDetector([[BOX], [BOX], [], [], [], []])  # frames 0, 2, 4, 6, 8, 10
+    faces_stream = stream(detector, ScriptedClassifier(scores(*np.ones((20, 7)))), detect_every=2,
+                          track_min_hits=1, track_max_missed=8)
+    shown = [[face.face_id for face in faces_stream.process(FRAME)] for _ in range(12)]
+    # seen on frames 0 and 2; not visible once 2 * detect_every frames passed without a match
+    assert shown == [[1]] * 6 + [[]] * 6
+    assert len(detector.min_sizes) == 6
+
+
+@pytest.mark.parametrize("back_on, same_id", [(10, True), (12, False)])
+def test_track_lifetime_in_a_stream(back_on, same_id):
+    """max_missed 8: unseen since frame 2, the track is 8 frames old on frame 10 (survives) and
+    would be 9 on frame 11 (dies), so a face back on frame 10 keeps id 1 and on frame 12 gets id 2."""
+    rounds = [[BOX] if frame in (0, 2, back_on) else [] for frame in range(0, 14, 2)]
+    faces_stream = stream(ScriptedDetector(rounds), ScriptedClassifier(scores(*np.ones((20, 7)))),
+                          detect_every=2, track_min_hits=1, track_max_missed=8)
+    shown = [[face.face_id for face in faces_stream.process(FRAME)] for _ in range(14)]
+    assert shown[back_on] == ([1] if same_id else [2])
+
+
+def test_faces_show_only_after_min_hits_rounds():
+    faces_stream = stream(ScriptedDetector([[BOX]] * 3), ScriptedClassifier(scores(*np.ones((9, 7)))),
+                          detect_every=1, track_min_hits=3)
+    assert [len(faces_stream.process(FRAME)) for _ in range(3)] == [0, 0, 1]
+
+
+def test_detection_rounds_full_scans_and_tracked_size_searches():
+    detector = ScriptedDetector([[BOX]] * 5)
+    faces_stream = stream(detector, ScriptedClassifier(scores(*np.ones((20, 7)))), detect_every=2,
+                          full_scan_every=3, track_min_hits=1)
+    for _ in range(10):
+        faces_stream.process(FRAME)
+    near = int(TRACKED_SIZE_SHARE * min(BOX[2:]))  # 0.6 * 40 = 24
+    assert detector.min_sizes == [None, near, near, None, near]  # frames 0, 2, 4, 6, 8
+
+
+def test_max_faces_caps_a_frame():
+    boxes = [(0, 0, 50, 50), (60, 0, 40, 40), (110, 0, 30, 30)]
+    pipeline = Pipeline(ScriptedClassifier(scores(*np.ones((2, 7)))), ScriptedDetector([boxes]),
+                        PipelineConfig(max_faces=2))
+    assert [face.box for face in pipeline.analyse(FRAME)] == [(0, 0, 50, 50), (60, 0, 40, 40)]
+
+
+# --- the JSON of a face --------------------------------------------------------------------
+
+def test_face_to_dict():
+    row = scores([1, 2, 3, 10, 5, 6, 7])[0]
+    face = Face((np.int64(5), 6, 70, 80), row, face_id=3)
+    data = face.to_dict()
+    assert list(data) == ["face_id", "box", "emotion", "scores"]
+    assert data["face_id"] == 3 and data["box"] == [5, 6, 70, 80] and type(data["box"][0]) is int
+    assert data["emotion"] == face.emotion == "happy" and face.confidence == pytest.approx(10 / 34)
+    assert data["scores"] == {name: round(float(v), 4) for name, v in zip(CLASS_NAMES, row)}
+    assert "face_id" not in Face((0, 0, 1, 1), row).to_dict()
+
+
+# --- test-time augmentation ----------------------------------------------------------------
+
+@pytest.fixture
+def counting_model(tiny_model_dir):
+    """A real model whose network is replaced by one that returns, for input row r, the row
+    [r, r + 0.5, ...]: averaging over views is then exact arithmetic."""
+    model = FacialExpressionModel(tiny_model_dir)
+    model.seen = []
+
+    def run(batch):
+        model.seen.append(batch.copy())
+        rows = np.arange(len(batch), dtype=np.float32)[:, None]
+        return rows + np.arange(7, dtype=np.float32) / 2
+
+    model._run = run
+    return model
+
+
+def test_tta_averages_all_four_views(counting_model):
+    faces = np.random.default_rng(3).integers(0, 256, (3, 48, 48)).astype(np.uint8)
+    averaged = counting_model.predict_proba(faces, tta=True)
+    # face j is row j of each of the 4 views: rows j, 3 + j, 6 + j, 9 + j, mean j + 4.5
+    np.testing.assert_allclose(averaged, np.arange(3)[:, None] + 4.5 + np.arange(7) / 2)
+    assert [len(batch) for batch in counting_model.seen] == [12]
+    np.testing.assert_allclose(counting_model.predict_proba(faces), np.arange(3)[:, None] + np.arange(7) / 2)
+
+
+def test_tta_views_are_the_face_mirrored_zoomed_and_both():
+    face = np.add.outer(np.arange(48) * 3, np.arange(48)).astype(np.float32)  # gradient down and right
+    views = tta_views(face[None, :, :, None])[..., 0]
+    zoomed = cv2.resize(face[2:-2, 2:-2], (48, 48))
+    np.testing.assert_array_equal(views[0], face)
+    np.testing.assert_array_equal(views[1], face[:, ::-1])
+    np.testing.assert_array_equal(views[2], zoomed)
+    np.testing.assert_array_equal(views[3], zoomed[:, ::-1])
+
+
+def test_large_batches_run_in_chunks_in_order(counting_model):
+    sizes = []
+    counting_model._run = lambda batch: sizes.append(len(batch)) or np.repeat(batch.mean(axis=(1, 2, 3))[:, None], 7, 1)
+    faces = np.broadcast_to(np.arange(MAX_BATCH + 88, dtype=np.float32)[:, None, None], (MAX_BATCH + 88, 48, 48))
+    out = counting_model.predict_proba(faces)
+    assert sizes == [MAX_BATCH, 88]
+    np.testing.assert_allclose(out[:, 0], np.arange(MAX_BATCH + 88))
+    assert counting_model.predict_proba(np.zeros((0, 48, 48))).shape == (0, 7) and sizes == [MAX_BATCH, 88]
