@@ -13,7 +13,7 @@ fi
 
 # torch first and pinned: an unpinned resolve pulls the newest CUDA build (GBs)
 python3 -m pip install -q --disable-pip-version-check torch==2.13.0
-python3 -m pip install -q --disable-pip-version-check -e ".[train,dev]"
+python3 -m pip install -q --disable-pip-version-check -e ".[train,dev,ray]"
 
 export KERAS_BACKEND=torch OMP_WAIT_POLICY=ACTIVE PYTHONUNBUFFERED=1
 python3 -m pytest -q -rs "$@"

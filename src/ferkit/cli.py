@@ -138,6 +138,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_flags(p)
     add_detector_flags(p)
 
+    p = sub.add_parser("batch", help="many videos and photos: per-video outputs, a photo dataset, a run summary")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="video or photo files, folders (recursive), glob patterns, or .txt lists of paths/URLs")
+    p.add_argument("--out", required=True, help="output folder (per-video CSV/JSON/timeline, photos/, summary)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: a process pool here; ray: Ray tasks and actors (pip install \"ferkit[ray]\")")
+    p.add_argument("--address", help="Ray cluster to join (auto, HOST:PORT, ray://HOST:10001); "
+                   "default: a private local Ray")
+    p.add_argument("--workers", type=int, help="worker processes (local) or photo actors (ray); default one per core")
+    p.add_argument("--annotate", action="store_true", help="also write an annotated .mp4 per video")
+    p.add_argument("--force", action="store_true", help="redo inputs whose outputs are already complete")
+    p.add_argument("--detect-every", type=int, help="run the detector every k-th frame (default 3)")
+    p.add_argument("--smoothing", type=float, help="weight of the newest scores, 0..1 (1 = no smoothing)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_model_flags(p)
+    add_detector_flags(p)
+
     s = ServeConfig()
     p = sub.add_parser("serve", help="the web app: live video, browser camera, uploads, JSON API")
     p.add_argument("--host", default=s.host, help="address to bind (default 127.0.0.1: this machine only)")
@@ -240,6 +257,13 @@ def cmd_video(args, command: str) -> int:
                      timeline=args.timeline, as_json=args.json, progress=not args.no_progress)
 
 
+def cmd_batch(args, command: str) -> int:
+    from .batch import run_batch
+
+    return run_batch(args.inputs, args.out, config_from_args(args), engine=args.engine, address=args.address,
+                     workers=args.workers, annotate=args.annotate, force=args.force, progress=not args.no_progress)
+
+
 def cmd_serve(args, command: str) -> int:
     from .web.server import serve
 
@@ -247,7 +271,8 @@ def cmd_serve(args, command: str) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "models": cmd_models, "explore": cmd_explore,
-            "predict": cmd_predict, "video": cmd_video, "serve": cmd_serve}
+            "predict": cmd_predict, "video": cmd_video,
+            "serve": cmd_serve, "batch": cmd_batch}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,10 +26,10 @@ from ..errors import FerkitError, MediaError
 from ..inference.pipeline import Pipeline
 from .inputs import Item, expand_inputs
 from .outputs import OutputFolder
-from .summary import count_failed, failed_row, photo_row, summary_table, video_row, write_summary
+from .summary import failed_row, photo_row, summary_table, video_row, write_summary
 from .tasks import one_line
 
-__all__ = ["analyse", "count_failed", "ENGINES"]
+__all__ = ["analyse", "run_batch", "ENGINES"]
 
 ENGINES = {"local": "ferkit.batch.local", "ray": "ferkit.batch.ray_engine"}
 PHOTOS_PER_PART = 2000  # photo rows are flushed to a new Parquet part at least this often (and at the end)
@@ -60,9 +60,12 @@ def analyse(paths, out, engine: str = "local", config: Config | None = None, *, 
     """
     if engine not in ENGINES:
         raise FerkitError(f"unknown engine {engine!r} (use {' or '.join(ENGINES)})")
+    if workers is not None and workers < 1:
+        raise FerkitError(f"workers must be at least 1, not {workers}")
     items = expand_inputs(paths)
     if not items:
-        raise MediaError(f"no photos or videos found in {', '.join(map(str, [paths] if isinstance(paths, (str, Path)) else paths))}")
+        specs = [paths] if isinstance(paths, (str, Path)) else paths
+        raise MediaError(f"no photos or videos found in {', '.join(map(str, specs))}")
     config = config or Config()
     Pipeline.from_config(config)  # a bad model or detector fails here, once, not in every worker
     runner = importlib.import_module(ENGINES[engine])  # ImportError-free: ray_engine explains a missing extra
@@ -77,6 +80,24 @@ def analyse(paths, out, engine: str = "local", config: Config | None = None, *, 
     table = summary_table([recorder.rows[item.source] for item in items])
     write_summary(table, folder.root)
     return table
+
+
+def run_batch(paths, out, config: Config, progress: bool = True, **options) -> int:
+    """`ferkit batch`: run, print one line per failed input (stderr) and a total (stdout).
+
+    Exit status, as GNU parallel's: the number of failed inputs (0: all done), 101 for more than 100.
+    """
+    started = time.perf_counter()
+    table = analyse(paths, out, config=config, progress=progress and sys.stderr.isatty(), **options)
+    rows = table.select(["input", "status", "error"]).to_pylist()
+    for row in rows:
+        if row["status"] == "failed":
+            error = row["error"] if row["error"].startswith(row["input"]) else f"{row['input']}: {row['error']}"
+            print(f"ferkit batch: failed: {error}", file=sys.stderr)
+    counts = {status: sum(row["status"] == status for row in rows) for status in ("done", "skipped", "failed")}
+    print(f"{len(rows)} inputs: {counts['done']} done, {counts['skipped']} skipped (done before), "
+          f"{counts['failed']} failed in {time.perf_counter() - started:.1f} s; summary: {Path(out) / 'summary.csv'}")
+    return min(counts["failed"], 101)
 
 
 class Recorder:

@@ -58,7 +58,3 @@ def write_summary(table: pa.Table, out: Path) -> None:
         pq.write_table(table, partial)
     with atomic_output(out / "summary.csv") as partial:
         pacsv.write_csv(table, partial)
-
-
-def count_failed(table: pa.Table) -> int:
-    return sum(status == "failed" for status in table.column("status").to_pylist())

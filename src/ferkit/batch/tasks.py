@@ -98,6 +98,7 @@ def analyse_video(config: Config, item: Item, staging: Path, annotate: bool = Fa
     """
     started, folder = time.perf_counter(), Path(staging) / uuid.uuid4().hex
     result = {"item": item, "summary": None, "error": None, "files": {}, "node": node_name()}
+    path = None
     try:
         pipeline = pipeline_for(config)
         names = {kind: folder / name for kind, name in video_files("video", annotate).items() if kind != "json"}
@@ -107,7 +108,7 @@ def analyse_video(config: Config, item: Item, staging: Path, annotate: bool = Fa
         result["summary"]["input"] = item.source
         result["files"] = {kind: path.read_bytes() if as_bytes else path for kind, path in names.items()}
     except Exception as exc:  # one input's failure is a row of the summary; the run goes on
-        result["error"] = one_line(exc)
+        result["error"] = one_line(exc).replace(str(path), item.source) if path else one_line(exc)
     finally:
         if as_bytes or result["error"]:
             shutil.rmtree(folder, ignore_errors=True)
@@ -130,7 +131,8 @@ def analyse_photos(config: Config, sources: list[str]) -> pa.Table:
         except Exception as exc:
             photo_rows, error = [{"path": source}], one_line(exc)
         elapsed = time.perf_counter() - started
-        rows += [{**row, "elapsed_s": round(elapsed / len(photo_rows), 4), "node": node, "error": error} for row in photo_rows]
+        share = round(elapsed / len(photo_rows), 4)
+        rows += [{**row, "elapsed_s": share, "node": node, "error": error} for row in photo_rows]
     return pa.Table.from_pylist(rows, schema=PHOTO_RESULT_SCHEMA)
 
 
