@@ -51,7 +51,11 @@ text = re.sub(r"(?m)^pytest_add_cli_args_test_selection = .*$",
 open(path, "w").write(text)
 PY
   (cd "$work" && nice -n 10 python3 -m mutmut run --max-children "${MUTMUT_CHILDREN:-1}" >"$OUT/$name.log" 2>&1 || true
-   cd "$work" && python3 -m mutmut results --all true >"$OUT/$name.txt" 2>&1 || true)
+   cd "$work" && python3 -m mutmut results --all true >"$OUT/$name.txt" 2>&1 || true
+   # the surviving mutants' diffs: the bugs no test catches yet
+   for mutant in $(awk '/: survived$/ {sub(":", "", $1); print $1}' "$OUT/$name.txt"); do
+     python3 -m mutmut show "$mutant" 2>&1 | grep -v '^\s*$'
+   done >"$OUT/$name.survivors.diff")
   python3 - "$name" "$OUT/$name.txt" <<'PY'
 import re, sys
 name, results = sys.argv[1], open(sys.argv[2]).read()
