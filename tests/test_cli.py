@@ -10,6 +10,7 @@ import cv2
 import pytest
 
 from ferkit.cli import main
+from ferkit.config import Config, DetectorConfig, PipelineConfig
 from ferkit.labels import CLASS_NAMES
 
 
@@ -176,3 +177,85 @@ def test_train_with_unknown_model_exits_2(tiny_csv, tmp_path, capsys):
     code = main(["train", "--data", str(tiny_csv()), "--model", "nope", "--out", str(tmp_path),
                  "--precision", "float32"])
     assert "unknown model 'nope'" in assert_one_error_line(code, capsys.readouterr().err, "train")
+
+
+# --- pipeline flags: from the command line into the Config ---------------------------------------
+
+def config_of(monkeypatch, *argv) -> Config:
+    """The Config that `ferkit ARGV` hands to the package (the command itself is stubbed)."""
+    seen = {}
+
+    def capture(*args, **kwargs):
+        seen["config"] = next(a for a in (*args, *kwargs.values()) if isinstance(a, Config))
+        return 0
+
+    monkeypatch.setattr("ferkit.video.process.run_video", capture)
+    monkeypatch.setattr("ferkit.inference.images.run_predict", capture)
+    assert main(list(argv)) == 0
+    return seen["config"]
+
+
+PIPELINE_FLAGS = ["--model", "mine", "--tta", "--detector", "yunet", "--detector-model", "y.onnx", "--min-face", "33",
+                  "--detect-threshold", "0.42", "--min-neighbors", "7"]
+
+
+def test_video_flags_reach_the_config(monkeypatch):
+    config = config_of(monkeypatch, "video", "in.mp4", *PIPELINE_FLAGS, "--detect-every", "5", "--smoothing", "0.3")
+    assert (config.model, config.pipeline.tta) == ("mine", True)
+    assert config.detector == DetectorConfig(name="yunet", detector_model="y.onnx", min_face=33,
+                                             detect_threshold=0.42, min_neighbors=7)
+    assert config.pipeline == PipelineConfig(detect_every=5, smoothing=0.3, tta=True)
+
+
+def test_predict_flags_reach_the_config(monkeypatch):
+    config = config_of(monkeypatch, "predict", "a.jpg", *PIPELINE_FLAGS)
+    assert (config.model, config.pipeline.tta, config.detector.min_face) == ("mine", True, 33)
+    assert (config.detector.detect_threshold, config.detector.min_neighbors) == (0.42, 7)
+
+
+def test_without_flags_the_config_has_its_defaults(monkeypatch):
+    config = config_of(monkeypatch, "video", "in.mp4")
+    assert config.model == "default" and config.detector == DetectorConfig()
+    assert config.pipeline == PipelineConfig()
+
+
+def test_every_pipeline_flag_names_its_config_field():
+    """Config field names are the flag names with - -> _ (the detector's name is --detector)."""
+    from ferkit.cli import build_parser
+
+    video = build_parser()._subparsers._group_actions[0].choices["video"]
+    flags = {action.dest for action in video._actions if action.option_strings}
+    fields = {*DetectorConfig.__dataclass_fields__, *PipelineConfig.__dataclass_fields__, "model"}
+    assert flags - fields == {"help", "detector", "out", "csv", "timeline", "json", "no_progress"}
+
+
+BAD_VALUES = [
+    ("video", "--smoothing", "5"), ("video", "--smoothing", "0"), ("video", "--smoothing", "-0.5"),
+    ("video", "--smoothing", "nan"), ("video", "--detect-every", "0"), ("video", "--detect-every", "-2"),
+    ("video", "--min-face", "-1"), ("video", "--min-face", "0"), ("predict", "--min-neighbors", "-1"),
+    ("predict", "--detect-threshold", "1.5"), ("video", "--detect-every", "two"),
+    ("train", "--epochs", "0"), ("train", "--batch-size", "-8"), ("train", "--limit", "0"),
+    ("train", "--learning-rate", "0"), ("train", "--distill-weight", "2"), ("train", "--early-stopping", "-1"),
+    ("explore", "--per-class", "0"),
+]
+NEEDS = {"video": ["in.mp4"], "predict": ["a.jpg"], "train": ["--data", "x.csv"], "explore": ["--data", "x.csv"]}
+
+
+@pytest.mark.parametrize("command, flag, value", BAD_VALUES)
+def test_bad_values_are_one_error_line_and_exit_2(capsys, command, flag, value):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, *NEEDS[command], flag, value])
+    captured = capsys.readouterr()
+    line = assert_one_error_line(exit_info.value.code, captured.err, command)
+    assert f"argument {flag}: " in line and value in line and captured.out == ""
+
+
+def test_smoothing_bounds_are_inclusive_of_one(monkeypatch):
+    assert config_of(monkeypatch, "video", "in.mp4", "--smoothing", "1").pipeline.smoothing == 1.0
+    assert config_of(monkeypatch, "video", "in.mp4", "--smoothing", "0.01").pipeline.smoothing == 0.01
+
+
+def test_bad_value_from_the_command_line_has_no_usage_block():
+    result = run_cli("video", "in.mp4", "--smoothing", "5")
+    assert result.stderr == "ferkit video: error: argument --smoothing: 5 is outside (0, 1] (see ferkit video --help)\n"
+    assert result.returncode == 2 and result.stdout == ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
@@ -28,9 +29,10 @@ def add_detector_flags(parser: argparse.ArgumentParser) -> None:
     d = DetectorConfig()
     parser.add_argument("--detector", choices=["haar", "yunet"], default=d.name, help="face detector")
     parser.add_argument("--detector-model", help="YuNet .onnx file (for --detector yunet)")
-    parser.add_argument("--min-face", type=int, default=d.min_face, help="smallest face side in pixels")
-    parser.add_argument("--detect-threshold", type=float, default=d.detect_threshold, help="YuNet confidence")
-    parser.add_argument("--min-neighbors", type=int, default=d.min_neighbors, help="Haar strictness")
+    parser.add_argument("--min-face", type=int_range(1), default=d.min_face, help="smallest face side in pixels")
+    parser.add_argument("--detect-threshold", type=float_range(0, 1), default=d.detect_threshold,
+                        help="YuNet confidence, 0..1")
+    parser.add_argument("--min-neighbors", type=int_range(0), default=d.min_neighbors, help="Haar strictness")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -62,8 +64,40 @@ def int_range(low: int, high: int | None = None):
     return parse
 
 
+def float_range(low: float, high: float | None = None, low_open: bool = False, high_open: bool = False):
+    """argparse type: a finite number in an interval, e.g. float_range(0, 1, low_open=True) for (0, 1]."""
+    interval = f"{'(' if low_open else '['}{low:g}, {'' if high is None else f'{high:g}'}{')' if high_open else ']'}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        above = value > low if low_open else value >= low
+        below = high is None or (value < high if high_open else value <= high)
+        if not (math.isfinite(value) and above and below):
+            raise argparse.ArgumentTypeError(f"{text} is outside {interval}")
+        return value
+    return parse
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the one-line error ferkit's own errors have (no usage block), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_stream_flags(parser: argparse.ArgumentParser) -> None:
+    p = PipelineConfig()
+    parser.add_argument("--detect-every", type=int_range(1),
+                        help=f"run the detector every k-th frame (default {p.detect_every})")
+    parser.add_argument("--smoothing", type=float_range(0, 1, low_open=True),
+                        help=f"weight of the newest scores, in (0, 1]; 1 = no smoothing (default {p.smoothing})")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition: train, evaluate, "
+    parser = Parser(prog="ferkit", description="Facial expression recognition: train, evaluate, "
                                      "and apply to images, videos and live video.")
     parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -71,14 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explore", help="sample faces per class and the class balance, as plots")
     p.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz) or image folder root")
     p.add_argument("--out", default="explore", help="folder for the PNG files")
-    p.add_argument("--per-class", type=int, default=8, help="sample faces per class")
+    p.add_argument("--per-class", type=int_range(1), default=8, help="sample faces per class")
 
     t = TrainConfig()
     p = sub.add_parser("train", help="train a model; writes a run folder")
     p.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz) or image folder root")
     p.add_argument("--model", default=t.model, help="architecture (see `ferkit models --architectures`)")
-    p.add_argument("--epochs", type=int, default=t.epochs)
-    p.add_argument("--batch-size", type=int, default=t.batch_size)
+    p.add_argument("--epochs", type=int_range(1), default=t.epochs)
+    p.add_argument("--batch-size", type=int_range(1), default=t.batch_size)
     p.add_argument("--labels", choices=["fer2013", "ferplus"], default=t.labels)
     p.add_argument("--ferplus-mode", choices=["majority", "soft"], default=t.ferplus_mode,
                    help="FER+ labels: majority vote, or the vote distribution")
@@ -96,15 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["mixed_bfloat16", "float32"], default=t.precision)
     p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"],
                    help="optimizer (sgd: Nesterov momentum 0.9); default: the model's own")
-    p.add_argument("--learning-rate", type=float, help="peak learning rate (default: the model's own)")
+    p.add_argument("--learning-rate", type=float_range(0, low_open=True), help="peak learning rate (default: the model's own)")
     p.add_argument("--schedule", choices=["plateau", "cosine"],
                    help="learning rate: halve on a validation plateau, or cosine decay (default: the model's own)")
     p.add_argument("--class-weights", action="store_true", help="weight classes against the imbalance")
     p.add_argument("--augment", choices=["none", "standard", "strong"], default=t.augment)
-    p.add_argument("--early-stopping", type=int, default=t.early_stopping, help="patience in epochs")
-    p.add_argument("--limit", type=int, help="use only the first N rows of each split (smoke tests)")
+    p.add_argument("--early-stopping", type=int_range(0), default=t.early_stopping, help="patience in epochs")
+    p.add_argument("--limit", type=int_range(1), help="use only the first N rows of each split (smoke tests)")
     p.add_argument("--teacher", help="distil from this model (bundled name or run folder)")
-    p.add_argument("--distill-weight", type=float, default=t.distill_weight)
+    p.add_argument("--distill-weight", type=float_range(0, 1), default=t.distill_weight)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class scores and confusion matrix on a split")
     p.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz) or image folder root")
@@ -132,8 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="per-frame CSV")
     p.add_argument("--timeline", help="timeline chart PNG (default: beside --csv or --out)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    p.add_argument("--detect-every", type=int, help="run the detector every k-th frame (default 3)")
-    p.add_argument("--smoothing", type=float, help="weight of the newest scores, 0..1 (1 = no smoothing)")
+    add_stream_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_flags(p)
     add_detector_flags(p)
@@ -146,11 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local: a process pool here; ray: Ray tasks and actors (pip install \"ferkit[ray]\")")
     p.add_argument("--address", help="Ray cluster to join (auto, HOST:PORT, ray://HOST:10001); "
                    "default: a private local Ray")
-    p.add_argument("--workers", type=int, help="worker processes (local) or photo actors (ray); default one per core")
+    p.add_argument("--workers", type=int_range(1), help="worker processes (local) or photo actors (ray); default one per core")
     p.add_argument("--annotate", action="store_true", help="also write an annotated .mp4 per video")
     p.add_argument("--force", action="store_true", help="redo inputs whose outputs are already complete")
-    p.add_argument("--detect-every", type=int, help="run the detector every k-th frame (default 3)")
-    p.add_argument("--smoothing", type=float, help="weight of the newest scores, 0..1 (1 = no smoothing)")
+    add_stream_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_flags(p)
     add_detector_flags(p)
