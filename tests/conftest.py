@@ -18,6 +18,28 @@ KERAS_ENV = {"KERAS_BACKEND": "torch", "OMP_WAIT_POLICY": "ACTIVE"}
 os.environ.update(KERAS_ENV)
 
 
+# In CI these are set (scripts/test.sh when CI=true, and .ci/run): a test that needs ../shared or
+# Chromium and skips for want of it fails instead, so a missing path can never turn CI green.
+REQUIRED_BY_ENV = {"shared": "FERKIT_REQUIRE_SHARED", "browser": "FERKIT_REQUIRE_BROWSER"}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Turn the skip of a `shared` or `browser` test (or one using shared_dir) into a failure when
+    its FERKIT_REQUIRE_* variable is 1."""
+    report = (yield).get_result()
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return
+    kinds = {mark.name for mark in item.iter_markers()} | ({"shared"} if "shared_dir" in item.fixturenames else set())
+    required = [REQUIRED_BY_ENV[k] for k in sorted(kinds & set(REQUIRED_BY_ENV))
+                if os.environ.get(REQUIRED_BY_ENV[k]) == "1"]
+    if required:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but {required[0]}=1 says this test must run here: {reason}"
+
+
 @pytest.fixture(autouse=True)
 def keras_env(monkeypatch):
     """Every test, and every subprocess it starts, sees the Keras environment, even if a test changed it."""

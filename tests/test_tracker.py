@@ -15,7 +15,11 @@ def test_iou_of_non_square_boxes():
     assert iou_matrix([FACE], [(50, 20, 100, 40)])[0, 0] == pytest.approx(2000 / 12000)
     # and the other way round, and shifted by y rather than x
     assert iou_matrix([(20, 50, 40, 100)], [FACE])[0, 0] == pytest.approx(2000 / 12000)
-    assert iou_matrix([FACE], [(200, 0, 10, 10)])[0, 0] == 0.0
+    assert iou_matrix([(10, 20, 30, 40)], [FACE])[0, 0] == pytest.approx(1200 / 10000)  # inside: 30x40 of it
+    assert iou_matrix([FACE], [(200, 0, 10, 10)])[0, 0] == 0.0  # apart along x
+    assert iou_matrix([(0, 0, 10, 10)], [(0, 50, 10, 10)])[0, 0] == 0.0  # apart along y (overlapping in x)
+    assert iou_matrix([(5, 5, 1, 1)], [(5, 5, 1, 1)])[0, 0] == 1.0
+    assert iou_matrix([(5, 5, 0, 0)], [(5, 5, 0, 0)]).tolist() == [[0.0]], "empty boxes overlap nothing (no NaN)"
     assert iou_matrix(np.zeros((0, 4)), [FACE]).shape == (0, 1)
 
 
@@ -74,3 +78,8 @@ def test_confirmation_needs_min_hits_and_ids_follow_confirmation_order():
     assert [(t.face_id, t.confirmed) for t in tracker.tracks] == [(1, True), (None, False)]
     tracker.update(np.array([left, right]))
     assert [t.face_id for t in tracker.tracks] == [1, 2]
+
+
+def test_default_settings():
+    tracker = IouTracker()
+    assert (tracker.min_iou, tracker.max_missed, tracker.min_hits, tracker.next_id) == (0.3, 8, 1, 1)
