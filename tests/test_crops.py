@@ -7,6 +7,7 @@ give 48-pixel squares, so a crop is an exact slice of the frame, without resampl
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -65,17 +66,20 @@ def test_left_padding_repeats_the_first_column():
     assert crop[0, :9].tolist() == [100] * 9 and crop[0, 9:12].tolist() == [101, 102, 103]
 
 
-def test_resize_and_batch(frame):
-    boxes = [(10, 10, 96, 96), (0, 0, 24, 24), (500, 500, 10, 10)]
-    frame = np.pad(frame, ((0, 20), (0, 0)), mode="edge")  # 120 x 120
-    crops = crop_faces(frame, boxes)
-    assert crops.shape == (3, 48, 48) and crops.dtype == np.uint8
-    # 96 -> 48 by area averaging: each output pixel is the mean of a 2x2 block
-    blocks = frame[10:106, 10:106].reshape(48, 2, 48, 2).astype(float).mean(axis=(1, 3))
-    assert np.abs(crops[0].astype(float) - blocks).max() <= 1
-    assert crops[1][0, 0] == frame[0, 0] and crops[1][-1, -1] == frame[23, 23]
-    assert not crops[2].any(), "a box outside the frame gives a black crop"
-    assert crop_faces(frame, np.zeros((0, 4))).shape == (0, 48, 48)
+def test_resize_and_batch():
+    noise = np.random.default_rng(0).integers(0, 256, (150, 160)).astype(np.uint8)
+    boxes = [(200, 200, 10, 10), (3, 6, 144, 144), (100, 120, 24, 24), (50, 60, 1, 1)]
+    crops = crop_faces(noise, boxes)
+    assert crops.shape == (4, 48, 48) and crops.dtype == np.uint8
+    assert not crops[0].any(), "a box outside the frame gives a black crop (and the others still follow)"
+    # 144 -> 48 by area averaging: each output pixel is the mean of a 3x3 block
+    blocks = noise[6:150, 3:147].reshape(48, 3, 48, 3).astype(float).mean(axis=(1, 3))
+    assert np.abs(crops[1].astype(float) - blocks).max() <= 0.5 + 1e-9
+    # 24 -> 48: bilinear enlargement
+    enlarged = cv2.resize(noise[120:144, 100:124], (48, 48), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(crops[2], enlarged)
+    assert (crops[3] == noise[60, 50]).all(), "a 1-pixel box is that pixel, enlarged"
+    assert crop_faces(noise, np.zeros((0, 4))).shape == (0, 48, 48)
 
 
 def test_to_gray_of_bgr_bgra_and_gray():
