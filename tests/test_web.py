@@ -1,10 +1,17 @@
 """The web app through Flask's test client: every route, its bad inputs, and the background parts
-(MJPEG broadcaster, camera sessions, video jobs, waitress server)."""
+(MJPEG broadcaster, camera sessions, video jobs), with real threads where work runs in parallel.
+Through the real waitress server: tests/test_web_server.py; fuzzing: tests/test_web_fuzz.py."""
 
 from __future__ import annotations
 
+import ast
+import errno
 import io
 import json
+import re
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -23,9 +30,31 @@ from ferkit.web import create_app
 from ferkit.web.engines import broadcast as stream_module
 from ferkit.web.engines.broadcast import BOUNDARY, FrameBroadcaster
 from ferkit.web.engines.sessions import CameraSessions
-from ferkit.web.server import make_server
+from ferkit.web.server import make_server, stop_server
+
+from ferkit.web.engines import jobs as jobs_module
+from ferkit.web.engines.limits import Slots
 
 FACE_PHOTO = "data/media/photos/multi_face.jpg"
+WEB_PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ferkit" / "web"
+
+
+def ferkit_threads() -> list[str]:
+    """Threads the web app or waitress started and that still run."""
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith(("ferkit-", "waitress-")))
+
+
+def temporary_jobs_folders() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("ferkit-jobs-*")}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def nothing_left_behind():
+    """After a module's tests: no thread of the app or of waitress runs, no temporary jobs folder is left."""
+    folders = temporary_jobs_folders()
+    yield
+    assert wait_until(lambda: not ferkit_threads(), timeout=10), ferkit_threads()
+    assert temporary_jobs_folders() - folders == set()
 
 
 # --- fixtures -------------------------------------------------------------------------------------------
@@ -540,9 +569,7 @@ def live_server(make_app, tiny_model_dir):
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     yield f"http://{server.effective_host}:{server.effective_port}"
-    server.close()
-    server.task_dispatcher.shutdown()
-    thread.join(timeout=5)
+    stop_server(server, thread)
 
 
 def test_waitress_serves_the_app_on_loopback(live_server):
@@ -592,3 +619,461 @@ def test_serve_command_with_a_missing_model_is_one_line_error(capsys):
     assert cli_main(["serve", "--model", "no/such/model", "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert "no/such/model" in err and "Traceback" not in err
+
+
+def test_serve_port_and_threads_out_of_range_exit_2(capsys):
+    for argv in (["serve", "--port", "70000"], ["serve", "--threads", "0"], ["serve", "--port", "-1"],
+                 ["serve", "--max-upload-mb", "0"], ["serve", "--job-workers", "0"], ["serve", "--port", "http"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(argv)
+        assert exit_info.value.code == 2, argv
+        err = capsys.readouterr().err
+        assert err.splitlines()[-1].startswith(f"ferkit serve: error: argument {argv[1]}"), err
+        assert "Traceback" not in err
+
+
+def test_serve_flags_reach_serve_config(tiny_model_dir, monkeypatch):
+    from ferkit import cli
+
+    seen = []
+    monkeypatch.setattr("ferkit.web.server.serve", lambda config: seen.append(config) or 0)
+    monkeypatch.setenv("FERKIT_TOKEN", "from-the-environment")
+    assert cli.main(["serve", "--port", "0", "--threads", "3", "--job-workers", "2", "--job-queue", "7",
+                     "--job-max-frames", "99", "--jobs-max-mb", "5", "--max-inflight", "6", "--job-ttl", "11",
+                     "--no-auth"]) == 0
+    serve = seen[0].serve
+    assert (serve.port, serve.threads, serve.job_workers, serve.job_queue, serve.job_max_frames, serve.jobs_max_mb,
+            serve.max_inflight, serve.job_ttl, serve.no_auth) == (0, 3, 2, 7, 99, 5, 6, 11, True)
+    assert serve.token == "from-the-environment"
+    assert cli.main(["serve", "--token", "given-on-the-command-line"]) == 0
+    assert seen[1].serve.token == "given-on-the-command-line" and seen[1].serve.no_auth is False
+
+
+# --- architecture: engines free of Flask, no import cycle, nothing started by create_app -----------------------------
+def local_imports(path: Path) -> set[str]:
+    """The ferkit.web modules a module imports at its top level (imports inside functions run later)."""
+    package = "ferkit.web" + ("" if path.parent == WEB_PACKAGE else "." + path.parent.name)
+    module = package + ("" if path.stem == "__init__" else "." + path.stem)
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module if path.stem == "__init__" else module.rsplit(".", 1)[0]
+                base = ".".join(base.split(".")[: len(base.split(".")) - node.level + 1])
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module
+            names = [f"{target}.{alias.name}" for alias in node.names]
+            found.update(n for n in [target, *names] if n.startswith("ferkit.web"))
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("ferkit.web"))
+    return found
+
+
+def test_web_package_has_no_import_cycle():
+    modules = {}
+    for path in WEB_PACKAGE.rglob("*.py"):
+        name = "ferkit.web" + ("" if path.parent == WEB_PACKAGE else "." + path.parent.name)
+        name += "" if path.stem == "__init__" else "." + path.stem
+        modules[name] = path
+    graph = {name: {m for m in local_imports(path) if m in modules and m != name} for name, path in modules.items()}
+    assert graph["ferkit.web.app"] >= {"ferkit.web.api", "ferkit.web.routes_jobs", "ferkit.web.engines.jobs"}
+
+    def visit(name, trail):
+        assert name not in trail, " -> ".join([*trail, name])
+        for dependency in graph[name]:
+            if dependency != "ferkit.web":  # the package __init__ only re-exports create_app
+                visit(dependency, [*trail, name])
+
+    for name in graph:
+        visit(name, [])
+
+
+def test_engines_do_not_import_flask():
+    code = ("import sys; import ferkit.web.engines.jobs, ferkit.web.engines.broadcast, "
+            "ferkit.web.engines.sessions, ferkit.web.engines.limits; print('flask' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_create_app_starts_no_thread_and_writes_no_folder(pipeline, tiny_model_dir, tmp_path):
+    threads, folders = ferkit_threads(), temporary_jobs_folders()
+    app = create_app(Config(model=str(tiny_model_dir)), pipeline)  # a temporary jobs folder, when one is needed
+    assert ferkit_threads() == threads and temporary_jobs_folders() == folders
+    client = app.test_client()
+    assert client.get("/").status_code == 200 and client.get("/api/stream").status_code == 200
+    assert ferkit_threads() == threads and temporary_jobs_folders() == folders
+    # The first upload makes them; close() ends them.
+    video = write_video(tmp_path / "v.avi", frames=3)
+    job_id = client.post("/jobs", data={"video": (video.open("rb"), "v.avi")}).get_json()["id"]
+    assert wait_for_job(client, job_id)["state"] == "done"
+    assert "ferkit-job-janitor" in ferkit_threads() and len(temporary_jobs_folders() - folders) == 1
+    app.extensions["ferkit"].close()
+    assert ferkit_threads() == threads and temporary_jobs_folders() == folders
+
+
+def test_an_app_never_closed_removes_its_jobs_folder_at_exit(tiny_model_dir, tmp_path):
+    video = write_video(tmp_path / "v.avi", frames=3)
+    code = f"""
+import time
+from ferkit.config import Config
+from ferkit.web import create_app
+app = create_app(Config(model={str(tiny_model_dir)!r}))
+client = app.test_client()
+job_id = client.post("/jobs", data={{"video": (open({str(video)!r}, "rb"), "v.avi")}}).get_json()["id"]
+while client.get("/jobs/" + job_id).get_json()["state"] not in ("done", "failed"):
+    time.sleep(0.05)
+print(app.extensions["ferkit"].jobs.root)
+"""  # and exits without close()
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    root = Path(result.stdout.strip().splitlines()[-1])
+    assert root.name.startswith("ferkit-jobs-") and not root.exists()
+
+
+# --- security headers and access ------------------------------------------------------------------------------------
+def test_every_response_carries_the_security_headers(app, client, finished_job):
+    responses = {"page": client.get("/"), "api": client.get("/api/health"), "error": client.get("/api/nothing"),
+                 "job": client.get(f"/jobs/{finished_job['id']}"),
+                 "result": client.get(finished_job["files"]["frames.csv"]), "static": client.get("/static/app.js")}
+    for kind, response in responses.items():
+        headers = response.headers
+        assert headers["X-Content-Type-Options"] == "nosniff", kind
+        assert headers["Referrer-Policy"] == "no-referrer", kind
+        csp = headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp, kind
+        if kind != "static":  # results are never cached
+            assert headers["Cache-Control"] == "no-store", kind
+    assert responses["static"].headers.get("Cache-Control") != "no-store"
+
+
+@pytest.mark.parametrize("page", ["index.html", "login.html", "error.html", "base.html"])
+def test_templates_pass_the_csp_without_inline_script_or_style(page):
+    html = (WEB_PACKAGE / "templates" / page).read_text()
+    for tag in re.findall(r"<script\b[^>]*>", html):
+        assert "src=" in tag or 'type="application/json"' in tag, tag  # data blocks never run
+    assert not re.search(r"\sstyle\s*=", html) and "<style" not in html
+    assert not re.search(r"\son[a-z]+\s*=", html)  # no inline event handlers
+    assert "javascript:" not in html
+
+
+def test_job_ids_are_128_random_bits(app, client, tmp_path):
+    video = write_video(tmp_path / "v.avi", frames=2)
+    ids = [client.post("/jobs", data={"video": (video.open("rb"), "v.avi")}).get_json()["id"] for _ in range(3)]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", job_id) for job_id in ids) and len(set(ids)) == 3
+    # All 128 bits random: a uuid4 fixes 6 of them (a '4' at 12, one of '89ab' at 16); chance 4e-6 for 3 ids.
+    assert not all(job_id[12] == "4" and job_id[16] in "89ab" for job_id in ids)
+    for job_id in ids:
+        wait_for_job(client, job_id)
+
+
+def test_loopback_is_open_and_other_addresses_need_a_token(make_app):
+    assert not make_app(host="127.0.0.1").extensions["ferkit"].auth.required
+    assert not make_app(host="localhost").extensions["ferkit"].auth.required
+    assert not make_app(host="::1").extensions["ferkit"].auth.required
+    generated = make_app(host="0.0.0.0").extensions["ferkit"].auth
+    assert generated.required and generated.generated and re.fullmatch(r"[0-9a-f]{32}", generated.token)
+    assert make_app(host="0.0.0.0").extensions["ferkit"].auth.token != generated.token
+    assert make_app(host="192.168.1.5", token="mine-mine-mine").extensions["ferkit"].auth.token == "mine-mine-mine"
+    assert not make_app(host="0.0.0.0", no_auth=True).extensions["ferkit"].auth.required
+
+
+TOKEN = "correct-horse-battery-staple"
+
+
+@pytest.fixture
+def guarded(make_app):
+    """A test client of an app bound (in its config) to every address, so it needs TOKEN."""
+    return make_app(host="0.0.0.0", token=TOKEN).test_client()
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/"), ("GET", "/api/health"), ("POST", "/api/predict"),
+                                          ("POST", "/api/frame?session=abcdefgh"), ("GET", "/api/stream"),
+                                          ("GET", "/video_feed"), ("POST", "/jobs"), ("GET", "/jobs/" + "0" * 32),
+                                          ("DELETE", "/jobs/" + "0" * 32), ("GET", "/no/such/page")])
+def test_every_route_needs_the_token(guarded, method, path):
+    response = guarded.open(path, method=method, data=png_bytes(), content_type="image/png")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    if path.startswith(("/api/", "/jobs", "/video_feed")):
+        assert_json_error(response, 401)
+    else:
+        assert response.mimetype == "text/html" and b'id="login-form"' in response.data
+    # A token that differs in its last character only, in each place a token may come from:
+    wrong = TOKEN[:-1] + "X"
+    assert guarded.open(path, method=method, headers={"Authorization": f"Bearer {wrong}"}).status_code == 401
+    guarded.set_cookie("ferkit_auth", wrong)
+    assert guarded.open(path, method=method).status_code == 401
+    # The right one, as a Bearer header:
+    accepted = guarded.open(path, method=method, data=png_bytes(), content_type="image/png",
+                            headers={"Authorization": f"Bearer {TOKEN}"})
+    assert accepted.status_code != 401
+
+
+def test_static_files_need_no_token(guarded):
+    assert guarded.get("/static/app.js").status_code == 200
+
+
+def test_page_trades_the_query_token_for_a_strict_httponly_cookie(guarded):
+    wrong = guarded.get("/?token=nope")
+    assert wrong.status_code == 401 and b"not right" in wrong.data and "Set-Cookie" not in wrong.headers
+    response = guarded.get(f"/?token={TOKEN}&lang=en")
+    assert response.status_code == 303 and response.headers["Location"] == "/?lang=en"  # the token leaves the URL
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+    value = re.match(r"ferkit_auth=([^;]+)", cookie).group(1)
+    assert TOKEN not in value and len(value) >= 32  # stands for the token, is not the token
+    # The browser now sends the cookie with every request of the page: page, API, stream, jobs.
+    assert guarded.get("/").status_code == 200
+    assert guarded.get("/api/health").status_code == 200
+    assert guarded.post("/api/predict", data=png_bytes(), content_type="image/png").status_code == 200
+    # A query token is for the page only; API clients send Bearer.
+    api = guarded.__class__(guarded.application)
+    assert api.get(f"/api/health?token={TOKEN}").status_code == 401
+
+
+# --- backpressure ----------------------------------------------------------------------------------------------------
+class GatedStream:
+    """Wraps a FaceStream: the first frame of each stream waits at `gate` (a Barrier or an Event), and
+    `active`/`peak` count frames being processed at once (over all streams)."""
+
+    lock = threading.Lock()
+
+    def __init__(self, inner, state):
+        self.inner, self.state, self.first = inner, state, True
+
+    def process(self, frame):
+        with self.lock:
+            self.state["active"] += 1
+            self.state["peak"] = max(self.state["peak"], self.state["active"])
+            self.state["calls"] += 1
+        try:
+            if self.first:
+                self.first = False
+                self.state["entered"].set()
+                gate = self.state["gate"]
+                gate.wait(timeout=10) if isinstance(gate, threading.Barrier) else gate.wait(10)
+            return self.inner.process(frame)
+        finally:
+            with self.lock:
+                self.state["active"] -= 1
+
+
+@pytest.fixture
+def gated(pipeline, monkeypatch):
+    """pipeline.stream() hands out GatedStreams; returns their shared state (gate: an Event by default)."""
+    state = {"active": 0, "peak": 0, "calls": 0, "entered": threading.Event(), "gate": threading.Event()}
+    original = pipeline.stream
+    monkeypatch.setattr(pipeline, "stream", lambda: GatedStream(original(), state))
+    yield state
+    state["gate"].set() if isinstance(state["gate"], threading.Event) else state["gate"].abort()
+
+
+def post_frame(app, session: str, data: bytes, results: list) -> None:
+    response = app.test_client().post(f"/api/frame?session={session}", data=data, content_type="image/png")
+    results.append((response.status_code, response.get_json(), response.headers.get("Retry-After")))
+
+
+def test_a_tab_sending_frames_in_parallel_gets_them_dropped_not_mixed(app, gated):
+    """One tab, two frames at once (real threads): the second is dropped with 429 while the first is
+    processed; the tab's tracker never runs two frames at once; other tabs are not held up."""
+    first = []
+    thread = threading.Thread(target=post_frame, args=(app, "tab-aaaaaaaa", png_bytes(seed=1), first))
+    thread.start()
+    assert gated["entered"].wait(10)
+    second = []
+    post_frame(app, "tab-aaaaaaaa", png_bytes(seed=2), second)
+    status, body, retry_after = second[0]
+    assert status == 429 and retry_after == "1" and "dropped" in body["error"]["message"]
+    gated["gate"].set()
+    thread.join(10)
+    assert first[0][0] == 200 and first[0][1]["width"] == 320
+    assert gated["peak"] == 1
+    assert app.extensions["ferkit"].cameras._sessions["tab-aaaaaaaa"].dropped == 1
+
+
+def test_many_parallel_frames_of_one_tab_never_overlap(app, gated):
+    gated["gate"].set()
+    results, data = [], png_bytes(seed=3)
+    threads = [threading.Thread(target=lambda: [post_frame(app, "tab-bbbbbbbb", data, results) for _ in range(4)])
+               for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    statuses = [status for status, _, _ in results]
+    assert len(statuses) == 24 and set(statuses) <= {200, 429}
+    assert gated["peak"] == 1  # one frame of the tab at a time
+    assert statuses.count(200) == gated["calls"]  # every answered frame went through the tracker once
+
+
+def test_inflight_images_are_bounded_and_the_rest_get_429(make_app, gated, monkeypatch):
+    from ferkit.web import api
+
+    monkeypatch.setattr(api, "PREDICT_WAIT_S", 0.05)
+    app = make_app(max_inflight=1)
+    holder = []
+    thread = threading.Thread(target=post_frame, args=(app, "tab-cccccccc", png_bytes(), holder))
+    thread.start()
+    assert gated["entered"].wait(10)  # the one slot is taken
+    client = app.test_client()
+    predict = client.post("/api/predict", data=png_bytes(), content_type="image/png")
+    body = assert_json_error(predict, 429)
+    assert predict.headers["Retry-After"] == "1" and "1 images already in progress" in body["error"]["message"]
+    assert_json_error(client.post("/api/frame?session=tab-dddddddd", data=png_bytes(), content_type="image/png"), 429)
+    assert client.get("/api/health").status_code == 200  # what needs no inference is not held up
+    gated["gate"].set()
+    thread.join(10)
+    assert holder[0][0] == 200
+    assert client.post("/api/predict", data=png_bytes(), content_type="image/png").status_code == 200
+    assert app.extensions["ferkit"].inference.refused == 2 and app.extensions["ferkit"].inference.in_use == 0
+
+
+def test_slots_hand_back_their_slot_on_errors():
+    slots = Slots(2, "things")
+    with pytest.raises(ValueError):
+        with slots.take():
+            raise ValueError
+    with slots.take(), slots.take():
+        assert slots.in_use == 2
+    assert slots.in_use == 0 and slots.refused == 0
+
+
+# --- jobs: limits and faults ------------------------------------------------------------------------------------------
+def post_video(client, path: Path, name="clip.avi"):
+    return client.post("/jobs", data={"video": (path.open("rb"), name)})
+
+
+def test_deleting_a_running_job_stops_it_and_removes_its_files(app, client, gated, tmp_path):
+    video = write_video(tmp_path / "long.avi", frames=40)
+    job_id = post_video(client, video).get_json()["id"]
+    assert gated["entered"].wait(10)  # processing frame 1 of 40
+    jobs = app.extensions["ferkit"].jobs
+    job = jobs.get(job_id)
+    assert job.state == "running" and any((jobs.root / job_id).iterdir())
+    assert client.delete(f"/jobs/{job_id}").get_json() == {"deleted": job_id}
+    gated["gate"].set()
+    assert wait_until(lambda: job.finished is not None)
+    assert job.state == "failed" and job.error == "deleted"
+    assert job.done_frames < 40  # it stopped, rather than running to the end
+    assert not (jobs.root / job_id).exists()
+    assert_json_error(client.get(f"/jobs/{job_id}"), 404)
+
+
+def test_two_job_workers_run_two_jobs_at_once(make_app, gated, tmp_path):
+    gated["gate"] = threading.Barrier(2)  # each job's first frame waits for the other job's
+    app = make_app(job_workers=2)
+    client = app.test_client()
+    ids = [post_video(client, write_video(tmp_path / f"{i}.avi", frames=4)).get_json()["id"] for i in range(2)]
+    jobs = [wait_for_job(client, job_id) for job_id in ids]
+    assert [job["state"] for job in jobs] == ["done", "done"], jobs
+    assert gated["peak"] == 2
+
+
+def test_a_full_job_queue_answers_429_with_retry_after(make_app, gated, tmp_path):
+    app = make_app(job_workers=1, job_queue=1)
+    client = app.test_client()
+    video = write_video(tmp_path / "v.avi", frames=3)
+    running = post_video(client, video).get_json()["id"]
+    assert gated["entered"].wait(10)
+    queued = post_video(client, video)
+    assert queued.status_code == 202 and queued.get_json()["state"] == "queued"
+    refused = post_video(client, video)
+    body = assert_json_error(refused, 429)
+    assert refused.headers["Retry-After"] == "30" and "2 video jobs are already queued or running" in body["error"]["message"]
+    assert len(app.extensions["ferkit"].jobs) == 2 and len(list(app.extensions["ferkit"].jobs.root.iterdir())) == 2
+    gated["gate"].set()
+    assert [wait_for_job(client, i)["state"] for i in (running, queued.get_json()["id"])] == ["done", "done"]
+    assert post_video(client, video).status_code == 202  # room again
+
+
+def test_a_video_over_the_frame_limit_is_refused_413(make_app, tmp_path):
+    app = make_app(job_max_frames=11)
+    client = app.test_client()
+    body = assert_json_error(post_video(client, write_video(tmp_path / "v.avi", frames=12)), 413)
+    assert "12 frames" in body["error"]["message"] and "at most 11" in body["error"]["message"]
+    assert list(app.extensions["ferkit"].jobs.root.iterdir()) == []
+    assert post_video(client, write_video(tmp_path / "w.avi", frames=11)).status_code == 202
+
+
+def test_a_video_longer_than_its_header_says_fails_at_the_limit(make_app, tmp_path, monkeypatch):
+    monkeypatch.setattr(jobs_module, "count_readable_frames", lambda path: 3)  # the header under-counts
+    app = make_app(job_max_frames=5)
+    client = app.test_client()
+    job = wait_for_job(client, post_video(client, write_video(tmp_path / "v.avi", frames=12)).get_json()["id"])
+    assert job["state"] == "failed" and "more than 5 frames" in job["error"] and job["done_frames"] == 6
+    assert job["files"] == {} and list(app.extensions["ferkit"].jobs.root.iterdir()) == []
+
+
+def test_the_jobs_folder_disk_cap(make_app, gated, tmp_path, monkeypatch):
+    video = write_video(tmp_path / "v.avi", frames=30)
+    app = make_app(jobs_max_mb=1)
+    jobs = app.extensions["ferkit"].jobs
+    client = app.test_client()
+    # An upload that would pass the cap is refused before it is written.
+    monkeypatch.setattr(jobs, "max_bytes", video.stat().st_size - 1)
+    response = post_video(client, video)
+    assert_json_error(response, 503)
+    assert response.headers["Retry-After"] == "60" and list(jobs.root.iterdir()) == []
+    # A job whose results pass it fails, and its files go.
+    monkeypatch.setattr(jobs, "max_bytes", video.stat().st_size + 1)
+    monkeypatch.setattr(jobs_module, "DISK_CHECK_EVERY", 1)
+    job_id = post_video(client, video).get_json()["id"]
+    assert gated["entered"].wait(10)
+    monkeypatch.setattr(jobs, "max_bytes", jobs_module.folder_bytes(jobs.root) - 1)
+    gated["gate"].set()
+    job = wait_for_job(client, job_id)
+    assert job["state"] == "failed" and "reached its limit of" in job["error"] and job["done_frames"] == 1
+    assert list(jobs.root.iterdir()) == []
+
+
+def test_a_full_disk_during_a_job_fails_it_cleanly(app, client, tmp_path, monkeypatch):
+    from ferkit.video import writers
+
+    original, written = writers.CsvWriter.add, []
+
+    def add(self, *args):
+        if len(written) == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(args[0])
+        return original(self, *args)
+
+    monkeypatch.setattr(writers.CsvWriter, "add", add)
+    job = wait_for_job(client, post_video(client, write_video(tmp_path / "v.avi", frames=12)).get_json()["id"])
+    assert job["state"] == "failed" and job["error"] == ("the server's disk is full; the job was stopped and its "
+                                                         "files removed")
+    assert job["files"] == {} and list(app.extensions["ferkit"].jobs.root.iterdir()) == []
+    monkeypatch.setattr(writers.CsvWriter, "add", original)  # the disk has room again: the server carries on
+    assert wait_for_job(client, post_video(client, write_video(tmp_path / "w.avi", frames=4)).get_json()["id"])[
+        "state"] == "done"
+
+
+def test_a_full_disk_while_saving_the_upload_is_503_and_leaves_nothing(app, client, tmp_path, monkeypatch):
+    def full(source, target, length=0):
+        target.write(source.read(100))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(jobs_module.shutil, "copyfileobj", full)
+    response = post_video(client, write_video(tmp_path / "v.avi", frames=4))
+    body = assert_json_error(response, 503)
+    assert "disk is full" in body["error"]["message"] and response.headers["Retry-After"] == "60"
+    assert list(app.extensions["ferkit"].jobs.root.iterdir()) == [] and len(app.extensions["ferkit"].jobs) == 0
+
+
+def corrupt_middle_frame(path: Path) -> Path:
+    """Overwrite the middle of the video's 6th JPEG frame with garbage (its markers stay)."""
+    data = bytearray(path.read_bytes())
+    starts = [m.start() for m in re.finditer(b"\xff\xd8\xff", bytes(data))]
+    begin = starts[5] + 600
+    data[begin:begin + 400] = bytes(range(256)) + bytes(144)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_corrupt_frame_in_the_middle_of_a_video(app, client, tmp_path):
+    video = corrupt_middle_frame(write_video(tmp_path / "v.avi", frames=12))
+    job = wait_for_job(client, post_video(client, video).get_json()["id"])
+    # FFmpeg decodes the damaged frame as best it can: the job completes with every frame.
+    assert job["state"] == "done" and job["done_frames"] == 12, job
+    assert client.get("/api/health").status_code == 200

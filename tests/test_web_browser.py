@@ -20,7 +20,7 @@ import pytest
 from ferkit.config import REPO_ROOT, Config, ServeConfig
 from ferkit.labels import CLASS_NAMES
 from ferkit.web import create_app
-from ferkit.web.server import make_server
+from ferkit.web.server import make_server, stop_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 VIDEO = "data/media/videos/WolfgangLanger_Pexels.mp4"
@@ -96,10 +96,8 @@ def start_server(tiny_model_dir: Path, jobs_dir: Path, source: str | None = None
     thread.start()
 
     def stop():
-        server.close()
-        server.task_dispatcher.shutdown()
+        stop_server(server, thread)
         app.extensions["ferkit"].close()
-        thread.join(timeout=5)
 
     return f"http://127.0.0.1:{server.effective_port}", stop
 

@@ -6,10 +6,10 @@ import json
 import signal
 import threading
 
-from waitress import create_server
+from waitress import create_server, wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer
-from waitress.task import ErrorTask
+from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
 from ..config import Config
 from ..errors import FerkitError
@@ -45,18 +45,37 @@ def make_server(config: Config, app=None) -> BaseWSGIServer:
     OSError when the address cannot be bound."""
     app = app or create_app(config)
     body_limit = config.serve.max_upload_mb * 2**20
-    server = create_server(
-        app, host=config.serve.host, port=config.serve.port, threads=config.serve.threads, ident="ferkit",
-        # waitress refuses a body over the limit from its Content-Length, without reading it (with
-        # JsonErrorTask's JSON 413); the app's own MAX_CONTENT_LENGTH check covers the test client.
-        max_request_body_size=body_limit + 1,
-        # Keep request and response bodies in memory (waitress spools big ones to temporary files):
-        # uploaded images must never be written to disk.
-        inbuf_overflow=body_limit + 1, outbuf_overflow=body_limit + 1,
-        # A slow /video_feed viewer gets at most ~1 MB of frames queued; then it gets newer frames only.
-        outbuf_high_watermark=2**20)
+    # Our own dispatcher, so that its threads can be stopped when the address cannot be bound.
+    dispatcher = ThreadedTaskDispatcher()
+    dispatcher.set_thread_count(config.serve.threads)
+    try:
+        server = create_server(
+            app, host=config.serve.host, port=config.serve.port, threads=config.serve.threads, ident="ferkit",
+            _dispatcher=dispatcher,
+            # waitress refuses a body over the limit from its Content-Length, without reading it (with
+            # JsonErrorTask's JSON 413); the app's own MAX_CONTENT_LENGTH check covers the test client.
+            max_request_body_size=body_limit + 1,
+            # Keep request and response bodies in memory (waitress spools big ones to temporary files):
+            # uploaded images must never be written to disk.
+            inbuf_overflow=body_limit + 1, outbuf_overflow=body_limit + 1,
+            # A slow /video_feed viewer gets at most ~1 MB of frames queued; then it gets newer frames only.
+            outbuf_high_watermark=2**20)
+    except BaseException:
+        dispatcher.shutdown(timeout=1)
+        raise
     server.channel_class = Channel
     return server
+
+
+def stop_server(server: BaseWSGIServer, thread: threading.Thread | None = None) -> None:
+    """End a server and waitress's threads (run() ends them only on signals): after run() returned,
+    or from another thread while `thread` runs it (its loop then closes its own sockets and returns)."""
+    if thread is not None and thread.is_alive():
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        thread.join(timeout=10)
+    else:
+        server.close()
+    server.task_dispatcher.shutdown()
 
 
 def announce(config: Config, app, server: BaseWSGIServer) -> None:
@@ -102,6 +121,6 @@ def serve(config: Config) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        server.close()
+        stop_server(server)
         services.close()
     return 0
