@@ -19,6 +19,7 @@ from ..labels import CLASS_NAMES, IMAGE_SIZE
 
 ONNX_FILE, JSON_FILE, WEIGHTS_FILE, CARD_FILE, METRICS_FILE = (
     "model.onnx", "model.json", "model.weights.h5", "MODEL_CARD.md", "metrics.json")
+CALIBRATION_FILE = "calibration.json"  # {"temperature": T, ...}, fitted by `ferkit calibrate`
 DEFAULT_NAME_FILE = "DEFAULT"  # in the models folder: the name of the bundled default
 MAX_BATCH = 512  # faces per inference call
 
@@ -46,6 +47,17 @@ def resolve_model(spec: str | Path = "default", models_dir: str | Path | None = 
         return path
     available = ", ".join(list_bundled_models(models_dir)) or "none"
     raise ModelError(f"model {spec!r} not found: not a file, a run folder or a bundled model (bundled: {available})")
+
+
+def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log(p) / T): T > 1 softens over-confident probabilities; the ranking (and so the
+    predicted class) never changes."""
+    if temperature == 1.0:
+        return probs
+    logits = np.log(np.clip(probs, 1e-12, None)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def as_batch(faces) -> np.ndarray:
@@ -92,6 +104,11 @@ class FacialExpressionModel:
             raise ModelError(f"{path}: no such model file")
         self.path = path
         self.name = self.folder.name if path.parent == self.folder and path.name in (ONNX_FILE, JSON_FILE) else path.stem
+        # a folder's calibration belongs to the folder's own model, not to any file beside it
+        calibration = self.folder / CALIBRATION_FILE
+        own_model = path.parent == self.folder and path.name in (ONNX_FILE, JSON_FILE)
+        self.temperature = float(json.loads(calibration.read_text())["temperature"]) \
+            if own_model and calibration.is_file() else 1.0
         if path.suffix == ".onnx":
             self.backend = "onnx"
             self._run = self._load_onnx(path, threads)
@@ -137,14 +154,19 @@ class FacialExpressionModel:
         # tensor that requires grad, which numpy cannot convert)
         return lambda batch: model.predict_on_batch(batch).astype(np.float32)
 
-    def predict_proba(self, faces, tta: bool = False) -> np.ndarray:
+    def predict_proba(self, faces, tta: bool = False, calibrated: bool = True) -> np.ndarray:
         """(N, 7) probabilities, columns in CLASS_NAMES order; rows sum to 1.
 
+        Calibrated by the model's fitted temperature (calibration.json) unless `calibrated=False`.
         Large inputs run in chunks of MAX_BATCH faces so memory stays flat on a whole test set.
         """
+        raw = self._predict_raw(faces, tta)
+        return apply_temperature(raw, self.temperature) if calibrated else raw
+
+    def _predict_raw(self, faces, tta: bool) -> np.ndarray:
         batch = as_batch(faces)
         if len(batch) > MAX_BATCH:
-            return np.concatenate([self.predict_proba(batch[i:i + MAX_BATCH], tta)
+            return np.concatenate([self._predict_raw(batch[i:i + MAX_BATCH], tta)
                                    for i in range(0, len(batch), MAX_BATCH)])
         if len(batch) == 0:
             return np.zeros((0, len(CLASS_NAMES)), np.float32)

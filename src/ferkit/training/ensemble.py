@@ -1,0 +1,174 @@
+"""Several trained members averaged inside one ONNX graph: the `accurate` model.
+
+The graph takes the same input as every member (N, 48, 48, 1 raw pixels) and returns the
+weighted mean of the members' probabilities, so it drops in wherever one model does. With
+`tta`, the four test-time views of `classifier.tta_views` (as is, mirrored, zoomed 10%, zoomed
+and mirrored) are built inside the graph too, and their outputs averaged: one call, no flag.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+from ..inference.classifier import ONNX_FILE
+from ..labels import IMAGE_SIZE, NUM_CLASSES
+
+INPUT, OUTPUT = "face", "expression"
+OPSET = 20
+
+
+def member_onnx(spec: str | Path) -> Path:
+    """A member as an .onnx path: a bundled name, a run/model folder, or the file itself."""
+    from ..inference.classifier import resolve_model
+
+    path = resolve_model(spec)
+    path = path / ONNX_FILE if path.is_dir() else path
+    if path.suffix != ".onnx" or not path.is_file():
+        raise ModelError(f"{spec}: an ensemble member needs an ONNX file ({ONNX_FILE} in its folder)")
+    return path
+
+
+def opset_of(model) -> int:
+    return max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _tta_nodes(helper, TensorProto, source: str) -> tuple[list, list, str]:
+    """Nodes that stack the four TTA views of `source` along the batch axis (views x N)."""
+    crop = IMAGE_SIZE // 20
+    scale = IMAGE_SIZE / (IMAGE_SIZE - 2 * crop)
+    init = [
+        helper.make_tensor("tta_flip_starts", TensorProto.INT64, [1], [-1]),
+        helper.make_tensor("tta_flip_ends", TensorProto.INT64, [1], [-(2**62)]),
+        helper.make_tensor("tta_axis_w", TensorProto.INT64, [1], [2]),
+        helper.make_tensor("tta_step_back", TensorProto.INT64, [1], [-1]),
+        helper.make_tensor("tta_crop_starts", TensorProto.INT64, [2], [crop, crop]),
+        helper.make_tensor("tta_crop_ends", TensorProto.INT64, [2], [IMAGE_SIZE - crop, IMAGE_SIZE - crop]),
+        helper.make_tensor("tta_axes_hw", TensorProto.INT64, [2], [1, 2]),
+        # NCHW scales: Resize's linear mode works on the two innermost axes
+        helper.make_tensor("tta_scales", TensorProto.FLOAT, [4], [1.0, 1.0, scale, scale]),
+    ]
+    nodes = [
+        helper.make_node("Slice", [source, "tta_flip_starts", "tta_flip_ends", "tta_axis_w", "tta_step_back"],
+                         ["tta_mirror"]),
+        helper.make_node("Slice", [source, "tta_crop_starts", "tta_crop_ends", "tta_axes_hw"], ["tta_crop"]),
+        helper.make_node("Transpose", ["tta_crop"], ["tta_crop_nchw"], perm=[0, 3, 1, 2]),
+        # half_pixel + linear is cv2.resize's INTER_LINEAR when enlarging
+        helper.make_node("Resize", ["tta_crop_nchw", "", "tta_scales"], ["tta_zoom_nchw"], mode="linear",
+                         coordinate_transformation_mode="half_pixel"),
+        helper.make_node("Transpose", ["tta_zoom_nchw"], ["tta_zoom"], perm=[0, 2, 3, 1]),
+        helper.make_node("Slice", ["tta_zoom", "tta_flip_starts", "tta_flip_ends", "tta_axis_w", "tta_step_back"],
+                         ["tta_zoom_mirror"]),
+        helper.make_node("Concat", [source, "tta_mirror", "tta_zoom", "tta_zoom_mirror"], ["tta_views"], axis=0),
+    ]
+    return nodes, init, "tta_views"
+
+
+def build_ensemble(members: list[str | Path], out: str | Path, weights: list[float] | None = None,
+                   tta: bool = True) -> Path:
+    """Write one ONNX file whose output is sum_i w_i * member_i(views), averaged over the views."""
+    import onnx
+    from onnx import TensorProto, compose, helper
+
+    paths = [member_onnx(m) for m in members]
+    if not paths:
+        raise ModelError("an ensemble needs at least one member")
+    weights = np.full(len(paths), 1.0 / len(paths)) if weights is None else np.asarray(weights, np.float64)
+    if len(weights) != len(paths) or np.any(weights < 0) or weights.sum() <= 0:
+        raise ModelError(f"ensemble weights {weights.tolist()}: expected {len(paths)} non-negative numbers")
+    weights = weights / weights.sum()
+
+    nodes, inits = [], []
+    source = INPUT
+    if tta:
+        tta_nodes, tta_init, source = _tta_nodes(helper, TensorProto, INPUT)
+        nodes += tta_nodes
+        inits += tta_init
+    summands = []
+    for i, path in enumerate(paths):
+        member = onnx.load(str(path))
+        if opset_of(member) != OPSET:
+            member = onnx.version_converter.convert_version(member, OPSET)
+        member = compose.add_prefix(member, f"m{i}_")
+        graph = member.graph
+        member_input, member_output = graph.input[0].name, graph.output[0].name
+        for node in graph.node:  # feed the shared (view-stacked) input to every member
+            node.input[:] = [source if name == member_input else name for name in node.input]
+        nodes += list(graph.node)
+        inits += list(graph.initializer)
+        inits.append(helper.make_tensor(f"w{i}", TensorProto.FLOAT, [], [float(weights[i])]))
+        nodes.append(helper.make_node("Mul", [member_output, f"w{i}"], [f"weighted{i}"]))
+        summands.append(f"weighted{i}")
+    mixed = "mixed" if tta else OUTPUT
+    nodes.append(helper.make_node("Sum", summands, [mixed]))
+    if tta:
+        inits.append(helper.make_tensor("tta_shape", TensorProto.INT64, [3], [4, -1, NUM_CLASSES]))
+        inits.append(helper.make_tensor("tta_axis0", TensorProto.INT64, [1], [0]))
+        nodes.append(helper.make_node("Reshape", [mixed, "tta_shape"], ["per_view"]))
+        nodes.append(helper.make_node("ReduceMean", ["per_view", "tta_axis0"], [OUTPUT], keepdims=0))
+
+    graph = helper.make_graph(
+        nodes, "ferkit_ensemble",
+        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", IMAGE_SIZE, IMAGE_SIZE, 1])],
+        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", NUM_CLASSES])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="ferkit")
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(out))
+    return out
+
+
+def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, weights: list[float] | None = None,
+                  tta: bool = True, command: str = "") -> dict:
+    """Build, calibrate and score an ensemble model folder: model.onnx, calibration.json, metrics.json,
+    confusion.png and MODEL_CARD.md, like a trained run's."""
+    import json
+    import time
+
+    from ..data import load_dataset
+    from ..evaluation.calibration import calibrate, write_card_section
+    from ..evaluation.metrics import classification_report, format_report
+    from ..evaluation.plots import plot_confusion
+    from ..inference.classifier import CARD_FILE, METRICS_FILE, FacialExpressionModel
+
+    out_dir = Path(out_dir)
+    member_paths = [member_onnx(m) for m in members]
+    build_ensemble(member_paths, out_dir / ONNX_FILE, weights, tta)
+    calibration = calibrate(out_dir, data)
+    dataset = load_dataset(data, "fer2013")
+    split = dataset.split("PublicTest")
+    model = FacialExpressionModel(out_dir)
+    report = classification_report(split.hard_labels, model.predict_proba(split.images).argmax(1), "PublicTest")
+    metrics = {
+        "model": "ensemble", "members": [str(m) for m in members], "member_files": [str(p) for p in member_paths],
+        "weights": (np.full(len(members), 1 / len(members)) if weights is None else
+                    np.asarray(weights) / np.sum(weights)).round(4).tolist(),
+        "views_in_graph": 4 if tta else 1, "data": str(data), "val_split": "PublicTest",
+        "evaluation": report, "accuracy": report["accuracy"], "calibration": calibration, "command": command,
+        "onnx_bytes": (out_dir / ONNX_FILE).stat().st_size, "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    plot_confusion(np.asarray(report["confusion"]), out_dir / "confusion.png",
+                   f"{out_dir.name} on PublicTest: {report['accuracy']:.2%}")
+    lines = [
+        f"# Model card: {out_dir.name}", "",
+        f"- An ensemble of {len(members)} networks averaged inside one ONNX graph "
+        f"(weights {', '.join(f'{w:.3f}' for w in metrics['weights'])}): {', '.join(f'`{m}`' for m in members)}.",
+        "- Test-time views inside the graph: as is, mirrored, zoomed 10%, zoomed and mirrored; one call, no flag."
+        if tta else "- No test-time views inside the graph.",
+        "- Input 48x48 grayscale raw pixels (0..255), output 7 probabilities "
+        "(angry, disgust, fear, happy, sad, surprise, neutral).",
+        f"- Command: `{command}`",
+        f"- **PublicTest accuracy: {report['accuracy']:.2%}**; macro F1 {report['macro_f1']:.3f}; "
+        "members' epochs and the ensemble's make-up were picked on the Training holdout, never on PublicTest.",
+        f"- Files: `model.onnx` ({metrics['onnx_bytes'] / 1e6:.1f} MB), `calibration.json`, `confusion.png`, "
+        "`metrics.json`.",
+        "", "```", format_report(report), "```", "", "![confusion matrix](confusion.png)", "",
+    ]
+    (out_dir / CARD_FILE).write_text("\n".join(lines))
+    write_card_section(out_dir / CARD_FILE, calibration)
+    return metrics

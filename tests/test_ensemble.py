@@ -1,0 +1,186 @@
+"""The `accurate` ensemble graph and temperature calibration (issue 13)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from ferkit.cli import main
+from ferkit.evaluation.calibration import (calibrate, expected_calibration_error, fit_temperature,
+                                           write_card_section)
+from ferkit.inference.classifier import CALIBRATION_FILE, FacialExpressionModel, apply_temperature, tta_views
+from ferkit.labels import IMAGE_SIZE, NUM_CLASSES
+from ferkit.training.ensemble import build_ensemble, make_ensemble
+
+onnx = pytest.importorskip("onnx")
+
+
+def linear_member(path, seed: int):
+    """A tiny ONNX 'classifier': softmax(flatten(face) @ W + b), with random W, b: members that
+    disagree, so a wrong mix or a dropped view changes the output."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(seed)
+    w = (rng.normal(size=(IMAGE_SIZE * IMAGE_SIZE, NUM_CLASSES)) * 0.002).astype(np.float32)
+    b = rng.normal(size=NUM_CLASSES).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["face"], ["flat"], axis=1),
+         helper.make_node("MatMul", ["flat", "W"], ["z0"]),
+         helper.make_node("Add", ["z0", "b"], ["z"]),
+         helper.make_node("Softmax", ["z"], ["probs"], axis=1)],
+        "member", [helper.make_tensor_value_info("face", TensorProto.FLOAT, ["batch", IMAGE_SIZE, IMAGE_SIZE, 1])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", NUM_CLASSES])],
+        [helper.make_tensor("W", TensorProto.FLOAT, w.shape, w.ravel()),
+         helper.make_tensor("b", TensorProto.FLOAT, b.shape, b)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 9
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture
+def members(tmp_path):
+    return [linear_member(tmp_path / f"m{i}" / "model.onnx", seed=i) for i in range(3)]
+
+
+def gradient_faces(n: int = 5) -> np.ndarray:
+    """Faces with gradients in both directions (so mirroring and zooming change them) and noise."""
+    rng = np.random.default_rng(7)
+    y, x = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE]
+    base = 3.0 * x + 1.5 * y
+    return np.stack([np.clip(base * (0.5 + i / n) + rng.normal(0, 20, base.shape), 0, 255) for i in range(n)])
+
+
+def test_ensemble_is_the_weighted_mean_of_its_members(members, tmp_path):
+    faces = gradient_faces()
+    outs = [FacialExpressionModel(m).predict_proba(faces) for m in members]
+    ensemble = FacialExpressionModel(build_ensemble(members, tmp_path / "e" / "model.onnx", [1, 2, 5], tta=False))
+    expected = (1 * outs[0] + 2 * outs[1] + 5 * outs[2]) / 8
+    np.testing.assert_allclose(ensemble.predict_proba(faces), expected, atol=1e-6)
+    # equal weights by default
+    equal = FacialExpressionModel(build_ensemble(members, tmp_path / "q" / "model.onnx", tta=False))
+    np.testing.assert_allclose(equal.predict_proba(faces), np.mean(outs, axis=0), atol=1e-6)
+
+
+def test_ensemble_views_inside_the_graph_match_the_classifier_tta(members, tmp_path):
+    faces = gradient_faces()
+    ensemble = FacialExpressionModel(build_ensemble(members[:2], tmp_path / "e" / "model.onnx", tta=True))
+    views = tta_views(faces.astype(np.float32)[..., None])  # 4 x N, the same four views
+    per_view = np.mean([FacialExpressionModel(m).predict_proba(views) for m in members[:2]], axis=0)
+    expected = per_view.reshape(4, len(faces), NUM_CLASSES).mean(axis=0)
+    np.testing.assert_allclose(ensemble.predict_proba(faces), expected, atol=1e-5)
+    # every view counts: dropping any one of them moves the result
+    for dropped in range(4):
+        partial = np.delete(per_view.reshape(4, len(faces), NUM_CLASSES), dropped, axis=0).mean(axis=0)
+        assert np.abs(ensemble.predict_proba(faces) - partial).max() > 1e-4
+
+
+def test_ensemble_refuses_bad_weights(members, tmp_path):
+    from ferkit.errors import ModelError
+
+    for weights in ([1, 2], [1, -1, 1], [0, 0, 0]):
+        with pytest.raises(ModelError, match="weights"):
+            build_ensemble(members, tmp_path / "x.onnx", weights, tta=False)
+
+
+def test_temperature_changes_probabilities_not_classes():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, (50, NUM_CLASSES))
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    for t in (0.5, 2.0):
+        tempered = apply_temperature(probs, t)
+        expected = np.exp(logits / t) / np.exp(logits / t).sum(1, keepdims=True)
+        np.testing.assert_allclose(tempered, expected, rtol=1e-5)
+        np.testing.assert_array_equal(tempered.argmax(1), probs.argmax(1))
+    assert apply_temperature(probs, 2.0).max() < probs.max()  # softer
+    assert apply_temperature(probs, 1.0) is probs
+
+
+def test_fit_temperature_recovers_the_true_temperature():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 3, (20000, NUM_CLASSES))
+    true_t = 2.5  # labels drawn from softmax(z / 2.5): the raw softmax(z) is over-confident
+    p_true = np.exp(logits / true_t) / np.exp(logits / true_t).sum(1, keepdims=True)
+    labels = np.array([rng.choice(NUM_CLASSES, p=p) for p in p_true])
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    t = fit_temperature(probs, labels)
+    assert abs(t - true_t) < 0.1
+    assert expected_calibration_error(apply_temperature(probs, t), labels) < \
+        expected_calibration_error(probs, labels) / 3
+
+
+def test_expected_calibration_error_exact():
+    # 4 faces, two bins used: confidence 0.9 (2 faces, 1 right) and 0.6 (2 faces, 2 right)
+    probs = np.full((4, NUM_CLASSES), 0.0)
+    probs[0, 0] = probs[1, 1] = 0.9
+    probs[2, 2] = probs[3, 3] = 0.6
+    probs[:2, 6] = 0.1
+    probs[2:, 6] = 0.4
+    labels = np.array([0, 6, 2, 3])
+    # |0.5 - 0.9| * 2/4 + |1.0 - 0.6| * 2/4 = 0.4
+    assert expected_calibration_error(probs, labels) == pytest.approx(0.4)
+
+
+def test_classifier_applies_its_folders_calibration(members, tmp_path):
+    folder = members[0].parent
+    faces = gradient_faces()
+    raw = FacialExpressionModel(folder).predict_proba(faces)
+    (folder / CALIBRATION_FILE).write_text(json.dumps({"temperature": 2.0}))
+    model = FacialExpressionModel(folder)
+    assert model.temperature == 2.0
+    np.testing.assert_allclose(model.predict_proba(faces), apply_temperature(raw, 2.0), rtol=1e-5)
+    np.testing.assert_allclose(model.predict_proba(faces, calibrated=False), raw)
+    np.testing.assert_array_equal(model.predict(faces), FacialExpressionModel(folder).predict(faces))
+    # a file that is not the folder's own model does not take the folder's temperature
+    other = folder / "other.onnx"
+    shutil.copy(members[1], other)
+    assert FacialExpressionModel(other).temperature == 1.0
+
+
+def test_calibrate_and_make_ensemble_write_their_files(members, tmp_path, tiny_csv):
+    data = tiny_csv({"Training": 140, "PublicTest": 35})
+    result = calibrate(members[0].parent, data)
+    saved = json.loads((members[0].parent / CALIBRATION_FILE).read_text())
+    assert saved == result and saved["temperature"] > 0 and "14 faces" in saved["fit_on"]
+    card = tmp_path / "CARD.md"
+    card.write_text("# card\n")
+    write_card_section(card, result)
+    write_card_section(card, {**result, "temperature": 1.5})  # replaced, not appended twice
+    assert card.read_text().count("## Calibration") == 1 and "Temperature 1.500" in card.read_text()
+
+    out = tmp_path / "accurate"
+    metrics = make_ensemble([str(m) for m in members], out, data, tta=True, command="test")
+    assert {p.name for p in out.iterdir()} >= {"model.onnx", "calibration.json", "metrics.json", "MODEL_CARD.md",
+                                               "confusion.png"}
+    assert metrics["views_in_graph"] == 4 and metrics["weights"] == [0.3333] * 3
+    assert metrics["evaluation"]["n"] == 35
+    # the card's figure is what evaluate prints for that model folder
+    assert main(["evaluate", "--data", str(data), "--model", str(out), "--json"]) == 0
+
+
+def test_cli_ensemble_and_calibrate(members, tmp_path, tiny_csv, capsys):
+    data = tiny_csv({"Training": 70, "PublicTest": 14})
+    out = tmp_path / "ens"
+    assert main(["ensemble", *map(str, members[:2]), "--out", str(out), "--data", str(data), "--no-tta"]) == 0
+    assert "2 members" in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())["views_in_graph"] == 1
+    assert main(["calibrate", "--data", str(data), "--model", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["temperature"] == json.loads((out / CALIBRATION_FILE).read_text())[
+        "temperature"]
+    assert main(["ensemble", str(tmp_path / "missing.onnx"), "--out", str(out), "--data", str(data)]) == 2
+
+
+@pytest.mark.shared
+def test_bundled_ensemble_equals_member_mean_on_real_faces(shared_dir, tmp_path):
+    from ferkit.data import load_dataset
+
+    faces = load_dataset(shared_dir / "data/fer2013/fer2013.csv.gz").split("PublicTest").images[:300]
+    names = ["fast", "ferplus"]
+    ensemble = FacialExpressionModel(build_ensemble(names, tmp_path / "model.onnx", tta=True))
+    expected = np.mean([FacialExpressionModel.load(n).predict_proba(faces, tta=True, calibrated=False)
+                        for n in names], axis=0)
+    np.testing.assert_allclose(ensemble.predict_proba(faces, calibrated=False), expected, atol=1e-5)
