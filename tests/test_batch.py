@@ -1,0 +1,368 @@
+"""ferkit batch on the local engine: input expansion, outputs equal to `ferkit video`'s, the photo
+dataset, the run summary, per-input failures, resumption after a kill, --force, and the CLI.
+
+Generated videos (bright squares on grey, no face for Haar) and photos make most tests run
+anywhere; the real media in ../shared checks faces end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from ferkit.batch import analyse
+from ferkit.batch.inputs import Item, expand_inputs
+from ferkit.cli import main
+from ferkit.config import Config
+from ferkit.errors import FerkitError
+from ferkit.inference.images import read_image
+from ferkit.inference.pipeline import Pipeline
+from ferkit.labels import CLASS_NAMES
+from ferkit.video.process import process_video
+
+FPS, SIZE = 20, (160, 120)
+
+
+def write_video(path: Path, frames: int, seed: int = 0, size=SIZE) -> Path:
+    """A square moving across a grey frame: every video of its own length and content."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, size)
+    assert writer.isOpened()
+    for i in range(frames):
+        frame = np.full((size[1], size[0], 3), 40 + 10 * seed, np.uint8)
+        x = (5 + 2 * i + 7 * seed) % (size[0] - 40)
+        cv2.rectangle(frame, (x, 30), (x + 39, 69), (255, 255, 255), -1)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def write_photo(path: Path, seed: int = 0) -> Path:
+    gradient = np.linspace(0, 255, 200, dtype=np.uint8)
+    image = np.dstack([np.tile(gradient, (150, 1))] * 3) // (1 + seed)
+    assert cv2.imwrite(str(path), image)
+    return path
+
+
+def corrupt_middle(video: Path, target: Path) -> Path:
+    data = bytearray(video.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + len(data) // 8] = np.random.default_rng(0).bytes(len(data) // 8)
+    target.write_bytes(bytes(data))
+    return target
+
+
+def mixed_folder(root: Path) -> Path:
+    """a.mp4 (30 frames), b_bad.mp4 (damaged), c.jpg, d_bad.jpg (not an image), sub/e.mp4 (45
+    frames), sub/f.png, an empty folder and a file that is no media."""
+    root.mkdir()
+    write_video(root / "a.mp4", 30, seed=1)
+    corrupt_middle(write_video(root / "long.mp4", 60, seed=2), root / "b_bad.mp4")
+    (root / "long.mp4").unlink()
+    write_photo(root / "c.jpg")
+    (root / "d_bad.jpg").write_bytes(b"not a jpeg" * 50)
+    (root / "sub").mkdir()
+    write_video(root / "sub" / "e.mp4", 45, seed=3)
+    write_photo(root / "sub" / "f.png", seed=1)
+    (root / "empty").mkdir()
+    (root / "notes.md").write_text("not media\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def config(tiny_model_dir) -> Config:
+    return Config(model=str(tiny_model_dir))
+
+
+@pytest.fixture(scope="module")
+def pipeline(config) -> Pipeline:
+    return Pipeline.from_config(config)
+
+
+def expected_csv(pipeline: Pipeline, video: Path, tmp_path: Path) -> bytes:
+    """What `ferkit video --csv` writes for this video."""
+    target = tmp_path / f"expected-{video.stem}.csv"
+    process_video(pipeline, video, csv_path=target)
+    return target.read_bytes()
+
+
+def rows(table, *columns) -> list[tuple]:
+    data = table.select(list(columns)).to_pylist()
+    return [tuple(row[c] for c in columns) for row in data]
+
+
+# --- inputs --------------------------------------------------------------------------------
+
+def test_inputs_folders_globs_lists_and_urls(tmp_path):
+    root = mixed_folder(tmp_path / "media")
+    other = tmp_path / "other"
+    other.mkdir()
+    write_video(other / "a.mp4", 5)  # the same name as media/a.mp4
+    (tmp_path / "list.txt").write_text("# one per line\n\nother/a.mp4\nhttps://example.org/clips/x.webm?s=1\n"
+                                       f"{root}/c.jpg\nnowhere.mp4\n")
+    items = expand_inputs([str(root), str(tmp_path / "list.txt"), str(tmp_path / "media" / "*.jpg"),
+                           str(tmp_path / "*.nothing")])
+    a1, a2 = str(root / "a.mp4"), str(other / "a.mp4")
+    assert [(Path(i.source).name if "://" not in i.source else i.source, i.kind) for i in items] == [
+        ("*.nothing", "missing"), ("a.mp4", "video"), ("b_bad.mp4", "video"), ("c.jpg", "photo"),
+        ("d_bad.jpg", "photo"), ("e.mp4", "video"), ("f.png", "photo"), ("nowhere.mp4", "missing"),
+        ("a.mp4", "video"), ("https://example.org/clips/x.webm?s=1", "video")]
+    keys = {i.source: i.key for i in items}
+    assert keys[str(root / "sub" / "e.mp4")] == "sub/e", "folders keep their tree under videos/"
+    assert keys[a1] != keys[a2] and keys[a1].startswith("a-") and keys[a2].startswith("a-"), \
+        "two inputs named a.mp4 get their own outputs"
+    assert expand_inputs([str(root / "a.mp4")]) == [Item(a1, "video", "a")]
+    assert expand_inputs([str(root / "empty")]) == []
+    assert expand_inputs(str(root / "notes.md")) == [Item(str(root / "notes.md"), "unknown", "notes")]
+
+
+# --- a run ---------------------------------------------------------------------------------
+
+def test_mixed_folder_outputs_equal_ferkit_video(config, pipeline, tmp_path):
+    root = mixed_folder(tmp_path / "media")
+    out = tmp_path / "out"
+    table = analyse([root], out, config=config, workers=2, progress=False)
+    assert rows(table, "input", "kind", "status", "frames", "faces") == [
+        (str(root / "a.mp4"), "video", "done", 30, 0),
+        (str(root / "b_bad.mp4"), "video", "failed", None, None),
+        (str(root / "c.jpg"), "photo", "done", 1, 0),
+        (str(root / "d_bad.jpg"), "photo", "failed", None, None),
+        (str(root / "sub" / "e.mp4"), "video", "done", 45, 0),
+        (str(root / "sub" / "f.png"), "photo", "done", 1, 0)]
+    errors = dict(rows(table, "input", "error"))
+    assert errors[str(root / "b_bad.mp4")].startswith(f"{root / 'b_bad.mp4'}: frame ")
+    assert errors[str(root / "b_bad.mp4")].endswith("of 60 cannot be read (the file is damaged or truncated)")
+    assert errors[str(root / "d_bad.jpg")] == f"{root / 'd_bad.jpg'}: not an image OpenCV can read " \
+                                               "(corrupt, unsupported, or too many pixels)"
+    # per video: the CSV byte for byte, the timeline, and the JSON summary of `ferkit video --json`
+    for name, key, frames in (("a.mp4", "a", 30), ("sub/e.mp4", "sub/e", 45)):
+        assert (out / "videos" / f"{key}.csv").read_bytes() == expected_csv(pipeline, root / name, tmp_path)
+        assert cv2.imread(str(out / "videos" / f"{key}_timeline.png")) is not None
+        summary = json.loads((out / "videos" / f"{key}.json").read_text())
+        expected = process_video(pipeline, root / name)
+        assert {k: v for k, v in summary.items() if k not in ("fps", "outputs")} == \
+               {k: v for k, v in expected.items() if k not in ("fps", "outputs")}
+        assert summary["input"] == str(root / name) and summary["frames"] == frames
+        assert summary["outputs"] == {"csv": str(out / "videos" / f"{key}.csv"),
+                                      "timeline": str(out / "videos" / f"{key}_timeline.png")}
+    assert sorted(p.name for p in (out / "videos").rglob("*") if p.is_file()) == [
+        "a.csv", "a.json", "a_timeline.png", "e.csv", "e.json", "e_timeline.png"], "nothing for failed inputs"
+    # photos: one dataset; a photo without faces is one row with empty face columns
+    photos = pq.read_table(out / "photos")
+    assert photos.column_names == ["path", "face_id", "x", "y", "w", "h", "det_score", "emotion", *CLASS_NAMES]
+    assert sorted(rows(photos, "path", "face_id", "emotion")) == [
+        (str(root / "c.jpg"), None, None), (str(root / "sub" / "f.png"), None, None)]
+    # the summary, on disk as Parquet and CSV
+    assert pq.read_table(out / "summary.parquet").equals(table)
+    csv_lines = (out / "summary.csv").read_text().splitlines()
+    assert csv_lines[0] == '"input","kind","status","frames","faces","seconds","dominant","elapsed_s","node",' \
+                           '"output","error"' and len(csv_lines) == 7
+    assert not (out / ".partial").exists()
+    assert not [p for p in out.rglob("*") if ".partial" in p.name], "no partial file left behind"
+
+
+def test_rerun_skips_complete_inputs_and_force_redoes_them(config, tmp_path):
+    root = mixed_folder(tmp_path / "media")
+    out = tmp_path / "out"
+    first = analyse([root], out, config=config, workers=2, progress=False)
+    stats = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()
+             and p.parent.name != "out"}  # all but the summary, which every run rewrites
+    second = analyse([root], out, config=config, workers=2, progress=False)
+    assert rows(second, "status") == [("skipped",), ("failed",), ("skipped",), ("failed",), ("skipped",),
+                                      ("skipped",)], "failed inputs are tried again, done ones are not"
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in stats} == stats, "no output was rewritten"
+    same = ["input", "kind", "frames", "faces", "seconds", "dominant", "error"]
+    assert second.select(same).equals(first.select(same))
+    third = analyse([root], out, config=config, workers=1, force=True, progress=False)
+    assert [s for (s,) in rows(third, "status")] == ["done", "failed", "done", "failed", "done", "done"]
+    assert len(pq.read_table(out / "photos")) == 2, "redone photos replace their rows, never duplicate them"
+    assert third.select(same).equals(first.select(same))
+
+
+def test_annotate_writes_the_annotated_video_and_completes_older_runs(config, tmp_path):
+    root = tmp_path / "media"
+    root.mkdir()
+    write_video(root / "a.mp4", 12)
+    analyse([root], tmp_path / "out", config=config, progress=False)
+    table = analyse([root], tmp_path / "out", config=config, annotate=True, progress=False)
+    assert rows(table, "status") == [("done",)], "a run without the annotated video is not complete for --annotate"
+    capture = cv2.VideoCapture(str(tmp_path / "out" / "videos" / "a.mp4"))
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    assert frames == 12
+
+
+def test_url_inputs_are_downloaded(config, pipeline, tmp_path):
+    video = write_video(tmp_path / "clip.mp4", 10)
+    (tmp_path / "urls.txt").write_text(f"{video.as_uri()}\nfile:///no/such/photo.jpg\n")
+    table = analyse([tmp_path / "urls.txt"], tmp_path / "out", config=config, progress=False)
+    assert rows(table, "input", "status", "frames") == [("file:///no/such/photo.jpg", "failed", None),
+                                                        (video.as_uri(), "done", 10)]
+    assert dict(rows(table, "input", "error"))["file:///no/such/photo.jpg"].startswith(
+        "file:///no/such/photo.jpg: cannot be downloaded")
+    assert (tmp_path / "out" / "videos" / "clip.csv").read_bytes() == expected_csv(pipeline, video, tmp_path)
+
+
+def test_what_stops_a_run(config, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FerkitError, match="no photos or videos found in"):
+        analyse([tmp_path / "empty"], tmp_path / "out", config=config, progress=False)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(FerkitError, match="unknown engine 'spark'"):
+        analyse([tmp_path], tmp_path / "out", engine="spark", config=config)
+    with pytest.raises(FerkitError, match="workers must be at least 1"):
+        analyse([tmp_path], tmp_path / "out", workers=0, config=config)
+
+
+# --- ferkit batch --------------------------------------------------------------------------
+
+def run_cli(capsys, *args):
+    try:
+        code = main(["batch", *map(str, args)])
+    except SystemExit as exit:  # argparse's own one-line errors
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_exit_status_is_the_number_of_failed_inputs(capsys, tiny_model_dir, tmp_path):
+    root = mixed_folder(tmp_path / "media")
+    code, out, err = run_cli(capsys, root, tmp_path / "missing.mp4", "--out", tmp_path / "out",
+                             "--model", tiny_model_dir)
+    assert code == 3, err
+    assert err.splitlines()[0].startswith(f"ferkit batch: failed: {root / 'b_bad.mp4'}: frame ")
+    assert err.splitlines()[0].endswith("of 60 cannot be read (the file is damaged or truncated)")
+    assert err.splitlines()[1:] == [
+        f"ferkit batch: failed: {root / 'd_bad.jpg'}: not an image OpenCV can read (corrupt, unsupported, or too "
+        "many pixels)", f"ferkit batch: failed: {tmp_path / 'missing.mp4'}: no such file, folder or match"]
+    assert out.startswith("7 inputs: 4 done, 0 skipped (done before), 3 failed in ")
+    assert out.rstrip().endswith(f"summary: {tmp_path / 'out' / 'summary.csv'}")
+    code, out, err = run_cli(capsys, root / "a.mp4", "--out", tmp_path / "out", "--model", tiny_model_dir)
+    assert code == 0 and out.startswith("1 inputs: 0 done, 1 skipped (done before), 0 failed")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["EMPTY"], "ferkit batch: error: no photos or videos found in EMPTY"),
+    (["EMPTY/..", "--workers", "0"], "ferkit batch: error: argument --workers: 0 is out of range"),
+    (["EMPTY/..", "--engine", "spark"], "ferkit batch: error: argument --engine: invalid choice: 'spark'"),
+    (["EMPTY/..", "--model", "/no/model"], "ferkit batch: error: "),
+])
+def test_cli_errors_that_stop_the_run(capsys, tmp_path, tiny_model_dir, args, message):
+    (tmp_path / "EMPTY").mkdir()
+    args = [str(tmp_path / a) if a.startswith("EMPTY") else a for a in args]
+    code, out, err = run_cli(capsys, *args, "--out", tmp_path / "out", *(["--model", tiny_model_dir]
+                                                                         if "--model" not in args else []))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith(message.replace("EMPTY", str(tmp_path / "EMPTY")))
+
+
+def test_killed_run_resumes_and_does_no_input_twice(config, tiny_model_dir, pipeline, tmp_path):
+    """SIGKILL the CLI once two videos are done; the rerun skips exactly the finished ones, leaves
+    their files untouched, does the rest, and every CSV equals `ferkit video`'s."""
+    root = tmp_path / "media"
+    root.mkdir()
+    for i in range(8):
+        write_video(root / f"v{i}.mp4", 120, seed=i % 4, size=(320, 240))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "ferkit.cli", "batch", str(root), "--out", str(out), "--workers", "1",
+               "--model", str(tiny_model_dir), "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while len(list((out / "videos").glob("*.json"))) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = {p.stem for p in (out / "videos").glob("*.json")}
+    assert 2 <= len(done_before) < 8, process.stderr.read().decode()
+    assert not (out / "summary.csv").exists(), "the killed run wrote no summary"
+    kept = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (out / "videos").iterdir()
+            if p.name.split(".")[0].removesuffix("_timeline") in done_before}
+    assert len(kept) == 3 * len(done_before)
+
+    table = analyse([root], out, config=config, workers=2, progress=False)
+    status = {Path(source).stem: s for source, s in rows(table, "input", "status")}
+    assert {k for k, s in status.items() if s == "skipped"} == done_before
+    assert {k for k, s in status.items() if s == "done"} == {f"v{i}" for i in range(8)} - done_before
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in kept} == kept, "finished videos were not redone"
+    for i in range(8):
+        video = root / f"v{i}.mp4"
+        assert (out / "videos" / f"v{i}.csv").read_bytes() == expected_csv(pipeline, video, tmp_path), video
+    assert not [p for p in out.rglob("*") if ".partial" in p.name]
+
+
+# --- real media ----------------------------------------------------------------------------
+
+@pytest.mark.shared
+def test_real_photos_and_videos(config, pipeline, shared_dir, tmp_path):
+    media = shared_dir / "data" / "media"
+    photos = [media / "photos" / "multi_face.jpg", *sorted((media / "photos" / "dlib_faces").glob("*.jpg"))[:2]]
+    video = media / "videos" / "single_face.mp4"
+    out = tmp_path / "out"
+    table = analyse([*photos, video], out, config=config, progress=False)
+    assert [s for (s,) in rows(table, "status")] == ["done"] * 4
+    dataset = pq.read_table(out / "photos").sort_by([("path", "ascending"), ("face_id", "ascending")])
+    for photo in photos:
+        faces = pipeline.analyse(read_image(photo))
+        got = [row for row in dataset.to_pylist() if row["path"] == str(photo)]
+        expected = [(i + 1, *face.box, face.emotion) for i, face in enumerate(faces)] or [(None,) * 6]
+        assert [(r["face_id"], r["x"], r["y"], r["w"], r["h"], r["emotion"]) for r in got] == expected
+        for row, face in zip(got, faces):
+            assert [row[name] for name in CLASS_NAMES] == pytest.approx(face.scores, abs=1e-6)
+    summary = {Path(r["input"]).name: r for r in table.to_pylist()}
+    assert summary["multi_face.jpg"]["faces"] == len(pipeline.analyse(read_image(photos[0]))) == 5
+    assert (out / "videos" / "single_face.csv").read_bytes() == expected_csv(pipeline, video, tmp_path)
+    video_summary = json.loads((out / "videos" / "single_face.json").read_text())
+    assert summary["single_face.mp4"]["frames"] == 72 and summary["single_face.mp4"]["faces"] == 1
+    assert summary["single_face.mp4"]["dominant"] == f"1:{video_summary['faces']['1']['emotion']}"
+
+
+def test_no_worker_outlives_a_killed_driver(tiny_model_dir, tmp_path):
+    """The pool's workers die with the driver (PR_SET_PDEATHSIG): killed mid-video, they write
+    nothing more, so no orphan keeps working or writing."""
+    root = tmp_path / "media"
+    root.mkdir()
+    for i in range(2):
+        write_video(root / f"v{i}.mp4", 400, seed=i, size=(320, 240))
+    staging = tmp_path / "out" / ".partial"
+    command = [sys.executable, "-m", "ferkit.cli", "batch", str(root), "--out", str(tmp_path / "out"),
+               "--workers", "2", "--model", str(tiny_model_dir), "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(staging.glob("*/*")) and time.monotonic() < deadline:  # a worker is writing a CSV
+        time.sleep(0.01)
+    workers = pool_workers(process.pid)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    written = {p: p.stat().st_size for p in staging.rglob("*") if p.is_file()}
+    assert len(workers) == 2 and written
+    deadline = time.monotonic() + 120
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in workers if alive(pid)]
+    assert {p: p.stat().st_size for p in staging.rglob("*") if p.is_file()} == written
+
+
+def pool_workers(pid: int) -> list[int]:
+    """The driver's spawned pool workers (not multiprocessing's resource tracker)."""
+    try:
+        pids = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        return [c for c in pids if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    except OSError:
+        return []
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] not in "ZX"
+    except (OSError, IndexError):
+        return False
