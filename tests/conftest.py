@@ -1,16 +1,26 @@
-"""Fixtures shared by every test: synthetic FER2013 CSVs, the shared data folder, a tiny exported model."""
+"""What every test shares: synthetic FER2013 CSVs, the shared data folder, a tiny exported model,
+synthetic videos, stand-in detectors, the CLI runners, and the CI switch that fails skipped tests.
+
+Helpers that are not fixtures are imported by test modules: `from conftest import write_video`.
+"""
 
 from __future__ import annotations
 
 import gzip
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
-from ferkit.config import default_shared_dir
+from ferkit.config import DetectorConfig, default_shared_dir
 from ferkit.labels import IMAGE_SIZE, NUM_CLASSES
+from ferkit.video.writers import VIDEO_FOURCCS
+from ferkit.vision.crops import to_gray
+from ferkit.vision.detectors import FaceDetector
 
 # Keras reads its backend, and torch its OpenMP policy, when first imported: set them before
 # any test module imports either (an autouse fixture alone would run too late for that).
@@ -108,3 +118,60 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny_model")
     export_model(create_model("compact"), folder)
     return folder
+
+
+# --- synthetic media, stand-in detectors, the CLI -------------------------------------------------
+
+def write_video(path: Path, frames, fps: float = 20.0) -> Path:
+    """A video file of the given BGR frames (codec by extension, as ferkit writes them)."""
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*VIDEO_FOURCCS[path.suffix]), fps, (width, height))
+    assert writer.isOpened(), path
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def box_frames(boxes_per_frame, size=(160, 120), background: int = 30) -> list[np.ndarray]:
+    """One dark frame per entry, with a white filled box at each (x, y, w, h) of the entry."""
+    frames = []
+    for boxes in boxes_per_frame:
+        frame = np.full((size[1], size[0], 3), background, np.uint8)
+        for x, y, w, h in boxes:
+            cv2.rectangle(frame, (x, y), (x + w - 1, y + h - 1), (255, 255, 255), -1)
+        frames.append(frame)
+    return frames
+
+
+class BrightBoxDetector(FaceDetector):
+    """Finds bright boxes (the faces of synthetic frames), through the real detector's scaling."""
+
+    def _detect(self, small, min_size):
+        _, mask = cv2.threshold(to_gray(small), 200, 255, cv2.THRESH_BINARY)
+        _, _, stats, _ = cv2.connectedComponentsWithStats(mask)
+        boxes = stats[1:, :4]
+        return boxes[np.minimum(boxes[:, 2], boxes[:, 3]) >= min_size]
+
+
+def bright_box_detector(min_face: int = 16) -> BrightBoxDetector:
+    return BrightBoxDetector(DetectorConfig(min_face=min_face))
+
+
+def run_ferkit(*args) -> subprocess.CompletedProcess:
+    """`ferkit ARGS` in a fresh interpreter: stderr and stdout hold everything any library printed."""
+    return subprocess.run([sys.executable, "-m", "ferkit.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture
+def ferkit(capsys):
+    """`ferkit ARGS` in this process: ferkit("video", path, "--json") -> (exit code, stdout, stderr)."""
+    from ferkit.cli import main
+
+    def run(*args):
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -7,10 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from ferkit.config import PipelineConfig
+from ferkit.config import DetectorConfig, PipelineConfig
 from ferkit.inference.classifier import MAX_BATCH, FacialExpressionModel, tta_views
 from ferkit.inference.pipeline import TRACKED_SIZE_SHARE, Face, Pipeline
 from ferkit.labels import CLASS_NAMES
+from ferkit.vision.detectors import FaceDetector
 
 BOX = (20, 30, 60, 40)  # non-square: x, y, w, h
 FRAME = np.zeros((120, 160, 3), np.uint8)
@@ -28,14 +29,16 @@ class ScriptedClassifier:
         return np.stack([next(self.rows) for _ in crops]) if len(crops) else np.zeros((0, 7))
 
 
-class ScriptedDetector:
-    """Finds the boxes listed for each call in turn (an empty list: nothing), records min_size."""
+class ScriptedDetector(FaceDetector):
+    """Finds the boxes listed for each call in turn (an empty list: nothing), through the real
+    detector's scaling; records the smallest face size each call searched for."""
 
     def __init__(self, rounds):
+        super().__init__(DetectorConfig(min_face=1))
         self.rounds = iter(rounds)
         self.min_sizes = []
 
-    def detect(self, frame, min_size=None):
+    def _detect(self, small, min_size):
         self.min_sizes.append(min_size)
         return np.asarray(next(self.rounds), np.int32).reshape(-1, 4)
 
@@ -115,7 +118,8 @@ def test_detection_rounds_full_scans_and_tracked_size_searches():
     for _ in range(10):
         faces_stream.process(FRAME)
     near = int(TRACKED_SIZE_SHARE * min(BOX[2:]))  # 0.6 * 40 = 24
-    assert detector.min_sizes == [None, near, near, None, near]  # frames 0, 2, 4, 6, 8
+    smallest = 8  # a full scan: the configured min_face (1), raised to the detector's floor of 8 pixels
+    assert detector.min_sizes == [smallest, near, near, smallest, near]  # frames 0, 2, 4, 6, 8
 
 
 def test_max_faces_caps_a_frame():
@@ -131,7 +135,8 @@ def test_face_to_dict():
     row = scores([1, 2, 3, 10, 5, 6, 7])[0]
     face = Face((np.int64(5), 6, 70, 80), row, face_id=3)
     data = face.to_dict()
-    assert list(data) == ["face_id", "box", "emotion", "scores"]
+    assert [key for key in data if key != "det_score"] == ["face_id", "box", "emotion", "scores"]
+    assert data.get("det_score") is None, "no detector confidence given"
     assert data["face_id"] == 3 and data["box"] == [5, 6, 70, 80] and type(data["box"][0]) is int
     assert data["emotion"] == face.emotion == "happy" and face.confidence == pytest.approx(10 / 34)
     assert data["scores"] == {name: round(float(v), 4) for name, v in zip(CLASS_NAMES, row)}

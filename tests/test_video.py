@@ -16,9 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import box_frames, bright_box_detector, write_video
 
-from ferkit.cli import main
-from ferkit.config import Config, DetectorConfig, PipelineConfig
+from ferkit.config import Config, PipelineConfig
 from ferkit.errors import MediaError
 from ferkit.inference.classifier import FacialExpressionModel
 from ferkit.inference.pipeline import Pipeline
@@ -27,42 +27,15 @@ from ferkit.video.process import process_video
 from ferkit.video.progress import ProgressBar
 from ferkit.video.source import VideoSource
 from ferkit.video.writers import CSV_COLUMNS, VIDEO_FOURCCS, browser_video_format
-from ferkit.vision.crops import to_gray
-from ferkit.vision.detectors import FaceDetector
 
 FPS, SIZE, SIDE = 20, (160, 120), 40  # synthetic videos: 160x120 at 20 fps, 40-pixel "faces"
 CFG = PipelineConfig()
-
-
-class SquareDetector(FaceDetector):
-    """Finds bright squares: the faces of the synthetic videos."""
-
-    def _detect(self, small, min_size):
-        _, mask = cv2.threshold(to_gray(small), 200, 255, cv2.THRESH_BINARY)
-        _, _, stats, _ = cv2.connectedComponentsWithStats(mask)
-        boxes = stats[1:, :4]
-        return boxes[np.minimum(boxes[:, 2], boxes[:, 3]) >= min_size]
+FRAME_UNUSED = np.zeros((1, 1, 3), np.uint8)  # writers that do not draw ignore the frame
 
 
 def square_frames(positions_per_frame) -> list[np.ndarray]:
     """One dark frame per entry, with a white SIDE x SIDE square at each (x, y) of the entry."""
-    frames = []
-    for positions in positions_per_frame:
-        frame = np.full((SIZE[1], SIZE[0], 3), 30, np.uint8)
-        for x, y in positions:
-            cv2.rectangle(frame, (x, y), (x + SIDE - 1, y + SIDE - 1), (255, 255, 255), -1)
-        frames.append(frame)
-    return frames
-
-
-def write_video(path: Path, frames, fps: float = FPS) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*VIDEO_FOURCCS[path.suffix]), fps,
-                             (frames[0].shape[1], frames[0].shape[0]))
-    assert writer.isOpened()
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    return path
+    return box_frames([[(x, y, SIDE, SIDE) for x, y in positions] for positions in positions_per_frame], SIZE)
 
 
 def moving_square(frames: int = 40, step: int = 2) -> list:
@@ -100,7 +73,7 @@ def classifier(tiny_model_dir):
 @pytest.fixture(scope="module")
 def squares(classifier) -> Pipeline:
     """The product's pipeline with the square detector in place of a face detector."""
-    return Pipeline(classifier, SquareDetector(DetectorConfig(min_face=16)), CFG)
+    return Pipeline(classifier, bright_box_detector(), CFG)
 
 
 @pytest.fixture
@@ -182,8 +155,8 @@ def test_csv_columns_rows_and_times(squares, tmp_path):
     process_video(squares, video, csv_path=tmp_path / "faces.csv")
     with open(tmp_path / "faces.csv", newline="") as handle:
         header = next(csv.reader(handle))
-    assert tuple(header) == CSV_COLUMNS == ("frame", "time_s", "face_id", "x", "y", "w", "h", "emotion",
-                                            *CLASS_NAMES)
+    assert tuple(header) == CSV_COLUMNS == ("frame", "time_s", "face_id", "x", "y", "w", "h", "det_score",
+                                            "emotion", *CLASS_NAMES)
     rows = read_csv(tmp_path / "faces.csv")
     frames = faces_by_frame(rows)
     assert len(rows) == sum(max(1, len(faces)) for faces in frames.values())
@@ -196,6 +169,30 @@ def test_csv_columns_rows_and_times(squares, tmp_path):
             assert sum(scores) == pytest.approx(1.0, abs=1e-3)
             assert row["emotion"] == CLASS_NAMES[int(np.argmax(scores))]
             assert int(row["w"]) >= 38 and int(row["h"]) >= 38
+
+
+def test_csv_box_columns_of_a_non_square_face(tmp_path):
+    from ferkit.inference.pipeline import Face
+    from ferkit.video.writers import CsvWriter
+
+    scores = np.array([1, 2, 3, 4, 5, 6, 19]) / 40
+    writer = CsvWriter(tmp_path / "partial.csv", tmp_path / "faces.csv")
+    writer.add(7, 0.35, FRAME_UNUSED, [Face((11, 22, 30, 50), scores, face_id=4)])
+    writer.add(8, 0.4, FRAME_UNUSED, [])
+    writer.close()
+    rows = read_csv(tmp_path / "partial.csv")
+    empty = dict.fromkeys(CSV_COLUMNS, "")
+    assert rows[0] == {**empty, "frame": "7", "time_s": "0.350", "face_id": "4", "x": "11", "y": "22", "w": "30",
+                       "h": "50", "emotion": "neutral", **{name: f"{s:.4f}" for name, s in zip(CLASS_NAMES, scores)}}
+    assert rows[1] == {**empty, "frame": "8", "time_s": "0.400"}
+
+
+def test_csv_of_a_wide_face_in_a_video(squares, tmp_path):
+    video = write_video(tmp_path / "wide.avi", box_frames([[(30, 40, 64, 32)]] * 12, SIZE))
+    process_video(squares, video, csv_path=tmp_path / "faces.csv")
+    boxes = {tuple(int(row[c]) for c in "xywh") for row in read_csv(tmp_path / "faces.csv") if row["face_id"]}
+    assert boxes and all(abs(x - 30) <= 1 and abs(y - 40) <= 1 and abs(w - 64) <= 2 and abs(h - 32) <= 2
+                         for x, y, w, h in boxes), boxes
 
 
 class TimestampedCapture:
@@ -270,14 +267,18 @@ def test_browser_playable_format(squares, moving_video, tmp_path):
 
 def test_progress_bar_line():
     stream = io.StringIO()
-    bar = ProgressBar(stream, width=10, min_interval_s=0)
+    bar = ProgressBar(stream, mininterval=0, ncols=60)
     bar(5, 10)
-    bar(12, 10)  # frame counts are estimates: the bar stops at 100%
+    bar(12, 10)  # frame counts are estimates: the total grows, the bar stops at 100%
     bar.finish()
     lines = stream.getvalue().split("\r")
-    assert lines[1].startswith("[#####-----]  50% 5/10 frames")
-    assert lines[2].startswith("[##########] 100% 12/10 frames") and stream.getvalue().endswith("\n")
-    assert bar.line(7, 0, 30.0) == "7 frames, 30 fps"
+    assert [line[:25] for line in lines if "5/10" in line] == [" 50%|#####     | 5/10 [00"]
+    assert lines[-1].startswith("100%|##########| 12/12 [") and stream.getvalue().endswith("\n")
+    unknown = io.StringIO()
+    bar = ProgressBar(unknown, mininterval=0)
+    bar(7, 0)  # no frame count: frames and rate only
+    bar.finish()
+    assert unknown.getvalue().split("\r")[-1].startswith("7frame [")
 
 
 # --- bad input and outputs -----------------------------------------------------------------
@@ -394,15 +395,9 @@ def test_bad_output_names(squares, moving_video, tmp_path, outputs, message):
 
 # --- ferkit video --------------------------------------------------------------------------
 
-def run_cli(capsys, *args):
-    code = main(["video", *map(str, args)])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_cli_bad_input_is_one_error_line_and_exit_2(capsys, tmp_path, tiny_model_dir, long_video):
+def test_cli_bad_input_is_one_error_line_and_exit_2(ferkit, tmp_path, tiny_model_dir, long_video):
     bad = corrupt_middle(long_video, tmp_path / "bad.mp4")
-    code, out, err = run_cli(capsys, bad, "--out", tmp_path / "o.mp4", "--csv", tmp_path / "o.csv", "--json",
+    code, out, err = ferkit("video", bad, "--out", tmp_path / "o.mp4", "--csv", tmp_path / "o.csv", "--json",
                              "--model", tiny_model_dir)
     assert code == 2 and out == ""
     assert err.strip().splitlines() == [f"ferkit video: error: {bad}: frame {err.split('frame ')[1].split()[0]} "
@@ -410,13 +405,13 @@ def test_cli_bad_input_is_one_error_line_and_exit_2(capsys, tmp_path, tiny_model
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mp4", "long.mp4"]
 
 
-def test_cli_missing_input(capsys, tmp_path, tiny_model_dir):
-    code, out, err = run_cli(capsys, tmp_path / "nope.mov", "--model", tiny_model_dir)
+def test_cli_missing_input(ferkit, tmp_path, tiny_model_dir):
+    code, out, err = ferkit("video", tmp_path / "nope.mov", "--model", tiny_model_dir)
     assert code == 2 and err.strip() == f"ferkit video: error: {tmp_path / 'nope.mov'}: no such file"
 
 
-def test_cli_json_summary_and_default_timeline(capsys, tmp_path, tiny_model_dir, moving_video):
-    code, out, err = run_cli(capsys, moving_video, "--csv", tmp_path / "faces.csv", "--json", "--model", tiny_model_dir)
+def test_cli_json_summary_and_default_timeline(ferkit, tmp_path, tiny_model_dir, moving_video):
+    code, out, err = ferkit("video", moving_video, "--csv", tmp_path / "faces.csv", "--json", "--model", tiny_model_dir)
     assert code == 0, err
     summary = json.loads(out)
     assert summary["frames"] == 40 and summary["faces_seen"] == 0  # Haar finds no face in squares
@@ -470,10 +465,10 @@ def test_damaged_real_video(haar, videos, tmp_path, damage):
 
 @pytest.mark.shared
 @pytest.mark.slow
-def test_cli_on_the_long_real_video(capsys, tmp_path, tiny_model_dir, videos):
+def test_cli_on_the_long_real_video(ferkit, tmp_path, tiny_model_dir, videos):
     video = tmp_path / "clip.mp4"
     shutil.copy(videos / "WolfgangLanger_Pexels.mp4", video)
-    code, out, err = run_cli(capsys, video, "--out", tmp_path / "annotated.mp4", "--csv", tmp_path / "faces.csv",
+    code, out, err = ferkit("video", video, "--out", tmp_path / "annotated.mp4", "--csv", tmp_path / "faces.csv",
                              "--json", "--no-progress", "--model", tiny_model_dir)
     assert code == 0, err
     summary = json.loads(out)
