@@ -1,0 +1,331 @@
+"""The web app through the real server, as `ferkit serve` runs it: waitress on a free port of
+127.0.0.1, real sockets, real threads; and `ferkit serve` itself as a subprocess for signals."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+
+from ferkit.cli import main as cli_main
+from ferkit.config import Config, ServeConfig
+from ferkit.web.engines import broadcast
+from ferkit.web.server import announce, make_server, stop_server
+from test_web import (FakeCapture, ferkit_threads, gated, make_app, nothing_left_behind, pipeline,  # noqa: F401
+                      png_bytes, temporary_jobs_folders, wait_until, write_video)
+
+LIMIT_MB = 1
+TOKEN = "0123456789abcdef-token"
+
+
+@pytest.fixture
+def serve_app():
+    """serve_app(app) -> (host, port) of `app` on waitress, bound to a free port of 127.0.0.1; stopped after."""
+    running = []
+
+    def start(app, threads=4):
+        config = Config(serve=ServeConfig(host="127.0.0.1", port=0, threads=threads, max_upload_mb=LIMIT_MB))
+        server = make_server(config, app)
+        thread = threading.Thread(target=server.run, name="test-waitress-loop", daemon=True)
+        thread.start()
+        running.append((server, thread))
+        return server.effective_host, server.effective_port
+
+    yield start
+    for server, thread in running:
+        stop_server(server, thread)
+
+
+def request(address, method, path, body=None, headers=None, timeout=30):
+    """(status, headers, body) of one request on a new connection."""
+    connection = http.client.HTTPConnection(*address, timeout=timeout)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
+def json_error(status_headers_body, status: int) -> dict:
+    code, headers, body = status_headers_body
+    assert code == status, body[:300]
+    assert headers["Content-Type"].startswith("application/json"), headers["Content-Type"]
+    error = json.loads(body)["error"]
+    assert error["status"] == status and error["message"] and b"Traceback" not in body
+    return error
+
+
+def multipart(field: str, filename: str, data: bytes) -> tuple[bytes, dict]:
+    boundary = "ferkit-test-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+# --- bodies over the limit -------------------------------------------------------------------------------------------
+def send_headers_and_some_body(address, path, announced: int, sent: int) -> tuple[int, dict, bytes]:
+    """Announce `announced` bytes of body, send `sent` of them, then read the answer (as curl does)."""
+    connection = http.client.HTTPConnection(*address, timeout=30)
+    connection.putrequest("POST", path)
+    connection.putheader("Content-Type", "image/jpeg")
+    connection.putheader("Content-Length", str(announced))
+    connection.endheaders()
+    try:
+        connection.send(b"\xff" * sent)
+    except OSError:  # the server may already have answered and closed
+        pass
+    response = connection.getresponse()
+    result = response.status, response.headers, response.read()
+    connection.close()
+    return result
+
+
+@pytest.mark.parametrize("path", ["/api/predict", "/api/frame?session=abcdefgh", "/jobs"])
+def test_a_body_ten_times_the_limit_gets_the_json_413(make_app, serve_app, path):
+    address = serve_app(make_app(max_upload_mb=LIMIT_MB))
+    error = json_error(send_headers_and_some_body(address, path, 10 * LIMIT_MB * 2**20, 65536), 413)
+    assert error["message"] == f"upload larger than the limit of {LIMIT_MB} MB"
+    assert error["name"] == "Request Entity Too Large"
+
+
+def test_a_body_just_over_the_limit_sent_whole_gets_the_same_413(make_app, serve_app):
+    address = serve_app(make_app(max_upload_mb=LIMIT_MB))
+    body, headers = multipart("image", "big.jpg", b"\xff" * (LIMIT_MB * 2**20))
+    error = json_error(request(address, "POST", "/api/predict", body, headers), 413)
+    assert error["message"] == f"upload larger than the limit of {LIMIT_MB} MB"
+    # ... and one at the limit is read and judged on its content.
+    small = png_bytes()
+    assert request(address, "POST", "/api/predict", small, {"Content-Type": "image/png"})[0] == 200
+
+
+def test_a_chunked_body_over_the_limit_gets_the_json_413(make_app, serve_app):
+    address = serve_app(make_app(max_upload_mb=LIMIT_MB))
+    connection = http.client.HTTPConnection(*address, timeout=30)
+    chunks = (b"\xff" * 65536 for _ in range(10 * 16 * LIMIT_MB))  # 10 MB, no Content-Length
+    try:
+        connection.request("POST", "/api/predict", body=chunks, headers={"Content-Type": "image/jpeg"},
+                           encode_chunked=True)
+    except OSError:
+        pass
+    response = connection.getresponse()
+    error = json_error((response.status, response.headers, response.read()), 413)
+    assert error["message"] == f"upload larger than the limit of {LIMIT_MB} MB"
+    connection.close()
+
+
+def test_waitress_own_errors_are_json_too(make_app, serve_app):
+    address = serve_app(make_app())
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head and b"nosniff" in head
+    assert json.loads(body)["error"]["status"] == 400
+
+
+# --- access ------------------------------------------------------------------------------------------------------------
+def test_token_through_the_real_server(make_app, serve_app):
+    # The app is configured for every address (so it needs the token); the test binds loopback only.
+    address = serve_app(make_app(host="0.0.0.0", token=TOKEN))
+    status, headers, body = request(address, "GET", "/")
+    assert status == 401 and b'id="login-form"' in body and headers["Cache-Control"] == "no-store"
+    json_error(request(address, "GET", "/api/health"), 401)
+    json_error(request(address, "GET", "/video_feed"), 401)
+    json_error(request(address, "POST", "/jobs", b"x", {"Content-Type": "video/mp4"}), 401)
+    assert request(address, "GET", "/static/app.js")[0] == 200
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    assert json.loads(request(address, "GET", "/api/health", headers=bearer)[2])["status"] == "ok"
+    assert request(address, "POST", "/api/predict", png_bytes(), {**bearer, "Content-Type": "image/png"})[0] == 200
+    # The page: ?token= becomes a cookie, and the cookie opens every route.
+    status, headers, _ = request(address, "GET", f"/?token={TOKEN}")
+    assert status == 303 and headers["Location"] == "/"
+    cookie = headers["Set-Cookie"].split(";")[0]
+    assert "HttpOnly" in headers["Set-Cookie"] and "SameSite=Strict" in headers["Set-Cookie"]
+    assert request(address, "GET", "/", headers={"Cookie": cookie})[0] == 200
+    assert request(address, "GET", "/api/stream", headers={"Cookie": cookie})[0] == 200
+    assert request(address, "GET", "/video_feed", headers={"Cookie": cookie})[0] == 503  # no source: not 401
+
+
+def test_the_token_is_printed_with_the_url_and_no_auth_warns(make_app, capsys):
+    server = SimpleNamespace(effective_host="0.0.0.0", effective_port=5123)
+    generated = make_app(host="0.0.0.0")
+    announce(generated.extensions["ferkit"].config, generated, server)
+    out = capsys.readouterr().out
+    token = generated.extensions["ferkit"].auth.token
+    assert f"http://0.0.0.0:5123/?token={token}" in out and "generated for this run" in out
+    open_app = make_app(host="0.0.0.0", no_auth=True)
+    announce(open_app.extensions["ferkit"].config, open_app, server)
+    out = capsys.readouterr().out
+    assert "WARNING: --no-auth" in out and "?token=" not in out
+    local = make_app()
+    announce(local.extensions["ferkit"].config, local, SimpleNamespace(effective_host="127.0.0.1", effective_port=1))
+    out = capsys.readouterr().out
+    assert "http://127.0.0.1:1/\n" in out and "WARNING" not in out and "token" not in out
+
+
+# --- backpressure ------------------------------------------------------------------------------------------------------
+def test_a_full_job_queue_is_429_through_the_server(make_app, serve_app, gated, tmp_path):
+    app = make_app(job_workers=1, job_queue=1)
+    address = serve_app(app)
+    body, headers = multipart("video", "v.avi", write_video(tmp_path / "v.avi", frames=3).read_bytes())
+    first = request(address, "POST", "/jobs", body, headers)
+    assert first[0] == 202 and gated["entered"].wait(10)
+    assert request(address, "POST", "/jobs", body, headers)[0] == 202
+    refused = request(address, "POST", "/jobs", body, headers)
+    json_error(refused, 429)
+    assert refused[1]["Retry-After"] == "30"
+    gated["gate"].set()
+    job_id = json.loads(first[2])["id"]
+    assert wait_until(lambda: json.loads(request(address, "GET", f"/jobs/{job_id}")[2])["state"] == "done", 60)
+
+
+# --- faults ---------------------------------------------------------------------------------------------------------------
+def test_a_client_that_disconnects_mid_upload_leaves_nothing(make_app, serve_app, tmp_path):
+    app = make_app()
+    address = serve_app(app)
+    body, headers = multipart("video", "v.avi", write_video(tmp_path / "v.avi", frames=30).read_bytes())
+    for path in ("/jobs", "/api/predict"):
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {headers['Content-Type']}\r\n"
+                         f"Content-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
+        # gone, half-way through
+    assert request(address, "GET", "/api/health")[0] == 200
+    assert list(app.extensions["ferkit"].jobs.root.iterdir()) == [] and len(app.extensions["ferkit"].jobs) == 0
+    assert app.extensions["ferkit"].inference.in_use == 0
+    assert request(address, "POST", "/jobs", body, headers)[0] == 202  # the next client is served
+
+
+def read_mjpeg_frame(stream) -> np.ndarray:
+    length = None
+    while (line := stream.readline()) != b"\r\n" or length is None:
+        assert line, "the stream ended"
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    jpeg = stream.read(length)
+    stream.readline()
+    return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+
+
+def test_a_camera_that_dies_mid_stream_is_reopened_and_the_others_are_served(make_app, serve_app, monkeypatch):
+    monkeypatch.setattr(broadcast, "FIRST_RETRY_S", 0.05)
+    monkeypatch.setattr(broadcast, "LAST_RETRY_S", 0.2)
+    app = make_app(source="0", stream_max_fps=100, stream_idle_s=0.2)
+    opens = []
+    outcomes = [FakeCapture(5), None, None, None, FakeCapture(10_000)]  # 5 frames, unplugged, back
+
+    def open_source(source):
+        opens.append(source)
+        return outcomes[min(len(opens), len(outcomes)) - 1]
+
+    feeder = app.extensions["ferkit"].broadcaster
+    feeder.open_source = open_source
+    address = serve_app(app)
+    connection = http.client.HTTPConnection(*address, timeout=30)
+    connection.request("GET", "/video_feed")
+    response = connection.getresponse()
+    assert response.status == 200 and response.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+    shapes, errors = [], []
+    for _ in range(400):
+        shapes.append(read_mjpeg_frame(response.fp).shape)
+        errors.append(json.loads(request(address, "GET", "/api/stream")[2])["error"])
+        if len(opens) >= 5 and shapes[-1] == (90, 120, 3) and shapes.count((360, 640, 3)):
+            break
+    camera, placeholder = (90, 120, 3), (360, 640, 3)
+    assert shapes[0] == camera and placeholder in shapes and shapes[-1] == camera  # camera, outage, camera
+    assert any(error and "unavailable" in error for error in errors)  # what the page shows meanwhile
+    assert feeder.opens == 2 and feeder.error is None
+    assert request(address, "GET", "/api/health")[0] == 200
+    # The viewer goes away mid-stream: the server notices and counts it out.
+    assert feeder.status()["viewers"] == 1
+    response.close()
+    connection.close()
+    assert wait_until(lambda: feeder.status()["viewers"] == 0, timeout=10)
+    assert wait_until(lambda: not feeder.running, timeout=10)  # and stops the capture once idle
+
+
+def test_live_stream_viewers_are_capped(make_app, serve_app, tmp_path):
+    app = make_app(source=str(write_video(tmp_path / "clip.avi", frames=6)), stream_idle_s=0.2, threads=2)
+    address = serve_app(app, threads=4)
+    assert app.extensions["ferkit"].broadcaster.max_viewers == 1
+    connection = http.client.HTTPConnection(*address, timeout=30)
+    connection.request("GET", "/video_feed")
+    response = connection.getresponse()
+    assert read_mjpeg_frame(response.fp).shape == (120, 160, 3)
+    refused = request(address, "GET", "/video_feed")
+    json_error(refused, 503)
+    assert refused[1]["Retry-After"] == "5"
+    connection.close()
+
+
+# --- the command ----------------------------------------------------------------------------------------------------
+def test_a_busy_port_is_a_one_line_error_and_leaves_nothing(tiny_model_dir, capsys):
+    threads, folders = ferkit_threads(), temporary_jobs_folders()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli_main(["serve", "--model", str(tiny_model_dir), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"ferkit serve: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert ferkit_threads() == threads and temporary_jobs_folders() == folders
+
+
+def start_serve(args: list[str]) -> tuple[subprocess.Popen, tuple[str, int]]:
+    process = subprocess.Popen([sys.executable, "-m", "ferkit.cli", "serve", "--port", "0", *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines = []
+    for _ in range(50):  # its first lines say where it listens
+        line = process.stdout.readline()
+        lines.append(line)
+        if match := re.search(r"open http://127\.0\.0\.1:(\d+)/", line):
+            return process, ("127.0.0.1", int(match.group(1)))
+        if not line:
+            break
+    process.kill()
+    raise AssertionError("".join(lines) + process.stderr.read())
+
+
+def gradient_video(path: Path, frames: int) -> Path:
+    """A long, small video that compresses well: a gradient sliding sideways."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (320, 240))
+    ramp = np.tile(np.arange(320, dtype=np.uint8), (240, 1))
+    for i in range(frames):
+        writer.write(cv2.cvtColor(np.roll(ramp, i, axis=1), cv2.COLOR_GRAY2BGR))
+    writer.release()
+    return path
+
+
+def test_sigterm_stops_running_jobs_and_removes_their_files(tiny_model_dir, tmp_path):
+    jobs_dir = tmp_path / "jobs"
+    process, address = start_serve(["--model", str(tiny_model_dir), "--jobs-dir", str(jobs_dir)])
+    try:
+        body, headers = multipart("video", "long.avi", gradient_video(tmp_path / "long.avi", 3000).read_bytes())
+        status, _, answer = request(address, "POST", "/jobs", body, headers, timeout=60)
+        assert status == 202, answer
+        job_id = json.loads(answer)["id"]
+        assert wait_until(lambda: json.loads(request(address, "GET", f"/jobs/{job_id}")[2])["done_frames"] > 0, 60)
+        assert any((jobs_dir / job_id).iterdir())  # it is writing its results
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "Traceback" not in process.stderr.read()
+    assert list(jobs_dir.iterdir()) == []  # the running job stopped and its files went
