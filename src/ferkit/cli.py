@@ -27,8 +27,9 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_detector_flags(parser: argparse.ArgumentParser) -> None:
     d = DetectorConfig()
-    parser.add_argument("--detector", choices=["haar", "yunet"], default=d.name, help="face detector")
-    parser.add_argument("--detector-model", help="YuNet .onnx file (for --detector yunet)")
+    parser.add_argument("--detector", choices=["yunet", "haar"], default=d.name,
+                        help="face detector: yunet (bundled, the default) or haar (OpenCV's cascade)")
+    parser.add_argument("--detector-model", help="another YuNet .onnx file (default: the bundled one)")
     parser.add_argument("--min-face", type=int_range(1), default=d.min_face, help="smallest face side in pixels")
     parser.add_argument("--detect-threshold", type=float_range(0, 1), default=d.detect_threshold,
                         help="YuNet confidence, 0..1")

@@ -64,14 +64,17 @@ def default_shared_dir() -> Path:
 
 @dataclass
 class DetectorConfig:
-    name: str = "haar"  # --detector: haar (built in) | yunet (needs detector_model)
-    detector_model: str | None = None  # YuNet .onnx file
+    name: str = "yunet"  # --detector: yunet (bundled, the default) | haar (OpenCV's cascade)
+    detector_model: str | None = None  # another YuNet .onnx file; default: the bundled one
     min_face: int = 40  # pixels, in the original frame
     scale_factor: float = 1.1  # Haar image-pyramid step
     min_neighbors: int = 5  # Haar: overlapping hits needed to keep a face
     detect_threshold: float = 0.7  # YuNet: minimum confidence (det_score)
     nms_threshold: float = 0.3  # overlap (IoU) above which the weaker of two boxes is dropped
     max_side: int = 640  # detect on a copy downscaled to at most this width/height
+    # YuNet's fine pass (still images; every fine_scan_every-th detection round of a video) runs at
+    # the scale where a min_face face is 20 pixels, on a copy of at most this width/height
+    fine_max_side: int = 1920
 
 
 @dataclass
@@ -80,9 +83,16 @@ class PipelineConfig:
     # While faces are tracked, detection rounds look only for faces of about their size (10x faster
     # with Haar); every k-th round searches down to the smallest size, for new small faces.
     full_scan_every: int = 8
+    # YuNet: every fine_scan_every-th detection round adds a pass at the resolution where a
+    # min_face face is found (small faces in large frames), about once a second at 24 fps
+    fine_scan_every: int = 8
     # Extra border around a detected box, as a fraction of its side. 0 is measured: on upscaled
     # FER2013 faces, Haar boxes cover the whole image and YuNet square crops match it too.
     crop_margin: float = 0.0
+    # Faces with landmarks (YuNet) are rotated level and framed like FER2013's faces;
+    # crop_scale > 1 shows more around the face. Defaults measured: docs/real-faces.md
+    align: bool = True
+    crop_scale: float = 1.0
     max_faces: int = 16  # classify at most this many faces per frame (largest first)
     smoothing: float = 0.5  # weight of the newest scores in each track's moving average (1 = none)
     track_iou: float = 0.3  # minimum overlap for a detection to continue a track

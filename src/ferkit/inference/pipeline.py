@@ -14,7 +14,7 @@ import numpy as np
 from ..config import Config, PipelineConfig
 from ..labels import CLASS_NAMES
 from ..vision.crops import crop_faces, to_gray
-from ..vision.detectors import FaceDetector, create_detector
+from ..vision.detectors import Detections, FaceDetector, create_detector
 from ..vision.tracker import IouTracker
 from .classifier import FacialExpressionModel
 
@@ -28,6 +28,7 @@ class Face:
     box: tuple[int, int, int, int]  # x, y, w, h in frame pixels
     scores: np.ndarray  # (7,) probabilities in CLASS_NAMES order
     face_id: int | None = None  # stable id within a stream; None for still images
+    det_score: float | None = None  # the face detector's confidence; None when it has none (Haar)
 
     @property
     def emotion(self) -> str:
@@ -39,10 +40,16 @@ class Face:
 
     def to_dict(self) -> dict:
         data = {"box": [int(v) for v in self.box], "emotion": self.emotion,
-                "scores": {name: round(float(s), 4) for name, s in zip(CLASS_NAMES, self.scores)}}
+                "scores": {name: round(float(s), 4) for name, s in zip(CLASS_NAMES, self.scores)},
+                "det_score": None if self.det_score is None else round(float(self.det_score), 4)}
         if self.face_id is not None:
             data = {"face_id": int(self.face_id), **data}
         return data
+
+
+def det_score(value) -> float | None:
+    """A detector confidence for Face: None where the detector gives none (NaN)."""
+    return None if value is None or not np.isfinite(value) else float(value)
 
 
 class Pipeline:
@@ -55,16 +62,17 @@ class Pipeline:
                                                 threads=config.pipeline.classifier_threads)
         return cls(classifier, create_detector(config.detector), config.pipeline)
 
-    def classify(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """(N, 7) scores for the faces at `boxes`, all in one batch."""
-        crops = crop_faces(to_gray(frame), boxes, self.cfg.crop_margin)
+    def classify(self, frame: np.ndarray, boxes: np.ndarray, landmarks=None) -> np.ndarray:
+        """(N, 7) scores for the faces at `boxes` ((N, 5, 2) landmarks: aligned crops), in one batch."""
+        crops = crop_faces(to_gray(frame), boxes, self.cfg.crop_margin, landmarks, self.cfg.align, self.cfg.crop_scale)
         return self.classifier.predict_proba(crops, tta=self.cfg.tta)
 
     def analyse(self, image: np.ndarray) -> list[Face]:
         """Every face of a still image (largest first), no tracking or smoothing."""
-        boxes = self.detector.detect(image)[: self.cfg.max_faces]
-        scores = self.classify(image, boxes)
-        return [Face(tuple(int(v) for v in box), s) for box, s in zip(boxes, scores)]
+        found = self.detector.detect_faces(image, fine=True)[: self.cfg.max_faces]
+        scores = self.classify(image, found.boxes, found.landmarks)
+        return [Face(tuple(int(v) for v in box), s, det_score=det_score(d))
+                for box, s, d in zip(found.boxes, scores, found.scores)]
 
     def stream(self) -> "FaceStream":
         return FaceStream(self)
@@ -82,28 +90,37 @@ class FaceStream:
     def process(self, frame: np.ndarray) -> list[Face]:
         """The faces of the next frame, with stable ids and smoothed scores; [] when none is in view."""
         if self.frame_index % max(1, self.cfg.detect_every) == 0:
-            self.tracker.update(self.detect(frame))
+            found = self.detect(frame)
+            self.tracker.update(found.boxes, found.scores, found.landmarks)
         else:
             self.tracker.coast()
         self.frame_index += 1
         visible = self.visible_tracks()
         if not visible:
             return []
-        scores = self.pipeline.classify(frame, np.stack([t.box for t in visible]))
+        landmarks = np.stack([np.full((5, 2), np.nan) if t.landmarks is None else t.landmarks for t in visible])
+        scores = self.pipeline.classify(frame, np.stack([t.box for t in visible]), landmarks)
         alpha = self.cfg.smoothing
         faces = []
         for track, new in zip(visible, scores):
             track.scores = new if track.scores is None else alpha * new + (1 - alpha) * track.scores
-            faces.append(Face(tuple(int(v) for v in track.box), track.scores.copy(), track.face_id))
+            faces.append(Face(tuple(int(v) for v in track.box), track.scores.copy(), track.face_id,
+                              det_score(track.det_score)))
         return faces
 
-    def detect(self, frame: np.ndarray) -> np.ndarray:
+    def detect(self, frame: np.ndarray) -> Detections:
         """A detection round: a full scan every full_scan_every rounds or when nothing is tracked;
-        otherwise a search for faces at least TRACKED_SIZE_SHARE of the smallest tracked face."""
-        full_scan = not self.tracker.tracks or self.detection_round % max(1, self.cfg.full_scan_every) == 0
+        otherwise a search for faces at least TRACKED_SIZE_SHARE of the smallest tracked face.
+        Every fine_scan_every-th round (the first included) adds the detector's fine pass, for
+        small faces in large frames, and every round a region pass around each tracked face too
+        small for the coarse pass, so small faces keep their tracks between fine passes."""
+        tracks = self.tracker.tracks
+        full_scan = not tracks or self.detection_round % max(1, self.cfg.full_scan_every) == 0
+        fine = self.detection_round % max(1, self.cfg.fine_scan_every) == 0
         self.detection_round += 1
-        min_size = None if full_scan else int(TRACKED_SIZE_SHARE * min(min(t.box[2:]) for t in self.tracker.tracks))
-        return self.pipeline.detector.detect(frame, min_size)[: self.cfg.max_faces]
+        min_size = None if full_scan else int(TRACKED_SIZE_SHARE * min(min(t.box[2:]) for t in tracks))
+        regions = np.stack([t.box for t in tracks]) if tracks else None
+        return self.pipeline.detector.detect_faces(frame, min_size, fine=fine, regions=regions)[: self.cfg.max_faces]
 
     def visible_tracks(self) -> list:
         """Confirmed tracks seen in the last two detection rounds; older ones keep their ids but hide."""

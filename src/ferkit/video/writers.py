@@ -23,7 +23,8 @@ from ..vision.draw import EMOTION_COLOURS, draw_faces
 # not play it; `browser_video_format` finds a codec they do.
 VIDEO_FOURCCS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG", ".webm": "VP80"}
 TIMELINE_FORMATS = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
-CSV_COLUMNS = ("frame", "time_s", "face_id", "x", "y", "w", "h", "emotion", *CLASS_NAMES)
+# det_score: the face detector's confidence (empty for Haar, which has none)
+CSV_COLUMNS = ("frame", "time_s", "face_id", "x", "y", "w", "h", "det_score", "emotion", *CLASS_NAMES)
 
 
 def video_fourcc(path: str | Path) -> str:
@@ -104,7 +105,8 @@ class CsvWriter:
         if not faces:
             self.rows.writerow([frame_index, time_s] + [""] * (len(CSV_COLUMNS) - 2))
         for face in faces:
-            self.rows.writerow([frame_index, time_s, face.face_id, *face.box, face.emotion,
+            det_score = "" if face.det_score is None else f"{face.det_score:.4f}"
+            self.rows.writerow([frame_index, time_s, face.face_id, *face.box, det_score, face.emotion,
                                 *(f"{s:.4f}" for s in face.scores)])
 
     def release(self) -> None:

@@ -1,36 +1,92 @@
-"""Face detectors behind one small interface: detect(frame) -> boxes (N, 4) int x, y, w, h.
+"""Face detectors behind one small interface: detect_faces(frame) -> Detections (boxes, det_score,
+five landmarks), in the original frame's pixels.
 
-Both run on a copy of the frame downscaled to at most `max_side` pixels (YuNet further, while the
-smallest wanted face stays as large as the smallest it finds: its cost grows with the area) and
-return boxes in the original frame's pixels. Haar's cost falls with a larger minimum face size
-on its own, since its image pyramid starts at that size.
+YuNet (the default, bundled as package data) finds faces of about 10 to 300 pixels in its input
+image, and its cost grows with that image's area. So each call runs up to three kinds of pass:
+
+- the coarse pass, always: the frame downscaled to at most `max_side`, and further while the
+  smallest wanted face stays as large as the smallest it finds (`native_face_size`);
+- the fine pass, on request (every still image; every `fine_scan_every`-th detection round of a
+  video): the frame at the scale where a `min_face` face is `native_face_size` pixels, capped at
+  `fine_max_side`, for the small faces of a group photo or a 1080p crowd;
+- region passes, on request: small windows around faces a video already tracks that are too
+  small for the coarse pass, at the scale the fine pass would use, so their tracks live on
+  between fine passes at a fraction of a full-resolution pass's cost.
+
+The passes are merged by non-maximum suppression on det_score. Haar has no landmarks and no
+confidence (NaN), and runs the coarse pass only: its cost already falls with a larger minimum
+face size, as its image pyramid starts there.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ..config import DetectorConfig
+from ..config import DetectorConfig, package_data_dir
 from ..errors import FerkitError
+from .tracker import iou_matrix
 
 HAAR_FILE = "haarcascade_frontalface_default.xml"
+YUNET_FILE = "face_detection_yunet.onnx"
+# A tracked face smaller than this many native face sizes in the coarse pass's image gets a region pass
+REGION_MARGIN = 1.5
+REGION_CONTEXT = 1.0  # a region pass looks this many face sides beyond each edge of the tracked box
+# Tilted faces: a face whose eye line reads this many degrees or more is turned upright and
+# detected again (ROLL_ROUNDS times at most), at ROLL_FACE_PX pixels in a window ROLL_CONTEXT times that
+ROLL_MIN_DEG, ROLL_ROUNDS, ROLL_FACE_PX, ROLL_CONTEXT = 2.5, 3, 96, 2.2
+REGION_MIN_IOU = 0.3  # a region pass keeps the faces overlapping its tracked box this much (the tracker's IoU)
+
+
+def bundled_yunet_path() -> Path:
+    """The YuNet model shipped in the package (src/ferkit/assets/detectors/, MIT licence beside it)."""
+    return package_data_dir("detectors", YUNET_FILE)
+
+
+@dataclass
+class Detections:
+    """Faces found in one frame, largest first."""
+
+    boxes: np.ndarray  # (N, 4) int32 x, y, w, h in frame pixels
+    scores: np.ndarray  # (N,) float32 detector confidence (det_score); NaN when the detector has none
+    landmarks: np.ndarray  # (N, 5, 2) float32 eyes (subject's right, left), nose tip, mouth corners; NaN without
+
+    @classmethod
+    def empty(cls) -> "Detections":
+        return cls(np.zeros((0, 4), np.int32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def __getitem__(self, index) -> "Detections":
+        return Detections(self.boxes[index], self.scores[index], self.landmarks[index])
+
+    @classmethod
+    def concat(cls, parts: list["Detections"]) -> "Detections":
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return cls.empty()
+        return cls(np.concatenate([p.boxes for p in parts]), np.concatenate([p.scores for p in parts]),
+                   np.concatenate([p.landmarks for p in parts]))
 
 
 class FaceDetector:
-    """Base class: downscaling, box rescaling, one OpenCV model per thread.
+    """Base class: the passes, box rescaling and merging, one OpenCV model per thread.
 
-    Subclasses implement _detect(small_frame, min_size) and, when they use an OpenCV model,
-    _load() (a new model; raises on a bad file), which they reach as `self.model`. OpenCV
-    detectors keep per-call state, so each thread (web request workers, the live stream) gets its
-    own model instead of queueing on a lock.
+    Subclasses implement _detect(image, min_size) -> (N, 15) rows of x, y, w, h, 5 landmark x/y
+    pairs and score (or just (N, 4) boxes) in `image` pixels and, when they use an OpenCV model, _load() (a new model;
+    raises on a bad file), which they reach as `self.model`. OpenCV detectors keep per-call state,
+    so each thread (web request workers, the live stream) gets its own model instead of queueing
+    on a lock.
     """
 
     name = "base"
     native_face_size: int | None = None  # smallest face found reliably, pixels; None: no extra downscale
+    multi_scale = False  # whether fine and region passes help (detectors with a fixed smallest face)
 
     def __init__(self, cfg: DetectorConfig):
         self.cfg = cfg
@@ -45,24 +101,114 @@ class FaceDetector:
         return self._per_thread.model
 
     def detect(self, frame: np.ndarray, min_size: int | None = None) -> np.ndarray:
-        """Boxes (N, 4) int32 x, y, w, h in `frame` pixels, largest first.
+        """Boxes (N, 4) int32 x, y, w, h of the coarse pass, largest first (see detect_faces)."""
+        return self.detect_faces(frame, min_size).boxes
 
-        `min_size` raises the smallest face side searched for (never below the configured one): a
-        video stream that already tracks large faces looks for faces of about their size, far
-        faster than a search down to the smallest faces.
+    def coarse_scale(self, frame_shape, min_size: int) -> float:
+        height, width = frame_shape[:2]
+        return min(1.0, self.cfg.max_side / max(height, width), (self.native_face_size or min_size) / min_size)
+
+    def fine_scale(self, frame_shape) -> float:
+        """The scale at which a min_face face is native_face_size pixels, capped at fine_max_side."""
+        height, width = frame_shape[:2]
+        return min(1.0, self.cfg.fine_max_side / max(height, width),
+                   (self.native_face_size or self.cfg.min_face) / max(1, self.cfg.min_face))
+
+    def detect_faces(self, frame: np.ndarray, min_size: int | None = None, fine: bool = False,
+                     regions=None) -> Detections:
+        """The faces of a frame, largest first.
+
+        `min_size` raises the smallest face side the coarse pass searches for (never below the
+        configured one): a video stream that already tracks large faces looks for faces of about
+        their size, far faster than a search down to the smallest faces. `fine` adds the fine
+        pass; `regions` ((M, 4) boxes of tracked faces) adds a region pass around each one that is
+        too small for the coarse pass.
         """
         min_size = max(1, self.cfg.min_face, min_size or 0)
+        coarse = self.coarse_scale(frame.shape, min_size)
+        parts = [self.run_pass(frame, coarse, max(8, round(min_size * coarse)))]
+        if self.multi_scale:
+            fine_scale = self.fine_scale(frame.shape)
+            if fine_scale > coarse * 1.2:  # else the coarse pass already sees the smallest faces
+                if fine:
+                    parts.append(self.run_pass(frame, fine_scale, self.native_face_size))
+                too_small = REGION_MARGIN * self.native_face_size / coarse
+                for box in np.asarray(regions if regions is not None else [], np.int64).reshape(-1, 4):
+                    if min(box[2:]) < too_small:
+                        parts.append(self.run_region(frame, box, fine_scale))
+        found = Detections.concat(parts)
+        if len(found) == 0:
+            return found
+        found.boxes = clip_boxes(found.boxes, frame.shape)
+        if len(parts) > 1 and len(found) > 1:
+            found = found[self.suppress(found)]
+        found = found[np.minimum(found.boxes[:, 2], found.boxes[:, 3]) >= self.cfg.min_face]
+        if self.multi_scale:
+            self.refine_roll(frame, found)
+        return found[np.argsort(-(found.boxes[:, 2].astype(np.int64) * found.boxes[:, 3]), kind="stable")]
+
+    def run_pass(self, image: np.ndarray, scale: float, min_size: int, offset=(0, 0)) -> Detections:
+        """One detector run on `image` resized by `scale`; results in frame pixels (image + offset)."""
+        height, width = image.shape[:2]
+        small = image if scale == 1.0 else cv2.resize(
+            image, (max(1, round(width * scale)), max(1, round(height * scale))),
+            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        raw = np.asarray(self._detect(small, max(1, int(min_size))), np.float64)
+        raw = no_landmarks(raw) if raw.size == 0 or raw.shape[-1] == 4 else raw.reshape(-1, 15)
+        if len(raw) == 0:
+            return Detections.empty()
+        coords = raw[:, :14] / scale
+        coords[:, [0, 4, 6, 8, 10, 12]] += offset[0]  # x and the landmarks move; w and h do not
+        coords[:, [1, 5, 7, 9, 11, 13]] += offset[1]
+        return Detections(np.round(coords[:, :4]).astype(np.int32), raw[:, 14].astype(np.float32),
+                          coords[:, 4:14].reshape(-1, 5, 2).astype(np.float32))
+
+    def run_region(self, frame: np.ndarray, box, scale: float) -> Detections:
+        """A pass over a window REGION_CONTEXT face sides beyond each edge of a tracked box, at `scale`."""
+        x, y, w, h = (int(v) for v in box)
+        pad = round(REGION_CONTEXT * max(w, h))
         height, width = frame.shape[:2]
-        scale = min(1.0, self.cfg.max_side / max(height, width), (self.native_face_size or min_size) / min_size)
-        small = frame if scale == 1.0 else cv2.resize(frame, (max(1, round(width * scale)),
-                                                              max(1, round(height * scale))),
-                                                      interpolation=cv2.INTER_AREA)
-        boxes = self._detect(small, max(8, round(min_size * scale)))
-        if len(boxes) == 0:
-            return np.zeros((0, 4), np.int32)
-        boxes = np.round(np.asarray(boxes, np.float64)[:, :4] / scale).astype(np.int32)
-        boxes[:, :2] = np.maximum(boxes[:, :2], 0)  # detectors may reach past the frame edge
-        return boxes[np.argsort(-(boxes[:, 2] * boxes[:, 3]), kind="stable")]
+        x0, y0 = max(0, x - pad), max(0, y - pad)
+        x1, y1 = min(width, x + w + pad), min(height, y + h + pad)
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            return Detections.empty()
+        found = self.run_pass(frame[y0:y1, x0:x1], scale, self.native_face_size, (x0, y0))
+        # only the tracked face: a neighbour cut by the window's edge would come back as a part-face
+        return found[iou_matrix(found.boxes, np.array([[x, y, w, h]]))[:, 0] >= REGION_MIN_IOU] if len(found) else found
+
+    def refine_roll(self, frame: np.ndarray, found: Detections) -> None:
+        """Landmarks of tilted faces, measured again on the face turned upright (in place).
+
+        YuNet's landmarks follow a head's tilt only in part (a face turned 30 degrees reads as
+        about 5 to 15): each face whose eye line reads ROLL_MIN_DEG or more is turned by that
+        reading and detected again, up to ROLL_ROUNDS times, adding up the readings."""
+        for i in range(len(found)):
+            points = found.landmarks[i].astype(np.float64)
+            if not np.isfinite(points).all() or abs(eye_angle(points)) < ROLL_MIN_DEG:
+                continue
+            x, y, w, h = (float(v) for v in found.boxes[i])
+            centre, size = np.array([x + w / 2, y + h / 2]), round(ROLL_FACE_PX * ROLL_CONTEXT)
+            for _ in range(ROLL_ROUNDS):
+                angle = eye_angle(points)
+                matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, ROLL_FACE_PX / max(w, h))
+                matrix[:, 2] += size / 2 - centre
+                patch = cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                                       borderMode=cv2.BORDER_REPLICATE)
+                rows = np.asarray(self._detect(patch, 8), np.float64).reshape(-1, 15)
+                if len(rows) == 0:
+                    break
+                row = rows[np.argmin(np.hypot(*(rows[:, :2] + rows[:, 2:4] / 2 - size / 2).T))]
+                back = cv2.invertAffineTransform(matrix)
+                points = row[4:14].reshape(5, 2) @ back[:, :2].T + back[:, 2]
+                if abs(eye_angle(row[4:14].reshape(5, 2))) < 1.0:
+                    break
+            found.landmarks[i] = points.astype(np.float32)
+
+    def suppress(self, found: Detections) -> np.ndarray:
+        """Indices kept by non-maximum suppression on det_score (one face found by two passes)."""
+        scores = np.nan_to_num(found.scores, nan=1.0)
+        keep = cv2.dnn.NMSBoxes(found.boxes.tolist(), scores.tolist(), 0.0, self.cfg.nms_threshold)
+        return np.sort(np.asarray(keep, int).ravel())
 
     def _load(self):
         return None  # detectors without an OpenCV model need nothing per thread
@@ -71,8 +217,29 @@ class FaceDetector:
         raise NotImplementedError
 
 
+def eye_angle(points) -> float:
+    """Degrees of the eye line (subject's right eye to left eye) from level; image y points down."""
+    dx, dy = np.asarray(points, np.float64)[1] - np.asarray(points, np.float64)[0]
+    return float(np.degrees(np.arctan2(dy, dx)))
+
+
+def clip_boxes(boxes: np.ndarray, shape) -> np.ndarray:
+    """Boxes cut to the frame (detectors reach past its edge for faces at the border)."""
+    height, width = shape[:2]
+    x0, y0 = np.clip(boxes[:, 0], 0, width - 1), np.clip(boxes[:, 1], 0, height - 1)
+    x1 = np.clip(boxes[:, 0] + boxes[:, 2], x0 + 1, width)
+    y1 = np.clip(boxes[:, 1] + boxes[:, 3], y0 + 1, height)
+    return np.stack([x0, y0, x1 - x0, y1 - y0], axis=1).astype(np.int32)
+
+
+def no_landmarks(boxes: np.ndarray) -> np.ndarray:
+    """Raw rows (x, y, w, h, 10 NaN landmark coordinates, NaN score) for a detector without them."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return np.hstack([boxes, np.full((len(boxes), 11), np.nan)])
+
+
 class HaarDetector(FaceDetector):
-    """OpenCV's frontal-face Haar cascade: built in, no model file needed."""
+    """OpenCV's frontal-face Haar cascade: built in, no model file, no landmarks or confidence."""
 
     name = "haar"
 
@@ -90,27 +257,29 @@ class HaarDetector(FaceDetector):
                                                          minNeighbors=self.cfg.min_neighbors,
                                                          minSize=(min_size, min_size))
         boxes = np.asarray(boxes).reshape(-1, 4)
-        if len(boxes) < 2:
-            return boxes
-        # The cascade merges hits of one size only, so a face can also come back as a second, offset
-        # box (over hair or a chin). Keep the box with more supporting hits among overlapping ones.
-        keep = cv2.dnn.NMSBoxes(boxes.tolist(), np.asarray(neighbours, np.float32).ravel().tolist(),
-                                0.0, self.cfg.nms_threshold)
-        return boxes[np.asarray(keep, int).ravel()]
+        if len(boxes) >= 2:
+            # The cascade merges hits of one size only, so a face can also come back as a second,
+            # offset box (over hair or a chin). Keep the box with more supporting hits among overlapping ones.
+            keep = cv2.dnn.NMSBoxes(boxes.tolist(), np.asarray(neighbours, np.float32).ravel().tolist(),
+                                    0.0, self.cfg.nms_threshold)
+            boxes = boxes[np.asarray(keep, int).ravel()]
+        return no_landmarks(boxes)
 
 
 class YuNetDetector(FaceDetector):
-    """cv2.FaceDetectorYN with a YuNet ONNX file: finds smaller, turned and darker faces than Haar."""
+    """cv2.FaceDetectorYN with a YuNet ONNX file (the bundled one unless `detector_model` names
+    another): finds smaller, turned, tilted and darker faces than Haar, with five landmarks and a
+    confidence per face."""
 
     name = "yunet"
     native_face_size = 20
+    multi_scale = True
 
     def _load(self):
-        path = Path(self.cfg.detector_model or "")
-        if not self.cfg.detector_model:
-            raise FerkitError("--detector yunet needs --detector-model PATH (face_detection_yunet.onnx)")
+        path = Path(self.cfg.detector_model) if self.cfg.detector_model else bundled_yunet_path()
         if not path.is_file():
-            raise FerkitError(f"{path}: YuNet model file not found")
+            where = "" if self.cfg.detector_model else " (the bundled model is missing: reinstall ferkit)"
+            raise FerkitError(f"{path}: YuNet model file not found{where}")
         try:
             return cv2.FaceDetectorYN.create(str(path), "", (320, 320), self.cfg.detect_threshold,
                                              self.cfg.nms_threshold)
@@ -125,9 +294,8 @@ class YuNetDetector(FaceDetector):
             model.setInputSize(size)
         _, faces = model.detect(bgr)
         if faces is None:
-            return np.zeros((0, 4))
-        boxes = faces[:, :4]
-        return boxes[np.minimum(boxes[:, 2], boxes[:, 3]) >= min_size]
+            return np.zeros((0, 15))
+        return faces[np.minimum(faces[:, 2], faces[:, 3]) >= min_size]
 
 
 DETECTORS = {"haar": HaarDetector, "yunet": YuNetDetector}

@@ -39,6 +39,8 @@ class Track:
     frames_since_seen: int = 0
     hits: int = 1  # detection rounds that matched this track
     scores: np.ndarray | None = None  # smoothed expression scores
+    det_score: float = float("nan")  # the detector's confidence at the last match (NaN: none)
+    landmarks: np.ndarray | None = None  # (5, 2) at the last match, for the aligned crop; None: none
 
     @property
     def confirmed(self) -> bool:
@@ -57,21 +59,25 @@ class IouTracker:
         self.tracks: list[Track] = []
         self.next_id = 1
 
-    def update(self, boxes: np.ndarray) -> None:
-        """Match a detection round's boxes; tracks left unmatched age, and die after max_missed frames."""
+    def update(self, boxes: np.ndarray, det_scores=None, landmarks=None) -> None:
+        """Match a detection round's boxes (with their det_scores and (N, 5, 2) landmarks, when the
+        detector has them); tracks left unmatched age, and die after max_missed frames."""
         boxes = np.asarray(boxes).reshape(-1, 4)
+        det_scores = np.full(len(boxes), np.nan) if det_scores is None else np.asarray(det_scores, np.float64)
         overlap = iou_matrix([t.box for t in self.tracks], boxes) if self.tracks else np.zeros((0, len(boxes)))
         pairs = greedy_matches(overlap, self.min_iou)
         for t, d in pairs:
-            self.tracks[t].box, self.tracks[t].frames_since_seen = boxes[d], 0
-            self.tracks[t].hits += 1
+            track = self.tracks[t]
+            track.box, track.frames_since_seen, track.hits = boxes[d], 0, track.hits + 1
+            track.det_score, track.landmarks = float(det_scores[d]), None if landmarks is None else landmarks[d]
         matched_tracks, matched_boxes = {t for t, _ in pairs}, {d for _, d in pairs}
         for t, track in enumerate(self.tracks):
             if t not in matched_tracks:
                 track.frames_since_seen += 1
         for d in range(len(boxes)):
             if d not in matched_boxes:
-                self.tracks.append(Track(None, boxes[d]))
+                self.tracks.append(Track(None, boxes[d], det_score=float(det_scores[d]),
+                                         landmarks=None if landmarks is None else landmarks[d]))
         self.tracks = [t for t in self.tracks if t.frames_since_seen <= self.max_missed]
         self.confirm()
 
