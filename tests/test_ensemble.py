@@ -184,3 +184,15 @@ def test_bundled_ensemble_equals_member_mean_on_real_faces(shared_dir, tmp_path)
     expected = np.mean([FacialExpressionModel.load(n).predict_proba(faces, tta=True, calibrated=False)
                         for n in names], axis=0)
     np.testing.assert_allclose(ensemble.predict_proba(faces, calibrated=False), expected, atol=1e-5)
+
+
+def test_tta_flag_is_a_no_op_for_an_ensemble_with_views_inside(members, tmp_path, tiny_csv):
+    out = tmp_path / "acc"
+    make_ensemble([str(members[0])], out, tiny_csv({"Training": 70, "PublicTest": 7}), tta=True)
+    model = FacialExpressionModel(out)
+    assert model.views_in_graph == 4
+    faces = gradient_faces()
+    np.testing.assert_array_equal(model.predict_proba(faces, tta=True), model.predict_proba(faces))
+    # a single network still gets its views from the flag
+    single = FacialExpressionModel(members[0])
+    assert np.abs(single.predict_proba(faces, tta=True) - single.predict_proba(faces)).max() > 1e-4

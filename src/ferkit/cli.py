@@ -150,6 +150,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_model_flags(p)
 
+    p = sub.add_parser("calibrate", help="fit a model's temperature on the Training holdout (calibrated scores)")
+    p.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz)")
+    p.add_argument("--model", default="default", help="bundled model name or model folder (calibration.json goes there)")
+    p.add_argument("--holdout", type=float, default=t.holdout, help="share of Training held out (as in training)")
+    p.add_argument("--holdout-seed", type=int, default=t.holdout_seed)
+    p.add_argument("--labels", choices=["fer2013", "ferplus"], default="fer2013",
+                   help="the label set the model was trained on")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    p = sub.add_parser("ensemble", help="average trained models (and test-time views) into one ONNX model folder")
+    p.add_argument("members", nargs="+", metavar="MEMBER", help="bundled model names, run folders or .onnx files")
+    p.add_argument("--out", required=True, help="model folder to write (e.g. src/ferkit/assets/models/accurate)")
+    p.add_argument("--data", required=True, help="FER2013 CSV: Training holdout for calibration, PublicTest scored")
+    p.add_argument("--weights", type=float, nargs="+", help="one weight per member (default: equal)")
+    p.add_argument("--no-tta", action="store_true", help="no test-time views inside the graph")
+
     p = sub.add_parser("models", help="list bundled models (or architectures)")
     p.add_argument("--architectures", action="store_true", help="list trainable architectures instead")
     p.add_argument("--json", action="store_true")
@@ -303,8 +319,31 @@ def cmd_serve(args, command: str) -> int:
     return serve(config_from_args(args))
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "models": cmd_models, "explore": cmd_explore,
-            "predict": cmd_predict, "video": cmd_video,
+def cmd_calibrate(args, command: str) -> int:
+    from .evaluation.calibration import calibrate, write_card_section
+    from .inference.classifier import CARD_FILE, resolve_model
+
+    result = calibrate(args.model, args.data, args.holdout, args.holdout_seed, labels=args.labels)
+    write_card_section(resolve_model(args.model) / CARD_FILE, result)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"temperature {result['temperature']:.3f} (fitted on the {result['fit_on']}); expected calibration "
+              f"error on {result['reported_on']}: {result['ece_before']:.2%} before, {result['ece_after']:.2%} after")
+    return 0
+
+
+def cmd_ensemble(args, command: str) -> int:
+    from .training.ensemble import make_ensemble
+
+    metrics = make_ensemble(args.members, args.out, args.data, args.weights, tta=not args.no_tta, command=command)
+    print(f"{args.out}: {len(args.members)} members, PublicTest accuracy {metrics['accuracy']:.2%}, "
+          f"temperature {metrics['calibration']['temperature']:.3f}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "calibrate": cmd_calibrate, "ensemble": cmd_ensemble, "evaluate": cmd_evaluate,
+            "models": cmd_models, "explore": cmd_explore, "predict": cmd_predict, "video": cmd_video,
             "serve": cmd_serve, "batch": cmd_batch}
 
 

@@ -109,6 +109,7 @@ class FacialExpressionModel:
         own_model = path.parent == self.folder and path.name in (ONNX_FILE, JSON_FILE)
         self.temperature = float(json.loads(calibration.read_text())["temperature"]) \
             if own_model and calibration.is_file() else 1.0
+        self.views_in_graph = int(self.card.get("views_in_graph", 1)) if own_model else 1
         if path.suffix == ".onnx":
             self.backend = "onnx"
             self._run = self._load_onnx(path, threads)
@@ -170,7 +171,7 @@ class FacialExpressionModel:
                                    for i in range(0, len(batch), MAX_BATCH)])
         if len(batch) == 0:
             return np.zeros((0, len(CLASS_NAMES)), np.float32)
-        if not tta:
+        if not tta or self.views_in_graph > 1:  # an ensemble with its views inside: TTA is already done
             return self._run(batch).astype(np.float32)
         views = self._run(tta_views(batch)).reshape(4, len(batch), len(CLASS_NAMES))
         return views.mean(axis=0).astype(np.float32)
