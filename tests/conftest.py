@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ferkit  # noqa: F401, I001  (before cv2: ferkit caps OpenCV's decoded pixels, read when cv2 loads)
 import cv2
 import numpy as np
 import pytest

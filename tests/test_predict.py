@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import struct
 
 import cv2
 import numpy as np
 import pytest
+from conftest import bright_box_detector
 
 from ferkit.cli import main
 from ferkit.config import Config, DetectorConfig, PipelineConfig
@@ -39,12 +41,6 @@ def blank_png(tmp_path):
     path = tmp_path / "blank.png"
     cv2.imwrite(str(path), np.full((120, 160, 3), 90, np.uint8))
     return path
-
-
-def run_cli(capsys, *args):
-    code = main(["predict", *map(str, args)])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_face_record(face: dict, image_shape):
@@ -84,6 +80,35 @@ def test_read_image_rejects_bad_files(tmp_path, content, message):
         read_image(path)
     with pytest.raises(MediaError, match=message):
         read_image(content)
+
+
+def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """The JPEG with an EXIF block (APP1) holding only the Orientation tag (0x0112)."""
+    entry = struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0)  # tag, type SHORT, count 1, value
+    tiff = b"MM\x00\x2a" + struct.pack(">IH", 8, 1) + entry + struct.pack(">I", 0)
+    app1 = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
+
+
+# The stored photo is 100 wide and 60 tall, with a 40x20 face at x 10, y 5 (near the top-left).
+# (orientation, shape shown, where the face is shown): 6 turns it clockwise, 8 anticlockwise.
+EXIF_CASES = [(1, (60, 100), (10, 5, 40, 20)), (3, (60, 100), (50, 35, 40, 20)),
+              (6, (100, 60), (35, 10, 20, 40)), (8, (100, 60), (5, 50, 20, 40))]
+
+
+@pytest.mark.parametrize("orientation, shape, box", EXIF_CASES)
+def test_exif_orientation_is_applied_and_faces_are_where_the_photo_shows_them(tmp_path, classifier, orientation,
+                                                                               shape, box):
+    stored = np.full((60, 100, 3), 30, np.uint8)
+    stored[5:25, 10:50] = 255
+    ok, jpeg = cv2.imencode(".jpg", stored, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(with_exif_orientation(jpeg.tobytes(), orientation))
+    image = read_image(path)
+    assert image.shape[:2] == shape
+    pipeline = Pipeline(classifier, bright_box_detector(min_face=10), PipelineConfig())
+    [face] = predict_image(pipeline, image)["faces"]
+    assert all(abs(found - expected) <= 1 for found, expected in zip(face["box"], box)), face["box"]
 
 
 def test_read_image_rejects_missing_files_and_folders(tmp_path):
@@ -138,9 +163,9 @@ def test_predict_image_with_haar_on_the_group_photo(tiny_model_dir, shared_dir):
 # --- ferkit predict ------------------------------------------------------------------------
 
 @pytest.mark.shared
-def test_cli_json_for_several_images(capsys, tiny_model_dir, shared_dir, blank_png):
+def test_cli_json_for_several_images(ferkit, tiny_model_dir, shared_dir, blank_png):
     photo = shared_dir / "data" / "media" / "photos" / "multi_face.jpg"
-    code, out, err = run_cli(capsys, photo, blank_png, "--json", "--model", tiny_model_dir)
+    code, out, err = ferkit("predict", photo, blank_png, "--json", "--model", tiny_model_dir)
     assert code == 0, err
     report = json.loads(out)
     assert [image["path"] for image in report["images"]] == [str(photo), str(blank_png)]
@@ -149,13 +174,13 @@ def test_cli_json_for_several_images(capsys, tiny_model_dir, shared_dir, blank_p
 
 
 @pytest.mark.shared
-def test_cli_text_output_and_annotated_copies(capsys, tmp_path, tiny_model_dir, shared_dir, blank_png):
+def test_cli_text_output_and_annotated_copies(ferkit, tmp_path, tiny_model_dir, shared_dir, blank_png):
     photo = shared_dir / "data" / "media" / "photos" / "multi_face.jpg"
     same_name = tmp_path / "other" / "blank.png"
     same_name.parent.mkdir()
     same_name.write_bytes(blank_png.read_bytes())
     out_dir = tmp_path / "annotated" / "nested"
-    code, out, err = run_cli(capsys, photo, blank_png, same_name, "--out", out_dir, "--model", tiny_model_dir)
+    code, out, err = ferkit("predict", photo, blank_png, same_name, "--out", out_dir, "--model", tiny_model_dir)
     assert code == 0, err
     assert f"{photo}: " in out and f"{blank_png}: 0 faces" in out
     assert sorted(p.name for p in out_dir.iterdir()) == ["blank-2.png", "blank.png", "multi_face.jpg"]
@@ -164,33 +189,65 @@ def test_cli_text_output_and_annotated_copies(capsys, tmp_path, tiny_model_dir, 
     assert cv2.imread(str(out_dir / "blank.png")).shape == (120, 160, 3)
 
 
-def test_cli_missing_image_is_one_error_line(capsys, tmp_path, tiny_model_dir, blank_png):
-    code, out, err = run_cli(capsys, blank_png, tmp_path / "missing.jpg", "--json", "--model", tiny_model_dir)
+def test_cli_missing_image_is_one_error_line(ferkit, tmp_path, tiny_model_dir, blank_png):
+    code, out, err = ferkit("predict", blank_png, tmp_path / "missing.jpg", "--json", "--model", tiny_model_dir)
     assert code == 2 and out == ""
     assert err.strip().splitlines() == [f"ferkit predict: error: {tmp_path / 'missing.jpg'}: no such file"]
 
 
 @pytest.mark.parametrize("content", [b"", b"garbage" * 100])
-def test_cli_corrupt_or_empty_image_is_an_error_and_writes_nothing(capsys, tmp_path, tiny_model_dir, content):
+def test_cli_corrupt_or_empty_image_is_an_error_and_writes_nothing(ferkit, tmp_path, tiny_model_dir, content):
     bad = tmp_path / "bad.png"
     bad.write_bytes(content)
     out_dir = tmp_path / "out"
-    code, out, err = run_cli(capsys, bad, "--json", "--out", out_dir, "--model", tiny_model_dir)
+    code, out, err = ferkit("predict", bad, "--json", "--out", out_dir, "--model", tiny_model_dir)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert "bad.png" in err
     assert list(out_dir.iterdir()) == []
 
 
-def test_cli_unwritable_out_folder_is_an_error(capsys, tmp_path, tiny_model_dir, blank_png):
+def test_cli_unwritable_out_folder_is_an_error(ferkit, tmp_path, tiny_model_dir, blank_png):
     not_a_folder = tmp_path / "file.txt"
     not_a_folder.write_text("x")
-    code, out, err = run_cli(capsys, blank_png, "--out", not_a_folder / "out", "--model", tiny_model_dir)
+    code, out, err = ferkit("predict", blank_png, "--out", not_a_folder / "out", "--model", tiny_model_dir)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot create the output folder" in err
 
 
-def test_annotated_copy_of_a_file_without_image_extension_is_png(capsys, tmp_path, tiny_model_dir, blank_png):
+def test_annotated_copy_of_a_file_without_image_extension_is_png(ferkit, tmp_path, tiny_model_dir, blank_png):
     upload = tmp_path / "upload.bin"  # PNG bytes under a name OpenCV cannot pick an encoder by
     upload.write_bytes(blank_png.read_bytes())
-    code, out, err = run_cli(capsys, upload, "--out", tmp_path / "out", "--model", tiny_model_dir)
+    code, out, err = ferkit("predict", upload, "--out", tmp_path / "out", "--model", tiny_model_dir)
     assert code == 0, err
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["upload.png"]
+
+
+# --- the bundled ferplus model ---------------------------------------------------------------
+
+def test_bundled_ferplus_model_loads_both_ways_and_predicts():
+    from ferkit.inference.classifier import resolve_model
+
+    folder = resolve_model("ferplus")
+    model = FacialExpressionModel.load("ferplus")
+    assert (model.name, model.backend) == ("ferplus", "onnx") and model.card["train"]["labels"] == "ferplus"
+    faces = np.random.default_rng(5).integers(0, 256, (6, 48, 48)).astype(np.uint8)
+    onnx = model.predict_proba(faces)
+    assert onnx.shape == (6, 7) and np.allclose(onnx.sum(axis=1), 1, atol=1e-5)
+    keras = FacialExpressionModel(folder / "model.json", folder / "model.weights.h5").predict_proba(faces)
+    np.testing.assert_allclose(onnx, keras, atol=1e-4)
+
+
+@pytest.mark.shared
+def test_bundled_ferplus_model_scores_what_its_card_says(shared_dir, capsys):
+    """The card's headline: accuracy on PublicTest under the FER+ majority-vote protocol."""
+    import re
+
+    from ferkit.inference.classifier import CARD_FILE, resolve_model
+
+    card = (resolve_model("ferplus") / CARD_FILE).read_text()
+    faces, percent = re.search(r"majority-vote protocol \(([\d,]+) faces\) \*\*([\d.]+)%\*\*", card).groups()
+    data = shared_dir / "data" / "fer2013" / "fer2013.csv.gz"
+    assert main(["evaluate", "--data", str(data), "--model", "ferplus", "--labels", "ferplus", "--split",
+                 "PublicTest", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == int(faces.replace(",", ""))
+    assert round(100 * report["accuracy"], 2) == float(percent)
