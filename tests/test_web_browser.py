@@ -86,11 +86,12 @@ def write_clip(video: Path, target: Path, frames: int = 24, width: int = 320) ->
     return target
 
 
-def start_server(tiny_model_dir: Path, jobs_dir: Path, source: str | None = None):
-    """(base URL, stop function) of the app on waitress, bound to a free port of 127.0.0.1."""
+def start_server(tiny_model_dir: Path, jobs_dir: Path, source: str | None = None, token: str | None = None):
+    """(base URL, stop function) of the app on waitress, bound to a free port of 127.0.0.1. With a
+    token, the app is configured as if bound to every address, so it asks for the token."""
     config = Config(model=str(tiny_model_dir), serve=ServeConfig(port=0, threads=4, source=source,
                                                                  jobs_dir=str(jobs_dir)))
-    app = create_app(config)
+    app = create_app(config.updated(serve={"host": "0.0.0.0", "token": token}) if token else config)
     server = make_server(config, app)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -126,6 +127,9 @@ def page(browser):
     """A fresh page; the test fails on any JavaScript error on it."""
     context = browser.new_context(viewport={"width": 1200, "height": 1000})
     page = context.new_page()
+    # Anything the Content-Security-Policy blocks (inline script or style, eval) becomes an error here.
+    page.add_init_script("document.addEventListener('securitypolicyviolation', "
+                         "(e) => console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`))")
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
@@ -148,7 +152,7 @@ def test_camera_faces_get_boxes_labels_chart_and_fps(page, server):
     assert "No server-side video source is configured" in page.inner_text("#no-source")
     page.click("#camera-start")
     page.wait_for_selector("#camera-overlay .face-box .face-label", timeout=60_000)
-    page.wait_for_function("parseFloat(document.getElementById('camera-fps').textContent) > 0", timeout=30_000)
+    page.wait_for_function("() => parseFloat(document.getElementById('camera-fps').textContent) > 0", timeout=30_000)
     # One snapshot: the overlay is redrawn for every frame.
     labels, box, video = page.evaluate("""() => {
         const rect = (el) => {
@@ -182,7 +186,7 @@ def test_camera_denied_or_missing_degrades_gracefully(page, server, script, mess
     page.add_init_script(script)
     page.goto(server)
     page.click("#camera-start")
-    page.wait_for_function(f"document.getElementById('camera-status').textContent.includes({message!r})",
+    page.wait_for_function(f"() => document.getElementById('camera-status').textContent.includes({message!r})",
                            timeout=10_000)
     assert "error" in page.get_attribute("#camera-status", "class")
     assert page.is_enabled("#camera-start") and page.locator("#camera-stage").is_hidden()
@@ -210,7 +214,7 @@ def test_video_upload_progress_then_playable_results(page, server, video_path, t
     page.wait_for_selector("#video-result:not([hidden])", timeout=120_000)
     assert page.evaluate("document.getElementById('video-progress').value") == 1
     # The annotated video plays in this browser: it loads its metadata with the clip's duration.
-    page.wait_for_function("document.getElementById('video-player').readyState >= 2", timeout=30_000)
+    page.wait_for_function("() => document.getElementById('video-player').readyState >= 2", timeout=30_000)
     assert page.evaluate("document.getElementById('video-player').duration") == pytest.approx(1.0, abs=0.2)
     assert page.evaluate("document.getElementById('video-player').videoWidth") == 320
     assert page.evaluate("document.getElementById('video-timeline').naturalWidth") > 0
@@ -218,7 +222,7 @@ def test_video_upload_progress_then_playable_results(page, server, video_path, t
     assert {"frames.csv", "timeline.png", "summary.json"} <= set(links)
     screenshot(page, "web-video.png")
     page.click("#video-delete")
-    page.wait_for_function("document.getElementById('video-status').textContent === 'Deleted.'")
+    page.wait_for_function("() => document.getElementById('video-status').textContent === 'Deleted.'")
 
 
 def stream_status(url: str) -> dict:
@@ -230,7 +234,9 @@ def test_live_feed_of_a_server_side_video(page, video_path, tiny_model_dir, tmp_
     url, stop = start_server(tiny_model_dir, tmp_path / "jobs", source=str(video_path))
     try:
         page.goto(url)
-        page.wait_for_function("document.getElementById('live-feed').naturalWidth > 0", timeout=30_000)
+        page.wait_for_function("() => document.getElementById('live-feed').naturalWidth > 0", timeout=30_000)
+        page.wait_for_function("() => document.getElementById('live-status').textContent.startsWith('Live')",
+                               timeout=10_000)  # the stream's state under the picture
         assert page.evaluate("document.getElementById('live-feed').naturalWidth") == 640
         screenshot(page, "web-live-feed.png")
         assert stream_status(url)["viewers"] == 1 and stream_status(url)["running"]
@@ -242,3 +248,30 @@ def test_live_feed_of_a_server_side_video(page, video_path, tiny_model_dir, tmp_
     finally:
         stop()
 
+
+
+def test_token_login_form_then_the_page_works_with_its_cookie(browser, tiny_model_dir, tmp_path, video_path):
+    token = "browser-test-token-0123456789"
+    url, stop = start_server(tiny_model_dir, tmp_path / "jobs", token=token)
+    context = browser.new_context()
+    page = context.new_page()
+    problems = []
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    try:
+        page.goto(url)  # no token: the login form (401)
+        assert page.is_visible("#login-form") and problems == [f"401 {url}/"]
+        problems.clear()
+        page.fill("#login-token", token)
+        page.click("#login-form button[type=submit]")
+        page.wait_for_selector("#camera-start")
+        assert page.url == f"{url}/"  # the token left the address bar
+        assert page.evaluate("document.cookie") == ""  # HttpOnly: scripts cannot read it
+        photo = video_path.parents[1] / "photos" / Path(PHOTO).name
+        page.set_input_files("#photo-file", str(photo))
+        page.click("#photo-form button[type=submit]")
+        page.wait_for_selector("#photo-faces tbody tr", timeout=30_000)  # the API took the cookie
+        assert problems == []
+    finally:
+        context.close()
+        stop()
