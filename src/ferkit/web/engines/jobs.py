@@ -262,11 +262,12 @@ class JobManager:
             summary.pop("outputs", None)
             (job.folder / "summary.json").write_text(json.dumps(summary, indent=2))
             job.summary, job.state = summary, "done"
-        except JobCancelled:
-            job.state, job.error = "failed", "deleted"
         except JobStopped as exc:
             job.state, job.error = "failed", str(exc)
         except Exception as exc:  # reported to the user as the job's error, without a traceback
+            if job.cancelled or isinstance(exc, JobCancelled):  # deleted, perhaps while its files were removed
+                job.state, job.error = "failed", "deleted"
+                return
             job.state, job.error = "failed", self._reason(job, exc)
             log.warning("video job %s failed: %s", job.id, exc, exc_info=not isinstance(exc, (FerkitError, OSError)))
         finally:
