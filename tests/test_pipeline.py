@@ -58,7 +58,9 @@ def test_smoothing_is_an_exact_moving_average_per_face():
     raw = scores([1, 2, 3, 4, 5, 6, 7], [7, 1, 1, 1, 1, 1, 1], [1, 1, 9, 1, 1, 1, 1], [2, 2, 2, 8, 2, 2, 2])
     faces_stream = stream(ScriptedDetector([[BOX]] * 4), ScriptedClassifier(raw), detect_every=1,
                           track_min_hits=1, smoothing=0.25)
-    shown = [faces_stream.process(FRAME)[0].scores for _ in range(4)]
+    frames = [faces_stream.process(FRAME) for _ in range(4)]
+    assert [(face.box, face.face_id) for faces in frames for face in faces] == [(BOX, 1)] * 4
+    shown = [faces[0].scores for faces in frames]
     expected = [raw[0]]
     for row in raw[1:]:
         expected.append(0.25 * row + 0.75 * expected[-1])
@@ -111,15 +113,34 @@ def test_faces_show_only_after_min_hits_rounds():
     assert [len(faces_stream.process(FRAME)) for _ in range(3)] == [0, 0, 1]
 
 
-def test_detection_rounds_full_scans_and_tracked_size_searches():
-    detector = ScriptedDetector([[BOX]] * 5)
+TALL = (20, 30, 40, 60)  # narrower than tall: the tracked-size search follows the smaller side
+
+
+@pytest.mark.parametrize("full_scan_every, full_rounds", [(4, {0, 4}), (3, {0, 3, 6}), (1, set(range(7)))])
+def test_detection_rounds_full_scans_and_tracked_size_searches(full_scan_every, full_rounds):
+    detector = ScriptedDetector([[TALL]] * 7)
     faces_stream = stream(detector, ScriptedClassifier(scores(*np.ones((20, 7)))), detect_every=2,
-                          full_scan_every=3, track_min_hits=1)
-    for _ in range(10):
+                          full_scan_every=full_scan_every, track_min_hits=1)
+    for _ in range(14):
         faces_stream.process(FRAME)
-    near = int(TRACKED_SIZE_SHARE * min(BOX[2:]))  # 0.6 * 40 = 24
+    near = int(TRACKED_SIZE_SHARE * min(TALL[2:]))  # 0.6 * 40 = 24
     smallest = 8  # a full scan: the configured min_face (1), raised to the detector's floor of 8 pixels
-    assert detector.min_sizes == [smallest, near, near, smallest, near]  # frames 0, 2, 4, 6, 8
+    assert detector.min_sizes == [smallest if i in full_rounds else near for i in range(7)]  # frames 0, 2, ...
+
+
+def test_a_lost_face_hides_after_two_frames_when_every_frame_is_detected():
+    faces_stream = stream(ScriptedDetector([[BOX], [], [], []]), ScriptedClassifier(scores(*np.ones((9, 7)))),
+                          detect_every=1, track_min_hits=1)
+    assert [[face.face_id for face in faces_stream.process(FRAME)] for _ in range(4)] == [[1], [1], [], []]
+
+
+@pytest.mark.parametrize("tta", [True, False])
+def test_the_tta_setting_reaches_the_classifier(tta):
+    classifier = ScriptedClassifier(scores(*np.ones((4, 7))))
+    pipeline = Pipeline(classifier, ScriptedDetector([[BOX], [BOX]]), PipelineConfig(tta=tta, track_min_hits=1))
+    pipeline.analyse(FRAME)
+    pipeline.stream().process(FRAME)
+    assert classifier.calls == [(1, tta), (1, tta)]
 
 
 def test_max_faces_caps_a_frame():
