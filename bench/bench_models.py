@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from ferkit.inference.classifier import FacialExpressionModel, list_bundled_models
+from ferkit.inference.classifier import CALIBRATION_FILE, FacialExpressionModel, list_bundled_models
 
 
 def count_macs(json_path) -> tuple[int, int]:
@@ -32,6 +32,15 @@ def count_macs(json_path) -> tuple[int, int]:
         elif isinstance(layer, keras.layers.Dense):
             macs += layer.input.shape[-1] * layer.units
     return model.count_params(), macs
+
+
+def model_cost(classifier: FacialExpressionModel) -> tuple[int, int]:
+    """(parameters, multiply-adds per face): an ensemble's are its members' summed, times its views."""
+    card = classifier.card
+    if "members" not in card:
+        return count_macs(classifier.folder / "model.json")
+    costs = [model_cost(FacialExpressionModel.load(member)) for member in card["members"]]
+    return sum(c[0] for c in costs), sum(c[1] for c in costs) * card.get("views_in_graph", 1)
 
 
 def time_per_face(classifier: FacialExpressionModel, batch: int, repeats: int) -> float:
@@ -52,19 +61,23 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: its default)")
     args = parser.parse_args()
-    print("| model | architecture | parameters | multiply-adds | epochs | PublicTest | with TTA | ms/face (batch 1) "
-          "| ms/face (batch 16) | ONNX size |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | architecture | parameters | multiply-adds | epochs | PublicTest | with TTA | ECE before -> after "
+          "| ms/face (batch 1) | ms/face (batch 16) | ONNX size |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.models or list_bundled_models():
         classifier = FacialExpressionModel.load(name, threads=args.threads or None)
         card = classifier.card
-        params, macs = count_macs(classifier.folder / "model.json")
+        params, macs = model_cost(classifier)
         one, sixteen = time_per_face(classifier, 1, args.repeats), time_per_face(classifier, 16, args.repeats // 4)
         size = classifier.path.stat().st_size / 1e6
         accuracy = f"{card['accuracy']:.2%}" if "accuracy" in card else "?"
-        tta = f"{card['accuracy_tta']:.2%}" if "accuracy_tta" in card else "?"
+        tta = f"{card['accuracy_tta']:.2%}" if "accuracy_tta" in card else (
+            "(inside)" if card.get("views_in_graph", 1) > 1 else "?")
+        calibration = json.loads(calibration_file.read_text()) if (
+            calibration_file := classifier.folder / CALIBRATION_FILE).is_file() else {}
+        ece = f"{calibration['ece_before']:.2%} -> {calibration['ece_after']:.2%}" if calibration else "?"
         print(f"| {name} | {card.get('model', '?')} | {params / 1e6:.2f} M | {macs / 1e6:.0f} M | "
-              f"{card.get('epochs_run', '?')} | {accuracy} | {tta} | {one:.2f} | {sixteen:.2f} | {size:.1f} MB |")
+              f"{card.get('epochs_run', '?')} | {accuracy} | {tta} | {ece} | {one:.2f} | {sixteen:.2f} | {size:.1f} MB |")
         print(json.dumps({"model": name, "ms_per_face_batch1": round(one, 3), "ms_per_face_batch16": round(sixteen, 3)}),
               flush=True)
 

@@ -144,7 +144,7 @@ def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, wei
     model = FacialExpressionModel(out_dir)
     report = classification_report(split.hard_labels, model.predict_proba(split.images).argmax(1), "PublicTest")
     metrics = {
-        "model": "ensemble", "members": [str(m) for m in members], "member_files": [str(p) for p in member_paths],
+        "model": "ensemble", "members": [str(m) for m in members],
         "weights": (np.full(len(members), 1 / len(members)) if weights is None else
                     np.asarray(weights) / np.sum(weights)).round(4).tolist(),
         "views_in_graph": 4 if tta else 1, "data": str(data), "val_split": "PublicTest",
