@@ -159,3 +159,82 @@ def test_schedule_flag_overrides_the_models_own(schedule):
     # compact is designed for cosine decay; --schedule plateau leaves a plain rate for ReduceLROnPlateau
     is_schedule = isinstance(optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule)
     assert is_schedule == (schedule != "plateau")
+
+
+# --- what reaches the batches: teacher targets, class weights, FER+ labels -------------------------
+
+@pytest.fixture
+def batches_seen(monkeypatch):
+    """The targets and sample weights train() hands to the training batches (the first FaceBatches made)."""
+    from ferkit.training import batches
+
+    seen = []
+
+    class Recording(batches.FaceBatches):
+        def __init__(self, images, targets, *args, sample_weights=None, **kwargs):
+            seen.append({"images": images, "targets": targets, "weights": sample_weights})
+            super().__init__(images, targets, *args, sample_weights=sample_weights, **kwargs)
+
+    monkeypatch.setattr(batches, "FaceBatches", Recording)
+    return seen
+
+
+def training_faces(csv_path):
+    from ferkit.data import load_dataset
+
+    return load_dataset(csv_path).split("Training")
+
+
+def test_teacher_targets_mix_the_teachers_scores_with_the_labels(tiny_csv, tiny_model_dir, tmp_path, batches_seen):
+    data = tiny_csv({"Training": 20, "PublicTest": 14})
+    fit.train(smoke_config(data, tmp_path, holdout=0.0, teacher=str(tiny_model_dir), distill_weight=0.7))
+    faces = training_faces(data)
+    teacher = FacialExpressionModel(tiny_model_dir).predict_proba(faces.images)
+    expected = 0.7 * teacher + 0.3 * np.eye(7)[faces.labels]
+    np.testing.assert_allclose(batches_seen[0]["targets"], expected, atol=1e-6)
+    np.testing.assert_array_equal(batches_seen[0]["images"], faces.images)
+    assert batches_seen[0]["weights"] is None
+
+
+def test_class_weights_weigh_each_face_by_its_class(tiny_csv, tmp_path, batches_seen):
+    data = tiny_csv({"Training": 10, "PublicTest": 14})  # labels 0..6, 0, 1, 2: counts 2, 2, 2, 1, 1, 1, 1
+    fit.train(smoke_config(data, tmp_path, holdout=0.0, class_weights=True))
+    rare, common = 10 / (7 * 1), 10 / (7 * 2)  # total / (classes * count): a mean weight of 1 per face
+    expected = [common, common, common, rare, rare, rare, rare, common, common, common]
+    np.testing.assert_allclose(batches_seen[0]["weights"], expected, rtol=1e-6)
+    np.testing.assert_array_equal(batches_seen[0]["targets"], np.eye(7)[training_faces(data).labels])
+
+
+def write_votes(path, usages, rows):
+    from ferkit.data.ferplus import VOTE_COLUMNS
+
+    lines = ["Usage,Image name," + ",".join(VOTE_COLUMNS)]
+    lines += [f"{usage},x.png," + ",".join(str(row.get(c, 0)) for c in VOTE_COLUMNS) for usage, row in zip(usages, rows)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("mode", ["majority", "soft"])
+def test_training_on_ferplus_labels(tiny_csv, tmp_path, batches_seen, mode):
+    data = tiny_csv({"Training": 4, "PublicTest": 2})
+    votes = write_votes(tmp_path / "fer2013new.csv", ["Training"] * 4 + ["PublicTest"] * 2, [
+        {"happiness": 6, "surprise": 4},  # happy (3) by 6 to 4
+        {"NF": 10},  # not a face: dropped
+        {"contempt": 5, "sadness": 3, "anger": 2},  # majority contempt: dropped; soft: sad 0.6, angry 0.4
+        {"neutral": 9, "unknown": 1},  # neutral (6)
+        {"fear": 10}, {"disgust": 10}])
+    metrics = fit.train(smoke_config(data, tmp_path / "runs", holdout=0.0, labels="ferplus", ferplus_mode=mode,
+                                     ferplus_votes=str(votes)))
+    images = training_faces(data).images
+    targets = np.zeros((3, 7), np.float32)
+    if mode == "majority":
+        kept = [0, 3]
+        targets = np.eye(7, dtype=np.float32)[[3, 6]]
+    else:
+        kept = [0, 2, 3]
+        targets[0, [3, 5]] = 0.6, 0.4
+        targets[1, [4, 0]] = 0.6, 0.4
+        targets[2, 6] = 1.0
+    np.testing.assert_allclose(batches_seen[0]["targets"], targets, atol=1e-6)
+    np.testing.assert_array_equal(batches_seen[0]["images"], images[kept])
+    assert metrics["evaluation"]["n"] == 2 and metrics["train"]["labels"] == "ferplus"
