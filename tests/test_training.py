@@ -209,7 +209,8 @@ def write_votes(path, usages, rows):
     from ferkit.data.ferplus import VOTE_COLUMNS
 
     lines = ["Usage,Image name," + ",".join(VOTE_COLUMNS)]
-    lines += [f"{usage},x.png," + ",".join(str(row.get(c, 0)) for c in VOTE_COLUMNS) for usage, row in zip(usages, rows)]
+    lines += [f"{usage},x.png," + ",".join(str(row.get(c, 0)) for c in VOTE_COLUMNS)
+              for usage, row in zip(usages, rows)]
     path.write_text("\n".join(lines) + "\n")
     return path
 
