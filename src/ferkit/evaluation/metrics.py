@@ -1,34 +1,42 @@
-"""Accuracy, per-class precision/recall/F1 and the confusion matrix, from labels alone (numpy)."""
+"""Accuracy, per-class precision/recall/F1 and the confusion matrix, from labels alone (scikit-learn)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..errors import FerkitError
 from ..labels import CLASS_NAMES, NUM_CLASSES
+
+
+def _sklearn_metrics():
+    try:
+        from sklearn import metrics
+    except ImportError:  # scikit-learn comes with the train extra
+        raise FerkitError("scoring a model needs scikit-learn: pip install \"ferkit[train]\"") from None
+    return metrics
 
 
 def confusion_matrix(true: np.ndarray, predicted: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
     """Rows are true classes, columns predicted classes."""
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(true), np.asarray(predicted)), 1)
-    return matrix
+    return _sklearn_metrics().confusion_matrix(true, predicted, labels=np.arange(num_classes)).astype(np.int64)
 
 
 def classification_report(true: np.ndarray, predicted: np.ndarray, split: str = "") -> dict:
-    """The JSON-ready summary that `ferkit evaluate --json` prints."""
-    matrix = confusion_matrix(true, predicted)
-    tp = np.diag(matrix).astype(np.float64)
+    """The JSON-ready summary that `ferkit evaluate --json` prints. Classes without faces score 0
+    and are left out of the macro F1."""
+    true, predicted = np.asarray(true), np.asarray(predicted)
+    n = len(true)
+    matrix = confusion_matrix(true, predicted) if n else np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
     support = matrix.sum(axis=1)
-    predicted_count = matrix.sum(axis=0)
-    precision = np.divide(tp, predicted_count, out=np.zeros_like(tp), where=predicted_count > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    denominator = precision + recall
-    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(tp), where=denominator > 0)
-    n = int(matrix.sum())
+    if n:
+        precision, recall, f1, _ = _sklearn_metrics().precision_recall_fscore_support(
+            true, predicted, labels=np.arange(NUM_CLASSES), zero_division=0)
+    else:
+        precision = recall = f1 = np.zeros(NUM_CLASSES)
     return {
         "split": split,
         "n": n,
-        "accuracy": float(tp.sum() / n) if n else 0.0,
+        "accuracy": float(np.trace(matrix) / n) if n else 0.0,
         "macro_f1": float(f1[support > 0].mean()) if (support > 0).any() else 0.0,
         "per_class": {
             name: {"precision": round(float(p), 4), "recall": round(float(r), 4), "f1": round(float(f), 4),
