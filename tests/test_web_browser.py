@@ -21,6 +21,7 @@ from ferkit.config import REPO_ROOT, Config, ServeConfig
 from ferkit.labels import CLASS_NAMES
 from ferkit.web import create_app
 from ferkit.web.server import make_server, stop_server
+from test_web import nothing_left_behind  # noqa: F401  (no thread or jobs folder outlives the module)
 
 CHROMIUM = Path("/usr/bin/chromium")
 VIDEO = "data/media/videos/WolfgangLanger_Pexels.mp4"
