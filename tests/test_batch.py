@@ -366,3 +366,13 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] not in "ZX"
     except (OSError, IndexError):
         return False
+
+
+def test_an_input_the_engine_never_reports_is_a_failed_row(config, monkeypatch, tmp_path):
+    import ferkit.batch.local
+
+    write_video(tmp_path / "a.mp4", 5)
+    monkeypatch.setattr(ferkit.batch.local, "run", lambda job, report, **options: None)  # a worker that died
+    table = analyse([tmp_path / "a.mp4"], tmp_path / "out", config=config, progress=False)
+    assert rows(table, "status", "error") == [
+        ("failed", "no result came back from the engine (a worker died?); run again to retry")]

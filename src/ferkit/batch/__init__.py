@@ -77,7 +77,8 @@ def analyse(paths, out, engine: str = "local", config: Config | None = None, *, 
     finally:
         recorder.close()
         folder.close()
-    table = summary_table([recorder.rows[item.source] for item in items])
+    lost = "no result came back from the engine (a worker died?); run again to retry"
+    table = summary_table([recorder.rows.get(item.source) or failed_row(item, lost) for item in items])
     write_summary(table, folder.root)
     return table
 

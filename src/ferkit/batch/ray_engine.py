@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -46,6 +47,7 @@ def connect(address: str | None, workers: int | None) -> bool:
     """
     if ray.is_initialized():
         return False
+    check_reachable(address)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     settings = {"logging_level": logging.WARNING, "log_to_driver": False, "configure_logging": True}
     try:
@@ -55,11 +57,24 @@ def connect(address: str | None, workers: int | None) -> bool:
         else:
             ray.init(address=address, **settings)
     except Exception as exc:  # ConnectionError, AuthenticationError, ValueError for a bad address...
-        hint = " (a cluster with token authentication needs RAY_AUTH_MODE=token and its token)" \
-            if "auth" in str(exc).lower() else ""
+        # Ray 2.5x turns token authentication on by default: a driver must then send the token too
+        hint = "" if address in (None, "local") else \
+            " (is it running? with token authentication, set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN or ~/.ray/auth_token)"
         raise FerkitError(f"cannot connect to Ray at {address or 'a new local cluster'}: "
                           f"{' '.join(str(exc).split())[:300]}{hint}") from None
     return True
+
+
+def check_reachable(address: str | None) -> None:
+    """A HOST:PORT nobody answers at fails now: ray.init would retry for minutes."""
+    if not address or address in ("local", "auto") or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except (OSError, ValueError) as exc:
+        raise FerkitError(f"cannot connect to Ray at {address}: nothing answers there "
+                          f"({getattr(exc, 'strerror', None) or exc})") from None
 
 
 @ray.remote(num_cpus=1)
