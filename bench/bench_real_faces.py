@@ -165,7 +165,7 @@ def load_fer(shared: Path, split: str, limit: int | None, seed: int = 0):
 
 # --- videos --------------------------------------------------------------------------------
 
-def crowd_mosaic(shared: Path, rows: int = 5, cols: int = 6, height: int = 375):
+def crowd_mosaic(shared: Path, rows: int = 3, cols: int = 4, height: int = 375):
     """(canvas, true boxes): the group photos at `height` pixels, tiled cols x rows (each photo
     reused, mirrored every other time), with their hand-drawn face boxes moved along."""
     photos = [(image, boxes) for image, boxes in dlib_truth(shared)]
@@ -269,7 +269,9 @@ def calibrate(shared: Path, limit: int) -> None:
           f"{np.degrees(np.abs(np.arctan2(eyes[:, 1], eyes[:, 0]))).mean():.2f} deg")
 
 
-def sweep(shared: Path, fer_limit: int) -> None:
+def sweep(shared: Path, fer_limit: int, scales=(0.9, 1.0, 1.05, 1.1, 1.15, 1.2, 1.3),
+          shifts=(-0.04, 0.0, 0.04), margins=(0.0, 0.05, 0.1, 0.15, 0.2), dlib: bool = True,
+          detectors=("haar", "yunet")) -> None:
     """The settings the defaults were picked from. Detection runs once per image and detector;
     each crop setting then crops and classifies those same detections (largest face per image):
     crop scale and vertical shift of the aligned crop, box margin of the unaligned one, on
@@ -278,12 +280,12 @@ def sweep(shared: Path, fer_limit: int) -> None:
     from ferkit.vision.crops import crop_faces, to_gray
 
     rows = read_tw(shared)
-    tw_images = [to_gray(read_image(row["path"])) for row in rows]
+    tw_images = [read_image(row["path"]) for row in rows]
     tw_labels = np.array([CLASS_NAMES.index(row["emotion"]) for row in rows])
     fer_faces, fer_labels = load_fer(shared, "Training", fer_limit, seed=1)
-    fer_images = [to_gray(fer_as_photo(face)) for face in fer_faces]
+    fer_images = [fer_as_photo(face) for face in fer_faces]
     print(f"sweep: tw-faces {len(rows)} images; FER2013 Training sample {len(fer_faces)} faces; {load_avg()}")
-    for detector in ("haar", "yunet"):
+    for detector in detectors:
         pipeline = Pipeline.from_config(config({"detector": {"name": detector}}))
         sets = []
         for images, labels in ((tw_images, tw_labels), (fer_images, fer_labels)):
@@ -292,7 +294,7 @@ def sweep(shared: Path, fer_limit: int) -> None:
 
         def accuracy(images, labels, found, **crop) -> float:
             hit = [i for i, f in enumerate(found) if len(f)]
-            crops = np.concatenate([crop_faces(images[i], found[i].boxes, landmarks=found[i].landmarks, **crop)
+            crops = np.concatenate([crop_faces(to_gray(images[i]), found[i].boxes, landmarks=found[i].landmarks, **crop)
                                     for i in hit]) if hit else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
             predicted = pipeline.classifier.predict_proba(crops).argmax(axis=1)
             return float((predicted == labels[hit]).sum() / len(labels))
@@ -301,14 +303,14 @@ def sweep(shared: Path, fer_limit: int) -> None:
             print(f"  {detector:<6} {label:<34} tw-faces {accuracy(*sets[0], **crop):6.1%}   "
                   f"FER2013 sample {accuracy(*sets[1], **crop):6.1%}")
 
-        for margin in (0.0, 0.05, 0.1, 0.15, 0.2):
+        for margin in margins:
             show(f"box crop, margin {margin:.2f}", align=False, margin=margin)
         if detector == "yunet":
-            for scale in (0.9, 1.0, 1.05, 1.1, 1.15, 1.2, 1.3):
-                for shift in (-0.04, 0.0, 0.04):
+            for scale in scales:
+                for shift in shifts:
                     show(f"aligned, scale {scale:.2f}, shift {shift:+.2f}", align=True, scale=scale, shift_y=shift)
-    photos = dlib_truth(shared)
-    for threshold in (0.5, 0.6, 0.7, 0.8, 0.9):
+    photos = dlib_truth(shared) if dlib else []
+    for threshold in (0.5, 0.6, 0.7, 0.8, 0.9) if dlib else ():
         for min_face in (16, 20, 30, 40):
             pipeline = Pipeline.from_config(config({"detector": {"detect_threshold": threshold, "min_face": min_face}}))
             score, ms = score_dlib(pipeline, photos)
@@ -330,6 +332,11 @@ def main(argv=None) -> int:
     parser.add_argument("--calibrate-limit", type=int, default=4000)
     parser.add_argument("--sweep", action="store_true", help="the settings sweep behind the defaults")
     parser.add_argument("--sweep-fer-limit", type=int, default=1500)
+    parser.add_argument("--sweep-scales", type=float, nargs="+", default=[0.9, 1.0, 1.05, 1.1, 1.15, 1.2, 1.3])
+    parser.add_argument("--sweep-shifts", type=float, nargs="+", default=[-0.04, 0.0, 0.04])
+    parser.add_argument("--sweep-margins", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.15, 0.2])
+    parser.add_argument("--sweep-detectors", default="haar,yunet")
+    parser.add_argument("--sweep-no-dlib", action="store_true")
     args = parser.parse_args(argv)
     if not (args.shared / "data").is_dir():
         print(f"no shared data at {args.shared} (pass --shared)", file=sys.stderr)
@@ -339,7 +346,8 @@ def main(argv=None) -> int:
         calibrate(args.shared, args.calibrate_limit)
         return 0
     if args.sweep:
-        sweep(args.shared, args.sweep_fer_limit)
+        sweep(args.shared, args.sweep_fer_limit, args.sweep_scales, args.sweep_shifts, args.sweep_margins,
+              not args.sweep_no_dlib, args.sweep_detectors.split(","))
         return 0
     parts, names = set(args.only.split(",")), args.configs.split(",")
     pipelines = {name: Pipeline.from_config(config(CONFIGS[name])) for name in names}

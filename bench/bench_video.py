@@ -6,7 +6,9 @@ The seed pipeline, re-created: Haar (scaleFactor 1.3, minNeighbors 5) on every f
 frame, the model loaded with keras model_from_json + load_weights, one `model.predict` call per
 face, labels and boxes drawn, each frame JPEG-encoded (the seed served an MJPEG stream).
 Ours: `process_video` with the default config, writing the annotated MP4 and the CSV.
-Targets (2-core machine): ours >= 5x the seed, >= 60 fps, classification < 2 ms per face.
+Targets (2-core machine): ours >= 5x the seed, >= 150 fps on this 640x360 one-face video,
+classification < 2 ms per face. Ours runs the default detector (YuNet, aligned crops); the
+load average printed with the figures says how busy the machine was.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ferkit.labels import CLASS_NAMES, IMAGE_SIZE  # noqa: E402
 from ferkit.video.process import process_video  # noqa: E402
 
 VIDEO = Path("data/media/videos/WolfgangLanger_Pexels.mp4")
-TARGET_RATIO, TARGET_FPS, TARGET_MS_PER_FACE = 5.0, 60.0, 2.0
+TARGET_RATIO, TARGET_FPS, TARGET_MS_PER_FACE = 5.0, 150.0, 2.0
 
 
 class Clock:

@@ -251,7 +251,8 @@ def test_tilted_heads_are_found_and_their_tilt_read_again_upright(photos, monkey
     refined = eye_angles()
     monkeypatch.setattr(detectors, "ROLL_ROUNDS", 0)
     first = eye_angles()
-    assert (refined <= first + 0.5).all() and refined.mean() < first.mean() - 3, (first, refined)
+    assert (refined <= first + 0.5).all(), (first, refined)  # never less of the tilt
+    assert (refined < first - 3).sum() >= 2 and refined.mean() < first.mean() - 1, (first, refined)
 
 
 @pytest.mark.shared
@@ -392,3 +393,46 @@ def test_annotated_photo_keeps_its_size(photos):
     image = cv2.imread(str(photos / "multi_face.jpg"))
     faces = [Face(tuple(int(v) for v in b), UNIFORM) for b in create_detector(DetectorConfig()).detect(image)]
     assert draw_faces(image, faces).shape == image.shape
+
+
+# --- the per-frame path with a crowd ----------------------------------------------------------
+
+class CountingClassifier:
+    """Stands in for FacialExpressionModel: scores say which call classified a face; records batch sizes."""
+
+    def __init__(self):
+        self.batches = []
+
+    def predict_proba(self, crops, tta=False):
+        self.batches.append(len(crops))
+        scores = np.zeros((len(crops), len(CLASS_NAMES)), np.float32)
+        scores[:, len(self.batches) % len(CLASS_NAMES)] = 1
+        return scores
+
+
+class GridDetector(HaarDetector):
+    """'Finds' six fixed, well separated faces with a det_score each, whatever the frame."""
+
+    BOXES = np.array([[10 + 70 * i, 20, 50, 50] for i in range(6)])
+
+    def _detect(self, small, min_size):
+        rows = np.full((6, 15), np.nan)
+        rows[:, :4], rows[:, 14] = self.BOXES, np.linspace(0.9, 0.75, 6)
+        return rows
+
+
+def test_a_crowd_is_classified_in_turns_and_keeps_its_det_scores():
+    from ferkit.config import PipelineConfig
+    from ferkit.inference.pipeline import Pipeline
+
+    classifier = CountingClassifier()
+    cfg = PipelineConfig(detect_every=1, track_min_hits=1, classify_per_frame=2, smoothing=1.0)
+    stream = Pipeline(classifier, GridDetector(DetectorConfig(name="haar", min_face=1)), cfg).stream()
+    frame = np.zeros((100, 440, 3), np.uint8)
+    seen = [stream.process(frame) for _ in range(4)]
+    assert classifier.batches == [6, 2, 2, 2], "every new face at once, then two per frame"
+    assert all(len(faces) == 6 for faces in seen), "every face is shown on every frame"
+    last_call = {face.face_id: int(np.argmax(face.scores)) for face in seen[-1]}
+    assert sorted(np.bincount(list(last_call.values()), minlength=len(CLASS_NAMES)).tolist()) == [0, 0, 0, 0, 2, 2, 2]
+    assert [face.det_score for face in seen[0]] == pytest.approx(np.linspace(0.9, 0.75, 6), abs=1e-6)
+    assert seen[0][0].to_dict()["det_score"] == 0.9

@@ -64,7 +64,8 @@ class Pipeline:
 
     def classify(self, frame: np.ndarray, boxes: np.ndarray, landmarks=None) -> np.ndarray:
         """(N, 7) scores for the faces at `boxes` ((N, 5, 2) landmarks: aligned crops), in one batch."""
-        crops = crop_faces(to_gray(frame), boxes, self.cfg.crop_margin, landmarks, self.cfg.align, self.cfg.crop_scale)
+        crops = crop_faces(to_gray(frame), boxes, self.cfg.crop_margin, landmarks, self.cfg.align,
+                           self.cfg.crop_scale, self.cfg.crop_shift)
         return self.classifier.predict_proba(crops, tta=self.cfg.tta)
 
     def analyse(self, image: np.ndarray) -> list[Face]:
@@ -98,15 +99,22 @@ class FaceStream:
         visible = self.visible_tracks()
         if not visible:
             return []
-        landmarks = np.stack([np.full((5, 2), np.nan) if t.landmarks is None else t.landmarks for t in visible])
-        scores = self.pipeline.classify(frame, np.stack([t.box for t in visible]), landmarks)
+        # A crowd would cost a classifier run per face per frame: faces seen for the first time are
+        # classified, then others up to classify_per_frame, those classified longest ago first; the
+        # rest keep their smoothed scores for the frame.
+        new_faces = [t for t in visible if t.scores is None]
+        stale = sorted((t for t in visible if t.scores is not None), key=lambda t: t.classified_at)
+        due = new_faces + stale[: max(0, max(1, self.cfg.classify_per_frame) - len(new_faces))]
+        if not due:
+            due = stale[:1]
+        landmarks = np.stack([np.full((5, 2), np.nan) if t.landmarks is None else t.landmarks for t in due])
+        scores = self.pipeline.classify(frame, np.stack([t.box for t in due]), landmarks)
         alpha = self.cfg.smoothing
-        faces = []
-        for track, new in zip(visible, scores):
+        for track, new in zip(due, scores):
             track.scores = new if track.scores is None else alpha * new + (1 - alpha) * track.scores
-            faces.append(Face(tuple(int(v) for v in track.box), track.scores.copy(), track.face_id,
-                              det_score(track.det_score)))
-        return faces
+            track.classified_at = self.frame_index
+        return [Face(tuple(int(v) for v in track.box), track.scores.copy(), track.face_id, det_score(track.det_score))
+                for track in visible]
 
     def detect(self, frame: np.ndarray) -> Detections:
         """A detection round: a full scan every full_scan_every rounds or when nothing is tracked;
@@ -120,7 +128,8 @@ class FaceStream:
         self.detection_round += 1
         min_size = None if full_scan else int(TRACKED_SIZE_SHARE * min(min(t.box[2:]) for t in tracks))
         regions = np.stack([t.box for t in tracks]) if tracks else None
-        return self.pipeline.detector.detect_faces(frame, min_size, fine=fine, regions=regions)[: self.cfg.max_faces]
+        found = self.pipeline.detector.detect_faces(frame, min_size, fine=fine, regions=regions, scan=full_scan)
+        return found[: self.cfg.max_faces]
 
     def visible_tracks(self) -> list:
         """Confirmed tracks seen in the last two detection rounds; older ones keep their ids but hide."""

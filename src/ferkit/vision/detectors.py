@@ -38,8 +38,13 @@ REGION_MARGIN = 1.5
 REGION_CONTEXT = 1.0  # a region pass looks this many face sides beyond each edge of the tracked box
 # Tilted faces: a face whose eye line reads this many degrees or more is turned upright and
 # detected again (ROLL_ROUNDS times at most), at ROLL_FACE_PX pixels in a window ROLL_CONTEXT times that
-ROLL_MIN_DEG, ROLL_ROUNDS, ROLL_FACE_PX, ROLL_CONTEXT = 2.5, 3, 96, 2.2
-REGION_MIN_IOU = 0.3  # a region pass keeps the faces overlapping its tracked box this much (the tracker's IoU)
+ROLL_MIN_DEG, ROLL_ROUNDS, ROLL_FACE_PX, ROLL_CONTEXT = 2.5, 2, 96, 2.2
+# ... for the ROLL_MAX_FACES largest faces of at least ROLL_MIN_SIDE pixels (a crowd's small faces
+# would cost a detector run each, and their 48x48 crops gain little)
+ROLL_MAX_FACES, ROLL_MIN_SIDE = 4, 40
+REGION_MIN_IOU = 0.3
+REGION_FACE_PX, REGION_MAX_ZOOM = 32, 2.0  # a region pass sees its faces at about 32 pixels
+TRACKED_SIZE_SHARE = 0.6  # as in inference.pipeline: a tracked face changes size less than this between rounds  # a region pass keeps the faces overlapping its tracked box this much (the tracker's IoU)
 
 
 def bundled_yunet_path() -> Path:
@@ -115,27 +120,36 @@ class FaceDetector:
                    (self.native_face_size or self.cfg.min_face) / max(1, self.cfg.min_face))
 
     def detect_faces(self, frame: np.ndarray, min_size: int | None = None, fine: bool = False,
-                     regions=None) -> Detections:
+                     regions=None, scan: bool = True) -> Detections:
         """The faces of a frame, largest first.
 
         `min_size` raises the smallest face side the coarse pass searches for (never below the
         configured one): a video stream that already tracks large faces looks for faces of about
         their size, far faster than a search down to the smallest faces. `fine` adds the fine
         pass; `regions` ((M, 4) boxes of tracked faces) adds a region pass around each one that is
-        too small for the coarse pass.
+        too small for the coarse pass. `scan=False` (a video's detection round between full
+        scans) skips the coarse pass when region passes cover every tracked face.
         """
         min_size = max(1, self.cfg.min_face, min_size or 0)
         coarse = self.coarse_scale(frame.shape, min_size)
-        parts = [self.run_pass(frame, coarse, max(8, round(min_size * coarse)))]
+        tracked = np.asarray(regions if regions is not None else [], np.int64).reshape(-1, 4)
+        parts, small = [], np.zeros(len(tracked), bool)
         if self.multi_scale:
             fine_scale = self.fine_scale(frame.shape)
             if fine_scale > coarse * 1.2:  # else the coarse pass already sees the smallest faces
                 if fine:
                     parts.append(self.run_pass(frame, fine_scale, self.native_face_size))
-                too_small = REGION_MARGIN * self.native_face_size / coarse
-                for box in np.asarray(regions if regions is not None else [], np.int64).reshape(-1, 4):
-                    if min(box[2:]) < too_small:
-                        parts.append(self.run_region(frame, box, fine_scale))
+                small = tracked[:, 2:].min(axis=1) < REGION_MARGIN * self.native_face_size / coarse
+                for window, boxes in region_windows(tracked[small], frame.shape):
+                    # the scale where the window's smallest face is REGION_FACE_PX: small faces
+                    # are upscaled, larger ones cost less
+                    scale = min(REGION_MAX_ZOOM, REGION_FACE_PX / max(1, boxes[:, 2:].min()))
+                    parts.append(self.run_region(frame, window, boxes, scale))
+        if scan or not small.all():
+            if not scan and small.any():  # the coarse pass looks for the large tracked faces only
+                min_size = max(min_size, int(TRACKED_SIZE_SHARE * tracked[~small, 2:].min()))
+                coarse = self.coarse_scale(frame.shape, min_size)
+            parts.insert(0, self.run_pass(frame, coarse, max(8, round(min_size * coarse))))
         found = Detections.concat(parts)
         if len(found) == 0:
             return found
@@ -163,28 +177,27 @@ class FaceDetector:
         return Detections(np.round(coords[:, :4]).astype(np.int32), raw[:, 14].astype(np.float32),
                           coords[:, 4:14].reshape(-1, 5, 2).astype(np.float32))
 
-    def run_region(self, frame: np.ndarray, box, scale: float) -> Detections:
-        """A pass over a window REGION_CONTEXT face sides beyond each edge of a tracked box, at `scale`."""
-        x, y, w, h = (int(v) for v in box)
-        pad = round(REGION_CONTEXT * max(w, h))
-        height, width = frame.shape[:2]
-        x0, y0 = max(0, x - pad), max(0, y - pad)
-        x1, y1 = min(width, x + w + pad), min(height, y + h + pad)
-        if x1 - x0 < 8 or y1 - y0 < 8:
-            return Detections.empty()
+    def run_region(self, frame: np.ndarray, window, boxes: np.ndarray, scale: float) -> Detections:
+        """A pass over a window (x0, y0, x1, y1) around tracked boxes, at `scale`, keeping only
+        the faces that continue one of them (a neighbour cut by the window's edge would come back
+        as a part-face)."""
+        x0, y0, x1, y1 = window
         found = self.run_pass(frame[y0:y1, x0:x1], scale, self.native_face_size, (x0, y0))
-        # only the tracked face: a neighbour cut by the window's edge would come back as a part-face
-        return found[iou_matrix(found.boxes, np.array([[x, y, w, h]]))[:, 0] >= REGION_MIN_IOU] if len(found) else found
+        if len(found) == 0:
+            return found
+        return found[iou_matrix(found.boxes, boxes).max(axis=1) >= REGION_MIN_IOU]
 
     def refine_roll(self, frame: np.ndarray, found: Detections) -> None:
         """Landmarks of tilted faces, measured again on the face turned upright (in place).
 
         YuNet's landmarks follow a head's tilt only in part (a face turned 30 degrees reads as
-        about 5 to 15): each face whose eye line reads ROLL_MIN_DEG or more is turned by that
-        reading and detected again, up to ROLL_ROUNDS times, adding up the readings."""
-        for i in range(len(found)):
+        about 5 to 15): each large face whose eye line reads ROLL_MIN_DEG or more is turned by
+        that reading and detected again, up to ROLL_ROUNDS times, adding up the readings."""
+        largest = np.argsort(-found.boxes[:, 2:].min(axis=1), kind="stable")[:ROLL_MAX_FACES]
+        for i in largest:
             points = found.landmarks[i].astype(np.float64)
-            if not np.isfinite(points).all() or abs(eye_angle(points)) < ROLL_MIN_DEG:
+            if (not np.isfinite(points).all() or abs(eye_angle(points)) < ROLL_MIN_DEG
+                    or found.boxes[i, 2:].min() < ROLL_MIN_SIDE):
                 continue
             x, y, w, h = (float(v) for v in found.boxes[i])
             centre, size = np.array([x + w / 2, y + h / 2]), round(ROLL_FACE_PX * ROLL_CONTEXT)
@@ -215,6 +228,32 @@ class FaceDetector:
 
     def _detect(self, small: np.ndarray, min_size: int) -> np.ndarray:
         raise NotImplementedError
+
+
+def region_windows(boxes: np.ndarray, shape) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
+    """Windows (x0, y0, x1, y1) of REGION_CONTEXT face sides around each box, overlapping windows
+    merged into one (a crowd's faces share a few windows instead of one detector run each), with
+    the boxes each window holds."""
+    height, width = shape[:2]
+    groups = []
+    for box in boxes:
+        x, y, w, h = (int(v) for v in box)
+        pad = round(REGION_CONTEXT * max(w, h))
+        groups.append([max(0, x - pad), max(0, y - pad), min(width, x + w + pad), min(height, y + h + pad), [box]])
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                a, b = groups[i], groups[j]
+                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                    groups[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]), a[4] + b[4]]
+                    del groups[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return [((g[0], g[1], g[2], g[3]), np.asarray(g[4])) for g in groups if g[2] - g[0] >= 8 and g[3] - g[1] >= 8]
 
 
 def eye_angle(points) -> float:

@@ -13,6 +13,7 @@ EMOTION_COLOURS = {
     "sad": (200, 120, 40), "surprise": (40, 150, 250), "neutral": (190, 190, 190),
 }
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+MIN_BARS_FACE = 40  # pixels: smaller faces get their box and label only
 
 
 def draw_faces(frame: np.ndarray, faces, score_bars: bool = True) -> np.ndarray:
@@ -55,11 +56,12 @@ def overlaps(a, b) -> bool:
 
 
 def draw_score_bars(out: np.ndarray, face, scale: float, other_boxes=()) -> None:
-    """Seven labelled bars on a dark panel beside the box; skipped where they would leave the frame
+    """Seven labelled bars on a dark panel beside the box; skipped for faces smaller than
+    MIN_BARS_FACE (a crowd's panels would cover the picture) and where they would leave the frame
     or cover another face (the label alone is drawn then)."""
     left, top, width, height, bar_height = score_panel(face, scale, out.shape[1])
     panel = (left, top, width, height)
-    if left < 0 or top + height > out.shape[0] or any(overlaps(panel, box) for box in other_boxes):
+    if min(face.box[2:]) < MIN_BARS_FACE or left < 0 or top + height > out.shape[0] or any(overlaps(panel, box) for box in other_boxes):
         return
     cv2.rectangle(out, (left, top), (left + width, top + height), (30, 30, 30), -1)
     text_width = round(62 * scale)

@@ -41,6 +41,7 @@ class Track:
     scores: np.ndarray | None = None  # smoothed expression scores
     det_score: float = float("nan")  # the detector's confidence at the last match (NaN: none)
     landmarks: np.ndarray | None = None  # (5, 2) at the last match, for the aligned crop; None: none
+    classified_at: int = -1  # frame index of the last classification (crowds are classified in turns)
 
     @property
     def confirmed(self) -> bool:
