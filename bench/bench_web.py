@@ -370,6 +370,7 @@ def main(argv=None) -> int:
     parser.add_argument("--shared", type=Path, default=default_shared_dir(), help="the shared data folder")
     parser.add_argument("--soak-viewers", type=int, default=200, help="viewers joining and leaving (0: no soak)")
     parser.add_argument("--soak-jobs", type=int, default=200, help="video jobs created and deleted")
+    parser.add_argument("--soak-rounds", type=int, default=2, help="soak rounds (figures after each)")
     args = parser.parse_args(argv)
     if args.token:
         HEADERS["Authorization"] = f"Bearer {args.token}"
@@ -434,20 +435,24 @@ def run_soak(url: str, process: subprocess.Popen, args) -> bool:
     # Warm-up: the first job starts the job threads, which then stay for the server's life.
     soak(url, 0, 1, 1)
     wait_stream_idle(url)
-    before = process_figures(process.pid)
-    started = time.monotonic()
-    problems = soak(url, args.soak_viewers, args.soak_jobs, batch=max(1, min(8, server_threads(args) // 2 - 1)))
-    elapsed = time.monotonic() - started
-    wait_stream_idle(url)
-    time.sleep(1.0)  # the last hung-up connections are closed by waitress's loop
-    after = process_figures(process.pid)
-    print(f"soak       {args.soak_viewers} viewers joined and left /video_feed, {args.soak_jobs} jobs created and "
-          f"deleted in {elapsed:.0f} s; {len(problems)} problems")
+    figures = [process_figures(process.pid)]
+    print("soak       server before: " + ", ".join(f"{k} {v}" for k, v in figures[0].items()))
+    problems = []
+    for round_ in range(1, args.soak_rounds + 1):  # a second round tells a leak from a warm-up
+        started = time.monotonic()
+        problems += soak(url, args.soak_viewers, args.soak_jobs, batch=max(1, min(8, server_threads(args) // 2 - 1)))
+        elapsed = time.monotonic() - started
+        wait_stream_idle(url)
+        time.sleep(1.0)  # the last hung-up connections are closed by waitress's loop
+        figures.append(process_figures(process.pid))
+        print(f"           round {round_}: {args.soak_viewers} viewers joined and left /video_feed, {args.soak_jobs} "
+              f"jobs created and deleted in {elapsed:.0f} s; server after: "
+              + ", ".join(f"{k} {v}" for k, v in figures[-1].items()))
+    print(f"           {len(problems)} problems")
     for problem in problems[:5]:
         print(f"           problem: {problem}")
-    print("           server before: " + ", ".join(f"{k} {v}" for k, v in before.items()))
-    print("           server after:  " + ", ".join(f"{k} {v}" for k, v in after.items()))
-    leaked = after["threads"] != before["threads"] or after["open files"] != before["open files"]
+    leaked = any(f["threads"] > figures[0]["threads"] or f["open files"] > figures[0]["open files"]
+                 for f in figures[1:])
     return not problems and not leaked
 
 

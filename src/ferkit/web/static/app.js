@@ -195,8 +195,8 @@ async function cameraLoop(video) {
       const response = await fetch(`/api/frame?session=${camera.session}`, {
         method: "POST", body: frame, headers: { "Content-Type": "image/jpeg" },
       });
-      if (response.status === 429) {  // the server dropped this frame (busy): send the next one a bit later
-        await sleep(retryAfterMs(response, 200));
+      if (response.status === 429) {  // the server dropped this frame (busy): the next one a moment later
+        await sleep(Math.min(retryAfterMs(response, 200), 250));  // a camera's frames are soon stale anyway
         continue;
       }
       if (!response.ok) throw new Error(await errorMessage(response));
