@@ -276,3 +276,18 @@ def test_token_login_form_then_the_page_works_with_its_cookie(browser, tiny_mode
     finally:
         context.close()
         stop()
+
+
+def test_the_page_shows_when_the_live_source_is_unavailable(page, tiny_model_dir, tmp_path):
+    url, stop = start_server(tiny_model_dir, tmp_path / "jobs", source=str(tmp_path / "unplugged.mp4"))
+    try:
+        page.goto(url)
+        page.wait_for_function("() => document.getElementById('live-status').textContent.includes('unavailable')",
+                               timeout=15_000)
+        assert "error" in page.get_attribute("#live-status", "class")
+        # The picture is the server's placeholder frame, not a broken image.
+        page.wait_for_function("() => document.getElementById('live-feed').naturalWidth === 640", timeout=15_000)
+        assert stream_status(url)["error"].startswith("video source unavailable")
+        page.goto("about:blank")  # leave before the server stops, which would cut the stream
+    finally:
+        stop()
