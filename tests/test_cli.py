@@ -259,3 +259,40 @@ def test_bad_value_from_the_command_line_has_no_usage_block():
     result = run_cli("video", "in.mp4", "--smoothing", "5")
     assert result.stderr == "ferkit video: error: argument --smoothing: 5 is outside (0, 1] (see ferkit video --help)\n"
     assert result.returncode == 2 and result.stdout == ""
+
+
+# --- no process-wide state from imports or library calls -------------------------------------------
+
+SIDE_EFFECTS_SCRIPT = """
+import os, json, sys
+before = dict(os.environ)
+import ferkit  # sets only OPENCV_IO_MAX_IMAGE_PIXELS, and only if unset: it must precede cv2's loading
+import ferkit.video.process, ferkit.inference.images, ferkit.evaluation.evaluate, ferkit.evaluation.explore
+import ferkit.web.app
+import matplotlib
+matplotlib.use("svg")  # the caller's own choice
+import keras
+keras.config.set_dtype_policy("mixed_bfloat16")
+import numpy as np, tempfile, pathlib
+from ferkit.evaluation.plots import plot_confusion
+from ferkit.inference.classifier import FacialExpressionModel
+folder = pathlib.Path(sys.argv[1])
+FacialExpressionModel(folder / "model.json", folder / "model.weights.h5").predict_proba(np.zeros((1, 48, 48)))
+plot_confusion(np.eye(7, dtype=int), pathlib.Path(tempfile.mkdtemp()) / "c.png")
+changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
+print(json.dumps({"env": changed, "backend": matplotlib.get_backend(), "policy": keras.config.dtype_policy().name}))
+"""
+
+
+def test_imports_and_library_calls_leave_process_settings_alone(tiny_model_dir):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}  # as a fresh shell has it
+    result = subprocess.run([sys.executable, "-c", SIDE_EFFECTS_SCRIPT, str(tiny_model_dir)], capture_output=True,
+                            text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    state = json.loads(result.stdout.strip().splitlines()[-1])
+    state["env"] = [name for name in state["env"] if name != "LD_LIBRARY_PATH"]  # set by cv2's own loader
+    assert state == {"env": ["OPENCV_IO_MAX_IMAGE_PIXELS"], "backend": "svg", "policy": "mixed_bfloat16"}

@@ -349,6 +349,9 @@ COMMANDS = {"train": cmd_train, "calibrate": cmd_calibrate, "ensemble": cmd_ense
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # Process-wide settings belong to the entry point, not to imports. FFmpeg's own log lines ("moov
+    # atom not found", h264 decode errors) would surround our one-line errors: silenced unless asked for.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     args = build_parser().parse_args(argv)
     command = "ferkit " + shlex.join(argv)
     try:

@@ -9,7 +9,7 @@ import numpy as np
 from ..data import FaceDataset, default_splits, load_dataset
 from ..errors import DataError
 from ..labels import CLASS_NAMES
-from .plots import _pyplot
+from .plots import new_figure
 
 
 def explore(data_path: str | Path, out_dir: str | Path, per_class: int = 8) -> dict[str, dict[str, int]]:
@@ -55,11 +55,10 @@ def describe_imbalance(per_class: dict[str, int], split: str) -> str:
 
 def plot_samples(dataset: FaceDataset, path: Path, per_class: int, title: str) -> Path:
     """One row per class, `per_class` faces drawn at random (fixed seed, so reruns match)."""
-    plt = _pyplot()
     rng = np.random.default_rng(0)
     labels = dataset.hard_labels
-    fig, axes = plt.subplots(len(CLASS_NAMES), per_class, figsize=(per_class * 1.1, len(CLASS_NAMES) * 1.2),
-                             squeeze=False)
+    fig = new_figure(figsize=(per_class * 1.1, len(CLASS_NAMES) * 1.2))
+    axes = fig.subplots(len(CLASS_NAMES), per_class, squeeze=False)
     for class_id, row in enumerate(axes):
         rows = np.flatnonzero(labels == class_id)
         chosen = rng.choice(rows, size=min(per_class, len(rows)), replace=False)
@@ -74,16 +73,15 @@ def plot_samples(dataset: FaceDataset, path: Path, per_class: int, title: str) -
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path
 
 
 def plot_class_balance(counts: dict[str, dict[str, int]], path: Path) -> Path:
     """Grouped bars: one group per class, one bar per split, each labelled with its count."""
-    plt = _pyplot()
     x = np.arange(len(CLASS_NAMES))
     width = 0.8 / len(counts)
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig = new_figure(figsize=(10, 4.5))
+    ax = fig.subplots()
     for i, (split, per_class) in enumerate(counts.items()):
         bars = ax.bar(x + (i - (len(counts) - 1) / 2) * width, [per_class[n] for n in CLASS_NAMES], width,
                       label=split)
@@ -94,5 +92,4 @@ def plot_class_balance(counts: dict[str, dict[str, int]], path: Path) -> Path:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path

@@ -1,4 +1,8 @@
-"""Figures (PNG) for evaluation and exploration; matplotlib is imported lazily (train extra)."""
+"""Figures (PNG) for evaluation, exploration, training curves and video timelines.
+
+ferkit draws on matplotlib Figure objects, never through pyplot: writing a file then needs no
+backend, so a caller's own (a notebook's inline plots, a GUI) is left as it was.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +13,29 @@ import numpy as np
 from ..labels import CLASS_NAMES
 
 
+def new_figure(**kwargs):
+    """A matplotlib Figure outside pyplot (nothing to close, no backend chosen)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
 def _pyplot():
+    """pyplot on the Agg backend, for scripts that want files only. ferkit itself never calls it:
+    choosing a backend is the application's business."""
     import matplotlib
 
-    matplotlib.use("Agg")  # files only; never needs a display
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
 
 
 def plot_confusion(matrix: np.ndarray, path: str | Path, title: str = "Confusion matrix") -> Path:
-    plt = _pyplot()
     matrix = np.asarray(matrix)
     normalised = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig = new_figure(figsize=(7, 6))
+    ax = fig.subplots()
     ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(matrix)):
         for j in range(len(matrix)):
@@ -35,21 +48,18 @@ def plot_confusion(matrix: np.ndarray, path: str | Path, title: str = "Confusion
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return Path(path)
 
 
 def plot_history(history: dict[str, list[float]], path: str | Path, title: str = "") -> Path:
     """Loss and accuracy curves, training and validation, one panel each."""
-    plt = _pyplot()
-    fig = draw_history(plt, history, title)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    draw_history(history, title).savefig(path, dpi=90)
     return Path(path)
 
 
-def draw_history(plt, history: dict[str, list[float]], title: str = ""):
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+def draw_history(history: dict[str, list[float]], title: str = ""):
+    fig = new_figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for prefix, style in (("", "-"), ("val_", "--")):
             values = history.get(prefix + metric)

@@ -143,11 +143,15 @@ class FacialExpressionModel:
     def _load_keras(json_path: Path, weights_path: Path):
         from ..training.backend import setup_keras
 
-        keras = setup_keras("float32")
+        keras = setup_keras(None)
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("float32")  # inference runs in float32, whatever the caller trains in
         try:
             model = keras.models.model_from_json(json_path.read_text())
         except (ValueError, TypeError, KeyError, json.JSONDecodeError) as exc:
             raise ModelError(f"{json_path}: not a Keras model architecture ({exc})") from None
+        finally:
+            keras.config.set_dtype_policy(previous)  # the global policy is the caller's
         if not weights_path.is_file():
             raise ModelError(f"{weights_path}: weights file not found")
         model.load_weights(str(weights_path))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 
-def setup_keras(precision: str = "float32"):
-    """Import Keras on the torch backend with `precision` as the global dtype policy.
+def setup_keras(precision: str | None = "float32"):
+    """Import Keras on the torch backend with `precision` as the global dtype policy (None: leave
+    the policy as it is).
 
     OMP_WAIT_POLICY=ACTIVE must be set before torch loads: with the default passive policy
     training ran ~10x slower on 2-core machines.
@@ -16,5 +17,6 @@ def setup_keras(precision: str = "float32"):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
-    keras.config.set_dtype_policy(precision)
+    if precision:
+        keras.config.set_dtype_policy(precision)
     return keras

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import keras
 
-from ..evaluation.plots import _pyplot, draw_history
+from ..evaluation.plots import draw_history
 
 
 def in_notebook() -> bool:
@@ -43,16 +43,13 @@ class LivePlot(keras.callbacks.Callback):
         for key, value in (logs or {}).items():
             if key == "learning_rate" or isinstance(value, (int, float)):
                 self.history.setdefault(key, []).append(float(value))
-        plt = _pyplot()
-        fig = draw_history(plt, self.history, self.title)
-        fig.savefig(self.png_path, dpi=90)
-        plt.close(fig)
+        draw_history(self.history, self.title).savefig(self.png_path, dpi=90)
         if in_notebook():
             from IPython.display import Image, clear_output, display
 
             clear_output(wait=True)
-            # the saved PNG, not the figure: under the Agg backend that _pyplot() selects, Jupyter
-            # has no renderer for figures and would print "<Figure size ...>" instead
+            # the saved PNG, not the figure: ferkit draws outside pyplot, so whatever backend the
+            # notebook uses is left alone
             display(Image(filename=str(self.png_path)))
 
 

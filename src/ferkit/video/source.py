@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,10 +11,6 @@ import numpy as np
 
 from ..errors import MediaError
 from ..files import require_file
-
-# FFmpeg's own log lines ("moov atom not found", h264 decode errors) would surround our one-line
-# errors; silence them unless the user asked for another level.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 DEFAULT_FPS = 30.0  # when a container does not say
 # CAP_PROP_FRAME_COUNT is an estimate for some containers (no_face.mp4 reports 98 frames and

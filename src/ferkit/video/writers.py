@@ -145,12 +145,13 @@ class FaceHistory:
 def plot_timeline(history: FaceHistory, path: Path, duration_s: float, frame_s: float, max_faces: int = 8) -> None:
     """Stacked expression probabilities over time, one panel per face id (the longest-seen first);
     gaps where the face was out of view."""
-    from ..evaluation.plots import _pyplot
+    from matplotlib.patches import Rectangle
 
-    plt = _pyplot()
+    from ..evaluation.plots import new_figure
+
     ids = sorted(history.ids, key=lambda i: -len(history.times[i]))[:max_faces]
-    fig, axes = plt.subplots(max(1, len(ids)), 1, figsize=(10, 1.2 + 1.6 * max(1, len(ids))), sharex=True,
-                             squeeze=False)
+    fig = new_figure(figsize=(10, 1.2 + 1.6 * max(1, len(ids))))
+    axes = fig.subplots(max(1, len(ids)), 1, sharex=True, squeeze=False)
     colours = [tuple(c / 255 for c in EMOTION_COLOURS[name][::-1]) for name in CLASS_NAMES]
     for ax, face_id in zip(axes[:, 0], ids):
         times, scores = with_gaps(np.asarray(history.times[face_id]), np.stack(history.scores[face_id]), frame_s)
@@ -161,13 +162,10 @@ def plot_timeline(history: FaceHistory, path: Path, duration_s: float, frame_s: 
         axes[0, 0].text(0.5, 0.5, "no faces found", ha="center", va="center", transform=axes[0, 0].transAxes)
     axes[-1, 0].set_xlim(0, max(duration_s, frame_s))
     axes[-1, 0].set_xlabel("time (s)")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours]
+    handles = [Rectangle((0, 0), 1, 1, color=c) for c in colours]
     fig.legend(handles, CLASS_NAMES, loc="upper center", ncol=len(CLASS_NAMES), frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
-    try:
-        fig.savefig(path, dpi=100, format=path.suffix.lstrip(".").lower().replace("jpg", "jpeg"))
-    finally:
-        plt.close(fig)
+    fig.savefig(path, dpi=100, format=path.suffix.lstrip(".").lower().replace("jpg", "jpeg"))
 
 
 def with_gaps(times: np.ndarray, scores: np.ndarray, frame_s: float) -> tuple[np.ndarray, np.ndarray]:
