@@ -286,6 +286,15 @@ def test_a_busy_port_is_a_one_line_error_and_leaves_nothing(tiny_model_dir, caps
     assert ferkit_threads() == threads and temporary_jobs_folders() == folders
 
 
+@pytest.mark.parametrize("make_bad", [lambda tmp: tmp / "a-file", lambda tmp: tmp / "a-file" / "below"])
+def test_an_unwritable_jobs_dir_is_a_one_line_error(tiny_model_dir, tmp_path, capsys, make_bad):
+    (tmp_path / "a-file").write_text("not a folder")
+    bad = make_bad(tmp_path)
+    assert cli_main(["serve", "--model", str(tiny_model_dir), "--port", "0", "--jobs-dir", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ferkit serve: error: --jobs-dir {bad}: not a writable folder (") and err.count("\n") == 1
+
+
 def start_serve(args: list[str]) -> tuple[subprocess.Popen, tuple[str, int]]:
     process = subprocess.Popen([sys.executable, "-m", "ferkit.cli", "serve", "--port", "0", *args],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import signal
+import tempfile
 import threading
+from pathlib import Path
 
 from waitress import create_server, wasyncore
 from waitress.channel import HTTPChannel
@@ -97,9 +99,22 @@ def announce(config: Config, app, server: BaseWSGIServer) -> None:
                   flush=True)
 
 
+def check_jobs_dir(folder: Path) -> None:
+    """--jobs-dir must be a folder this process can write to (made if missing): said at start, not
+    at the first upload."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise FerkitError(f"--jobs-dir {folder}: not a writable folder ({exc.strerror or exc})") from None
+
+
 def serve(config: Config) -> int:
     """Serve until Ctrl+C or SIGTERM; the exit code. Running jobs are stopped and every job's
     files removed on the way out."""
+    if config.serve.jobs_dir:
+        check_jobs_dir(Path(config.serve.jobs_dir))
     app = create_app(config)
     services = app.extensions[EXTENSION]
     try:
