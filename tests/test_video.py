@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -400,8 +401,11 @@ def test_cli_bad_input_is_one_error_line_and_exit_2(ferkit, tmp_path, tiny_model
     code, out, err = ferkit("video", bad, "--out", tmp_path / "o.mp4", "--csv", tmp_path / "o.csv", "--json",
                              "--model", tiny_model_dir)
     assert code == 2 and out == ""
-    assert err.strip().splitlines() == [f"ferkit video: error: {bad}: frame {err.split('frame ')[1].split()[0]} "
-                                        "of 60 cannot be read (the file is damaged or truncated)"]
+    [line] = err.strip().splitlines()
+    # the frame where decoding stops depends on the codec; it lies within the corrupted middle eighth
+    match = re.fullmatch(rf"ferkit video: error: {re.escape(str(bad))}: frame (\d+) of 60 cannot be read "
+                         r"\(the file is damaged or truncated\)", line)
+    assert match and 20 <= int(match[1]) <= 45, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mp4", "long.mp4"]
 
 
