@@ -35,6 +35,22 @@ ORDER=(tracker crops draw pipeline classifier images writers source process dete
 OUT=${MUTATION_OUT:-/tmp/ferkit-mutation}
 mkdir -p "$OUT"
 export KERAS_BACKEND=torch OMP_WAIT_POLICY=ACTIVE
+# the tests' random-weight model, exported once: each mutant's run would otherwise load Keras and
+# export it again, and time out
+export FERKIT_TINY_MODEL_DIR="$OUT/tiny_model"
+if [ ! -f "$FERKIT_TINY_MODEL_DIR/model.onnx" ]; then
+  python3 - "$FERKIT_TINY_MODEL_DIR" <<'PY'
+import sys
+from ferkit.training.backend import setup_keras
+keras = setup_keras("float32")
+from ferkit.models import create_model
+from ferkit.training.export import export_model
+keras.utils.set_random_seed(0)
+from pathlib import Path
+Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
+export_model(create_model("compact"), Path(sys.argv[1]))
+PY
+fi
 for name in "${ORDER[@]}"; do
   spec=${MODULES[$name]:?unknown module $name (one of: ${!MODULES[*]})}
   module=${spec%%|*} tests=${spec#*|}

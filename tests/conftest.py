@@ -108,7 +108,10 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """The `compact` model with random weights, exported like a run folder (model.json,
-    model.weights.h5, model.onnx), so inference tests never need a trained model."""
+    model.weights.h5, model.onnx), so inference tests never need a trained model.
+    $FERKIT_TINY_MODEL_DIR names one made beforehand (scripts/mutation.sh: one for thousands of runs)."""
+    if os.environ.get("FERKIT_TINY_MODEL_DIR"):
+        return Path(os.environ["FERKIT_TINY_MODEL_DIR"])
     from ferkit.training.backend import setup_keras
 
     keras = setup_keras("float32")
