@@ -8,7 +8,6 @@ anywhere; the real media in ../shared checks faces end to end.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -318,6 +317,8 @@ def test_real_photos_and_videos(config, pipeline, shared_dir, tmp_path):
         assert [(r["face_id"], r["x"], r["y"], r["w"], r["h"], r["emotion"]) for r in got] == expected
         for row, face in zip(got, faces):
             assert [row[name] for name in CLASS_NAMES] == pytest.approx(face.scores, abs=1e-6)
+            expected_score = getattr(face, "det_score", None)  # None for detectors without one (Haar)
+            assert row["det_score"] == (None if expected_score is None else pytest.approx(expected_score, abs=1e-6))
     summary = {Path(r["input"]).name: r for r in table.to_pylist()}
     assert summary["multi_face.jpg"]["faces"] == len(pipeline.analyse(read_image(photos[0]))) == 5
     assert (out / "videos" / "single_face.csv").read_bytes() == expected_csv(pipeline, video, tmp_path)

@@ -58,8 +58,8 @@ def connect(address: str | None, workers: int | None) -> bool:
             ray.init(address=address, **settings)
     except Exception as exc:  # ConnectionError, AuthenticationError, ValueError for a bad address...
         # Ray 2.5x turns token authentication on by default: a driver must then send the token too
-        hint = "" if address in (None, "local") else \
-            " (is it running? with token authentication, set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN or ~/.ray/auth_token)"
+        hint = "" if address in (None, "local") else (" (is it running? with token authentication, set "
+                                                       "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN or ~/.ray/auth_token)")
         raise FerkitError(f"cannot connect to Ray at {address or 'a new local cluster'}: "
                           f"{' '.join(str(exc).split())[:300]}{hint}") from None
     return True
