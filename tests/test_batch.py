@@ -377,3 +377,14 @@ def test_an_input_the_engine_never_reports_is_a_failed_row(config, monkeypatch, 
     table = analyse([tmp_path / "a.mp4"], tmp_path / "out", config=config, progress=False)
     assert rows(table, "status", "error") == [
         ("failed", "no result came back from the engine (a worker died?); run again to retry")]
+
+
+def test_the_ray_engine_without_ray_installed_is_one_error_line(capsys, tiny_model_dir, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets without the extra
+    monkeypatch.delitem(sys.modules, "ferkit.batch.ray_engine", raising=False)
+    write_photo(tmp_path / "p.png")
+    code, out, err = run_cli(capsys, tmp_path / "p.png", "--out", tmp_path / "out", "--engine", "ray",
+                             "--model", tiny_model_dir)
+    assert (code, out) == (2, "")
+    assert err == 'ferkit batch: error: the ray engine needs Ray: pip install "ferkit[ray]"\n'
+    assert not (tmp_path / "out").exists()

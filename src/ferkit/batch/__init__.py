@@ -111,7 +111,7 @@ class Recorder:
         self.rows: dict[str, dict] = {}
         self.frames_by_source: dict[str, int] = {}
         self.photo_tables: list[pa.Table] = []
-        self.bar, self.started, self.drawn = None, time.perf_counter(), 0.0
+        self.bar, self.started, self.drawn, self.planned = None, time.perf_counter(), 0.0, 0
 
     def plan(self, config: Config, force: bool) -> Job:
         """Rows for what is complete already (or cannot be read at all); a Job for the rest."""
@@ -135,7 +135,7 @@ class Recorder:
                         item, self.annotate)["json"])
                 else:
                     videos.append(item)
-        self.open_bar(initial=len(self.rows))
+        self.planned = len(self.rows)  # skipped or unreadable: counted as done from the start
         return Job(config, videos, todo_photos, self.folder.staging, self.annotate)
 
     # --- called by the engines, in the driver process ---------------------------------------
@@ -178,6 +178,7 @@ class Recorder:
 
     def add(self, item: Item, row: dict) -> None:
         self.rows[item.source] = row
+        self.open_bar()
         if self.bar is not None:
             self.bar.update(1)
             self.refresh()
@@ -187,14 +188,16 @@ class Recorder:
             self.folder.write_photo_part(pa.concat_tables(self.photo_tables))
             self.photo_tables = []
 
-    def open_bar(self, initial: int) -> None:
-        if self.show_progress:
+    def open_bar(self) -> None:
+        """At the first result, so that an engine's start-up messages (Ray's) come before it."""
+        if self.show_progress and self.bar is None:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=len(self.items), initial=initial, unit="input", file=sys.stderr,
+            self.bar = tqdm(total=len(self.items), initial=self.planned, unit="input", file=sys.stderr,
                             dynamic_ncols=True, smoothing=0.1)
 
     def refresh(self) -> None:
+        self.open_bar()
         now = time.perf_counter()
         if self.bar is not None and now - self.drawn >= 0.5:  # redrawn twice a second at most
             self.drawn = now
