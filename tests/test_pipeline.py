@@ -42,6 +42,10 @@ class ScriptedDetector(FaceDetector):
         self.min_sizes.append(min_size)
         return np.asarray(next(self.rounds), np.int32).reshape(-1, 4)
 
+    def detect_faces(self, frame, min_size=None, **passes):
+        self.passes = getattr(self, "passes", []) + [passes]
+        return super().detect_faces(frame, min_size, **passes)
+
 
 def scores(*values) -> np.ndarray:
     rows = np.asarray(values, np.float64)
@@ -141,6 +145,70 @@ def test_the_tta_setting_reaches_the_classifier(tta):
     pipeline.analyse(FRAME)
     pipeline.stream().process(FRAME)
     assert classifier.calls == [(1, tta), (1, tta)]
+
+
+def test_fine_passes_and_region_passes_of_a_stream():
+    detector = ScriptedDetector([[TALL]] * 7)
+    faces_stream = stream(detector, ScriptedClassifier(scores(*np.ones((20, 7)))), detect_every=1,
+                          full_scan_every=4, fine_scan_every=3, track_min_hits=1)
+    for _ in range(7):
+        faces_stream.process(FRAME)
+    assert [p["fine"] for p in detector.passes] == [True, False, False, True, False, False, True]
+    assert [p["scan"] for p in detector.passes] == [True, False, False, False, True, False, False]
+    assert detector.passes[0]["regions"] is None, "nothing tracked yet"
+    assert [p["regions"].tolist() for p in detector.passes[1:]] == [[list(TALL)]] * 6
+
+
+def test_still_images_get_the_fine_pass():
+    detector = ScriptedDetector([[BOX]])
+    Pipeline(ScriptedClassifier(scores(*np.ones((1, 7)))), detector, PipelineConfig()).analyse(FRAME)
+    assert detector.passes == [{"fine": True}]
+
+
+def test_faces_are_classified_in_turns():
+    """classify_per_frame 2: new faces first (all of them), then the faces classified longest ago."""
+    faces = [(0, 0, 30, 30), (40, 0, 30, 30), (80, 0, 30, 30)]
+    later = [(0, 60, 30, 30), (40, 60, 30, 30), (80, 60, 30, 30)]
+    classifier = ScriptedClassifier(scores(*np.ones((40, 7))))
+    rounds = [faces] * 3 + [faces + later] * 3
+    faces_stream = stream(ScriptedDetector(rounds), classifier, detect_every=1, track_min_hits=1,
+                          classify_per_frame=2)
+    shown = [len(faces_stream.process(FRAME)) for _ in range(6)]
+    assert shown == [3, 3, 3, 6, 6, 6], "every visible face is reported, classified this frame or not"
+    # frame 0: 3 new; 1: the 2 oldest; 2: the third and the first; 3: 3 new (over the budget); 4, 5: 2 each
+    assert [n for n, _ in classifier.calls] == [3, 2, 2, 3, 2, 2]
+
+
+def test_budget_of_one():
+    classifier = ScriptedClassifier(scores(*np.ones((20, 7))))
+    two = [(0, 0, 30, 30), (40, 0, 30, 30)]
+    faces_stream = stream(ScriptedDetector([two] * 3), classifier, detect_every=1, track_min_hits=1,
+                          classify_per_frame=1)
+    for _ in range(3):
+        faces_stream.process(FRAME)
+    assert [n for n, _ in classifier.calls] == [2, 1, 1]
+
+
+def test_det_score_of_a_face():
+    from ferkit.inference.pipeline import det_score
+
+    assert det_score(None) is None and det_score(float("nan")) is None
+    assert det_score(np.float32(0.875)) == 0.875 and type(det_score(np.float32(0.875))) is float
+    face = Face((1, 2, 3, 4), scores([1] * 7)[0], det_score=0.91234)
+    assert face.to_dict()["det_score"] == 0.9123
+
+
+def test_from_config_uses_the_configs_model_folder_and_sections(tiny_model_dir, tmp_path):
+    import shutil
+
+    from ferkit.config import Config
+
+    shutil.copytree(tiny_model_dir, tmp_path / "models" / "mine")
+    config = Config(model="mine", models_dir=tmp_path / "models", detector=DetectorConfig(name="haar", min_face=33),
+                    pipeline=PipelineConfig(smoothing=0.3))
+    pipeline = Pipeline.from_config(config)
+    assert pipeline.classifier.folder == tmp_path / "models" / "mine"
+    assert pipeline.cfg is config.pipeline and pipeline.detector.cfg == config.detector
 
 
 def test_max_faces_caps_a_frame():
