@@ -229,6 +229,25 @@ def test_every_pipeline_flag_names_its_config_field():
     assert flags - fields == {"help", "detector", "out", "csv", "timeline", "json", "no_progress"}
 
 
+def test_every_train_flag_is_a_train_config_field_and_reaches_it(monkeypatch):
+    from dataclasses import replace
+
+    from ferkit.cli import build_parser
+    from ferkit.config import TrainConfig
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    assert {a.dest for a in train._actions if a.option_strings} - {"help"} == set(TrainConfig.__dataclass_fields__)
+    seen = []
+    monkeypatch.setattr("ferkit.training.fit.train", lambda cfg, command="": seen.append((cfg, command)) or {"ok": 1})
+    argv = ["train", "--data", "d.csv", "--epochs", "3", "--batch-size", "16", "--teacher", "fast", "--distill-weight",
+            "0.25", "--class-weights", "--labels", "ferplus", "--ferplus-mode", "soft", "--learning-rate", "0.002",
+            "--limit", "50", "--holdout", "0.2", "--augment", "strong"]
+    assert main(argv) == 0
+    assert seen == [(replace(TrainConfig(), data="d.csv", epochs=3, batch_size=16, teacher="fast", distill_weight=0.25,
+                             class_weights=True, labels="ferplus", ferplus_mode="soft", learning_rate=0.002, limit=50,
+                             holdout=0.2, augment="strong"), "ferkit " + " ".join(argv))]
+
+
 BAD_VALUES = [
     ("video", "--smoothing", "5"), ("video", "--smoothing", "0"), ("video", "--smoothing", "-0.5"),
     ("video", "--smoothing", "nan"), ("video", "--detect-every", "0"), ("video", "--detect-every", "-2"),
