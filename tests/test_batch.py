@@ -388,3 +388,18 @@ def test_the_ray_engine_without_ray_installed_is_one_error_line(capsys, tiny_mod
     assert (code, out) == (2, "")
     assert err == 'ferkit batch: error: the ray engine needs Ray: pip install "ferkit[ray]"\n'
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flush_every_s, parts", [(30.0, 1), (-1.0, 2)])
+def test_photo_rows_are_written_in_parts_by_count_or_time(config, monkeypatch, tmp_path, flush_every_s, parts):
+    """20 photos come back in two groups of at most 16: one part at the end, or one per group when
+    the flush interval has passed (so a killed run loses at most that interval's photos)."""
+    import ferkit.batch
+
+    monkeypatch.setattr(ferkit.batch, "FLUSH_EVERY_S", flush_every_s)
+    for i in range(20):
+        write_photo(tmp_path / f"p{i:02d}.png", seed=i % 3)
+    analyse([tmp_path], tmp_path / "out", config=config, workers=1, progress=False)
+    assert len(list((tmp_path / "out" / "photos").glob("part-*.parquet"))) == parts
+    assert sorted(pq.read_table(tmp_path / "out" / "photos").column("path").to_pylist()) == \
+           [str(tmp_path / f"p{i:02d}.png") for i in range(20)]

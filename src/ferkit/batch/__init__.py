@@ -32,7 +32,9 @@ from .tasks import one_line
 __all__ = ["analyse", "run_batch", "ENGINES"]
 
 ENGINES = {"local": "ferkit.batch.local", "ray": "ferkit.batch.ray_engine"}
-PHOTOS_PER_PART = 2000  # photo rows are flushed to a new Parquet part at least this often (and at the end)
+# Photo rows go to a new Parquet part every PHOTOS_PER_PART rows or FLUSH_EVERY_S seconds (and at the
+# end, Ctrl-C included): few parts, and a killed run loses at most that much finished work.
+PHOTOS_PER_PART, FLUSH_EVERY_S = 2000, 30.0
 KIND_ERRORS = {"missing": "no such file, folder or match", "unknown": "not a photo or video type ferkit knows"}
 
 
@@ -112,6 +114,7 @@ class Recorder:
         self.frames_by_source: dict[str, int] = {}
         self.photo_tables: list[pa.Table] = []
         self.bar, self.started, self.drawn, self.planned = None, time.perf_counter(), 0.0, 0
+        self.flushed = self.started
 
     def plan(self, config: Config, force: bool) -> Job:
         """Rows for what is complete already (or cannot be read at all); a Job for the rest."""
@@ -167,7 +170,8 @@ class Recorder:
                 self.add(item, photo_row(item, photo, "done", self.folder.photos))
             else:
                 self.add(item, failed_row(item, photo[0]["error"], photo[0]["elapsed_s"], photo[0]["node"]))
-        if sum(len(t) for t in self.photo_tables) >= PHOTOS_PER_PART:
+        if sum(len(t) for t in self.photo_tables) >= PHOTOS_PER_PART or \
+                time.perf_counter() - self.flushed > FLUSH_EVERY_S:
             self.flush_photos()
 
     def frames(self, source: str, done: int) -> None:
@@ -187,6 +191,7 @@ class Recorder:
         if self.photo_tables:
             self.folder.write_photo_part(pa.concat_tables(self.photo_tables))
             self.photo_tables = []
+        self.flushed = time.perf_counter()
 
     def open_bar(self) -> None:
         """At the first result, so that an engine's start-up messages (Ray's) come before it."""
