@@ -162,6 +162,28 @@ def test_token_through_the_real_server(make_app, serve_app):
     assert request(address, "GET", "/video_feed", headers={"Cookie": cookie})[0] == 503  # no source: not 401
 
 
+def test_a_body_without_the_token_is_refused_before_it_is_read(make_app, serve_app):
+    """The server answers 401 from the headers alone: the client has sent 64 KB of a 1 MB body and
+    gets its answer without sending the rest (were the body read first, this would time out)."""
+    address = serve_app(make_app(host="0.0.0.0", token=TOKEN))
+    for headers in ({}, {"Authorization": f"Bearer {TOKEN[:-1]}X"}, {"Cookie": "ferkit_auth=0123456789abcdef"}):
+        connection = http.client.HTTPConnection(*address, timeout=10)
+        connection.putrequest("POST", "/api/predict")
+        for name, value in {"Content-Type": "image/jpeg", "Content-Length": str(2**20), **headers}.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        connection.send(b"\xff" * 65536)
+        response = connection.getresponse()
+        error = json_error((response.status, response.headers, response.read()), 401)
+        assert "Authorization: Bearer TOKEN" in error["message"] and response.headers["WWW-Authenticate"]
+        connection.close()
+    # With the token (header or the page's cookie) the same body goes through to the app.
+    bearer = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "image/png"}
+    assert request(address, "POST", "/api/predict", png_bytes(), bearer)[0] == 200
+    cookie = request(address, "GET", f"/?token={TOKEN}")[1]["Set-Cookie"].split(";")[0]
+    assert request(address, "POST", "/api/predict", png_bytes(), {"Cookie": cookie, "Content-Type": "image/png"})[0] == 200
+
+
 def test_the_token_is_printed_with_the_url_and_no_auth_warns(make_app, capsys):
     server = SimpleNamespace(effective_host="0.0.0.0", effective_port=5123)
     generated = make_app(host="0.0.0.0")

@@ -9,14 +9,17 @@ import threading
 from pathlib import Path
 
 from waitress import create_server, wasyncore
+from waitress import utilities as waitress_errors
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher
+from werkzeug.http import parse_cookie
 
 from ..config import Config
 from ..errors import FerkitError
 from .app import SECURITY_HEADERS, create_app
-from .auth import is_loopback
+from .auth import COOKIE, TokenAuth, is_loopback
 from .responses import error_json, upload_limit_message
 from .services import EXTENSION
 
@@ -33,13 +36,45 @@ class JsonErrorTask(ErrorTask):
         body = json.dumps(error_json(error.code, error.reason, message)).encode()
         self.status = f"{error.code} {error.reason}"
         self.response_headers.extend([("Content-Type", "application/json"), *SECURITY_HEADERS.items()])
+        if error.code == 401:
+            self.response_headers.append(("WWW-Authenticate", 'Bearer realm="ferkit"'))
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
 
 
-class Channel(HTTPChannel):
-    error_task_class = JsonErrorTask
+class MissingToken(waitress_errors.Error):
+    code, reason = 401, "Unauthorized"
+
+
+class TokenGate(HTTPRequestParser):
+    """Refuses a request that carries a body but no valid token as soon as its headers are in, so
+    that a client without the token cannot make the server read (and hold) up to the upload limit.
+    Requests without a body go on to the app, which checks them (and serves the login page)."""
+
+    auth: TokenAuth | None = None  # set per server
+
+    def received(self, data):
+        headers_were_in = self.headers_finished
+        consumed = super().received(data)
+        if (not headers_were_in and self.headers_finished and self.error is None and self.body_rcv is not None
+                and self.auth is not None and self.auth.required and not self._has_token()):
+            self.error = MissingToken("this server needs its token: send the header 'Authorization: Bearer TOKEN'")
+            self.completed = True
+        return consumed
+
+    def _has_token(self) -> bool:
+        scheme, _, value = self.headers.get("AUTHORIZATION", "").partition(" ")
+        if scheme.lower() == "bearer" and self.auth.check_token(value.strip()):
+            return True
+        return self.auth.check_cookie(parse_cookie(self.headers.get("COOKIE", "")).get(COOKIE))
+
+
+def channel_class(app) -> type[HTTPChannel]:
+    """waitress's connection handler for `app`: its errors as JSON, and the token gate."""
+    extension = getattr(app, "extensions", {}).get(EXTENSION)
+    gate = type("AppTokenGate", (TokenGate,), {"auth": extension.auth if extension else None})
+    return type("FerkitChannel", (HTTPChannel,), {"error_task_class": JsonErrorTask, "parser_class": gate})
 
 
 def make_server(config: Config, app=None) -> BaseWSGIServer:
@@ -65,7 +100,7 @@ def make_server(config: Config, app=None) -> BaseWSGIServer:
     except BaseException:
         dispatcher.shutdown(timeout=1)
         raise
-    server.channel_class = Channel
+    server.channel_class = channel_class(app)
     return server
 
 
