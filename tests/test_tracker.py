@@ -83,3 +83,16 @@ def test_confirmation_needs_min_hits_and_ids_follow_confirmation_order():
 def test_default_settings():
     tracker = IouTracker()
     assert (tracker.min_iou, tracker.max_missed, tracker.min_hits, tracker.next_id) == (0.3, 8, 1, 1)
+
+
+def test_tracks_carry_their_latest_det_score_and_landmarks():
+    tracker = IouTracker(min_iou=0.3, max_missed=5, min_hits=1)
+    first = np.arange(10, dtype=np.float32).reshape(1, 5, 2)
+    tracker.update(np.array([FACE]), [0.5], first)
+    assert tracker.tracks[0].det_score == 0.5 and np.array_equal(tracker.tracks[0].landmarks, first[0])
+    tracker.update(np.array([FACE, (300, 0, 50, 50)]), [0.75, 0.25], np.stack([first[0] + 1, first[0] + 2]))
+    assert [t.det_score for t in tracker.tracks] == [0.75, 0.25]
+    assert np.array_equal(tracker.tracks[0].landmarks, first[0] + 1)
+    assert np.array_equal(tracker.tracks[1].landmarks, first[0] + 2)
+    tracker.update(np.array([FACE]))  # a detector without scores or landmarks (Haar)
+    assert np.isnan(tracker.tracks[0].det_score) and tracker.tracks[0].landmarks is None
