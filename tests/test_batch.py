@@ -265,6 +265,7 @@ def test_cli_errors_that_stop_the_run(capsys, tmp_path, tiny_model_dir, args, me
     assert err.count("\n") == 1 and err.startswith(message.replace("EMPTY", str(tmp_path / "EMPTY")))
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_and_does_no_input_twice(config, tiny_model_dir, pipeline, tmp_path):
     """SIGKILL the CLI once two videos are done; the rerun skips exactly the finished ones, leaves
     their files untouched, does the rest, and every CSV equals `ferkit video`'s."""
@@ -327,6 +328,7 @@ def test_real_photos_and_videos(config, pipeline, shared_dir, tmp_path):
     assert summary["single_face.mp4"]["dominant"] == f"1:{video_summary['faces']['1']['emotion']}"
 
 
+@pytest.mark.slow
 def test_no_worker_outlives_a_killed_driver(tiny_model_dir, tmp_path):
     """The pool's workers die with the driver (PR_SET_PDEATHSIG): killed mid-video, they write
     nothing more, so no orphan keeps working or writing."""
