@@ -39,10 +39,11 @@ def test_square_is_centred_on_the_box(frame, box, corner):
     np.testing.assert_array_equal(crop_faces(frame, [box])[0], expected(frame, *corner))
 
 
-def test_margin_grows_the_square_on_every_side():
+def test_margin_grows_the_square_on_every_side(frame):
     # 40 * (1 + 2 * 0.1) = 48, centred on (40 + 20, 30 + 10)
     assert square_box((40, 30, 40, 20), 0.1) == (36, 16, 48)
     assert square_box((40, 30, 40, 20), 0.0) == (40, 20, 40)
+    np.testing.assert_array_equal(crop_faces(frame, [(40, 30, 40, 20)], 0.1)[0], expected(frame, 36, 16))
 
 
 @pytest.mark.parametrize("box, padded", [
