@@ -98,8 +98,8 @@ def start_server(tiny_model_dir: Path, jobs_dir: Path, source: str | None = None
     thread.start()
 
     def stop():
+        app.extensions["ferkit"].close()  # ends live streams first, so waitress's threads can finish
         stop_server(server, thread)
-        app.extensions["ferkit"].close()
 
     return f"http://127.0.0.1:{server.effective_port}", stop
 

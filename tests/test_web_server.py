@@ -41,11 +41,12 @@ def serve_app():
         server = make_server(config, app)
         thread = threading.Thread(target=server.run, name="test-waitress-loop", daemon=True)
         thread.start()
-        running.append((server, thread))
+        running.append((app, server, thread))
         return server.effective_host, server.effective_port
 
     yield start
-    for server, thread in running:
+    for app, server, thread in running:
+        app.extensions["ferkit"].broadcaster.close()  # ends live streams, so waitress's threads can finish
         stop_server(server, thread)
 
 
