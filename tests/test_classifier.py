@@ -1,0 +1,127 @@
+"""FacialExpressionModel and model lookup: which file a name or folder loads, the input shapes it
+takes, calibrated scores, and the errors for what cannot be loaded."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from ferkit.errors import ModelError
+from ferkit.inference.classifier import (FacialExpressionModel, apply_temperature, as_batch, list_bundled_models,
+                                         resolve_model)
+from ferkit.labels import CLASS_NAMES
+
+
+@pytest.fixture
+def models(tiny_model_dir, tmp_path):
+    """A models folder: onnx_and_keras/ (both files), keras_only/ (no model.onnx), empty/, DEFAULT."""
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, root / "onnx_and_keras")
+    shutil.copytree(tiny_model_dir, root / "keras_only")
+    (root / "keras_only" / "model.onnx").unlink()
+    (root / "empty").mkdir()
+    (root / "DEFAULT").write_text("keras_only\n")
+    return root
+
+
+FACES = np.random.default_rng(2).integers(0, 256, (3, 48, 48)).astype(np.uint8)
+
+
+def test_as_batch_shapes():
+    one = np.arange(48 * 48, dtype=np.uint8).reshape(48, 48)
+    assert as_batch(one).shape == (1, 48, 48, 1) and as_batch(one).dtype == np.float32
+    np.testing.assert_array_equal(as_batch(one)[0, :, :, 0], one)
+    assert as_batch(FACES).shape == as_batch(FACES[..., None]).shape == (3, 48, 48, 1)
+    for bad in (np.zeros((3, 48, 47)), np.zeros((3, 48, 48, 3)), np.zeros((48,)), np.zeros((2, 2, 48, 48))):
+        with pytest.raises(ValueError, match=r"faces must be 48x48 grayscale.*got \(" + str(bad.shape[0])):
+            as_batch(bad)
+
+
+def test_apply_temperature_is_softmax_of_log_scores_over_t():
+    probs = np.array([[0.5, 0.2, 0.1, 0.05, 0.05, 0.05, 0.05], [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.4]])
+    assert apply_temperature(probs, 1.0) is probs
+    softened = apply_temperature(probs, 2.0)
+    expected = np.sqrt(probs) / np.sqrt(probs).sum(axis=1, keepdims=True)  # p^(1/2), renormalised per row
+    np.testing.assert_allclose(softened, expected, atol=1e-6)
+    assert softened.dtype == np.float32 and (softened.argmax(axis=1) == probs.argmax(axis=1)).all()
+
+
+def test_list_and_resolve_bundled_models(models, tmp_path):
+    assert list_bundled_models(models) == ["keras_only", "onnx_and_keras"]
+    assert list_bundled_models(tmp_path / "absent") == []
+    assert resolve_model("default", models) == models / "keras_only"
+    assert resolve_model("onnx_and_keras", models) == models / "onnx_and_keras"
+    assert resolve_model(models / "onnx_and_keras" / "model.onnx", models) == models / "onnx_and_keras" / "model.onnx"
+    with pytest.raises(ModelError, match=r"model 'empty' not found: .*\(bundled: keras_only, onnx_and_keras\)"):
+        resolve_model("empty", models)
+    (models / "DEFAULT").unlink()
+    with pytest.raises(ModelError, match=r"no default model: .*DEFAULT is missing \(pass --model PATH\)"):
+        resolve_model("default", models)
+    with pytest.raises(ModelError, match=r"\(bundled: none\)"):
+        resolve_model("nope", tmp_path / "absent")
+
+
+def test_a_folder_loads_its_onnx_file_unless_weights_are_given(models):
+    onnx = FacialExpressionModel(models / "onnx_and_keras")
+    assert (onnx.backend, onnx.path.name, onnx.name, onnx.folder) == ("onnx", "model.onnx", "onnx_and_keras",
+                                                                      models / "onnx_and_keras")
+    weights = models / "onnx_and_keras" / "model.weights.h5"
+    keras = FacialExpressionModel(models / "onnx_and_keras", weights)
+    assert (keras.backend, keras.path.name, keras.name) == ("keras", "model.json", "onnx_and_keras")
+    only = FacialExpressionModel.load("keras_only", models)
+    assert (only.backend, only.name) == ("keras", "keras_only")
+    np.testing.assert_allclose(onnx.predict_proba(FACES), keras.predict_proba(FACES), atol=1e-4)
+    np.testing.assert_allclose(only.predict_proba(FACES), keras.predict_proba(FACES), atol=1e-6)
+
+
+def test_a_file_beside_others_is_named_by_its_stem(models):
+    renamed = models / "onnx_and_keras" / "other.onnx"
+    shutil.copy(models / "onnx_and_keras" / "model.onnx", renamed)
+    model = FacialExpressionModel(renamed)
+    assert (model.name, model.folder, model.temperature) == ("other", models / "onnx_and_keras", 1.0)
+
+
+def test_a_folders_calibration_applies_to_its_own_model_only(models):
+    folder = models / "onnx_and_keras"
+    (folder / "calibration.json").write_text(json.dumps({"temperature": 2.0}))
+    calibrated = FacialExpressionModel(folder)
+    assert calibrated.temperature == 2.0
+    raw = calibrated.predict_proba(FACES, calibrated=False)
+    np.testing.assert_allclose(calibrated.predict_proba(FACES), apply_temperature(raw, 2.0), atol=1e-6)
+    shutil.copy(folder / "model.onnx", folder / "other.onnx")
+    assert FacialExpressionModel(folder / "other.onnx").temperature == 1.0
+
+
+def test_predict_names_the_top_class(models):
+    model = FacialExpressionModel(models / "onnx_and_keras")
+    model._run = lambda batch: np.eye(7, dtype=np.float32)[[4, 0, 6]]  # sad, angry, neutral
+    assert model.predict(FACES).tolist() == ["sad", "angry", "neutral"]
+    assert model.predict_emotion(FACES[0]) == "sad"
+    assert model.EMOTIONS_LIST == list(CLASS_NAMES)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: root / "empty", "no model.onnx or model.json in this folder"),
+    (lambda root: root / "absent.onnx", "no such model file"),
+    (lambda root: root / "DEFAULT", "expected a .onnx file, a .json architecture or a model folder"),
+    (lambda root: root / "keras_only" / "model.weights.h5", "expected a .onnx file"),
+])
+def test_what_cannot_be_loaded_is_a_model_error(models, make, message):
+    with pytest.raises(ModelError, match=message):
+        FacialExpressionModel(make(models))
+
+
+def test_broken_files_are_model_errors(models):
+    junk = models / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="not a loadable ONNX model"):
+        FacialExpressionModel(junk)
+    (models / "keras_only" / "model.weights.h5").unlink()
+    with pytest.raises(ModelError, match="weights file not found"):
+        FacialExpressionModel(models / "keras_only")
+    (models / "keras_only" / "model.json").write_text("{not json")
+    with pytest.raises(ModelError, match="not a Keras model architecture"):
+        FacialExpressionModel(models / "keras_only")
