@@ -277,3 +277,5 @@ def test_large_batches_run_in_chunks_in_order(counting_model):
     assert sizes == [MAX_BATCH, 88]
     np.testing.assert_allclose(out[:, 0], np.arange(MAX_BATCH + 88))
     assert counting_model.predict_proba(np.zeros((0, 48, 48))).shape == (0, 7) and sizes == [MAX_BATCH, 88]
+    counting_model.predict_proba(faces, tta=True)
+    assert sizes[2:] == [4 * MAX_BATCH, 4 * 88], "every chunk gets its four views"
