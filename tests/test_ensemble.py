@@ -196,3 +196,57 @@ def test_tta_flag_is_a_no_op_for_an_ensemble_with_views_inside(members, tmp_path
     # a single network still gets its views from the flag
     single = FacialExpressionModel(members[0])
     assert np.abs(single.predict_proba(faces, tta=True) - single.predict_proba(faces)).max() > 1e-4
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("name", ["accurate", "fast"])
+def test_bundled_models_load_by_name_through_every_front_end(name, shared_dir, tmp_path, ferkit):
+    """`--model accurate|fast` reaches the classifier in predict, video, batch and the web app: each
+    front end's scores for the same face are that model's (calibrated) scores, not the default's."""
+    import cv2
+
+    from ferkit.batch import analyse
+    from ferkit.config import Config
+    from ferkit.inference.pipeline import Pipeline
+    from ferkit.web import create_app
+
+    photo = shared_dir / "data/media/photos/multi_face.jpg"
+    config = Config(model=name)
+    expected = Pipeline.from_config(config).analyse(cv2.imread(str(photo)))
+    assert len(expected) == 5
+    other = Pipeline.from_config(Config(model="ferplus")).analyse(cv2.imread(str(photo)))
+    assert max(abs(a.scores - b.scores).max() for a, b in zip(expected, other)) > 0.05
+
+    code, out, _ = ferkit("predict", photo, "--model", name, "--json")
+    faces = json.loads(out)["images"][0]["faces"]
+    assert code == 0 and len(faces) == 5
+    for face, want in zip(faces, expected):
+        assert face["scores"] == pytest.approx({k: round(float(v), 4) for k, v in
+                                                zip(want.to_dict()["scores"], want.scores)}, abs=1e-4)
+
+    client = create_app(config).test_client()
+    assert client.get("/api/health").get_json()["model"] == name
+    with photo.open("rb") as handle:
+        api_faces = client.post("/api/predict", data={"image": (handle, "p.jpg")}).get_json()["images"][0]["faces"]
+    assert [f["scores"] for f in api_faces] == [f["scores"] for f in faces]
+
+    table = analyse([photo], tmp_path / "batch", config=config, progress=False)
+    assert table.column("status").to_pylist() == ["done"]
+    import pyarrow.parquet as pq
+
+    from ferkit.labels import CLASS_NAMES
+
+    rows = pq.read_table(tmp_path / "batch" / "photos").to_pylist()
+    got = sorted([row[c] for c in CLASS_NAMES] for row in rows)
+    want = sorted(face.scores.tolist() for face in expected)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.shared
+def test_accurate_card_matches_what_evaluate_prints(shared_dir, ferkit):
+    data = shared_dir / "data/fer2013/fer2013.csv.gz"
+    code, out, _ = ferkit("evaluate", "--data", data, "--model", "accurate", "--json")
+    report = json.loads(out)
+    card = FacialExpressionModel.load("accurate").card
+    assert code == 0 and report["n"] == 3589
+    assert report["accuracy"] == pytest.approx(card["accuracy"], abs=1e-6)
