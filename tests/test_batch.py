@@ -329,9 +329,6 @@ def test_real_photos_and_videos(config, pipeline, shared_dir, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="open bug: in 2 of 5 runs on a loaded machine a pool worker finished "
-                   "its video after the driver was SIGKILLed, although PR_SET_PDEATHSIG is set in the pool "
-                   "initializer (a bare spawn Pool with the same call dies at once); not yet explained")
 def test_no_worker_outlives_a_killed_driver(tiny_model_dir, tmp_path):
     """The pool's workers die with the driver (PR_SET_PDEATHSIG): killed mid-video, they write
     nothing more, so no orphan keeps working or writing."""

@@ -31,7 +31,7 @@ def run(job, report, workers: int | None = None, **_) -> None:
     context = mp.get_context("spawn")
     frames = context.Queue()
     pool = context.Pool(min(workers or available_cpus(), len(tasks)), initializer=init_worker,
-                        initargs=(job.config, job.annotate, str(job.staging), frames))
+                        initargs=(job.config, job.annotate, str(job.staging), frames, os.getpid()))
     try:
         results = pool.imap_unordered(run_task, tasks)
         while True:
@@ -66,14 +66,14 @@ def drain(queue, report) -> None:
         report.frames(source, done)
 
 
-def init_worker(config, annotate: bool, staging: str, frames) -> None:
+def init_worker(config, annotate: bool, staging: str, frames, driver_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the driver, which ends the pool
-    die_with_parent()
+    die_with_parent(driver_pid)
     _WORKER.update(config=config, annotate=annotate, staging=Path(staging), frames=frames)
     pipeline_for(config)  # load once, before the first task
 
 
-def die_with_parent() -> None:
+def die_with_parent(driver_pid: int) -> None:
     """A killed driver takes its workers with it (Linux), so no orphan keeps writing."""
     try:
         import ctypes
@@ -81,6 +81,10 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    # A driver killed while this worker was still starting (spawn re-imports everything) sends no
+    # signal, and the worker would go on to run a task already queued: leave now instead.
+    if os.getppid() != driver_pid:
+        os._exit(1)
 
 
 def run_task(task):
