@@ -162,6 +162,15 @@ def bright_box_detector(min_face: int = 16) -> BrightBoxDetector:
     return BrightBoxDetector(DetectorConfig(min_face=min_face))
 
 
+def corrupt_middle(video: Path, target: Path) -> Path:
+    """A copy of `video` with an eighth of its bytes, in the middle, replaced by noise."""
+    data = bytearray(video.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + len(data) // 8] = np.random.default_rng(0).bytes(len(data) // 8)
+    target.write_bytes(bytes(data))
+    return target
+
+
 def run_ferkit(*args) -> subprocess.CompletedProcess:
     """`ferkit ARGS` in a fresh interpreter: stderr and stdout hold everything any library printed."""
     return subprocess.run([sys.executable, "-m", "ferkit.cli", *map(str, args)], capture_output=True, text=True,

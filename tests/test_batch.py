@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import corrupt_middle
 from ferkit.batch import analyse
 from ferkit.batch.inputs import Item, expand_inputs
 from ferkit.cli import main
@@ -50,14 +51,6 @@ def write_photo(path: Path, seed: int = 0) -> Path:
     image = np.dstack([np.tile(gradient, (150, 1))] * 3) // (1 + seed)
     assert cv2.imwrite(str(path), image)
     return path
-
-
-def corrupt_middle(video: Path, target: Path) -> Path:
-    data = bytearray(video.read_bytes())
-    middle = len(data) // 2
-    data[middle:middle + len(data) // 8] = np.random.default_rng(0).bytes(len(data) // 8)
-    target.write_bytes(bytes(data))
-    return target
 
 
 def mixed_folder(root: Path) -> Path:

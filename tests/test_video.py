@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import box_frames, bright_box_detector, write_video
+from conftest import box_frames, bright_box_detector, corrupt_middle, write_video
 
 from ferkit.config import Config, PipelineConfig
 from ferkit.errors import MediaError
@@ -283,14 +283,6 @@ def test_progress_bar_line():
 
 
 # --- bad input and outputs -----------------------------------------------------------------
-
-def corrupt_middle(video: Path, target: Path) -> Path:
-    data = bytearray(video.read_bytes())
-    middle = len(data) // 2
-    data[middle:middle + len(data) // 8] = np.random.default_rng(0).bytes(len(data) // 8)
-    target.write_bytes(bytes(data))
-    return target
-
 
 def truncate(video: Path, target: Path) -> Path:
     target.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
