@@ -1,15 +1,23 @@
-"""What every test shares: synthetic FER2013 CSVs, the shared data folder, a tiny exported model,
-synthetic videos, stand-in detectors, the CLI runners, and the CI switch that fails skipped tests.
+"""What more than one test file uses: synthetic FER2013 CSVs, the shared data folder, a tiny exported
+model (and its config, pipeline and classifier), synthetic videos and photos, stand-in detectors,
+polling, the CLI runners, batch-result helpers, the web app's fixtures and a live waitress server,
+and the CI switch that fails skipped tests.
 
 Helpers that are not fixtures are imported by test modules: `from conftest import write_video`.
+A test file never imports from another test file: what two of them need lives here.
 """
 
 from __future__ import annotations
 
 import gzip
+import itertools
 import os
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import ferkit  # noqa: F401, I001  (before cv2: ferkit caps OpenCV's decoded pixels, read when cv2 loads)
@@ -17,7 +25,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ferkit.config import DetectorConfig, default_shared_dir
+from ferkit.config import Config, DetectorConfig, ServeConfig, default_shared_dir
 from ferkit.labels import IMAGE_SIZE, NUM_CLASSES
 from ferkit.video.writers import VIDEO_FOURCCS
 from ferkit.vision.crops import to_gray
@@ -124,14 +132,77 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return folder
 
 
-# --- synthetic media, stand-in detectors, the CLI -------------------------------------------------
+# --- the tiny model, loaded once per module -------------------------------------------------------
+# Imported inside the fixtures: the Keras environment above must be set before anything loads Keras.
 
-def write_video(path: Path, frames, fps: float = 20.0) -> Path:
-    """A video file of the given BGR frames (codec by extension, as ferkit writes them)."""
-    height, width = frames[0].shape[:2]
+@pytest.fixture(scope="module")
+def config(tiny_model_dir) -> Config:
+    """A Config naming the tiny model, with every other setting at its default."""
+    return Config(model=str(tiny_model_dir))
+
+
+@pytest.fixture(scope="module")
+def pipeline(config):
+    """One loaded Pipeline of the tiny model for the whole module (as the server shares one for
+    every request)."""
+    from ferkit.inference.pipeline import Pipeline
+
+    return Pipeline.from_config(config)
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_model_dir):
+    """The tiny model's FacialExpressionModel, without a detector around it."""
+    from ferkit.inference.classifier import FacialExpressionModel
+
+    return FacialExpressionModel(tiny_model_dir)
+
+
+# --- synthetic media ------------------------------------------------------------------------------
+
+def video_frames(count: int, size=(160, 120), pattern: str = "noise", seed: int | None = None) -> Iterator[np.ndarray]:
+    """`count` generated BGR frames of `size` (width, height), made one at a time:
+    noise     random pixels, every frame new (seed 1 unless given)
+    square    a white 40x40 square sliding right across a grey frame; the seed (0 unless given)
+              sets the grey and where the square starts, so each seed gives its own video
+    gradient  a horizontal gradient sliding sideways: long videos that compress well
+    """
+    width, height = size
+    if pattern == "noise":
+        rng = np.random.default_rng(1 if seed is None else seed)
+        for _ in range(count):
+            yield rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    elif pattern == "square":
+        seed = seed or 0
+        for i in range(count):
+            frame = np.full((height, width, 3), 40 + 10 * seed, np.uint8)
+            x = (5 + 2 * i + 7 * seed) % (width - 40)
+            cv2.rectangle(frame, (x, 30), (x + 39, 69), (255, 255, 255), -1)
+            yield frame
+    elif pattern == "gradient":
+        ramp = np.tile(np.arange(width, dtype=np.uint8), (height, 1))
+        for i in range(count):
+            yield cv2.cvtColor(np.roll(ramp, i, axis=1), cv2.COLOR_GRAY2BGR)
+    else:
+        raise ValueError(f"unknown pattern {pattern!r}")
+
+
+def write_video(path: Path, frames: int | Iterable[np.ndarray], *, fps: float = 20.0, size=(160, 120),
+                pattern: str = "noise", seed: int | None = None) -> Path:
+    """A video file, with the codec ferkit writes for its extension (.mp4: mp4v, .avi: MJPG, ...).
+
+    write_video(path, frames)                          the given BGR frames (a list or any iterable)
+    write_video(path, 12)                              12 frames of noise, 160x120
+    write_video(path, 30, pattern="square", seed=1)    generated frames: see video_frames()
+    """
+    if isinstance(frames, int):
+        frames = video_frames(frames, size, pattern, seed)
+    frames = iter(frames)
+    first = next(frames)
+    height, width = first.shape[:2]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*VIDEO_FOURCCS[path.suffix]), fps, (width, height))
     assert writer.isOpened(), path
-    for frame in frames:
+    for frame in itertools.chain([first], frames):
         writer.write(frame)
     writer.release()
     return path
@@ -148,6 +219,48 @@ def box_frames(boxes_per_frame, size=(160, 120), background: int = 30) -> list[n
     return frames
 
 
+def write_photo(path: Path, seed: int = 0) -> Path:
+    """A 200x150 photo without faces (a gradient, darker for a higher seed), format by extension."""
+    gradient = np.linspace(0, 255, 200, dtype=np.uint8)
+    image = np.dstack([np.tile(gradient, (150, 1))] * 3) // (1 + seed)
+    assert cv2.imwrite(str(path), image)
+    return path
+
+
+def png_bytes(width=320, height=240, seed=0) -> bytes:
+    """A real image without faces (noise), as PNG bytes."""
+    image = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+def corrupt_middle(video: Path, target: Path) -> Path:
+    """A copy of `video` with an eighth of its bytes, in the middle, replaced by noise."""
+    data = bytearray(video.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + len(data) // 8] = np.random.default_rng(0).bytes(len(data) // 8)
+    target.write_bytes(bytes(data))
+    return target
+
+
+def mixed_folder(root: Path) -> Path:
+    """a.mp4 (30 frames), b_bad.mp4 (damaged), c.jpg, d_bad.jpg (not an image), sub/e.mp4 (45
+    frames), sub/f.png, an empty folder and a file that is no media."""
+    root.mkdir()
+    write_video(root / "a.mp4", 30, pattern="square", seed=1)
+    corrupt_middle(write_video(root / "long.mp4", 60, pattern="square", seed=2), root / "b_bad.mp4")
+    (root / "long.mp4").unlink()
+    write_photo(root / "c.jpg")
+    (root / "d_bad.jpg").write_bytes(b"not a jpeg" * 50)
+    (root / "sub").mkdir()
+    write_video(root / "sub" / "e.mp4", 45, pattern="square", seed=3)
+    write_photo(root / "sub" / "f.png", seed=1)
+    (root / "empty").mkdir()
+    (root / "notes.md").write_text("not media\n")
+    return root
+
+
+# --- stand-in detectors ---------------------------------------------------------------------------
+
 class BrightBoxDetector(FaceDetector):
     """Finds bright boxes (the faces of synthetic frames), through the real detector's scaling."""
 
@@ -162,14 +275,18 @@ def bright_box_detector(min_face: int = 16) -> BrightBoxDetector:
     return BrightBoxDetector(DetectorConfig(min_face=min_face))
 
 
-def corrupt_middle(video: Path, target: Path) -> Path:
-    """A copy of `video` with an eighth of its bytes, in the middle, replaced by noise."""
-    data = bytearray(video.read_bytes())
-    middle = len(data) // 2
-    data[middle:middle + len(data) // 8] = np.random.default_rng(0).bytes(len(data) // 8)
-    target.write_bytes(bytes(data))
-    return target
+# --- waiting ---------------------------------------------------------------------------------------
 
+def wait_until(condition, timeout: float = 10.0, interval: float = 0.02) -> bool:
+    """Call `condition` every `interval` seconds until it is true or `timeout` seconds passed; its
+    last value, so `assert wait_until(...)` fails on a timeout."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(interval)
+    return condition()
+
+
+# --- the CLI ---------------------------------------------------------------------------------------
 
 def run_ferkit(*args) -> subprocess.CompletedProcess:
     """`ferkit ARGS` in a fresh interpreter: stderr and stdout hold everything any library printed."""
@@ -179,12 +296,158 @@ def run_ferkit(*args) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def ferkit(capsys):
-    """`ferkit ARGS` in this process: ferkit("video", path, "--json") -> (exit code, stdout, stderr)."""
+    """`ferkit ARGS` in this process: ferkit("video", path, "--json") -> (exit code, stdout, stderr).
+    argparse's own errors (it exits) give their exit code too."""
     from ferkit.cli import main
 
     def run(*args):
-        code = main([str(a) for a in args])
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exit:
+            code = exit.code
         out, err = capsys.readouterr()
         return code, out, err
 
     return run
+
+
+# --- batch results ---------------------------------------------------------------------------------
+
+def expected_csv(pipeline, video: Path, tmp_path: Path) -> bytes:
+    """What `ferkit video --csv` writes for this video."""
+    from ferkit.video.process import process_video
+
+    target = tmp_path / f"expected-{video.stem}.csv"
+    process_video(pipeline, video, csv_path=target)
+    return target.read_bytes()
+
+
+def rows(table, *columns) -> list[tuple]:
+    """The given columns of a pyarrow table, as one tuple per row."""
+    data = table.select(list(columns)).to_pylist()
+    return [tuple(row[c] for c in columns) for row in data]
+
+
+# --- the web app -----------------------------------------------------------------------------------
+
+def ferkit_threads() -> list[str]:
+    """Threads the web app or waitress started and that still run."""
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith(("ferkit-", "waitress-")))
+
+
+def temporary_jobs_folders() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("ferkit-jobs-*")}
+
+
+@pytest.fixture(scope="module")
+def nothing_left_behind():
+    """After a module's tests: no thread of the app or of waitress runs, no temporary jobs folder is left.
+    Not autouse: a module opts in with `pytestmark = pytest.mark.usefixtures("nothing_left_behind")`."""
+    folders = temporary_jobs_folders()
+    yield
+    assert wait_until(lambda: not ferkit_threads(), timeout=30), ferkit_threads()  # a loaded machine is slow
+    assert temporary_jobs_folders() - folders == set()
+
+
+@pytest.fixture
+def make_app(pipeline, tiny_model_dir, tmp_path):
+    """Factory: make_app(**serve_settings) -> a testing app sharing `pipeline`; closed after the test."""
+    from ferkit.web import create_app
+
+    apps = []
+
+    def make(**serve):
+        serve.setdefault("jobs_dir", str(tmp_path / "jobs"))
+        config = Config(model=str(tiny_model_dir), serve=ServeConfig(**serve))
+        app = create_app(config, pipeline)
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["ferkit"].close()
+
+
+class GatedStream:
+    """Wraps a FaceStream: the first frame of each stream waits at `gate` (a Barrier or an Event), and
+    `active`/`peak` count frames being processed at once (over all streams)."""
+
+    lock = threading.Lock()
+
+    def __init__(self, inner, state):
+        self.inner, self.state, self.first = inner, state, True
+
+    def process(self, frame):
+        with self.lock:
+            self.state["active"] += 1
+            self.state["peak"] = max(self.state["peak"], self.state["active"])
+            self.state["calls"] += 1
+        try:
+            if self.first:
+                self.first = False
+                self.state["entered"].set()
+                gate = self.state["gate"]
+                gate.wait(timeout=10) if isinstance(gate, threading.Barrier) else gate.wait(10)
+            return self.inner.process(frame)
+        finally:
+            with self.lock:
+                self.state["active"] -= 1
+
+
+@pytest.fixture
+def gated(pipeline, monkeypatch):
+    """pipeline.stream() hands out GatedStreams; returns their shared state (gate: an Event by default)."""
+    state = {"active": 0, "peak": 0, "calls": 0, "entered": threading.Event(), "gate": threading.Event()}
+    original = pipeline.stream
+    monkeypatch.setattr(pipeline, "stream", lambda: GatedStream(original(), state))
+    yield state
+    state["gate"].set() if isinstance(state["gate"], threading.Event) else state["gate"].abort()
+
+
+class FakeCapture:
+    """A camera that delivers `frames` frames (90x120, grey) and then drops out."""
+
+    def __init__(self, frames: int):
+        self.frames = frames
+
+    def read(self):
+        if self.frames == 0:
+            return False, None
+        self.frames -= 1
+        return True, np.full((90, 120, 3), 128, np.uint8)
+
+    def get(self, prop):
+        return 0.0
+
+    def release(self):
+        pass
+
+
+def wait_for_job(client, job_id: str, timeout: float = 60.0, interval: float = 0.1) -> dict:
+    """The job's JSON (through a Flask test client) once it is done or failed; fails after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/jobs/{job_id}").get_json()
+        if job["state"] in ("done", "failed"):
+            return job
+        time.sleep(interval)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def serve_on_loopback(app, threads: int = 4, max_upload_mb: int = ServeConfig.max_upload_mb):
+    """Run `app` on waitress, as `ferkit serve` does, on a free port of 127.0.0.1, in a thread.
+    Returns ((host, port), stop); stop() ends the app's live streams (so waitress's threads can
+    finish) and the server. The app itself stays open: whoever made it closes it."""
+    from ferkit.web.server import make_server, stop_server
+
+    config = Config(serve=ServeConfig(host="127.0.0.1", port=0, threads=threads, max_upload_mb=max_upload_mb))
+    server = make_server(config, app)
+    thread = threading.Thread(target=server.run, name="test-waitress-loop", daemon=True)
+    thread.start()
+
+    def stop():
+        app.extensions["ferkit"].broadcaster.close()
+        stop_server(server, thread)
+
+    return (server.effective_host, server.effective_port), stop

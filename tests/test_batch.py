@@ -11,85 +11,22 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import corrupt_middle
+from conftest import expected_csv, mixed_folder, rows, wait_until, write_photo, write_video
 from ferkit.batch import analyse
 from ferkit.batch.inputs import Item, expand_inputs
-from ferkit.cli import main
-from ferkit.config import Config
 from ferkit.errors import FerkitError
 from ferkit.inference.images import read_image
-from ferkit.inference.pipeline import Pipeline
 from ferkit.labels import CLASS_NAMES
 from ferkit.video.process import process_video
 
-FPS, SIZE = 20, (160, 120)
-
-
-def write_video(path: Path, frames: int, seed: int = 0, size=SIZE) -> Path:
-    """A square moving across a grey frame: every video of its own length and content."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, size)
-    assert writer.isOpened()
-    for i in range(frames):
-        frame = np.full((size[1], size[0], 3), 40 + 10 * seed, np.uint8)
-        x = (5 + 2 * i + 7 * seed) % (size[0] - 40)
-        cv2.rectangle(frame, (x, 30), (x + 39, 69), (255, 255, 255), -1)
-        writer.write(frame)
-    writer.release()
-    return path
-
-
-def write_photo(path: Path, seed: int = 0) -> Path:
-    gradient = np.linspace(0, 255, 200, dtype=np.uint8)
-    image = np.dstack([np.tile(gradient, (150, 1))] * 3) // (1 + seed)
-    assert cv2.imwrite(str(path), image)
-    return path
-
-
-def mixed_folder(root: Path) -> Path:
-    """a.mp4 (30 frames), b_bad.mp4 (damaged), c.jpg, d_bad.jpg (not an image), sub/e.mp4 (45
-    frames), sub/f.png, an empty folder and a file that is no media."""
-    root.mkdir()
-    write_video(root / "a.mp4", 30, seed=1)
-    corrupt_middle(write_video(root / "long.mp4", 60, seed=2), root / "b_bad.mp4")
-    (root / "long.mp4").unlink()
-    write_photo(root / "c.jpg")
-    (root / "d_bad.jpg").write_bytes(b"not a jpeg" * 50)
-    (root / "sub").mkdir()
-    write_video(root / "sub" / "e.mp4", 45, seed=3)
-    write_photo(root / "sub" / "f.png", seed=1)
-    (root / "empty").mkdir()
-    (root / "notes.md").write_text("not media\n")
-    return root
-
-
-@pytest.fixture(scope="module")
-def config(tiny_model_dir) -> Config:
-    return Config(model=str(tiny_model_dir))
-
-
-@pytest.fixture(scope="module")
-def pipeline(config) -> Pipeline:
-    return Pipeline.from_config(config)
-
-
-def expected_csv(pipeline: Pipeline, video: Path, tmp_path: Path) -> bytes:
-    """What `ferkit video --csv` writes for this video."""
-    target = tmp_path / f"expected-{video.stem}.csv"
-    process_video(pipeline, video, csv_path=target)
-    return target.read_bytes()
-
-
-def rows(table, *columns) -> list[tuple]:
-    data = table.select(list(columns)).to_pylist()
-    return [tuple(row[c] for c in columns) for row in data]
+# From conftest.py: config and pipeline (the tiny model, one per module), and the `ferkit` CLI runner.
+# Generated videos are write_video(..., pattern="square"): a bright square sliding across grey.
 
 
 # --- inputs --------------------------------------------------------------------------------
@@ -98,7 +35,7 @@ def test_inputs_folders_globs_lists_and_urls(tmp_path):
     root = mixed_folder(tmp_path / "media")
     other = tmp_path / "other"
     other.mkdir()
-    write_video(other / "a.mp4", 5)  # the same name as media/a.mp4
+    write_video(other / "a.mp4", 5, pattern="square")  # the same name as media/a.mp4
     (tmp_path / "list.txt").write_text("# one per line\n\nother/a.mp4\nhttps://example.org/clips/x.webm?s=1\n"
                                        f"{root}/c.jpg\nnowhere.mp4\n")
     items = expand_inputs([str(root), str(tmp_path / "list.txt"), str(tmp_path / "media" / "*.jpg"),
@@ -183,7 +120,7 @@ def test_rerun_skips_complete_inputs_and_force_redoes_them(config, tmp_path):
 def test_annotate_writes_the_annotated_video_and_completes_older_runs(config, tmp_path):
     root = tmp_path / "media"
     root.mkdir()
-    write_video(root / "a.mp4", 12)
+    write_video(root / "a.mp4", 12, pattern="square")
     analyse([root], tmp_path / "out", config=config, progress=False)
     table = analyse([root], tmp_path / "out", config=config, annotate=True, progress=False)
     assert rows(table, "status") == [("done",)], "a run without the annotated video is not complete for --annotate"
@@ -195,7 +132,7 @@ def test_annotate_writes_the_annotated_video_and_completes_older_runs(config, tm
 
 
 def test_url_inputs_are_downloaded(config, pipeline, tmp_path):
-    video = write_video(tmp_path / "clip.mp4", 10)
+    video = write_video(tmp_path / "clip.mp4", 10, pattern="square")
     (tmp_path / "urls.txt").write_text(f"{video.as_uri()}\nfile:///no/such/photo.jpg\n")
     table = analyse([tmp_path / "urls.txt"], tmp_path / "out", config=config, progress=False)
     assert rows(table, "input", "status", "frames") == [("file:///no/such/photo.jpg", "failed", None),
@@ -218,19 +155,10 @@ def test_what_stops_a_run(config, tmp_path):
 
 # --- ferkit batch --------------------------------------------------------------------------
 
-def run_cli(capsys, *args):
-    try:
-        code = main(["batch", *map(str, args)])
-    except SystemExit as exit:  # argparse's own one-line errors
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_cli_exit_status_is_the_number_of_failed_inputs(capsys, tiny_model_dir, tmp_path):
+def test_cli_exit_status_is_the_number_of_failed_inputs(ferkit, tiny_model_dir, tmp_path):
     root = mixed_folder(tmp_path / "media")
-    code, out, err = run_cli(capsys, root, tmp_path / "missing.mp4", "--out", tmp_path / "out",
-                             "--model", tiny_model_dir)
+    code, out, err = ferkit("batch", root, tmp_path / "missing.mp4", "--out", tmp_path / "out",
+                            "--model", tiny_model_dir)
     assert code == 3, err
     assert err.splitlines()[0].startswith(f"ferkit batch: failed: {root / 'b_bad.mp4'}: frame ")
     assert err.splitlines()[0].endswith("of 60 cannot be read (the file is damaged or truncated)")
@@ -239,7 +167,7 @@ def test_cli_exit_status_is_the_number_of_failed_inputs(capsys, tiny_model_dir, 
         "many pixels)", f"ferkit batch: failed: {tmp_path / 'missing.mp4'}: no such file, folder or match"]
     assert out.startswith("7 inputs: 4 done, 0 skipped (done before), 3 failed in ")
     assert out.rstrip().endswith(f"summary: {tmp_path / 'out' / 'summary.csv'}")
-    code, out, err = run_cli(capsys, root / "a.mp4", "--out", tmp_path / "out", "--model", tiny_model_dir)
+    code, out, err = ferkit("batch", root / "a.mp4", "--out", tmp_path / "out", "--model", tiny_model_dir)
     assert code == 0 and out.startswith("1 inputs: 0 done, 1 skipped (done before), 0 failed")
 
 
@@ -249,11 +177,11 @@ def test_cli_exit_status_is_the_number_of_failed_inputs(capsys, tiny_model_dir, 
     (["EMPTY/..", "--engine", "spark"], "ferkit batch: error: argument --engine: invalid choice: 'spark'"),
     (["EMPTY/..", "--model", "/no/model"], "ferkit batch: error: "),
 ])
-def test_cli_errors_that_stop_the_run(capsys, tmp_path, tiny_model_dir, args, message):
+def test_cli_errors_that_stop_the_run(ferkit, tmp_path, tiny_model_dir, args, message):
     (tmp_path / "EMPTY").mkdir()
     args = [str(tmp_path / a) if a.startswith("EMPTY") else a for a in args]
-    code, out, err = run_cli(capsys, *args, "--out", tmp_path / "out", *(["--model", tiny_model_dir]
-                                                                         if "--model" not in args else []))
+    code, out, err = ferkit("batch", *args, "--out", tmp_path / "out", *(["--model", tiny_model_dir]
+                                                                        if "--model" not in args else []))
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith(message.replace("EMPTY", str(tmp_path / "EMPTY")))
 
@@ -265,14 +193,13 @@ def test_killed_run_resumes_and_does_no_input_twice(config, tiny_model_dir, pipe
     root = tmp_path / "media"
     root.mkdir()
     for i in range(8):
-        write_video(root / f"v{i}.mp4", 120, seed=i % 4, size=(320, 240))
+        write_video(root / f"v{i}.mp4", 120, seed=i % 4, size=(320, 240), pattern="square")
     out = tmp_path / "out"
     command = [sys.executable, "-m", "ferkit.cli", "batch", str(root), "--out", str(out), "--workers", "1",
                "--model", str(tiny_model_dir), "--no-progress"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while len(list((out / "videos").glob("*.json"))) < 2 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(list((out / "videos").glob("*.json"))) >= 2 or process.poll() is not None, timeout=300,
+               interval=0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
     done_before = {p.stem for p in (out / "videos").glob("*.json")}
@@ -328,23 +255,18 @@ def test_no_worker_outlives_a_killed_driver(tiny_model_dir, tmp_path):
     root = tmp_path / "media"
     root.mkdir()
     for i in range(2):
-        write_video(root / f"v{i}.mp4", 400, seed=i, size=(320, 240))
+        write_video(root / f"v{i}.mp4", 400, seed=i, size=(320, 240), pattern="square")
     staging = tmp_path / "out" / ".partial"
     command = [sys.executable, "-m", "ferkit.cli", "batch", str(root), "--out", str(tmp_path / "out"),
                "--workers", "2", "--model", str(tiny_model_dir), "--no-progress"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not list(staging.glob("*/*")) and time.monotonic() < deadline:  # a worker is writing a CSV
-        time.sleep(0.01)
+    wait_until(lambda: list(staging.glob("*/*")), timeout=120, interval=0.01)  # a worker is writing a CSV
     workers = pool_workers(process.pid)
     process.send_signal(signal.SIGKILL)
     process.wait()
     written = {p: p.stat().st_size for p in staging.rglob("*") if p.is_file()}
     assert len(workers) == 2 and written
-    deadline = time.monotonic() + 120
-    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not [pid for pid in workers if alive(pid)]
+    assert wait_until(lambda: not [pid for pid in workers if alive(pid)], timeout=120, interval=0.05)
     assert {p: p.stat().st_size for p in staging.rglob("*") if p.is_file()} == written
 
 
@@ -367,19 +289,19 @@ def alive(pid: int) -> bool:
 def test_an_input_the_engine_never_reports_is_a_failed_row(config, monkeypatch, tmp_path):
     import ferkit.batch.local
 
-    write_video(tmp_path / "a.mp4", 5)
+    write_video(tmp_path / "a.mp4", 5, pattern="square")
     monkeypatch.setattr(ferkit.batch.local, "run", lambda job, report, **options: None)  # a worker that died
     table = analyse([tmp_path / "a.mp4"], tmp_path / "out", config=config, progress=False)
     assert rows(table, "status", "error") == [
         ("failed", "no result came back from the engine (a worker died?); run again to retry")]
 
 
-def test_the_ray_engine_without_ray_installed_is_one_error_line(capsys, tiny_model_dir, monkeypatch, tmp_path):
+def test_the_ray_engine_without_ray_installed_is_one_error_line(ferkit, tiny_model_dir, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets without the extra
     monkeypatch.delitem(sys.modules, "ferkit.batch.ray_engine", raising=False)
     write_photo(tmp_path / "p.png")
-    code, out, err = run_cli(capsys, tmp_path / "p.png", "--out", tmp_path / "out", "--engine", "ray",
-                             "--model", tiny_model_dir)
+    code, out, err = ferkit("batch", tmp_path / "p.png", "--out", tmp_path / "out", "--engine", "ray",
+                            "--model", tiny_model_dir)
     assert (code, out) == (2, "")
     assert err == 'ferkit batch: error: the ray engine needs Ray: pip install "ferkit[ray]"\n'
     assert not (tmp_path / "out").exists()

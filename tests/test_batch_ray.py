@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -33,11 +32,14 @@ if os.environ.get("CI") == "true":  # CI installs the extra (scripts/test.sh): a
 else:
     ray = pytest.importorskip("ray", reason='the ray extra is not installed (pip install -e ".[ray]")')
 
+from conftest import expected_csv, mixed_folder, rows, wait_until, write_photo, write_video  # noqa: E402
+
 from ferkit.batch import analyse  # noqa: E402
-from test_batch import expected_csv, mixed_folder, rows, write_photo, write_video  # noqa: E402
 
 SAME = ["input", "kind", "status", "frames", "faces", "seconds", "dominant", "error"]
 OBJECT_STORE = str(100 * 1024 ** 2)  # Ray's minimum is 75 MB; CI containers have a small /dev/shm
+
+# config and pipeline (the tiny model, one per module) are conftest.py's fixtures.
 
 
 @pytest.fixture(scope="module")
@@ -56,20 +58,6 @@ def local_ray(ray_env):
     yield ray.get_runtime_context().get_node_id()
     ray.shutdown()
     shutil.rmtree(temp, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def config(tiny_model_dir):
-    from ferkit.config import Config
-
-    return Config(model=str(tiny_model_dir))
-
-
-@pytest.fixture(scope="module")
-def pipeline(config):
-    from ferkit.inference.pipeline import Pipeline
-
-    return Pipeline.from_config(config)
 
 
 def test_ray_engine_equals_the_local_engine(local_ray, config, tmp_path):
@@ -159,9 +147,7 @@ def two_nodes(ray_env):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + 30
-        while processes_of(temp) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: not processes_of(temp), timeout=30, interval=0.1)
         shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -171,7 +157,7 @@ def test_two_node_cluster_runs_on_both_nodes_with_the_local_results(two_nodes, r
     root = tmp_path / "media"
     root.mkdir()
     for i in range(4):
-        write_video(root / f"v{i}.mp4", 80, seed=i, size=(320, 240))
+        write_video(root / f"v{i}.mp4", 80, seed=i, size=(320, 240), pattern="square")
     write_photo(root / "p.png")
     out = tmp_path / "out"
     command = [sys.executable, "-m", "ferkit.cli", "batch", str(root), "--out", str(out), "--engine", "ray",

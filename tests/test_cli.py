@@ -9,16 +9,11 @@ import sys
 
 import cv2
 import pytest
+from conftest import run_ferkit
 
 from ferkit.cli import main
 from ferkit.config import Config, DetectorConfig, PipelineConfig
 from ferkit.labels import CLASS_NAMES
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    """`ferkit ARGS` in a fresh interpreter, so stdout holds everything any library printed."""
-    return subprocess.run([sys.executable, "-m", "ferkit.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
 
 
 def assert_one_error_line(code: int, err: str, command: str) -> str:
@@ -33,7 +28,7 @@ def assert_one_error_line(code: int, err: str, command: str) -> str:
 @pytest.mark.parametrize("model_file", ["", "model.json"], ids=["run folder (onnx)", "json + weights (keras)"])
 def test_evaluate_json_is_the_only_stdout(tiny_csv, tiny_model_dir, model_file):
     model = tiny_model_dir / model_file
-    result = run_cli("evaluate", "--data", tiny_csv(), "--model", model, "--json")
+    result = run_ferkit("evaluate", "--data", tiny_csv(), "--model", model, "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)  # fails on anything printed besides the one object
     assert result.stdout.count("\n") == 1
@@ -123,7 +118,7 @@ def test_evaluate_without_a_default_model(tiny_csv, tmp_path, monkeypatch, capsy
 
 
 def test_error_exit_code_and_no_traceback_from_the_command(tiny_model_dir, tmp_path):
-    result = run_cli("evaluate", "--data", tmp_path / "absent.csv", "--model", tiny_model_dir)
+    result = run_ferkit("evaluate", "--data", tmp_path / "absent.csv", "--model", tiny_model_dir)
     assert "Traceback" not in result.stderr
     assert "no such file" in assert_one_error_line(result.returncode, result.stderr, "evaluate")
 
@@ -280,7 +275,7 @@ def test_smoothing_bounds_are_inclusive_of_one(monkeypatch):
 
 
 def test_bad_value_from_the_command_line_has_no_usage_block():
-    result = run_cli("video", "in.mp4", "--smoothing", "5")
+    result = run_ferkit("video", "in.mp4", "--smoothing", "5")
     assert result.stderr == "ferkit video: error: argument --smoothing: 5 is outside (0, 1] (see ferkit video --help)\n"
     assert result.returncode == 2 and result.stdout == ""
 

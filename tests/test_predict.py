@@ -31,11 +31,6 @@ class FixedDetector(FaceDetector):
         return self.boxes
 
 
-@pytest.fixture(scope="module")
-def classifier(tiny_model_dir):
-    return FacialExpressionModel(tiny_model_dir)
-
-
 @pytest.fixture
 def blank_png(tmp_path):
     path = tmp_path / "blank.png"

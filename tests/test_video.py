@@ -21,7 +21,6 @@ from conftest import box_frames, bright_box_detector, corrupt_middle, write_vide
 
 from ferkit.config import Config, PipelineConfig
 from ferkit.errors import MediaError
-from ferkit.inference.classifier import FacialExpressionModel
 from ferkit.inference.pipeline import Pipeline
 from ferkit.labels import CLASS_NAMES
 from ferkit.video.process import process_video
@@ -64,11 +63,6 @@ def count_frames(path: Path) -> tuple[int, tuple[int, int]]:
     while capture.read()[0]:
         frames += 1
     return frames, size
-
-
-@pytest.fixture(scope="module")
-def classifier(tiny_model_dir):
-    return FacialExpressionModel(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import time
 import urllib.request
 from pathlib import Path
 
 import cv2
 import pytest
+from conftest import serve_on_loopback, wait_until, write_video
 
 from ferkit.config import REPO_ROOT, Config, ServeConfig
 from ferkit.labels import CLASS_NAMES
 from ferkit.web import create_app
-from ferkit.web.server import make_server, stop_server
-from test_web import nothing_left_behind  # noqa: F401  (no thread or jobs folder outlives the module)
 
 CHROMIUM = Path("/usr/bin/chromium")
 VIDEO = "data/media/videos/WolfgangLanger_Pexels.mp4"
@@ -29,7 +26,8 @@ PHOTO = "data/media/photos/multi_face.jpg"
 ARTIFACTS = REPO_ROOT / "artifacts"
 LABEL = re.compile(rf"^#\d+ ({'|'.join(CLASS_NAMES)}) \d+%$")
 
-pytestmark = [pytest.mark.browser, pytest.mark.shared]
+# nothing_left_behind (conftest.py): no thread or jobs folder outlives the module.
+pytestmark = [pytest.mark.browser, pytest.mark.shared, pytest.mark.usefixtures("nothing_left_behind")]
 
 
 @pytest.fixture(scope="module")
@@ -73,16 +71,15 @@ def write_clip(video: Path, target: Path, frames: int = 24, width: int = 320) ->
     """A short, small AVI cut from `video`, to upload as a video job."""
     capture = cv2.VideoCapture(str(video))
     fps = capture.get(cv2.CAP_PROP_FPS) or 24.0
-    writer = None
-    for _ in range(frames):
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frame = cv2.resize(frame, (width, round(frame.shape[0] * width / frame.shape[1])))
-        if writer is None:
-            writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"MJPG"), fps, frame.shape[1::-1])
-        writer.write(frame)
-    writer.release()
+
+    def resized():
+        for _ in range(frames):
+            ok, frame = capture.read()
+            if not ok:
+                break
+            yield cv2.resize(frame, (width, round(frame.shape[0] * width / frame.shape[1])))
+
+    write_video(target, resized(), fps=fps)
     capture.release()
     return target
 
@@ -93,15 +90,13 @@ def start_server(tiny_model_dir: Path, jobs_dir: Path, source: str | None = None
     config = Config(model=str(tiny_model_dir), serve=ServeConfig(port=0, threads=4, source=source,
                                                                  jobs_dir=str(jobs_dir)))
     app = create_app(config.updated(serve={"host": "0.0.0.0", "token": token}) if token else config)
-    server = make_server(config, app)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    (_, port), stop_serving = serve_on_loopback(app, threads=4)
 
     def stop():
-        app.extensions["ferkit"].close()  # ends live streams first, so waitress's threads can finish
-        stop_server(server, thread)
+        app.extensions["ferkit"].close()  # ends live streams and jobs first, so waitress's threads can finish
+        stop_serving()
 
-    return f"http://127.0.0.1:{server.effective_port}", stop
+    return f"http://127.0.0.1:{port}", stop
 
 
 @pytest.fixture(scope="module")
@@ -242,10 +237,7 @@ def test_live_feed_of_a_server_side_video(page, video_path, tiny_model_dir, tmp_
         screenshot(page, "web-live-feed.png")
         assert stream_status(url)["viewers"] == 1 and stream_status(url)["running"]
         page.goto("about:blank")  # the viewer leaves; the server notices at its next frame
-        deadline = time.monotonic() + 10
-        while stream_status(url)["viewers"] and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert stream_status(url)["viewers"] == 0
+        assert wait_until(lambda: stream_status(url)["viewers"] == 0, timeout=10, interval=0.1)
     finally:
         stop()
 

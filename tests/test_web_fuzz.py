@@ -8,23 +8,23 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from pathlib import Path
 from urllib.parse import quote
 
 import cv2
 import numpy as np
 import pytest
+from conftest import png_bytes, wait_for_job, write_video
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from test_web import make_app, nothing_left_behind, pipeline, png_bytes, write_video  # noqa: F401
 
 EXAMPLES = int(os.environ.get("FERKIT_FUZZ_EXAMPLES", "200"))  # per test; videos get a third (each is a job)
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 ALLOWED = {200, 202, 303, 308, 400, 401, 404, 405, 413, 415, 429}  # 308: werkzeug merging "//"
 CASES: dict[str, int] = {}
+
+# From conftest.py: pipeline (one per module), make_app; and no thread or jobs folder outlives the module.
+pytestmark = pytest.mark.usefixtures("nothing_left_behind")
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_fuzz_multipart_bodies(client, cases, boundary, header_boundary, fields,
 
 @pytest.fixture(scope="module")
 def seed_video(tmp_path_factory) -> bytes:
-    return write_video(tmp_path_factory.mktemp("fuzz") / "seed.avi", frames=4, size=(64, 48)).read_bytes()
+    return write_video(tmp_path_factory.mktemp("fuzz") / "seed.avi", frames=4, size=(64, 48), fps=12.0).read_bytes()
 
 
 @settings(FUZZ, max_examples=max(1, EXAMPLES // 3))
@@ -114,10 +114,7 @@ def test_fuzz_videos(client, cases, seed_video, flips, cut, name):
     check(response)
     if response.status_code == 202:
         job_id = response.get_json()["id"]
-        deadline = time.monotonic() + 60
-        while (job := client.get(f"/jobs/{job_id}").get_json())["state"] in ("queued", "running"):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        job = wait_for_job(client, job_id, timeout=60, interval=0.02)
         assert job["state"] == "done" or job["error"] != "processing failed", job  # failures are explained
         check(client.delete(f"/jobs/{job_id}"))
 

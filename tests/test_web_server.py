@@ -11,43 +11,38 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
+from conftest import (FakeCapture, ferkit_threads, png_bytes, serve_on_loopback, temporary_jobs_folders, wait_until,
+                      write_video)
 
 from ferkit.cli import main as cli_main
-from ferkit.config import Config, ServeConfig
 from ferkit.web.engines import broadcast
-from ferkit.web.server import announce, make_server, stop_server
-from test_web import (FakeCapture, ferkit_threads, gated, make_app, nothing_left_behind, pipeline,  # noqa: F401
-                      png_bytes, temporary_jobs_folders, wait_until, write_video)
+from ferkit.web.server import announce
 
 LIMIT_MB = 1
 TOKEN = "0123456789abcdef-token"
+
+# From conftest.py: pipeline (one per module), make_app, gated; and no thread or jobs folder outlives the module.
+pytestmark = pytest.mark.usefixtures("nothing_left_behind")
 
 
 @pytest.fixture
 def serve_app():
     """serve_app(app) -> (host, port) of `app` on waitress, bound to a free port of 127.0.0.1; stopped after."""
-    running = []
+    stops = []
 
     def start(app, threads=4):
-        config = Config(serve=ServeConfig(host="127.0.0.1", port=0, threads=threads, max_upload_mb=LIMIT_MB))
-        server = make_server(config, app)
-        thread = threading.Thread(target=server.run, name="test-waitress-loop", daemon=True)
-        thread.start()
-        running.append((app, server, thread))
-        return server.effective_host, server.effective_port
+        address, stop = serve_on_loopback(app, threads=threads, max_upload_mb=LIMIT_MB)
+        stops.append(stop)
+        return address
 
     yield start
-    for app, server, thread in running:
-        app.extensions["ferkit"].broadcaster.close()  # ends live streams, so waitress's threads can finish
-        stop_server(server, thread)
+    for stop in stops:
+        stop()
 
 
 def request(address, method, path, body=None, headers=None, timeout=30):
@@ -218,7 +213,7 @@ def test_the_token_is_printed_with_the_url_and_no_auth_warns(make_app, capsys):
 def test_a_full_job_queue_is_429_through_the_server(make_app, serve_app, gated, tmp_path):
     app = make_app(job_workers=1, job_queue=1)
     address = serve_app(app)
-    body, headers = multipart("video", "v.avi", write_video(tmp_path / "v.avi", frames=3).read_bytes())
+    body, headers = multipart("video", "v.avi", write_video(tmp_path / "v.avi", frames=3, fps=12.0).read_bytes())
     first = request(address, "POST", "/jobs", body, headers)
     assert first[0] == 202 and gated["entered"].wait(10)
     assert request(address, "POST", "/jobs", body, headers)[0] == 202
@@ -234,7 +229,7 @@ def test_a_full_job_queue_is_429_through_the_server(make_app, serve_app, gated, 
 def test_a_client_that_disconnects_mid_upload_leaves_nothing(make_app, serve_app, tmp_path):
     app = make_app()
     address = serve_app(app)
-    body, headers = multipart("video", "v.avi", write_video(tmp_path / "v.avi", frames=30).read_bytes())
+    body, headers = multipart("video", "v.avi", write_video(tmp_path / "v.avi", frames=30, fps=12.0).read_bytes())
     for path in ("/jobs", "/api/predict"):
         with socket.create_connection(address, timeout=10) as sock:
             sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {headers['Content-Type']}\r\n"
@@ -295,7 +290,7 @@ def test_a_camera_that_dies_mid_stream_is_reopened_and_the_others_are_served(mak
 
 
 def test_live_stream_viewers_are_capped(make_app, serve_app, tmp_path):
-    app = make_app(source=str(write_video(tmp_path / "clip.avi", frames=6)), stream_idle_s=0.2, threads=2)
+    app = make_app(source=str(write_video(tmp_path / "clip.avi", frames=6, fps=12.0)), stream_idle_s=0.2, threads=2)
     address = serve_app(app, threads=4)
     assert app.extensions["ferkit"].broadcaster.max_viewers == 1
     connection = http.client.HTTPConnection(*address, timeout=30)
@@ -346,21 +341,13 @@ def start_serve(args: list[str]) -> tuple[subprocess.Popen, tuple[str, int]]:
     raise AssertionError("".join(lines) + process.stderr.read())
 
 
-def gradient_video(path: Path, frames: int) -> Path:
-    """A long, small video that compresses well: a gradient sliding sideways."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (320, 240))
-    ramp = np.tile(np.arange(320, dtype=np.uint8), (240, 1))
-    for i in range(frames):
-        writer.write(cv2.cvtColor(np.roll(ramp, i, axis=1), cv2.COLOR_GRAY2BGR))
-    writer.release()
-    return path
-
-
 def test_sigterm_stops_running_jobs_and_removes_their_files(tiny_model_dir, tmp_path):
     jobs_dir = tmp_path / "jobs"
     process, address = start_serve(["--model", str(tiny_model_dir), "--jobs-dir", str(jobs_dir)])
     try:
-        body, headers = multipart("video", "long.avi", gradient_video(tmp_path / "long.avi", 3000).read_bytes())
+        # A long, small video that compresses well.
+        video = write_video(tmp_path / "long.avi", 3000, fps=25.0, size=(320, 240), pattern="gradient")
+        body, headers = multipart("video", "long.avi", video.read_bytes())
         status, _, answer = request(address, "POST", "/jobs", body, headers, timeout=60)
         assert status == 202, answer
         job_id = json.loads(answer)["id"]
