@@ -19,17 +19,23 @@ declare -A MODULES=(
   [tracker]="src/ferkit/vision/tracker.py|tests/test_tracker.py tests/test_vision.py"
   [crops]="src/ferkit/vision/crops.py|tests/test_crops.py tests/test_vision.py"
   [draw]="src/ferkit/vision/draw.py|tests/test_vision.py"
-  [detectors]="src/ferkit/vision/detectors.py|tests/test_vision.py"
+  [detectors]="src/ferkit/vision/detectors.py|tests/test_vision.py tests/test_pipeline.py tests/test_predict.py"
   [pipeline]="src/ferkit/inference/pipeline.py|tests/test_pipeline.py tests/test_predict.py"
   [classifier]="src/ferkit/inference/classifier.py|tests/test_classifier.py tests/test_pipeline.py"
-  [images]="src/ferkit/inference/images.py|tests/test_predict.py"
+  [images]="src/ferkit/inference/images.py|tests/test_predict.py tests/test_vision.py"
   [writers]="src/ferkit/video/writers.py|tests/test_video.py"
-  [process]="src/ferkit/video/process.py|tests/test_video.py"
+  [process]="src/ferkit/video/process.py|tests/test_video.py tests/test_overlap.py"
   [source]="src/ferkit/video/source.py|tests/test_video.py"
-  [web-sessions]="src/ferkit/web/sessions.py|tests/test_web.py"
-  [web-jobs]="src/ferkit/web/jobs.py|tests/test_web.py"
+  [overlap]="src/ferkit/video/overlap.py|tests/test_overlap.py tests/test_video.py"
+  [web-sessions]="src/ferkit/web/engines/sessions.py|tests/test_web.py"
+  [web-limits]="src/ferkit/web/engines/limits.py|tests/test_web.py tests/test_web_server.py"
+  [web-jobs]="src/ferkit/web/engines/jobs.py|tests/test_web.py tests/test_web_server.py"
+  [web-broadcast]="src/ferkit/web/engines/broadcast.py|tests/test_web.py tests/test_web_server.py"
+  [web-auth]="src/ferkit/web/auth.py|tests/test_web.py tests/test_web_server.py"
+  [web-api]="src/ferkit/web/api.py|tests/test_web.py tests/test_web_server.py"
 )
-ORDER=(tracker crops draw pipeline classifier images writers source process detectors web-sessions web-jobs)
+ORDER=(tracker crops draw pipeline classifier images overlap writers source process detectors web-sessions
+       web-limits web-auth web-api web-broadcast web-jobs)
 [ $# -gt 0 ] && ORDER=("$@")
 
 OUT=${MUTATION_OUT:-/tmp/ferkit-mutation}

@@ -335,6 +335,11 @@ def ferkit_threads() -> list[str]:
     return sorted(t.name for t in threading.enumerate() if t.name.startswith(("ferkit-", "waitress-")))
 
 
+def overlap_threads() -> list[str]:
+    """A video's frame reader and writer threads (ferkit.video.overlap) that still run."""
+    return [name for name in ferkit_threads() if name.startswith(("ferkit-read", "ferkit-write"))]
+
+
 def temporary_jobs_folders() -> set[str]:
     return {p.name for p in Path(tempfile.gettempdir()).glob("ferkit-jobs-*")}
 

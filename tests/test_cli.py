@@ -200,9 +200,8 @@ def test_video_flags_reach_the_config(monkeypatch):
     assert (config.model, config.pipeline.tta) == ("mine", True)
     assert config.detector == DetectorConfig(name="yunet", detector_model="y.onnx", min_face=33,
                                              detect_threshold=0.42, min_neighbors=7)
-    # one stream in the process: the classifier gets every core the process may use
-    assert config.pipeline == PipelineConfig(detect_every=5, smoothing=0.3, tta=True,
-                                             classifier_threads=len(os.sched_getaffinity(0)))
+    # one classifier thread: a video's frames are read and written on the other core (video/overlap.py)
+    assert config.pipeline == PipelineConfig(detect_every=5, smoothing=0.3, tta=True, classifier_threads=1)
 
 
 def test_predict_flags_reach_the_config(monkeypatch):
@@ -214,8 +213,7 @@ def test_predict_flags_reach_the_config(monkeypatch):
 def test_without_flags_the_config_has_its_defaults(monkeypatch):
     config = config_of(monkeypatch, "video", "in.mp4")
     assert config.model == "default" and config.detector == DetectorConfig()
-    assert config.pipeline == PipelineConfig(classifier_threads=len(os.sched_getaffinity(0)))
-    # stills (and the web app, and batch workers running side by side) keep one classifier thread
+    assert config.pipeline == PipelineConfig()
     assert config_of(monkeypatch, "predict", "x.jpg").pipeline == PipelineConfig()
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import box_frames, bright_box_detector, corrupt_middle, write_video
+from conftest import box_frames, bright_box_detector, corrupt_middle, overlap_threads, write_video
 
 from ferkit.config import Config, PipelineConfig
 from ferkit.errors import MediaError
@@ -26,7 +26,7 @@ from ferkit.labels import CLASS_NAMES
 from ferkit.video.process import process_video
 from ferkit.video.progress import ProgressBar
 from ferkit.video.source import VideoSource
-from ferkit.video.writers import CSV_COLUMNS, VIDEO_FOURCCS, browser_video_format
+from ferkit.video.writers import CSV_COLUMNS, VIDEO_FOURCCS, CsvWriter, browser_video_format
 
 FPS, SIZE, SIDE = 20, (160, 120), 40  # synthetic videos: 160x120 at 20 fps, 40-pixel "faces"
 CFG = PipelineConfig()
@@ -337,6 +337,7 @@ def test_a_failed_run_keeps_the_previous_outputs_whole(squares, tmp_path, long_v
     with pytest.raises(MediaError):
         process_video(squares, corrupt_middle(long_video, tmp_path / "bad.mp4"), csv_path=previous)
     assert previous.read_text() == "the previous, complete CSV\n"
+    assert overlap_threads() == []  # the reader and the writer stopped before the files were released
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mp4", "faces.csv", "long.mp4"]
 
 
@@ -352,6 +353,26 @@ def test_a_caller_cancels_by_raising_from_the_progress_callback(squares, moving_
         process_video(squares, moving_video, tmp_path / "a.webm", tmp_path / "a.csv", tmp_path / "a.png",
                       progress_callback=cancel_at_frame_10)
     assert [p.name for p in tmp_path.iterdir()] == ["moving.mp4"]
+    assert overlap_threads() == []
+
+
+def test_a_failing_writer_stops_the_run_and_leaves_no_output(squares, moving_video, tmp_path, monkeypatch):
+    written = []
+
+    def disk_full_at_frame_7(self, frame_index, seconds, frame, faces):
+        if frame_index == 7:
+            raise MediaError("faces.csv: cannot be written (No space left on device)")
+        written.append(frame_index)
+
+    monkeypatch.setattr(CsvWriter, "add", disk_full_at_frame_7)
+    calls = []
+    with pytest.raises(MediaError, match="No space left on device"):
+        process_video(squares, moving_video, tmp_path / "a.mp4", tmp_path / "faces.csv",
+                      progress_callback=lambda *progress: calls.append(progress))
+    assert written == list(range(7))
+    assert len(calls) < 40  # the frame loop stopped early, at most a few frames past the failure
+    assert [p.name for p in tmp_path.iterdir()] == ["moving.mp4"]
+    assert overlap_threads() == []
 
 
 @pytest.mark.parametrize("output", ["out_video", "csv_path", "timeline_png"])

@@ -46,8 +46,6 @@ def config_from_args(args: argparse.Namespace) -> Config:
         pipeline.detect_every = args.detect_every
     if getattr(args, "smoothing", None) is not None:
         pipeline.smoothing = args.smoothing
-    if args.command == "video":  # one stream in this process: the classifier may use every core
-        pipeline.classifier_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
     serve = ServeConfig()
     if args.command == "serve":  # serve's flags are named as ServeConfig's fields
         serve = ServeConfig(**{k: v for k, v in vars(args).items() if k in ServeConfig.__dataclass_fields__})

@@ -111,7 +111,8 @@ class PipelineConfig:
     track_min_hits: int = 2  # detection rounds before a track is shown (drops one-off false detections)
     tta: bool = False  # test-time augmentation (mirror) in the classifier
     # ONNX Runtime threads per classifier call: batches are a few 48x48 faces, and one thread costs
-    # half the CPU time of two on a 2-core machine (servers run streams in parallel instead).
+    # half the CPU time of two on a 2-core machine; the other core reads and writes a video's frames
+    # (video/overlap.py) or runs another stream. Measured in docs/real-faces.md.
     classifier_threads: int = 1
 
 

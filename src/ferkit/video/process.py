@@ -4,6 +4,7 @@ CSV, a timeline chart and a summary. `process_video` serves the CLI and the web 
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -16,6 +17,7 @@ from ..errors import MediaError
 from ..files import atomic_output, require_file
 from ..inference.pipeline import Pipeline
 from .progress import ProgressBar
+from .overlap import ReadAhead, WriteBehind
 from .source import VideoSource
 from .writers import TIMELINE_FORMATS, AnnotatedVideoWriter, CsvWriter, FaceHistory, plot_timeline, video_fourcc
 
@@ -41,23 +43,31 @@ def process_video(pipeline: Pipeline, input_path: str | Path, out_video: str | P
         source = VideoSource(input_path)
         stack.callback(source.close)
         sinks, timeline_partial = open_outputs(stack, source, outputs, fourcc)
+        # closed first on the way out (an ExitStack unwinds last in, first out): no thread still
+        # decodes from the source or writes to a sink when they are released
+        writer = stack.enter_context(WriteBehind(functools.partial(write_frame, sinks)))
+        reader = stack.enter_context(ReadAhead(source.frames()))
         started = time.perf_counter()
         frames = 0
-        for index, frame in source.frames():
+        for index, seconds, frame in reader:
             faces = stream.process(frame)
-            seconds = source.seconds(index)
             history.add(seconds, faces)
-            for sink in sinks:
-                sink.add(index, seconds, frame, faces)
+            writer.add(index, seconds, frame, faces)
             frames = index + 1
             if progress_callback:
                 progress_callback(frames, source.frame_count)
+        writer.finish()
         elapsed = time.perf_counter() - started
         for sink in sinks:
             sink.close()
         if timeline_partial:
             plot_timeline(history, timeline_partial, frames / source.fps, 1 / source.fps)
     return summarise(source, history, frames, elapsed, outputs)
+
+
+def write_frame(sinks: list, index: int, seconds: float, frame, faces) -> None:
+    for sink in sinks:
+        sink.add(index, seconds, frame, faces)
 
 
 def check_outputs(input_path: Path, outputs: dict[str, Path], fourcc: str | None) -> None:

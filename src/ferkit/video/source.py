@@ -49,12 +49,13 @@ class VideoSource:
     def size(self) -> tuple[int, int]:
         return self.width, self.height
 
-    def frames(self) -> Iterator[tuple[int, np.ndarray]]:
-        """(index, BGR frame) for every frame, then a check that the video was not cut short."""
+    def frames(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        """(index, seconds, BGR frame) for every frame, then a check that the video was not cut
+        short. The time is taken right after each read, so the frames may be read ahead."""
         index, frame = 0, self.first_frame
         try:
             while frame is not None:
-                yield index, frame
+                yield index, self.seconds(index), frame
                 index += 1
                 frame = self.read()
         finally:
