@@ -950,3 +950,27 @@ def test_a_corrupt_frame_in_the_middle_of_a_video(app, client, tmp_path):
     # FFmpeg decodes the damaged frame as best it can: the job completes with every frame.
     assert job["state"] == "done" and job["done_frames"] == 12, job
     assert client.get("/api/health").status_code == 200
+
+
+@pytest.mark.parametrize("host, status", [
+    ("localhost", 200), ("localhost:8000", 200), ("127.0.0.1:8000", 200), ("127.9.9.9", 200), ("[::1]:8000", 200),
+    ("evil.example:8000", 403), ("evil.example", 403), ("127.0.0.1.evil.example", 403), ("192.168.1.5:8000", 403),
+])
+def test_an_open_loopback_server_answers_only_to_loopback_host_names(make_app, host, status):
+    # DNS rebinding: a page from evil.example re-points its name at 127.0.0.1; the browser then sends
+    # `Host: evil.example` to the open loopback server, which must refuse it.
+    client = make_app(host="127.0.0.1").test_client()
+    response = client.get("/api/health", headers={"Host": host})
+    assert response.status_code == status
+    if status == 403:
+        error = assert_json_error(response, 403)["error"]
+        assert error["message"].startswith("this server answers only to localhost and loopback addresses")
+        page = client.get("/", headers={"Host": host})
+        assert page.status_code == 403 and page.mimetype == "text/html"
+
+
+def test_a_server_on_other_addresses_answers_to_any_host_name(make_app):
+    open_to_all = make_app(host="0.0.0.0", no_auth=True).test_client()
+    assert open_to_all.get("/api/health", headers={"Host": "ferkit.lan:8000"}).status_code == 200
+    guarded = make_app(host="0.0.0.0", token=TOKEN).test_client()
+    assert guarded.get("/api/health", headers={"Host": "ferkit.lan", "Authorization": f"Bearer {TOKEN}"}).status_code == 200

@@ -138,7 +138,7 @@ def test_a_chunked_body_over_the_limit_gets_the_json_413(make_app, serve_app):
 def test_waitress_own_errors_are_json_too(make_app, serve_app):
     address = serve_app(make_app())
     with socket.create_connection(address, timeout=10) as sock:
-        sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
+        sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: nope\r\n\r\n")
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
@@ -232,7 +232,7 @@ def test_a_client_that_disconnects_mid_upload_leaves_nothing(make_app, serve_app
     body, headers = multipart("video", "v.avi", write_video(tmp_path / "v.avi", frames=30, fps=12.0).read_bytes())
     for path in ("/jobs", "/api/predict"):
         with socket.create_connection(address, timeout=10) as sock:
-            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {headers['Content-Type']}\r\n"
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {headers['Content-Type']}\r\n"
                          f"Content-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
         # gone, half-way through
     assert request(address, "GET", "/api/health")[0] == 200

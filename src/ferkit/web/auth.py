@@ -1,5 +1,7 @@
 """Token access, as Jupyter does it: open on a loopback address; anywhere else every route but the
-static files needs the token. The page trades `?token=` for an HttpOnly, SameSite=Strict cookie
+static files needs the token. An open loopback server answers only requests addressed to a loopback
+name (the Host header), so a web page whose domain is re-pointed at 127.0.0.1 (DNS rebinding)
+cannot use it. The page trades `?token=` for an HttpOnly, SameSite=Strict cookie
 (and drops it from the address bar); API clients send `Authorization: Bearer TOKEN`. Tokens and
 cookies are compared in constant time. A wrong or missing token gets a 401: JSON on the API,
 the login form on pages.
@@ -14,7 +16,7 @@ import secrets
 from urllib.parse import urlencode
 
 from flask import Flask, make_response, redirect, render_template, request
-from werkzeug.exceptions import Unauthorized
+from werkzeug.exceptions import Forbidden, Unauthorized
 
 from ..config import ServeConfig
 from .responses import error_response, wants_json
@@ -29,11 +31,19 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def host_name(host: str) -> str:
+    """The name in a Host header: '127.0.0.1:8000' -> '127.0.0.1', '[::1]:8000' -> '::1'."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
 class TokenAuth:
     """Flask-free: whether a token is needed, the token, and the cookie that stands for it."""
 
     def __init__(self, cfg: ServeConfig):
         self.required = not cfg.no_auth and not is_loopback(cfg.host)
+        self.loopback_only = is_loopback(cfg.host)  # then requests must name a loopback host
         self.generated = self.required and not cfg.token
         self.token = cfg.token or (secrets.token_hex(16) if self.required else None)  # 128 random bits
         # The cookie is an HMAC of the token under a key that lives only in this process: unguessable,
@@ -57,6 +67,13 @@ def bearer_token() -> str | None:
 
 
 def register(app: Flask, auth: TokenAuth) -> None:
+    if auth.loopback_only:
+        @app.before_request
+        def require_loopback_host():
+            if not is_loopback(host_name(request.host.lower())):
+                return error_response(Forbidden("this server answers only to localhost and loopback addresses "
+                                                "(serve with --host to reach it by another name)"))
+            return None
     if not auth.required:
         return
 
