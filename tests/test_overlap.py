@@ -88,7 +88,7 @@ def test_write_behind_waits_when_depth_calls_are_queued():
         written.append(i)
 
     writer = WriteBehind(write, depth=2)
-    adder = threading.Thread(target=lambda: [writer.add(i) for i in range(5)])
+    adder = threading.Thread(target=lambda: [writer.add(i) for i in range(5)], daemon=True)
     adder.start()
     time.sleep(0.3)
     assert adder.is_alive() and written == []  # blocked: one running and two waiting is the most
@@ -115,3 +115,65 @@ def test_a_write_error_reaches_the_caller_and_no_later_write_runs():
     writer.close()
     assert written == [0, 1]
     assert overlap_threads() == []
+
+
+@pytest.mark.parametrize("length", [0, 1, 2])
+def test_a_source_shorter_than_the_depth(length):
+    with ReadAhead(counting(length, []), depth=4) as reader:
+        assert list(reader) == [0, 10][:length]
+
+
+@pytest.mark.parametrize("depth, read", [(0, 2), (1, 2), (2, 3)])
+def test_read_ahead_depth_is_at_least_one(depth, read):
+    log = []
+    reader = ReadAhead(counting(100, log), depth=depth)
+    assert next(iter(reader)) == 0
+    time.sleep(0.2)
+    assert len(log) == read  # the item handed out and `depth` (at least one) more
+    reader.close()
+
+
+def test_close_cancels_the_reads_not_started():
+    gate, log = threading.Event(), []
+
+    def gated():
+        for i in range(10):
+            gate.wait(5)
+            log.append(i)
+            yield i
+
+    reader = ReadAhead(gated(), depth=4)
+    threading.Timer(0.2, gate.set).start()
+    reader.close()  # the first read is under way, three more wait in the queue
+    assert log == [0]
+
+
+def test_write_behind_close_drops_the_writes_not_started():
+    gate, written = threading.Event(), []
+
+    def write(i):
+        gate.wait(5)
+        written.append(i)
+
+    writer = WriteBehind(write, depth=4)
+    for i in range(4):
+        writer.add(i)
+    threading.Timer(0.2, gate.set).start()
+    writer.close()
+    assert written == [0]
+
+
+@pytest.mark.parametrize("depth, queued", [(1, 1), (2, 2), (0, 1)])
+def test_write_behind_holds_depth_waiting_calls_besides_the_running_one(depth, queued):
+    gate = threading.Event()
+    writer = WriteBehind(lambda i: gate.wait(5), depth=depth)
+    adder = threading.Thread(target=lambda: [writer.add(i) for i in range(6)], daemon=True)
+    adder.start()
+    time.sleep(0.3)
+    # add() returns while at most `depth` (at least one) calls wait: the next add() queues one more,
+    # then takes the oldest off the queue and waits for it
+    assert adder.is_alive() and len(writer.pending) == queued
+    gate.set()
+    adder.join(5)
+    writer.finish()
+    writer.close()
