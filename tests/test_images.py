@@ -235,6 +235,25 @@ def test_png_fallbacks_are_numbered_with_real_pngs():
     assert names == ["scan.png", "scan-2.png", "scan-3.png", "scan.jpg"]
 
 
+@pytest.mark.parametrize("name, expected", [("scan.pbm", "scan.png"), ("scan.pgm", "scan.png"), ("x.PBM", "x.png"),
+                                            ("photo.ppm", "photo.ppm"), ("photo.JPG", "photo.JPG"),
+                                            ("photo.tiff", "photo.tiff"), ("photo.webp", "photo.webp")])
+def test_formats_without_colour_get_png_copies(name, expected, tmp_path):
+    # an annotated copy is a colour drawing: PBM (one bit) and PGM (grey) cannot hold it, so their
+    # copies are PNG (before, a .pbm input failed when its copy was written); colour formats stay
+    assert annotated_name(Path(name), set()) == expected
+    write_image(np.full((8, 10, 3), (0, 0, 255), np.uint8), tmp_path / expected)  # the copy can be written
+
+
+def test_write_image_without_an_encoder_is_a_media_error(tmp_path):
+    # cv2.imencode raises (rather than returning False) for an extension it has no encoder for
+    target = tmp_path / "out.xyz"
+    with pytest.raises(MediaError) as excinfo:
+        write_image(np.zeros((4, 4, 3), np.uint8), target)
+    assert message(excinfo) == f"{target}: OpenCV cannot encode this image format"
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- write_image / prepare_out_dir ---------------------------------------------------------------
 
 def test_write_image_refuses_what_the_format_cannot_hold_and_leaves_nothing(tmp_path):

@@ -57,9 +57,16 @@ def predict_image(pipeline: Pipeline, image: np.ndarray) -> dict:
     return faces_report(pipeline.analyse(image))
 
 
+# Formats an annotated (colour) copy keeps; others (PBM/PGM hold no colour, or OpenCV cannot write
+# them) become PNG.
+COLOUR_FORMATS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff", ".ppm", ".jp2")
+
+
 def annotated_name(path: Path, taken: set[str]) -> str:
-    """The input's file name (PNG when OpenCV cannot write its format), made unique within one run."""
-    name = path.name if cv2.haveImageWriter(path.name) else path.stem + ".png"
+    """The input's file name (PNG when its format holds no colour or OpenCV cannot write it), made
+    unique within one run."""
+    keep = path.suffix.lower() in COLOUR_FORMATS and cv2.haveImageWriter(path.name)
+    name = path.name if keep else path.stem + ".png"
     stem, suffix, n = Path(name).stem, Path(name).suffix, 1
     while name in taken:
         n += 1
@@ -70,7 +77,10 @@ def annotated_name(path: Path, taken: set[str]) -> str:
 
 def write_image(image: np.ndarray, target: Path) -> None:
     """Encode and write `target` whole, or leave nothing behind."""
-    ok, encoded = cv2.imencode(target.suffix, image)
+    try:
+        ok, encoded = cv2.imencode(target.suffix, image)
+    except cv2.error:  # no encoder for the extension, or the image does not fit the format
+        ok = False
     if not ok:
         raise MediaError(f"{target}: OpenCV cannot encode this image format")
     with atomic_output(target) as partial:
