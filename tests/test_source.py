@@ -242,9 +242,11 @@ def test_a_later_frame_without_a_usable_time_is_index_over_fps(scripted, bad):
     assert times(scripted, [0, 40, bad]) == [0.0, 0.04, pytest.approx(0.1)]
 
 
-def test_a_very_negative_first_time_is_clamped_to_zero(scripted):
-    # -1.5 s is not after the start (-1.5 <= -1): max(0 / fps, -1 + 1e-6) = 0.0
-    assert times(scripted, [-1500]) == [0.0]
+@pytest.mark.parametrize("negative", [-1500.0, -40.0, -0.5])
+def test_a_negative_first_time_is_zero(scripted, negative):
+    # a negative container time is no time at all (a video starts at 0): frame 0 at 0 / fps = 0.0,
+    # the next frames at their own times (before the fix -40 gave -0.04 and -1500 gave 0.0)
+    assert times(scripted, [negative, 60]) == [0.0, 0.06]
 
 
 def test_a_repeated_time_is_not_kept(scripted):

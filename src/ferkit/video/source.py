@@ -66,7 +66,8 @@ class VideoSource:
         """Time of the frame last read: the container's timestamp, exact for variable frame rates;
         index / fps where the backend gives none or it runs backwards."""
         msec = self.capture.get(cv2.CAP_PROP_POS_MSEC)
-        seconds = msec / 1000 if math.isfinite(msec) and (msec > 0 or index == 0) else -1.0
+        usable = math.isfinite(msec) and (msec > 0 or (msec == 0 and index == 0))  # a video starts at 0 or later
+        seconds = msec / 1000 if usable else -1.0
         if seconds <= self._last_seconds:
             seconds = max(index / self.fps, self._last_seconds + 1e-6)
         self._last_seconds = seconds
