@@ -108,7 +108,7 @@ def test_summary_of_a_scripted_run_as_a_whole(scripted, video, tmp_path, monkeyp
 
 def test_summarise_rounds_and_counts(tmp_path):
     """summarise alone, with a given processing time: fps = frames / elapsed to 1 decimal."""
-    source = SimpleNamespace(path=tmp_path / "v.mp4", fps=29.97002997, width=640, height=360)
+    source = SimpleNamespace(path=tmp_path / "v.mp4", fps=60000 / 1001, width=640, height=360)
     history = FaceHistory()
     sad = np.eye(len(CLASS_NAMES))[CLASS_NAMES.index("sad")]
     for i, seconds in enumerate([0.0334, 0.0667, 0.1001]):
@@ -116,8 +116,8 @@ def test_summarise_rounds_and_counts(tmp_path):
     summary = summarise(source, history, 7, 0.3, {"csv": tmp_path / "f.csv"})
     assert summary == {
         "input": str(tmp_path / "v.mp4"), "frames": 7,
-        "seconds": 0.234,  # 7 / 29.97 = 0.23357
-        "video_fps": 29.97,
+        "seconds": 0.117,  # 7 / 59.94006 = 0.11678
+        "video_fps": 59.94,  # 59.94006 to 3 decimals (59.9401 to 4)
         "width": 640, "height": 360,
         "fps": 23.3,  # 7 / 0.3 = 23.33
         "faces_seen": 2,
