@@ -32,7 +32,7 @@ from ferkit.web.engines.broadcast import BOUNDARY, FrameBroadcaster
 from ferkit.web.engines.sessions import CameraSessions
 
 from ferkit.web.engines import jobs as jobs_module
-from ferkit.web.engines.limits import Slots
+from ferkit.web.engines.limits import Busy, Slots
 
 FACE_PHOTO = "data/media/photos/multi_face.jpg"
 WEB_PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ferkit" / "web"
@@ -275,6 +275,35 @@ def test_camera_sessions_are_bounded_and_expire(pipeline):
     now[0] = 12.0
     sessions.process("dddddddd", frame)
     assert "cccccccc" not in sessions and "bbbbbbbb" in sessions  # idle for over 10 s: forgotten
+
+
+def test_camera_sessions_keep_at_least_one_and_expire_only_past_the_ttl(pipeline):
+    now = [0.0]
+    frame = np.zeros((120, 160, 3), np.uint8)
+    one = CameraSessions(pipeline, max_sessions=0, ttl_s=10, clock=lambda: now[0])  # 0 means 1
+    one.process("aaaaaaaa", frame)
+    one.process("bbbbbbbb", frame)
+    assert len(one) == 1 and "bbbbbbbb" in one
+    sessions = CameraSessions(pipeline, max_sessions=4, ttl_s=10, clock=lambda: now[0])
+    sessions.process("aaaaaaaa", frame)
+    now[0] = 10.0  # idle exactly ttl_s: kept
+    sessions.process("bbbbbbbb", frame)
+    assert "aaaaaaaa" in sessions
+    now[0] = 10.001  # idle a moment longer than ttl_s: forgotten
+    sessions.process("bbbbbbbb", frame)
+    assert "aaaaaaaa" not in sessions and "bbbbbbbb" in sessions
+
+
+def test_a_frame_while_the_tab_is_busy_is_dropped_with_its_reason(pipeline):
+    sessions = CameraSessions(pipeline, max_sessions=2, ttl_s=10)
+    frame = np.zeros((120, 160, 3), np.uint8)
+    sessions.process("aaaaaaaa", frame)
+    busy = sessions._sessions["aaaaaaaa"]
+    with busy.lock:  # the tab's previous frame is in progress
+        with pytest.raises(Busy, match=r"^frame dropped: this tab's previous frame is still being processed$"):
+            sessions.process("aaaaaaaa", frame)
+        sessions.process("bbbbbbbb", frame)  # another tab is not held up
+    sessions.process("aaaaaaaa", frame)  # and the tab goes on once its frame is done
 
 
 # --- /video_feed -------------------------------------------------------------------------------------------------
