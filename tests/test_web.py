@@ -300,9 +300,12 @@ def test_a_frame_while_the_tab_is_busy_is_dropped_with_its_reason(pipeline):
     sessions.process("aaaaaaaa", frame)
     busy = sessions._sessions["aaaaaaaa"]
     with busy.lock:  # the tab's previous frame is in progress
-        with pytest.raises(Busy, match=r"^frame dropped: this tab's previous frame is still being processed$"):
-            sessions.process("aaaaaaaa", frame)
+        for _ in range(2):
+            with pytest.raises(Busy, match=r"^frame dropped: this tab's previous frame is still being processed$"):
+                sessions.process("aaaaaaaa", frame)
+        assert busy.dropped == 2  # counted per tab
         sessions.process("bbbbbbbb", frame)  # another tab is not held up
+        assert sessions._sessions["bbbbbbbb"].dropped == 0
     sessions.process("aaaaaaaa", frame)  # and the tab goes on once its frame is done
 
 

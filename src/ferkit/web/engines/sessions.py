@@ -25,6 +25,7 @@ class CameraSession:
     def __init__(self, stream: FaceStream, now: float):
         self.stream, self.last_used = stream, now
         self.lock = threading.Lock()  # a FaceStream's tracker state is not thread-safe
+        self.dropped = 0
 
 
 class CameraSessions:
@@ -44,6 +45,7 @@ class CameraSessions:
         frames); Busy when the tab's previous frame is still in progress (this one is dropped)."""
         session = self._session(session_id)
         if not session.lock.acquire(blocking=False):
+            session.dropped += 1
             raise Busy("frame dropped: this tab's previous frame is still being processed")
         try:
             return session.stream.process(frame)
