@@ -715,6 +715,20 @@ def test_loopback_is_open_and_other_addresses_need_a_token(make_app):
     assert make_app(host="0.0.0.0").extensions["ferkit"].auth.token != generated.token
     assert make_app(host="192.168.1.5", token="mine-mine-mine").extensions["ferkit"].auth.token == "mine-mine-mine"
     assert not make_app(host="0.0.0.0", no_auth=True).extensions["ferkit"].auth.required
+    # open: no token made up, none generated (nothing to print with the URL)
+    for open_auth in (make_app(host="127.0.0.1").extensions["ferkit"].auth,
+                      make_app(host="0.0.0.0", no_auth=True).extensions["ferkit"].auth):
+        assert open_auth.token is None and not open_auth.generated
+    given = make_app(host="0.0.0.0", token="mine-mine-mine").extensions["ferkit"].auth
+    assert given.required and not given.generated  # the user's own token is not announced as generated
+
+
+def test_only_the_bearer_scheme_carries_the_token(make_app):
+    client = make_app(host="0.0.0.0", token=TOKEN).test_client()
+    for header in (f"Basic {TOKEN}", f"Token {TOKEN}", TOKEN, f"Bearer{TOKEN}"):
+        assert client.get("/api/health", headers={"Authorization": header}).status_code == 401, header
+    for header in (f"Bearer {TOKEN}", f"bearer {TOKEN}", f"BEARER  {TOKEN} "):
+        assert client.get("/api/health", headers={"Authorization": header}).status_code == 200, header
 
 
 TOKEN = "correct-horse-battery-staple"

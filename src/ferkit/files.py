@@ -20,9 +20,23 @@ def require_file(path: str | Path) -> Path:
     return path
 
 
+NAME_MAX = 255  # bytes in one file name (Linux, macOS, Windows)
+
+
 def partial_path(target: Path) -> Path:
-    """A hidden, unique name beside `target` with the same extension (writers pick formats by it)."""
-    return target.with_name(f".{target.stem}.{uuid.uuid4().hex[:8]}.partial{target.suffix}")
+    """A hidden, unique name beside `target` with the same extension (writers pick formats by it);
+    the stem is shortened where needed, so that any name the target may have, the partial may too."""
+    tail = f".{uuid.uuid4().hex[:8]}.partial{target.suffix}"
+    room = max(1, NAME_MAX - 1 - len(os.fsencode(tail)))
+    stem = os.fsencode(target.stem)[:room].decode(errors="ignore") if target.stem else "_"
+    return target.with_name(f".{stem}{tail}")
+
+
+def remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:  # cleaning up must not hide the error that made it necessary
+        pass
 
 
 def prepare_parent(target: str | Path) -> Path:
@@ -32,7 +46,11 @@ def prepare_parent(target: str | Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MediaError(f"{target}: cannot create its folder ({exc.strerror})") from None
-    if target.is_dir():
+    try:
+        is_dir = target.is_dir()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise MediaError(f"{target}: cannot be written ({exc.strerror})") from None
+    if is_dir:
         raise MediaError(f"{target}: is a folder, not a file name")
     return target
 
@@ -47,8 +65,8 @@ def atomic_output(target: str | Path):
         yield partial
         os.replace(partial, target)
     except OSError as exc:
-        partial.unlink(missing_ok=True)
+        remove_quietly(partial)
         raise MediaError(f"{target}: cannot be written ({exc.strerror or exc})") from None
     except BaseException:
-        partial.unlink(missing_ok=True)
+        remove_quietly(partial)
         raise

@@ -102,12 +102,15 @@ class CsvWriter:
 
     def add(self, frame_index: int, seconds: float, frame: np.ndarray, faces: list[Face]) -> None:
         time_s = f"{seconds:.3f}"
-        if not faces:
-            self.rows.writerow([frame_index, time_s] + [""] * (len(CSV_COLUMNS) - 2))
-        for face in faces:
-            det_score = "" if face.det_score is None else f"{face.det_score:.4f}"
-            self.rows.writerow([frame_index, time_s, face.face_id, *face.box, det_score, face.emotion,
-                                *(f"{s:.4f}" for s in face.scores)])
+        try:
+            if not faces:
+                self.rows.writerow([frame_index, time_s] + [""] * (len(CSV_COLUMNS) - 2))
+            for face in faces:
+                det_score = "" if face.det_score is None else f"{face.det_score:.4f}"
+                self.rows.writerow([frame_index, time_s, face.face_id, *face.box, det_score, face.emotion,
+                                    *(f"{s:.4f}" for s in face.scores)])
+        except OSError as exc:  # named here: the other outputs' clean-up would report it as theirs
+            raise MediaError(f"{self.target}: cannot be written ({exc.strerror or exc})") from None
 
     def release(self) -> None:
         self.file.close()  # a second call does nothing
