@@ -145,19 +145,51 @@ def test_predict_raw_image_without_faces(client, content_type):
     assert response.get_json() == {"images": [{"path": None, "faces": []}]}
 
 
-@pytest.mark.parametrize("kwargs, status", [
-    ({"data": {"photo": (io.BytesIO(png_bytes()), "x.png")}}, 400),  # wrong field name
-    ({"data": {"image": "just text"}, "content_type": "multipart/form-data"}, 400),  # a text field, not a file
-    ({"data": {"image": "just text"}}, 415),  # a form, not an image
-    ({"data": b"", "content_type": "image/jpeg"}, 400),  # empty body
-    ({"data": {"image": (io.BytesIO(b""), "x.png")}}, 400),  # empty file
-    ({"data": b"\x89PNG\r\n\x1a\n corrupt", "content_type": "image/png"}, 415),  # undecodable
-    ({"data": {"image": (io.BytesIO(b"%PDF-1.4 not an image"), "x.pdf")}}, 415),  # not an image
-    ({"data": "hello", "content_type": "text/plain"}, 415),
-    ({"json": {"image": "aGVsbG8="}}, 415),
+FIELD_HINT = "send the image as the multipart form field 'image' (a file) or as the raw body"
+
+
+@pytest.mark.parametrize("kwargs, status, message", [
+    ({"data": {"photo": (io.BytesIO(png_bytes()), "x.png")}}, 400, FIELD_HINT),  # wrong field name
+    ({"data": {"image": "just text"}, "content_type": "multipart/form-data"}, 400, FIELD_HINT),  # text, not a file
+    # a form: its body is taken as a raw image (curl --data-binary sends images with this type)
+    ({"data": {"image": "just text"}}, 415, None),
+    ({"data": b"", "content_type": "image/jpeg"}, 400, "the upload is empty"),  # empty body
+    ({"data": {"image": (io.BytesIO(b""), "x.png")}}, 400, "the upload is empty"),  # empty file
+    ({"data": b"\x89PNG\r\n\x1a\n corrupt", "content_type": "image/png"}, 415, None),  # undecodable
+    ({"data": {"image": (io.BytesIO(b"%PDF-1.4 not an image"), "x.pdf")}}, 415, None),  # not an image
+    ({"data": "hello", "content_type": "text/plain"}, 415, "expected an image, got text/plain"),
+    ({"data": "hello", "content_type": "text/csv"}, 415, "expected an image, got text/csv"),
+    ({"json": {"image": "aGVsbG8="}}, 415, "expected an image, got application/json"),
 ])
-def test_predict_bad_input_is_a_json_error(client, kwargs, status):
-    assert_json_error(client.post("/api/predict", **kwargs), status)
+def test_predict_bad_input_is_a_json_error(client, kwargs, status, message):
+    error = assert_json_error(client.post("/api/predict", **kwargs), status)["error"]
+    if message:
+        assert error["message"] == message
+    else:  # the decoder's verdict, naming what was sent
+        assert error["message"].startswith("image: not an image OpenCV can read")
+
+
+def test_a_raw_body_is_read_once_and_not_kept_by_flask(client, monkeypatch, face_photo):
+    # the raw body is read with get_data(cache=False): the app holds no second copy of an upload
+    from flask import Request
+
+    calls = []
+    original = Request.get_data
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs.get("cache", args[0] if args else True))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Request, "get_data", spy)
+    assert client.post("/api/predict", data=face_photo.read_bytes(), content_type="image/jpeg").status_code == 200
+    assert calls == [False]
+
+
+def test_a_multipart_upload_keeps_its_file_name_and_a_nameless_one_has_none(client):
+    named = client.post("/api/predict", data={"image": (io.BytesIO(png_bytes()), "holiday.png")})
+    assert named.get_json()["images"][0]["path"] == "holiday.png"
+    nameless = client.post("/api/predict", data=png_bytes(), content_type="image/png")
+    assert nameless.get_json()["images"][0]["path"] is None
 
 
 def test_oversized_upload_is_413_json(make_app):
