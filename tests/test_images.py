@@ -110,18 +110,6 @@ def test_a_file_the_system_cannot_read_is_a_media_error_with_the_reason(tmp_path
     assert excinfo.value.__cause__ is None and excinfo.value.__suppress_context__
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any file")
-def test_an_unreadable_file_names_the_permission_problem(tmp_path):
-    path = write_photo(tmp_path / "photo.png")
-    path.chmod(0)
-    try:
-        with pytest.raises(MediaError) as excinfo:
-            read_image(path)
-    finally:
-        path.chmod(0o644)
-    assert message(excinfo) == f"{path}: cannot be read (Permission denied)"
-
-
 # --- read_image: decoded pixels ------------------------------------------------------------------
 
 def test_a_grey_file_becomes_three_equal_channels(tmp_path):
