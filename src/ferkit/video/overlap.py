@@ -18,7 +18,26 @@ IN_FLIGHT = 4  # frames read ahead, and frames waiting to be written
 _END = object()
 
 
-class ReadAhead:
+class _OneThread:
+    """One worker thread and the futures it owes; `close()` waits for the call in progress and
+    drops the calls not started."""
+
+    def __init__(self, name: str):
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix=name)
+        self.pending: deque[Future] = deque()
+
+    def close(self) -> None:
+        self.pending.clear()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ReadAhead(_OneThread):
     """Iterates `items` with each `next()` run in one background thread, up to `depth` items ahead.
 
     An exception the iterator raises reaches the consumer at the item where it happened. `close()`
@@ -27,9 +46,9 @@ class ReadAhead:
     """
 
     def __init__(self, items: Iterator[T], depth: int = IN_FLIGHT):
+        super().__init__("ferkit-read")
         self.items = items
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="ferkit-read")
-        self.pending: deque[Future] = deque(self.pool.submit(next, items, _END) for _ in range(max(1, depth)))
+        self.pending.extend(self.pool.submit(next, items, _END) for _ in range(max(1, depth)))
 
     def __iter__(self) -> Iterator[T]:
         while self.pending:
@@ -40,18 +59,8 @@ class ReadAhead:
             self.pending.append(self.pool.submit(next, self.items, _END))
             yield item
 
-    def close(self) -> None:
-        self.pending.clear()
-        self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def __enter__(self) -> ReadAhead:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class WriteBehind:
+class WriteBehind(_OneThread):
     """Runs `write(*args)` calls in order in one background thread, at most `depth` calls behind.
 
     `add` returns at once unless `depth` calls are waiting; a call that failed raises its exception
@@ -60,9 +69,8 @@ class WriteBehind:
     """
 
     def __init__(self, write: Callable[..., None], depth: int = IN_FLIGHT):
+        super().__init__("ferkit-write")
         self.write, self.depth = write, max(1, depth)
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="ferkit-write")
-        self.pending: deque[Future] = deque()
         self.failed = False
 
     def _write(self, *args) -> None:
@@ -82,13 +90,3 @@ class WriteBehind:
     def finish(self) -> None:
         while self.pending:
             self.pending.popleft().result()
-
-    def close(self) -> None:
-        self.pending.clear()
-        self.pool.shutdown(wait=True, cancel_futures=True)
-
-    def __enter__(self) -> WriteBehind:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
