@@ -58,17 +58,17 @@ def gradient_faces(n: int = 5) -> np.ndarray:
 def test_ensemble_is_the_weighted_mean_of_its_members(members, tmp_path):
     faces = gradient_faces()
     outs = [FacialExpressionModel(m).predict_proba(faces) for m in members]
-    ensemble = FacialExpressionModel(build_ensemble(members, tmp_path / "e" / "model.onnx", [1, 2, 5], tta=False))
+    ensemble = FacialExpressionModel(build_ensemble(members, tmp_path / "e" / "model.onnx", [1, 2, 5], views=1))
     expected = (1 * outs[0] + 2 * outs[1] + 5 * outs[2]) / 8
     np.testing.assert_allclose(ensemble.predict_proba(faces), expected, atol=1e-6)
     # equal weights by default
-    equal = FacialExpressionModel(build_ensemble(members, tmp_path / "q" / "model.onnx", tta=False))
+    equal = FacialExpressionModel(build_ensemble(members, tmp_path / "q" / "model.onnx", views=1))
     np.testing.assert_allclose(equal.predict_proba(faces), np.mean(outs, axis=0), atol=1e-6)
 
 
 def test_ensemble_views_inside_the_graph_match_the_classifier_tta(members, tmp_path):
     faces = gradient_faces()
-    ensemble = FacialExpressionModel(build_ensemble(members[:2], tmp_path / "e" / "model.onnx", tta=True))
+    ensemble = FacialExpressionModel(build_ensemble(members[:2], tmp_path / "e" / "model.onnx", views=4))
     views = tta_views(faces.astype(np.float32)[..., None])  # 4 x N, the same four views
     per_view = np.mean([FacialExpressionModel(m).predict_proba(views) for m in members[:2]], axis=0)
     expected = per_view.reshape(4, len(faces), NUM_CLASSES).mean(axis=0)
@@ -79,12 +79,31 @@ def test_ensemble_views_inside_the_graph_match_the_classifier_tta(members, tmp_p
         assert np.abs(ensemble.predict_proba(faces) - partial).max() > 1e-4
 
 
+def test_two_views_inside_the_graph_are_as_is_and_mirrored(members, tmp_path):
+    faces = gradient_faces()
+    ensemble = FacialExpressionModel(build_ensemble(members, tmp_path / "e" / "model.onnx", [3, 1, 1], views=2))
+    both = [FacialExpressionModel(m).predict_proba(tta_views(faces.astype(np.float32)[..., None])[:2 * len(faces)])
+            for m in members]  # the first two views: as is, then mirrored
+    mixed = (3 * both[0] + both[1] + both[2]) / 5
+    expected = mixed.reshape(2, len(faces), NUM_CLASSES).mean(axis=0)
+    np.testing.assert_allclose(ensemble.predict_proba(faces), expected, atol=1e-5)
+    assert np.abs(ensemble.predict_proba(faces) - mixed[:len(faces)]).max() > 1e-4  # the mirror counts
+
+
+def test_ensemble_refuses_a_view_count_it_cannot_build(members, tmp_path):
+    from ferkit.errors import ModelError
+
+    with pytest.raises(ModelError, match="3 test-time views: expected one of 1, 2, 4"):
+        build_ensemble(members, tmp_path / "x.onnx", views=3)
+    assert not (tmp_path / "x.onnx").exists()
+
+
 def test_ensemble_refuses_bad_weights(members, tmp_path):
     from ferkit.errors import ModelError
 
     for weights in ([1, 2], [1, -1, 1], [0, 0, 0]):
         with pytest.raises(ModelError, match="weights"):
-            build_ensemble(members, tmp_path / "x.onnx", weights, tta=False)
+            build_ensemble(members, tmp_path / "x.onnx", weights, views=1)
 
 
 def test_temperature_changes_probabilities_not_classes():
@@ -153,7 +172,7 @@ def test_calibrate_and_make_ensemble_write_their_files(members, tmp_path, tiny_c
     assert card.read_text().count("## Calibration") == 1 and "Temperature 1.500" in card.read_text()
 
     out = tmp_path / "accurate"
-    metrics = make_ensemble([str(m) for m in members], out, data, tta=True, command="test")
+    metrics = make_ensemble([str(m) for m in members], out, data, views=4, command="test")
     assert {p.name for p in out.iterdir()} >= {"model.onnx", "calibration.json", "metrics.json", "MODEL_CARD.md",
                                                "confusion.png"}
     assert metrics["views_in_graph"] == 4 and metrics["weights"] == [0.3333] * 3
@@ -172,6 +191,10 @@ def test_cli_ensemble_and_calibrate(members, tmp_path, tiny_csv, capsys):
     assert json.loads(capsys.readouterr().out)["temperature"] == json.loads((out / CALIBRATION_FILE).read_text())[
         "temperature"]
     assert main(["ensemble", str(tmp_path / "missing.onnx"), "--out", str(out), "--data", str(data)]) == 2
+    two = tmp_path / "two"
+    assert main(["ensemble", *map(str, members[:2]), "--out", str(two), "--data", str(data), "--views", "2"]) == 0
+    assert json.loads((two / "metrics.json").read_text())["views_in_graph"] == 2
+    assert "as is and mirrored" in (two / "MODEL_CARD.md").read_text()
 
 
 @pytest.mark.shared
@@ -180,7 +203,7 @@ def test_bundled_ensemble_equals_member_mean_on_real_faces(shared_dir, tmp_path)
 
     faces = load_dataset(shared_dir / "data/fer2013/fer2013.csv.gz").split("PublicTest").images[:300]
     names = ["fast", "ferplus"]
-    ensemble = FacialExpressionModel(build_ensemble(names, tmp_path / "model.onnx", tta=True))
+    ensemble = FacialExpressionModel(build_ensemble(names, tmp_path / "model.onnx", views=4))
     expected = np.mean([FacialExpressionModel.load(n).predict_proba(faces, tta=True, calibrated=False)
                         for n in names], axis=0)
     np.testing.assert_allclose(ensemble.predict_proba(faces, calibrated=False), expected, atol=1e-5)
@@ -188,7 +211,7 @@ def test_bundled_ensemble_equals_member_mean_on_real_faces(shared_dir, tmp_path)
 
 def test_tta_flag_is_a_no_op_for_an_ensemble_with_views_inside(members, tmp_path, tiny_csv):
     out = tmp_path / "acc"
-    make_ensemble([str(members[0])], out, tiny_csv({"Training": 70, "PublicTest": 7}), tta=True)
+    make_ensemble([str(members[0])], out, tiny_csv({"Training": 70, "PublicTest": 7}), views=4)
     model = FacialExpressionModel(out)
     assert model.views_in_graph == 4
     faces = gradient_faces()

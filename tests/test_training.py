@@ -239,3 +239,47 @@ def test_training_on_ferplus_labels(tiny_csv, tmp_path, batches_seen, mode):
     np.testing.assert_allclose(batches_seen[0]["targets"], targets, atol=1e-6)
     np.testing.assert_array_equal(batches_seen[0]["images"], images[kept])
     assert metrics["evaluation"]["n"] == 2 and metrics["train"]["labels"] == "ferplus"
+
+
+# --- fine-tuning from a trained model (--init) ---------------------------------------------------
+
+def test_init_copies_every_weight_of_the_named_model(tiny_model_dir):
+    from ferkit.models import create_model
+
+    trained = keras.models.model_from_json((tiny_model_dir / "model.json").read_text())
+    trained.load_weights(tiny_model_dir / "model.weights.h5")
+    keras.utils.set_random_seed(123)  # a fresh net's weights differ from the trained one's
+    model = create_model("compact")
+    assert not np.allclose(model.get_weights()[0], trained.get_weights()[0])
+    fit.load_initial_weights(model, str(tiny_model_dir))
+    for mine, theirs in zip(model.get_weights(), trained.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_init_refuses_another_architecture_or_an_ensemble(tiny_model_dir, tmp_path):
+    from ferkit.models import create_model
+
+    with pytest.raises(FerkitError, match=r"^--init .*: its weights do not fit --model seed"):
+        fit.load_initial_weights(create_model("seed"), str(tiny_model_dir))
+    (tmp_path / "model.onnx").write_bytes((tiny_model_dir / "model.onnx").read_bytes())
+    with pytest.raises(FerkitError, match="no model.weights.h5 beside the model"):
+        fit.load_initial_weights(create_model("compact"), str(tmp_path))
+
+
+def test_train_starts_from_the_init_model(tiny_csv, tiny_model_dir, tmp_path, monkeypatch):
+    calls = []
+    real = fit.load_initial_weights
+
+    def recording(model, spec):
+        real(model, spec)
+        calls.append((spec, [w.copy() for w in model.get_weights()]))
+
+    monkeypatch.setattr(fit, "load_initial_weights", recording)
+    data = tiny_csv({"Training": 40, "PublicTest": 14})
+    fit.train(smoke_config(data, tmp_path, init=str(tiny_model_dir)))
+    assert [spec for spec, _ in calls] == [str(tiny_model_dir)]
+    trained = keras.models.model_from_json((tiny_model_dir / "model.json").read_text())
+    trained.load_weights(tiny_model_dir / "model.weights.h5")
+    np.testing.assert_array_equal(calls[0][1][0], trained.get_weights()[0])
+    fit.train(smoke_config(data, tmp_path, name="plain"))  # no --init: never called
+    assert len(calls) == 1

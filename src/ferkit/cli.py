@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int_range(1), help="use only the first N rows of each split (smoke tests)")
     p.add_argument("--teacher", help="distil from this model (bundled name or run folder)")
     p.add_argument("--distill-weight", type=float_range(0, 1), default=t.distill_weight)
+    p.add_argument("--init", help="start from this model's weights (bundled name or run folder, same architecture)")
 
     p = sub.add_parser("evaluate", help="accuracy, per-class scores and confusion matrix on a split")
     p.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz) or image folder root")
@@ -164,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model folder to write (e.g. src/ferkit/assets/models/accurate)")
     p.add_argument("--data", required=True, help="FER2013 CSV: Training holdout for calibration, PublicTest scored")
     p.add_argument("--weights", type=float, nargs="+", help="one weight per member (default: equal)")
-    p.add_argument("--no-tta", action="store_true", help="no test-time views inside the graph")
+    p.add_argument("--views", type=int, choices=(1, 2, 4), default=4,
+                   help="test-time views inside the graph: 1 (none), 2 (+ mirrored), 4 (+ zoomed, zoomed mirrored)")
+    p.add_argument("--no-tta", action="store_true", help="no test-time views inside the graph (same as --views 1)")
 
     p = sub.add_parser("models", help="list bundled models (or architectures)")
     p.add_argument("--architectures", action="store_true", help="list trainable architectures instead")
@@ -336,7 +339,7 @@ def cmd_calibrate(args, command: str) -> int:
 def cmd_ensemble(args, command: str) -> int:
     from .training.ensemble import make_ensemble
 
-    metrics = make_ensemble(args.members, args.out, args.data, args.weights, tta=not args.no_tta, command=command)
+    metrics = make_ensemble(args.members, args.out, args.data, args.weights, views=1 if args.no_tta else args.views, command=command)
     print(f"{args.out}: {len(args.members)} members, PublicTest accuracy {metrics['accuracy']:.2%}, "
           f"temperature {metrics['calibration']['temperature']:.3f}")
     return 0

@@ -169,6 +169,7 @@ class TrainConfig:
     early_stopping: int = 10  # epochs without validation improvement before stopping
     limit: int | None = None  # use only the first N training and N validation rows (smoke tests)
     teacher: str | None = None  # run folder or bundled model to distil from
+    init: str | None = None  # start from this trained model's weights (same architecture): fine-tuning
     distill_weight: float = 0.7  # share of the loss that follows the teacher
 
 

@@ -2,8 +2,9 @@
 
 The graph takes the same input as every member (N, 48, 48, 1 raw pixels) and returns the
 weighted mean of the members' probabilities, so it drops in wherever one model does. With
-`tta`, the four test-time views of `classifier.tta_views` (as is, mirrored, zoomed 10%, zoomed
-and mirrored) are built inside the graph too, and their outputs averaged: one call, no flag.
+`views` 2 or 4, the first two or all four test-time views of `classifier.tta_views` (as is,
+mirrored, zoomed 10%, zoomed and mirrored) are built inside the graph too, and their outputs
+averaged: one call, no flag. Each view costs one more pass of every member.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from ..inference.classifier import ONNX_FILE
 from ..labels import IMAGE_SIZE, NUM_CLASSES
 
 INPUT, OUTPUT = "face", "expression"
+VIEW_COUNTS = (1, 2, 4)
+VIEW_NAMES = {2: "as is and mirrored", 4: "as is, mirrored, zoomed 10%, zoomed and mirrored"}
 OPSET = 20
 
 
@@ -35,8 +38,8 @@ def opset_of(model) -> int:
     return max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def _tta_nodes(helper, TensorProto, source: str) -> tuple[list, list, str]:
-    """Nodes that stack the four TTA views of `source` along the batch axis (views x N)."""
+def _tta_nodes(helper, TensorProto, source: str, views: int) -> tuple[list, list, str]:
+    """Nodes that stack the first `views` (2 or 4) TTA views of `source` along the batch axis (views x N)."""
     crop = IMAGE_SIZE // 20
     scale = IMAGE_SIZE / (IMAGE_SIZE - 2 * crop)
     init = [
@@ -50,9 +53,12 @@ def _tta_nodes(helper, TensorProto, source: str) -> tuple[list, list, str]:
         # NCHW scales: Resize's linear mode works on the two innermost axes
         helper.make_tensor("tta_scales", TensorProto.FLOAT, [4], [1.0, 1.0, scale, scale]),
     ]
+    mirror = helper.make_node("Slice", [source, "tta_flip_starts", "tta_flip_ends", "tta_axis_w", "tta_step_back"],
+                              ["tta_mirror"])
+    if views == 2:
+        return [mirror, helper.make_node("Concat", [source, "tta_mirror"], ["tta_views"], axis=0)], init[:4], "tta_views"
     nodes = [
-        helper.make_node("Slice", [source, "tta_flip_starts", "tta_flip_ends", "tta_axis_w", "tta_step_back"],
-                         ["tta_mirror"]),
+        mirror,
         helper.make_node("Slice", [source, "tta_crop_starts", "tta_crop_ends", "tta_axes_hw"], ["tta_crop"]),
         helper.make_node("Transpose", ["tta_crop"], ["tta_crop_nchw"], perm=[0, 3, 1, 2]),
         # half_pixel + linear is cv2.resize's INTER_LINEAR when enlarging
@@ -67,7 +73,7 @@ def _tta_nodes(helper, TensorProto, source: str) -> tuple[list, list, str]:
 
 
 def build_ensemble(members: list[str | Path], out: str | Path, weights: list[float] | None = None,
-                   tta: bool = True) -> Path:
+                   views: int = 4) -> Path:
     """Write one ONNX file whose output is sum_i w_i * member_i(views), averaged over the views."""
     import onnx
     from onnx import TensorProto, compose, helper
@@ -79,11 +85,14 @@ def build_ensemble(members: list[str | Path], out: str | Path, weights: list[flo
     if len(weights) != len(paths) or np.any(weights < 0) or weights.sum() <= 0:
         raise ModelError(f"ensemble weights {weights.tolist()}: expected {len(paths)} non-negative numbers")
     weights = weights / weights.sum()
+    if views not in VIEW_COUNTS:
+        raise ModelError(f"{views} test-time views: expected one of {', '.join(map(str, VIEW_COUNTS))}")
 
     nodes, inits = [], []
     source = INPUT
+    tta = views > 1
     if tta:
-        tta_nodes, tta_init, source = _tta_nodes(helper, TensorProto, INPUT)
+        tta_nodes, tta_init, source = _tta_nodes(helper, TensorProto, INPUT, views)
         nodes += tta_nodes
         inits += tta_init
     summands = []
@@ -104,7 +113,7 @@ def build_ensemble(members: list[str | Path], out: str | Path, weights: list[flo
     mixed = "mixed" if tta else OUTPUT
     nodes.append(helper.make_node("Sum", summands, [mixed]))
     if tta:
-        inits.append(helper.make_tensor("tta_shape", TensorProto.INT64, [3], [4, -1, NUM_CLASSES]))
+        inits.append(helper.make_tensor("tta_shape", TensorProto.INT64, [3], [views, -1, NUM_CLASSES]))
         inits.append(helper.make_tensor("tta_axis0", TensorProto.INT64, [1], [0]))
         nodes.append(helper.make_node("Reshape", [mixed, "tta_shape"], ["per_view"]))
         nodes.append(helper.make_node("ReduceMean", ["per_view", "tta_axis0"], [OUTPUT], keepdims=0))
@@ -123,7 +132,7 @@ def build_ensemble(members: list[str | Path], out: str | Path, weights: list[flo
 
 
 def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, weights: list[float] | None = None,
-                  tta: bool = True, command: str = "") -> dict:
+                  views: int = 4, command: str = "") -> dict:
     """Build, calibrate and score an ensemble model folder: model.onnx, calibration.json, metrics.json,
     confusion.png and MODEL_CARD.md, like a trained run's."""
     import json
@@ -137,7 +146,7 @@ def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, wei
 
     out_dir = Path(out_dir)
     member_paths = [member_onnx(m) for m in members]
-    build_ensemble(member_paths, out_dir / ONNX_FILE, weights, tta)
+    build_ensemble(member_paths, out_dir / ONNX_FILE, weights, views)
     calibration = calibrate(out_dir, data)
     dataset = load_dataset(data, "fer2013")
     split = dataset.split("PublicTest")
@@ -147,7 +156,7 @@ def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, wei
         "model": "ensemble", "members": [str(m) for m in members],
         "weights": (np.full(len(members), 1 / len(members)) if weights is None else
                     np.asarray(weights) / np.sum(weights)).round(4).tolist(),
-        "views_in_graph": 4 if tta else 1, "data": str(data), "val_split": "PublicTest",
+        "views_in_graph": views, "data": str(data), "val_split": "PublicTest",
         "evaluation": report, "accuracy": report["accuracy"], "calibration": calibration, "command": command,
         "onnx_bytes": (out_dir / ONNX_FILE).stat().st_size, "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -158,8 +167,8 @@ def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, wei
         f"# Model card: {out_dir.name}", "",
         f"- An ensemble of {len(members)} networks averaged inside one ONNX graph "
         f"(weights {', '.join(f'{w:.3f}' for w in metrics['weights'])}): {', '.join(f'`{m}`' for m in members)}.",
-        "- Test-time views inside the graph: as is, mirrored, zoomed 10%, zoomed and mirrored; one call, no flag."
-        if tta else "- No test-time views inside the graph.",
+        f"- Test-time views inside the graph: {VIEW_NAMES[views]}; one call, no flag."
+        if views > 1 else "- No test-time views inside the graph.",
         "- Input 48x48 grayscale raw pixels (0..255), output 7 probabilities "
         "(angry, disgust, fear, happy, sad, surprise, neutral).",
         f"- Command: `{command}`",

@@ -12,6 +12,7 @@ import platform
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -55,6 +56,24 @@ def make_optimizer(keras, spec, cfg: TrainConfig, steps_per_epoch: int):
     if optimizer == "adamw":
         return keras.optimizers.AdamW(learning_rate, weight_decay=spec.weight_decay)
     return keras.optimizers.Adam(learning_rate)
+
+
+def load_initial_weights(model, spec: str) -> None:
+    """Fine-tuning: copy a trained model's weights (model.weights.h5 in its folder) into `model`."""
+    from ..inference.classifier import WEIGHTS_FILE, resolve_model
+
+    folder = resolve_model(spec)
+    weights = folder / WEIGHTS_FILE if folder.is_dir() else folder.with_name(WEIGHTS_FILE)
+    if not weights.is_file():
+        raise FerkitError(f"--init {spec}: no {WEIGHTS_FILE} beside the model (an ensemble cannot be fine-tuned)")
+    try:
+        with warnings.catch_warnings():
+            # Keras only warns when it skips layers it cannot match: a half-loaded net is an error here
+            warnings.simplefilter("error", UserWarning)
+            model.load_weights(weights)
+    except (ValueError, UserWarning) as error:  # Keras names the first layer whose shapes or count differ
+        raise FerkitError(f"--init {spec}: its weights do not fit --model {model.name}: "
+                          f"{str(error).splitlines()[0]}") from None
 
 
 def teacher_targets(teacher: str, faces: np.ndarray, onehot: np.ndarray, weight: float) -> np.ndarray:
@@ -114,6 +133,8 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     # 3. model
     keras.utils.set_random_seed(cfg.seed)
     model = create_model(cfg.model)
+    if cfg.init:
+        load_initial_weights(model, cfg.init)
     model.compile(optimizer=make_optimizer(keras, spec, cfg, len(train_batches)),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=spec.label_smoothing),
                   metrics=["accuracy"])
