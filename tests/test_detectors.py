@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 
 from ferkit.config import DetectorConfig
+from ferkit.errors import FerkitError
 from ferkit.vision import detectors
-from ferkit.vision.detectors import Detections, FaceDetector, clip_boxes, eye_angle, region_windows
+from ferkit.vision.detectors import (Detections, FaceDetector, HaarDetector, YuNetDetector, clip_boxes,
+                                     create_detector, eye_angle, region_windows)
 from ferkit.vision.tracker import iou_matrix
 
 
@@ -219,7 +221,8 @@ def test_run_pass_at_scale_1_gives_the_detector_the_image_itself():
     assert seen[0] is image and found.boxes.tolist() == [[1, 2, 3, 4]]
 
 
-@pytest.mark.parametrize("scale, interpolation", [(0.3, cv2.INTER_AREA), (2.5, cv2.INTER_LINEAR)])
+@pytest.mark.parametrize("scale, interpolation", [(0.3, cv2.INTER_AREA), (1.6, cv2.INTER_LINEAR),
+                                                   (2.0, cv2.INTER_LINEAR), (2.5, cv2.INTER_LINEAR)])
 def test_run_pass_shrinks_by_area_and_enlarges_linearly(scale, interpolation):
     image = np.random.default_rng(1).integers(0, 256, (40, 30, 3), dtype=np.uint8)
     detector = ScriptedDetector()
@@ -253,11 +256,23 @@ def test_run_pass_of_a_detector_without_landmarks_gives_nan_landmarks_and_scores
     assert found.landmarks.shape == (2, 5, 2) and np.isnan(found.landmarks).all()
 
 
+@pytest.mark.parametrize("answer, landmarks", [
+    (np.array(row((10, 20, 30, 40), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.5)), True),  # one flat row
+    (np.array([10, 20, 30, 40]), False),  # one flat box
+    (np.array([row((10, 20, 30, 40), score=0.5)] * 4), True),  # four rows: not four boxes
+])
+def test_run_pass_takes_flat_rows_and_tells_rows_from_boxes_by_their_length(answer, landmarks):
+    found = ScriptedDetector(script=[answer]).run_pass(np.zeros((100, 90), np.uint8), 0.5, 5, offset=(4, 6))
+    assert found.boxes.tolist() == [[24, 46, 60, 80]] * (4 if answer.ndim == 2 else 1)
+    assert np.isfinite(found.landmarks).all() == landmarks and np.isfinite(found.scores).all() == landmarks
+
+
 @pytest.mark.parametrize("answer", [np.zeros((0, 15)), np.zeros((0, 4)), [], np.zeros(0)])
 def test_run_pass_with_nothing_found_is_empty(answer):
     found = ScriptedDetector(script=[answer]).run_pass(np.zeros((20, 30), np.uint8), 0.5, 5)
     assert len(found) == 0 and found.boxes.shape == (0, 4) and found.boxes.dtype == np.int32
     assert found.scores.shape == (0,) and found.landmarks.shape == (0, 5, 2)
+    assert found.scores.dtype == np.float32 and found.landmarks.dtype == np.float32
 
 
 # --- run_region ---------------------------------------------------------------------------------------
@@ -282,6 +297,12 @@ def test_run_region_runs_on_the_window_and_keeps_only_faces_continuing_a_tracked
     assert len(yunet_like(script=[rows]).run_region(frame, (40, 30, 140, 110), tracked, 2.0)) == 2
     monkeypatch.setattr(detectors, "REGION_MIN_IOU", np.nextafter(overlap, 1))
     assert len(yunet_like(script=[rows]).run_region(frame, (40, 30, 140, 110), tracked, 2.0)) == 1
+
+
+def test_a_region_pass_finding_only_a_part_face_finds_nothing():
+    found = yunet_like(script=[np.array([row((0, 0, 30, 30))])]).run_region(
+        noise_frame((200, 300), 2), (40, 30, 140, 110), np.array([[60, 50, 20, 24]]), 2.0)
+    assert len(found) == 0 and found.boxes.shape == (0, 4)
 
 
 def test_the_default_region_overlap_cut_is_the_trackers():
@@ -315,6 +336,13 @@ def test_the_coarse_pass_looks_for_faces_of_at_least_8_pixels(min_face, passed):
     log = record_passes(detector)
     detect(detector, np.zeros((100, 200), np.uint8))
     assert log == [("pass", 1.0, passed)]
+
+
+def test_no_pass_enlarges_the_frame_even_for_faces_under_native_size():
+    detector = yunet_like(DetectorConfig(min_face=10))  # faces of 10 would need twice the size
+    log = record_passes(detector)
+    detect(detector, np.zeros((240, 320, 3), np.uint8), fine=True)
+    assert log == [("pass", 1.0, 10)]
 
 
 def test_the_coarse_pass_shrinks_further_while_the_smallest_wanted_face_stays_native_size():
@@ -525,6 +553,14 @@ def test_many_faces_of_one_size_keep_their_found_order():
     record_passes(detector, {1.0: dets(boxes)})
     found = detect(detector, np.zeros((240, 640), np.uint8))
     assert found.boxes.tolist() == [[100, 0, 50, 41], [0, 0, 40, 40]] + [b for b in boxes if b[2] * b[3] == 600]
+
+
+def test_faces_larger_than_int32_areas_still_come_first():
+    frame = np.broadcast_to(np.zeros((1, 1), np.uint8), (60000, 60000))  # no memory: only its shape counts
+    detector = ScriptedDetector()
+    huge, small = [0, 0, 50000, 50000], [100, 100, 100, 100]  # 2.5e9 pixels: past int32
+    record_passes(detector, {640 / 60000: dets([small, huge])})
+    assert detect(detector, frame).boxes.tolist() == [huge, small]
 
 
 def test_nothing_found_is_empty_without_refinement():
@@ -771,10 +807,154 @@ def test_eye_angle_reads_degrees_from_the_subjects_right_eye_to_the_left_with_y_
 
 
 def test_the_nearest_face_to_the_patch_centre_is_the_one_read():
-    """Rows whose box centres are at 10, 105.5 and 180: the middle one's landmarks are used; with a
-    decoy picked instead, the landmarks would land elsewhere."""
-    level = centred_row(0.0)[0]
-    decoys = [row((0, 0, 20, 20), turned(0, (10, 10))), row((150, 150, 60, 60), turned(0, (180, 180)))]
-    _, once = rolled(turned(-20, (65, 62)), [np.array([level])])
-    _, among = rolled(turned(-20, (65, 62)), [np.array([decoys[0], level, decoys[1]])])
+    """The face read is the one whose box centre is nearest the patch centre (105.5, 105.5): here
+    a tall box centred on it, among decoys whose top left corners, or centres measured with the
+    wrong side or a third of the box, or nearest a third of the patch, would win instead."""
+    centre = PATCH / 2
+    level = turned(0.0, (centre, centre))
+    face = row((centre - 30, centre - 45, 60, 90), level)
+
+    def decoy(box):
+        x, y, w, h = box
+        return row(box, turned(0.0, (x + w / 2, y + h / 2)))
+
+    decoys = [decoy((0, 0, 20, 20)),  # centre (10, 10)
+              decoy((95.5, 95.5, 30, 30)),  # centre (110.5, 110.5): 7 away; its third-way point at the centre
+              decoy((62, 62, 20, 20)),  # centre (72, 72): 2 from a third of the patch
+              decoy((150, 150, 60, 60))]  # centre (180, 180)
+    _, once = rolled(turned(-20, (65, 62)), [np.array([face])])
+    _, among = rolled(turned(-20, (65, 62)), [np.array([decoys[0], decoys[1], face, decoys[2], decoys[3]])])
     np.testing.assert_array_equal(among.landmarks, once.landmarks)
+    for other in decoys:  # each decoy alone gives other landmarks
+        _, alone = rolled(turned(-20, (65, 62)), [np.array([other])])
+        assert not np.allclose(alone.landmarks, once.landmarks, atol=1)
+
+
+# --- the detectors' own runs, with stand-in OpenCV models ------------------------------------------------
+
+class FakeCascade:
+    """Stands in for cv2.CascadeClassifier: answers detectMultiScale2 with given boxes and neighbour
+    counts, and records its arguments."""
+
+    def __init__(self, boxes=(), neighbours=()):
+        self.answer, self.calls = (tuple(map(tuple, boxes)), np.asarray(neighbours, np.int32)), []
+
+    def detectMultiScale2(self, gray, **kwargs):
+        self.calls.append((gray, kwargs))
+        return self.answer
+
+
+def haar_with(cascade: FakeCascade, **cfg) -> HaarDetector:
+    detector = HaarDetector(DetectorConfig(name="haar", **cfg))
+    detector._per_thread.model = cascade
+    return detector
+
+
+def test_haar_runs_the_cascade_on_gray_with_the_configured_settings():
+    cascade = FakeCascade([[10, 20, 30, 40]], [7])
+    detector = haar_with(cascade, scale_factor=1.3, min_neighbors=4)
+    colour = noise_frame((60, 80), 6)
+    rows = detector._detect(colour, 24)
+    gray, kwargs = cascade.calls[0]
+    np.testing.assert_array_equal(gray, cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY))
+    assert kwargs == {"scaleFactor": 1.3, "minNeighbors": 4, "minSize": (24, 24)}
+    assert rows.shape == (1, 15) and rows[0, :4].tolist() == [10, 20, 30, 40] and np.isnan(rows[0, 4:]).all()
+    gray_frame = colour[..., 1].copy()
+    detector._detect(gray_frame, 24)
+    assert cascade.calls[1][0] is gray_frame  # a gray image as it is
+
+
+def test_haar_keeps_the_best_supported_of_overlapping_boxes():
+    # two boxes over one face (IoU 0.79): the one with more neighbours; a third apart, with one
+    cascade = FakeCascade([[10, 10, 50, 50], [14, 12, 50, 50], [100, 10, 40, 40]], [6, 9, 1])
+    rows = haar_with(cascade)._detect(np.zeros((80, 160), np.uint8), 20)
+    assert sorted(rows[:, :4].tolist()) == [[14, 12, 50, 50], [100, 10, 40, 40]]
+    # two overlapping boxes only: still one kept
+    cascade = FakeCascade([[10, 10, 50, 50], [14, 12, 50, 50]], [6, 9])
+    assert haar_with(cascade)._detect(np.zeros((80, 160), np.uint8), 20)[:, :4].tolist() == [[14, 12, 50, 50]]
+    # at a looser overlap threshold both stay
+    cascade = FakeCascade([[10, 10, 50, 50], [14, 12, 50, 50]], [6, 9])
+    assert len(haar_with(cascade, nms_threshold=0.8)._detect(np.zeros((80, 160), np.uint8), 20)) == 2
+
+
+def test_haar_with_nothing_found_gives_no_rows():
+    rows = haar_with(FakeCascade())._detect(np.zeros((80, 160), np.uint8), 20)
+    assert rows.shape == (0, 15)
+
+
+def test_a_missing_haar_cascade_is_a_user_error(monkeypatch):
+    monkeypatch.setattr(detectors, "HAAR_FILE", "no_such_cascade.xml")
+    with pytest.raises(FerkitError, match=r"OpenCV's no_such_cascade.xml could not be loaded \(opencv-python"):
+        HaarDetector(DetectorConfig(name="haar"))
+
+
+class FakeYuNet:
+    """Stands in for cv2.FaceDetectorYN: records input sizes and images, answers given faces."""
+
+    def __init__(self, faces, size=(320, 320)):
+        self.faces, self.size, self.sizes, self.images = faces, size, [], []
+
+    def getInputSize(self):
+        return self.size
+
+    def setInputSize(self, size):
+        self.size = size
+        self.sizes.append(size)
+
+    def detect(self, image):
+        self.images.append(image)
+        return 1, self.faces
+
+
+def yunet_with(model: FakeYuNet) -> YuNetDetector:
+    detector = YuNetDetector(DetectorConfig())
+    detector._per_thread.model = model
+    return detector
+
+
+def test_yunet_sets_its_input_size_to_the_image_and_keeps_faces_of_min_size():
+    faces = np.array([row((1, 2, 19, 30)), row((3, 4, 20, 25)), row((5, 6, 30, 19)), row((7, 8, 40, 40))],
+                     np.float32)
+    model = FakeYuNet(faces)
+    detector = yunet_with(model)
+    gray = noise_frame((60, 90), 7)[..., 0].copy()
+    rows = detector._detect(gray, 20)
+    assert rows[:, :4].tolist() == [[3, 4, 20, 25], [7, 8, 40, 40]]  # at least 20 wide and high
+    assert model.sizes == [(90, 60)]  # width, height
+    np.testing.assert_array_equal(model.images[0], cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
+    colour = noise_frame((60, 90), 8)
+    detector._detect(colour, 20)
+    assert model.sizes == [(90, 60)] and model.images[1] is colour  # same size: not set again
+
+
+def test_yunet_with_nothing_found_gives_no_rows():
+    rows = yunet_with(FakeYuNet(None))._detect(noise_frame((60, 90), 7), 20)
+    assert rows.shape == (0, 15)
+
+
+def test_yunet_is_created_with_the_configured_thresholds():
+    model = create_detector(DetectorConfig(detect_threshold=0.55, nms_threshold=0.25)).model
+    assert model.getScoreThreshold() == pytest.approx(0.55) and model.getNMSThreshold() == pytest.approx(0.25)
+    assert tuple(model.getInputSize()) == (320, 320)
+
+
+def test_yunet_model_errors_name_the_file(tmp_path, monkeypatch):
+    missing = tmp_path / "missing.onnx"
+    with pytest.raises(FerkitError) as error:
+        create_detector(DetectorConfig(detector_model=str(missing)))
+    assert str(error.value) == f"{missing}: YuNet model file not found"
+    monkeypatch.setattr(detectors, "bundled_yunet_path", lambda: missing)
+    with pytest.raises(FerkitError) as error:
+        create_detector(DetectorConfig())
+    assert str(error.value) == f"{missing}: YuNet model file not found (the bundled model is missing: reinstall ferkit)"
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not an onnx model")
+    with pytest.raises(FerkitError, match=rf"^{junk}: not a YuNet model OpenCV can load \(.+\)$"):
+        create_detector(DetectorConfig(detector_model=str(junk)))
+
+
+def test_an_unknown_detector_name_lists_the_known_ones():
+    with pytest.raises(FerkitError) as error:
+        create_detector(DetectorConfig(name="mtcnn"))
+    assert str(error.value) == "unknown detector 'mtcnn' (expected haar or yunet)"
+    assert isinstance(create_detector(DetectorConfig(name="haar")), HaarDetector)
