@@ -183,11 +183,13 @@ def test_region_windows_merge_again_until_no_two_overlap():
 
 
 def test_region_windows_under_8_pixels_wide_or_high_are_dropped():
-    # height 100, width 100; boxes at the left and top edges, so their windows are cut there
+    # height 100, width 100; boxes at the edges, so their windows are cut there
     boxes = [[0, 20, 4, 4],  # window (0, 16, 8, 28): 8 wide, kept
              [0, 60, 3, 3],  # (0, 57, 6, 66): 6 wide, 9 high, dropped
              [40, 0, 4, 4],  # (36, 0, 48, 8): 8 high, kept
-             [70, 0, 3, 3]]  # (67, 0, 76, 6): 9 wide, 6 high, dropped
+             [70, 0, 3, 3],  # (67, 0, 76, 6): 9 wide, 6 high, dropped
+             [97, 40, 3, 3],  # (94, 37, 100, 46): 6 wide at the right edge, dropped
+             [20, 97, 3, 3]]  # (17, 94, 26, 100): 6 high at the bottom edge, dropped
     assert windows(boxes, (100, 100)) == [((0, 16, 8, 28), [[0, 20, 4, 4]]), ((36, 0, 48, 8), [[40, 0, 4, 4]])]
 
 
@@ -452,6 +454,13 @@ def test_between_full_scans_a_larger_min_size_asked_for_wins():
     detect(detector, np.zeros((1080, 1920, 3), np.uint8), 60, regions=[small, large], scan=False)
     # min_size 60, not 0.6 * 95 = 57: the coarse pass at a third looks for faces of 20 pixels
     assert log == [("region", (60, 60, 170, 180), [small], 32 / 30), ("pass", 640 / 1920, 20)]
+
+
+def test_tracked_boxes_count_in_whole_pixels():
+    detector = yunet_like()
+    log = record_passes(detector)
+    detect(detector, np.zeros((720, 1280, 3), np.uint8), regions=np.array([[100.7, 100.2, 59.9, 80.5]]))
+    assert log == [("region", (20, 20, 239, 260), [SMALL_A], 32 / 59), ("pass", 0.5, 10)]
 
 
 def test_tracked_faces_in_one_window_share_a_region_pass_at_the_scale_of_the_smallest_side():
