@@ -42,9 +42,9 @@ ROLL_MIN_DEG, ROLL_ROUNDS, ROLL_FACE_PX, ROLL_CONTEXT = 2.5, 2, 96, 2.2
 # ... for the ROLL_MAX_FACES largest faces of at least ROLL_MIN_SIDE pixels (a crowd's small faces
 # would cost a detector run each, and their 48x48 crops gain little)
 ROLL_MAX_FACES, ROLL_MIN_SIDE = 4, 40
-REGION_MIN_IOU = 0.3
+REGION_MIN_IOU = 0.3  # a region pass keeps the faces overlapping its tracked box this much (the tracker's IoU)
 REGION_FACE_PX, REGION_MAX_ZOOM = 32, 2.0  # a region pass sees its faces at about 32 pixels
-TRACKED_SIZE_SHARE = 0.6  # as in inference.pipeline: a tracked face changes size less than this between rounds  # a region pass keeps the faces overlapping its tracked box this much (the tracker's IoU)
+TRACKED_SIZE_SHARE = 0.6  # as in inference.pipeline: a tracked face changes size less than this between rounds
 
 
 def bundled_yunet_path() -> Path:
