@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from types import SimpleNamespace
 
 import ferkit  # noqa: F401, I001  (before cv2, as everywhere in the tests)
@@ -554,3 +555,42 @@ def test_next_frame_returns_at_once_when_closing():
     b._closing.set()
     assert b._next_frame(0) == (None, 0)
     assert b._next_frame(1) == (None, 1)
+
+
+# --- survivors of the mutmut run of the fifth session ----------------------------------------------
+
+def test_each_captured_frame_goes_to_the_stream_as_read(clock):
+    class Numbered(FakeCapture):  # frame i is filled with 10 * i, so frames can be told apart
+        def read(self):
+            ok, frame = super().read()
+            return ok, (None if frame is None else np.full_like(frame, 10 * (3 - self.frames)))
+
+    seen = []
+    b = make_broadcaster(open_source=lambda source: Numbered(3), stream_max_fps=4.0)
+    b.pipeline.stream = lambda: SimpleNamespace(process=lambda frame: seen.append(frame) or [])
+    scripted_loop(b, clock, stop_after=3)
+    assert [int(frame[0, 0, 0]) for frame in seen] == [10, 20, 30]
+    assert all(frame.shape == (90, 120, 3) for frame in seen)
+
+
+def test_status_rounds_fps_to_one_decimal():
+    b = make_broadcaster()
+    b.fps = 12.3456
+    assert b.status()["fps"] == 12.3
+    b.fps = 7.06
+    assert b.status()["fps"] == 7.1
+
+
+def test_close_waits_for_the_capture_thread_to_end():
+    b = make_broadcaster()
+    ended = threading.Event()
+
+    def capture():  # stands in for the capture loop: ends a little after the server starts closing
+        b._closing.wait(5)
+        time.sleep(0.2)
+        ended.set()
+
+    b._thread = threading.Thread(target=capture, daemon=True)
+    b._thread.start()
+    b.close()
+    assert ended.is_set() and not b._thread.is_alive()
