@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import errno
 import io
+import json
+import logging
 import os
 import shutil
+import tempfile
 import threading
+import time
+from pathlib import Path
 
 import pytest
-from conftest import write_video
+from conftest import wait_until, write_video
 
 from ferkit.config import ServeConfig
 from ferkit.errors import DataError, MediaError
@@ -68,9 +73,13 @@ class ScriptedProcess:
         self.frames, self.error, self.gate, self.pad_bytes = frames, error, gate, pad_bytes
         self.entered = threading.Event()
         self.stopped_by: BaseException | None = None
+        self.calls: list[dict] = []  # the arguments of each call, as keywords
 
     def __call__(self, pipeline, input_path, out_video=None, csv_path=None, timeline_png=None,
                  progress_callback=None, fourcc=None):
+        self.calls.append({"pipeline": pipeline, "input_path": input_path, "out_video": out_video,
+                           "csv_path": csv_path, "timeline_png": timeline_png, "fourcc": fourcc,
+                           "thread": threading.current_thread().name})
         if self.pad_bytes:  # a big output, written before the first frame is reported
             (input_path.parent / "padding.bin").write_bytes(b"\0" * self.pad_bytes)
         try:
@@ -493,3 +502,311 @@ def test_a_job_deleted_while_running_that_then_fails_otherwise_says_deleted(mana
         gate.set()
     settle(manager, job)
     assert (job.state, job.error) == ("failed", "deleted") and not job.folder.exists()
+
+
+# --- pinned details (from surviving mutants): small functions ------------------------------------------------------
+
+def test_a_job_that_is_not_done_offers_no_files(tmp_path):
+    folder = tmp_path / ("cd" * 16)
+    folder.mkdir()
+    (folder / "frames.csv").write_text("x")
+    (folder / "summary.json").write_text("{}")
+    for state in ("queued", "running", "failed"):
+        assert Job("cd" * 16, folder, float(T0), state=state).artifacts() == []
+    assert Job("cd" * 16, folder, float(T0), state="done").artifacts() == ["frames.csv", "summary.json"]
+
+
+NOT_A_VIDEO = ("not a video file (expected one of .3gp, .avi, .flv, .m4v, .mkv, .mov, .mp4, .mpeg, .mpg, .webm, "
+               ".wmv)")
+
+
+@pytest.mark.parametrize("filename, mimetype, suffix", [
+    ("Clip.MKV", None, ".mkv"),
+    ("clip.avi", "text/plain", ".avi"),  # a known name wins over the type
+    ("clip.bin", "video/mp4", ".video"),  # an unknown name with a video type
+    (None, "video/x-msvideo", ".video"),
+    ("clip", "video/webm", ".video"),
+])
+def test_upload_suffix(filename, mimetype, suffix):
+    assert jobs_module.upload_suffix(filename, mimetype) == suffix
+
+
+@pytest.mark.parametrize("filename, mimetype", [
+    ("notes.txt", None), ("clip.bin", "VIDEO/MP4"), ("clip.bin", "application/video/x"), (None, None), ("", ""),
+])
+def test_upload_suffix_refuses_what_is_no_video(filename, mimetype):
+    with pytest.raises(MediaError) as refused:
+        jobs_module.upload_suffix(filename, mimetype)
+    assert str(refused.value) == NOT_A_VIDEO
+
+
+class OpenedCapture:
+    """A cv2.VideoCapture stand-in that opens, reads `readable` (True/False) and reports `count` frames."""
+
+    def __init__(self, readable: bool, count: float):
+        self.readable, self.count, self.released = readable, count, False
+
+    def isOpened(self):
+        return True
+
+    def read(self):
+        return self.readable, None
+
+    def get(self, prop):
+        return self.count
+
+    def release(self):
+        self.released = True
+
+
+def test_count_readable_frames_of_a_real_video(video):
+    assert jobs_module.count_readable_frames(video) == 4
+
+
+@pytest.mark.parametrize("count, frames", [(0.0, 1), (7.0, 7), (1.0, 1)])
+def test_count_readable_frames_trusts_the_header_but_counts_at_least_one(monkeypatch, tmp_path, count, frames):
+    capture = OpenedCapture(readable=True, count=count)
+    monkeypatch.setattr(jobs_module.cv2, "VideoCapture", lambda path: capture)
+    assert jobs_module.count_readable_frames(tmp_path / "x.avi") == frames and capture.released
+
+
+@pytest.mark.parametrize("opens", [True, False])
+def test_count_readable_frames_refuses_a_video_whose_first_frame_does_not_decode(monkeypatch, tmp_path, opens):
+    capture = OpenedCapture(readable=False, count=9.0)
+    capture.isOpened = lambda: opens
+    monkeypatch.setattr(jobs_module.cv2, "VideoCapture", lambda path: capture)
+    with pytest.raises(MediaError) as refused:
+        jobs_module.count_readable_frames(tmp_path / "x.avi")
+    assert str(refused.value) == "not a readable video: no frame could be decoded" and capture.released
+
+
+def test_folder_bytes_adds_every_file_two_levels_down(tmp_path):
+    assert jobs_module.folder_bytes(tmp_path) == 0
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.bin").write_bytes(b"123")
+    (tmp_path / "a" / "y.bin").write_bytes(b"12345")
+    (tmp_path / "top.bin").write_bytes(b"1234567")
+    assert jobs_module.folder_bytes(tmp_path) == 15
+
+
+class Unseekable(io.RawIOBase):
+    """A readable stream without tell/seek (like a socket), recording the sizes it was asked for."""
+
+    def __init__(self, data: bytes):
+        self.data, self.asked = data, []
+
+    def readable(self):
+        return True
+
+    def read(self, size=-1):
+        self.asked.append(size)
+        chunk, self.data = (self.data, b"") if size < 0 else (self.data[:size], self.data[size:])
+        return chunk
+
+    def tell(self):
+        raise OSError("unseekable")
+
+
+def test_upload_size_counts_from_where_the_stream_is():
+    upload = io.BytesIO(b"abcdefgh")
+    upload.seek(3)
+    assert jobs_module.upload_size(upload) == 5
+    assert upload.tell() == 3  # put back
+    assert jobs_module.upload_size(io.BytesIO(b"")) == 0
+    assert jobs_module.upload_size(Unseekable(b"abc")) is None
+    assert jobs_module.upload_size(object()) is None
+
+
+# --- the folder and the threads ----------------------------------------------------------------------------------
+
+def test_a_temporary_jobs_folder_is_made_on_first_use_and_removed_on_close(make_manager):
+    manager = make_manager(jobs_dir=None)
+    root = manager.root
+    assert root.is_dir() and root.parent == Path(tempfile.gettempdir())
+    assert root.name.startswith("ferkit-jobs-")
+    assert manager._remove_root.alive and manager._remove_root.atexit
+    manager.close()
+    assert not root.exists() and not manager._remove_root.alive
+
+
+def test_a_temporary_jobs_folder_already_gone_is_no_error_at_close(make_manager):
+    manager = make_manager(jobs_dir=None)
+    root = manager.root
+    shutil.rmtree(root)
+    manager.close()  # nothing to remove, nothing raised
+    assert not root.exists()
+
+
+def test_an_existing_jobs_folder_is_used_as_it_is(make_manager, tmp_path):
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "keep.txt").write_text("mine")
+    manager = make_manager()
+    assert manager.root == tmp_path / "jobs" and manager._remove_root is None
+    manager.close()
+    assert (tmp_path / "jobs" / "keep.txt").read_text() == "mine"  # not a temporary folder: kept
+
+
+class ScriptedClosing(threading.Event):
+    """The manager's closing event with a scripted wait(): each call records its timeout and answers the next of
+    `answers`; when they run out it waits for real (until close() sets it)."""
+
+    def __init__(self, answers=()):
+        super().__init__()
+        self.answers, self.waits = list(answers), []
+
+    def wait(self, timeout=None):
+        self.waits.append(timeout)
+        if self.answers:
+            return self.answers.pop(0)
+        return super().wait(10)
+
+
+def test_the_threads_are_named_and_the_janitor_is_a_daemon(manager, video, scripted):
+    closing = manager._closing = ScriptedClosing()
+    process = scripted()
+    job = submit(manager, video)
+    settle(manager, job)
+    assert process.calls[0]["thread"].startswith("ferkit-job_")
+    janitor = manager._janitor
+    assert (janitor.name, janitor.daemon) == ("ferkit-job-janitor", True)
+    assert wait_until(lambda: closing.waits == [25.0], timeout=10)  # the janitor runs _janitor_loop
+    assert janitor.is_alive()
+    manager.close()
+    assert not janitor.is_alive()
+
+
+@pytest.mark.parametrize("ttl, interval", [(100, 25.0), (1000, 60.0), (240, 60.0), (2, 1.0), (8, 2.0)])
+def test_janitor_interval_is_a_quarter_of_the_ttl_between_1_and_60_s(make_manager, monkeypatch, ttl, interval):
+    manager = make_manager(job_ttl=ttl)
+    closing = manager._closing = ScriptedClosing([False, True])
+    sweeps = []
+    monkeypatch.setattr(manager, "sweep", lambda: sweeps.append(1) or [])
+    manager._janitor_loop()
+    assert closing.waits == [interval, interval] and len(sweeps) == 1
+
+
+def test_janitor_outlives_a_failing_sweep(manager, monkeypatch, caplog):
+    manager._closing = ScriptedClosing([False, False, False, True])
+    sweeps = []
+
+    def sweep():
+        sweeps.append(1)
+        if len(sweeps) == 1:
+            raise RuntimeError("disk gone")
+        return []
+
+    monkeypatch.setattr(manager, "sweep", sweep)
+    with caplog.at_level(logging.ERROR, logger=jobs_module.__name__):
+        manager._janitor_loop()
+    assert len(sweeps) == 3
+    assert [(r.getMessage(), r.levelname) for r in caplog.records] == [("job janitor", "ERROR")]
+    assert str(caplog.records[0].exc_info[1]) == "disk gone"
+
+
+# --- submit ------------------------------------------------------------------------------------------------------
+
+def test_submit_names_the_upload_by_its_type(manager, video, scripted):
+    scripted()
+    before = time.time()
+    job = submit(manager, video, name="Holiday.AVI")
+    after = time.time()
+    settle(manager, job)
+    assert job.input_path == job.folder / "upload.avi" and job.filename == "Holiday.AVI"
+    assert before <= job.created <= after
+    with video.open("rb") as upload:
+        typed = manager.submit(upload, filename="blob", mimetype="video/x-msvideo")
+    settle(manager, typed)
+    assert typed.input_path == typed.folder / "upload.video" and typed.state == "done"
+
+
+def test_submit_after_close_is_refused(manager, video):
+    manager.close()
+    with pytest.raises(Busy) as refused:
+        submit(manager, video)
+    assert str(refused.value) == "the server is shutting down"
+    assert (refused.value.status, refused.value.retry_after) == (503, 5)
+    assert len(manager) == 0
+
+
+def test_no_queue_means_one_job_at_a_time(make_manager, video, scripted):
+    manager = make_manager(job_queue=0)
+    gate = threading.Event()
+    process = scripted(gate=gate)
+    try:
+        running = submit(manager, video)
+        assert process.entered.wait(30)
+        with pytest.raises(Busy) as refused:
+            submit(manager, video)
+        assert str(refused.value).startswith("1 video jobs are already queued or running")
+    finally:
+        gate.set()
+    settle(manager, running)
+    assert running.state == "done" and len(manager) == 1
+
+
+def test_the_upload_counts_against_the_jobs_folder_limit_to_the_byte(make_manager, video, scripted, tmp_path):
+    scripted()
+    size = video.stat().st_size
+    manager = make_manager(jobs_max_mb=1)
+    padding = manager.root / "padding.bin"
+    padding.write_bytes(b"\0" * (2**20 - size + 1))  # one byte too many with the upload
+    with pytest.raises(Busy) as refused:
+        submit(manager, video)
+    assert str(refused.value).startswith("the jobs folder is at its limit of 1 MB")
+    assert len(manager) == 0 and sorted(p.name for p in manager.root.iterdir()) == ["padding.bin"]
+    padding.write_bytes(b"\0" * (2**20 - size))  # exactly at the limit: taken
+    job = submit(manager, video)
+    settle(manager, job)
+    assert job.state == "done"
+
+
+def test_an_upload_of_unknown_size_counts_as_nothing(make_manager, video, scripted, tmp_path):
+    scripted()
+    manager = make_manager(jobs_max_mb=1)
+    (manager.root / "padding.bin").write_bytes(b"\0" * 2**20)  # the folder is exactly at its limit
+    upload = Unseekable(video.read_bytes())
+    job = manager.submit(upload, filename="clip.avi")
+    settle(manager, job)
+    assert job.state == "done"
+    assert upload.asked[0] == 2**20  # copied in chunks of COPY_CHUNK
+
+
+def test_an_upload_removed_while_it_is_saved_is_refused_cleanly(manager, video):
+    """close() (or a delete) while the upload is still being saved removes its folder: submit then fails with
+    the reason, and neither its own cleanup nor the job table trips over what is already gone."""
+    data = video.read_bytes()
+
+    class ClosingUpload(io.BytesIO):
+        def read(self, size=-1):
+            if self.tell() == 0:
+                manager.close()
+            return super().read(size)
+
+    with pytest.raises(MediaError) as refused:
+        manager.submit(ClosingUpload(data), filename="clip.avi")
+    assert str(refused.value) == "not a readable video: no frame could be decoded"
+    assert len(manager) == 0 and list(manager.root.iterdir()) == []
+
+
+def test_a_full_disk_while_saving_the_upload_is_busy(manager):
+    class FullDisk(io.BytesIO):
+        def read(self, size=-1):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(Busy) as refused:
+        manager.submit(FullDisk(b"x" * 10), filename="clip.avi")
+    assert str(refused.value) == "the server's disk is full; retry later"
+    assert (refused.value.status, refused.value.retry_after) == (503, 60)
+    assert refused.value.__cause__ is None and refused.value.__suppress_context__
+    assert len(manager) == 0 and list(manager.root.iterdir()) == []
+
+
+def test_another_os_error_while_saving_the_upload_is_raised_as_it_is(manager):
+    class Broken(io.BytesIO):
+        def read(self, size=-1):
+            raise OSError(errno.EIO, "input/output error")
+
+    with pytest.raises(OSError) as refused:
+        manager.submit(Broken(b"x"), filename="clip.avi")
+    assert refused.value.errno == errno.EIO and not isinstance(refused.value, Busy)
+    assert len(manager) == 0 and list(manager.root.iterdir()) == []
