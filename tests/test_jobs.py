@@ -810,3 +810,187 @@ def test_another_os_error_while_saving_the_upload_is_raised_as_it_is(manager):
         manager.submit(Broken(b"x"), filename="clip.avi")
     assert refused.value.errno == errno.EIO and not isinstance(refused.value, Busy)
     assert len(manager) == 0 and list(manager.root.iterdir()) == []
+
+
+# --- _process: what it passes, writes and logs -------------------------------------------------------------------
+
+def record_futures(manager) -> list:
+    """Make the manager's (started) worker pool keep the future of each job it is given."""
+    futures, real_submit = [], manager._workers.submit
+
+    def submit_and_keep(fn, *args, **kwargs):
+        future = real_submit(fn, *args, **kwargs)
+        futures.append(future)
+        return future
+
+    manager._workers.submit = submit_and_keep
+    return futures
+
+
+def test_process_passes_the_pipeline_and_the_job_files(make_manager, tmp_path, video, scripted):
+    from ferkit.video.writers import browser_video_format
+
+    pipeline = object()
+    manager = JobManager(pipeline, ServeConfig(jobs_dir=str(tmp_path / "own"), job_ttl=TTL, job_workers=1))
+    try:
+        process = scripted(frames=2)
+        job = submit(manager, video)
+        settle(manager, job)
+        fourcc, suffix = browser_video_format()
+        call = process.calls[0]
+        assert call["pipeline"] is pipeline and call["fourcc"] == fourcc
+        assert call["input_path"] == job.folder / "upload.avi"
+        assert (call["out_video"], call["csv_path"], call["timeline_png"]) == (
+            job.folder / f"annotated{suffix}", job.folder / "frames.csv", job.folder / "timeline.png")
+        assert job.artifacts() == [f"annotated{suffix}", "frames.csv", "timeline.png", "summary.json"]
+    finally:
+        manager.close()
+
+
+def test_process_writes_the_summary_as_indented_json(manager, video, monkeypatch):
+    import ferkit.video.process
+
+    def process_video(pipeline, input_path, out_video=None, csv_path=None, timeline_png=None,
+                      progress_callback=None, fourcc=None):
+        progress_callback(3, 3)
+        csv_path.write_text("frame\n")
+        return {"frames": 3, "faces": 2}  # no "outputs" to drop
+
+    monkeypatch.setattr(ferkit.video.process, "process_video", process_video)
+    job = submit(manager, video, name="a b.avi")
+    settle(manager, job)
+    assert job.state == "done" and job.summary == {"frames": 3, "faces": 2, "input": "a b.avi"}
+    assert (job.folder / "summary.json").read_text() == json.dumps(
+        {"frames": 3, "faces": 2, "input": "a b.avi"}, indent=2)
+    assert (job.done_frames, job.total_frames) == (3, 3)
+
+
+@pytest.mark.parametrize("error, traceback", [(RuntimeError("boom"), True), (MediaError("bad frame"), False),
+                                             (OSError(errno.EIO, "io"), False)])
+def test_a_failed_job_is_logged_with_a_traceback_only_for_unexpected_errors(manager, video, scripted, caplog,
+                                                                           error, traceback):
+    with caplog.at_level(logging.WARNING, logger=jobs_module.__name__):
+        job = run_failing_job(manager, video, scripted, error)
+    records = [r for r in caplog.records if r.name == jobs_module.__name__]
+    assert [(r.levelname, r.getMessage()) for r in records] == [("WARNING", f"video job {job.id} failed: {error}")]
+    assert (bool(records[0].exc_info) and records[0].exc_info[1] is error) is traceback
+
+
+def test_a_job_whose_upload_vanished_still_removes_its_folder(manager, video, monkeypatch):
+    import ferkit.video.process
+
+    def process_video(pipeline, input_path, progress_callback=None, **outputs):
+        input_path.unlink()
+        (input_path.parent / "frames.csv").write_text("partial")
+        raise RuntimeError("the input went away")
+
+    monkeypatch.setattr(ferkit.video.process, "process_video", process_video)
+    manager.root  # start the pool so its futures can be kept
+    futures = record_futures(manager)
+    job = submit(manager, video)
+    assert futures[0].result(timeout=30) is None  # _process itself raised nothing
+    assert (job.state, job.error) == ("failed", "processing failed") and not job.folder.exists()
+
+
+def test_a_job_deleted_while_running_ends_without_an_error_of_its_own(manager, video, scripted):
+    gate = threading.Event()
+    process = scripted(frames=3, gate=gate)
+    manager.root
+    futures = record_futures(manager)
+    job = submit(manager, video)
+    try:
+        assert process.entered.wait(30)
+        assert manager.delete(job.id) is True  # removes the folder and the upload under it
+    finally:
+        gate.set()
+    assert futures[0].result(timeout=30) is None
+    assert (job.state, job.error) == ("failed", "deleted")
+
+
+def test_a_job_deleted_while_queued_never_runs(manager, video, scripted):
+    gate = threading.Event()
+    process = scripted(gate=gate)
+    try:
+        running = submit(manager, video)
+        assert process.entered.wait(30)
+        queued = submit(manager, video)
+        assert manager.delete(queued.id) is True
+    finally:
+        gate.set()
+    settle(manager, running)
+    assert len(process.calls) == 1  # only the running one
+    assert (queued.state, queued.error, queued.finished) == ("queued", None, None)
+
+
+# --- _progress ---------------------------------------------------------------------------------------------------
+
+def test_progress_before_any_frame(manager, job):
+    manager._progress(job, 0, 0)
+    assert (job.done_frames, job.total_frames) == (0, 0)
+    manager._progress(job, 3, 0)  # no total from the reader: what was done so far
+    assert (job.done_frames, job.total_frames) == (3, 3)
+
+
+def test_progress_stops_a_job_only_past_the_disk_limit(make_manager, job):
+    manager = make_manager(jobs_max_mb=1)
+    job.folder.mkdir(parents=True)
+    (job.folder / "out.bin").write_bytes(b"\0" * 2**20)  # exactly at the limit: goes on
+    manager._progress(job, 25, 40)
+    assert (job.done_frames, job.total_frames) == (25, 40)
+    (job.folder / "more.bin").write_bytes(b"\0")
+    with pytest.raises(jobs_module.JobStopped):
+        manager._progress(job, 50, 40)
+    assert (job.done_frames, job.total_frames) == (50, 50)
+
+
+# --- sweep with the real clock, close ----------------------------------------------------------------------------
+
+def test_sweep_without_a_time_uses_the_clock(manager, video, scripted):
+    job = done_job(manager, video, scripted)
+    job.finished = time.time()
+    assert manager.sweep() == []
+    job.finished = time.time() - TTL - 5
+    assert manager.sweep() == [job.id] and not job.folder.exists()
+
+
+def test_close_deletes_every_job_and_its_files(manager, video, scripted):
+    first = done_job(manager, video, scripted)
+    second = done_job(manager, video, scripted)
+    manager.close()
+    assert len(manager) == 0 and not first.folder.exists() and not second.folder.exists()
+    assert first.cancelled and second.cancelled
+    assert list(manager.root.iterdir()) == []
+
+
+def test_close_waits_for_the_running_job_and_cancels_the_queued_ones(make_manager, video, monkeypatch):
+    import ferkit.video.process
+
+    manager = make_manager(job_queue=2)
+    entered, gate = threading.Event(), threading.Event()
+
+    def process_video(pipeline, input_path, progress_callback=None, **outputs):
+        progress_callback(1, 3)
+        entered.set()
+        assert gate.wait(10)
+        time.sleep(0.05)  # still busy when close() lets it go on
+        progress_callback(2, 3)  # raises JobCancelled: the manager is closing
+
+    monkeypatch.setattr(ferkit.video.process, "process_video", process_video)
+    manager.root
+    futures = record_futures(manager)
+    real_delete = manager.delete
+
+    def delete_then_release(job_id):  # close() deletes the jobs, then waits for the workers
+        result = real_delete(job_id)
+        gate.set()
+        return result
+
+    monkeypatch.setattr(manager, "delete", delete_then_release)
+    running = submit(manager, video)
+    assert entered.wait(30)
+    queued = [submit(manager, video), submit(manager, video)]
+    manager.close()
+    assert running.finished is not None and (running.state, running.error) == ("failed", "deleted")
+    assert futures[0].done() and not futures[0].cancelled()
+    assert [future.cancelled() for future in futures[1:]] == [True, True]
+    assert all(job.state == "queued" for job in queued)
