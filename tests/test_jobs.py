@@ -994,3 +994,26 @@ def test_close_waits_for_the_running_job_and_cancels_the_queued_ones(make_manage
     assert futures[0].done() and not futures[0].cancelled()
     assert [future.cancelled() for future in futures[1:]] == [True, True]
     assert all(job.state == "queued" for job in queued)
+
+
+# --- Job.to_dict: what clients see (exact keys, rounding, clamping, expiry) -------------------------
+
+def test_job_to_dict_reports_progress_and_expiry_exactly(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(jobs_module, "time", SimpleNamespace(time=lambda: 1000.0))
+    job = jobs_module.Job(id="job_abc", folder=tmp_path, created=990.0, state="running", done_frames=2,
+                          total_frames=3, error=None, summary=None)
+    assert job.to_dict(ttl_s=60) == {"id": "job_abc", "state": "running", "progress": 0.6667, "done_frames": 2,
+                                     "total_frames": 3, "error": None, "summary": None, "expires_in_s": None}
+    job.done_frames = 7  # the header's count was low: progress stops at 1
+    assert job.to_dict(ttl_s=60)["progress"] == 1.0
+    job.total_frames = 0  # unknown total
+    assert job.to_dict(ttl_s=60)["progress"] == 0.0
+    job.state, job.finished, job.summary, job.error = "done", 970.4, {"faces": 5}, "x"
+    done = job.to_dict(ttl_s=60)
+    assert done["progress"] == 1.0 and done["summary"] == {"faces": 5} and done["error"] == "x"
+    assert done["expires_in_s"] == 30  # 970.4 + 60 - 1000 = 30.4, rounded
+    assert job.to_dict(ttl_s=20)["expires_in_s"] == 0  # past its time: 0, never negative
+    job.state, job.finished = "failed", 999.0
+    assert job.to_dict(ttl_s=2.6)["expires_in_s"] == 2  # 1.6, rounded and job.to_dict(ttl_s=2.6)["progress"] == 0.0
