@@ -283,3 +283,16 @@ def test_train_starts_from_the_init_model(tiny_csv, tiny_model_dir, tmp_path, mo
     np.testing.assert_array_equal(calls[0][1][0], trained.get_weights()[0])
     fit.train(smoke_config(data, tmp_path, name="plain"))  # no --init: never called
     assert len(calls) == 1
+
+
+def test_train_gives_the_callers_dtype_policy_back(tiny_csv, tmp_path):
+    data = tiny_csv({"Training": 40, "PublicTest": 14})
+    keras.config.set_dtype_policy("mixed_float16")  # the caller's own, unlike anything train() uses
+    try:
+        fit.train(smoke_config(data, tmp_path, precision="mixed_bfloat16"))
+        assert keras.config.dtype_policy().name == "mixed_float16"
+        with pytest.raises(FerkitError, match="unknown augmentation"):  # a failed run gives it back too
+            fit.train(smoke_config(data, tmp_path, name="bad", precision="float32", augment="wild"))
+        assert keras.config.dtype_policy().name == "mixed_float16"
+    finally:
+        keras.config.set_dtype_policy("float32")

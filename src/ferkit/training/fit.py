@@ -85,8 +85,18 @@ def teacher_targets(teacher: str, faces: np.ndarray, onehot: np.ndarray, weight:
 
 
 def train(cfg: TrainConfig, command: str = "") -> dict:
+    """Train, export and score one run; the caller's Keras dtype policy is back as it was afterwards."""
+    keras = setup_keras(None)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(cfg.precision)
+    try:
+        return _train(cfg, command, keras)
+    finally:  # on errors too: a library call must not leave the process in mixed precision
+        keras.config.set_dtype_policy(previous)
+
+
+def _train(cfg: TrainConfig, command: str, keras) -> dict:
     started = time.time()
-    keras = setup_keras(cfg.precision)
     from ..models import create_model, get_spec
     from .batches import FaceBatches
     from .callbacks import LivePlot, ReseedBatches, read_history
