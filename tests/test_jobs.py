@@ -516,8 +516,8 @@ def test_a_job_that_is_not_done_offers_no_files(tmp_path):
     assert Job("cd" * 16, folder, float(T0), state="done").artifacts() == ["frames.csv", "summary.json"]
 
 
-NOT_A_VIDEO = ("not a video file (expected one of .3gp, .avi, .flv, .m4v, .mkv, .mov, .mp4, .mpeg, .mpg, .webm, "
-               ".wmv)")
+NOT_A_VIDEO = ("not a video file (expected one of .3gp, .avi, .flv, .m4v, .mkv, .mov, .mp4, .mpeg, .mpg, .mts, "
+               ".ts, .webm, .wmv)")
 
 
 @pytest.mark.parametrize("filename, mimetype, suffix", [
@@ -1017,3 +1017,14 @@ def test_job_to_dict_reports_progress_and_expiry_exactly(monkeypatch, tmp_path):
     assert job.to_dict(ttl_s=20)["expires_in_s"] == 0  # past its time: 0, never negative
     job.state, job.finished = "failed", 999.0
     assert job.to_dict(ttl_s=2.6)["expires_in_s"] == 2  # 1.6, rounded and job.to_dict(ttl_s=2.6)["progress"] == 0.0
+
+
+def test_the_web_upload_and_batch_take_the_same_video_containers():
+    from ferkit.batch.inputs import media_kind
+
+    for name in ("match.ts", "camcorder.MTS", "clip.3gp", "talk.webm"):
+        suffix = jobs_module.upload_suffix(name, None)
+        assert suffix == name[name.rindex("."):].lower() and media_kind(name) == "video"
+    with pytest.raises(MediaError):
+        jobs_module.upload_suffix("notes.txt", "text/plain")
+    assert media_kind("notes.txt") == "unknown"

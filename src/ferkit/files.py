@@ -9,6 +9,11 @@ from pathlib import Path
 
 from .errors import MediaError
 
+# Video containers every front end accepts by name (the web upload, batch inputs); FFmpeg probes
+# the content, so the list only decides what is tried as a video.
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv",
+                            ".3gp", ".ts", ".mts"})
+
 
 def require_file(path: str | Path) -> Path:
     """`path` as a Path, or MediaError when it is missing or not a regular file."""

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".wmv", ".flv",
-                            ".3gp", ".ts", ".mts"})
+from ..files import VIDEO_SUFFIXES
+
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pgm", ".ppm"})
 LIST_SUFFIXES = frozenset({".txt", ".lst", ".list"})
 URL_SCHEMES = frozenset({"http", "https", "ftp", "file"})

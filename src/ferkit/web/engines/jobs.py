@@ -34,6 +34,7 @@ import cv2
 
 from ...config import ServeConfig
 from ...errors import FerkitError, MediaError
+from ...files import VIDEO_SUFFIXES
 from ...inference.pipeline import Pipeline
 from .limits import Busy
 
@@ -45,7 +46,6 @@ ARTIFACTS = {
     "timeline.png": "image/png",
     "summary.json": "application/json",
 }
-VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 DISK_CHECK_EVERY = 25  # frames between two looks at the jobs folder's size while a job runs
 COPY_CHUNK = 2**20
