@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import time
+import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as bench/bench_models.py: fair ONNX Runtime timings
@@ -26,6 +26,9 @@ import numpy as np
 from ferkit.data import load_dataset
 from ferkit.inference.classifier import FacialExpressionModel, tta_views
 from ferkit.training.ensemble import member_onnx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from bench_models import time_per_face  # noqa: E402  (the model table's own batch-1 timing)
 
 VIEWS = (1, 2, 4)
 CACHE = Path("runs/pick-cache")
@@ -44,19 +47,6 @@ def member_views(onnx_path: Path, faces: np.ndarray, tag: str) -> np.ndarray:
     CACHE.mkdir(parents=True, exist_ok=True)
     np.save(key, probs)
     return probs
-
-
-def ms_per_face(onnx_path: Path, repeats: int = 200) -> float:
-    model = FacialExpressionModel(onnx_path)
-    face = np.random.default_rng(0).integers(0, 256, (1, 48, 48, 1)).astype(np.float32)
-    for _ in range(20):
-        model._run(face)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model._run(face)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1000
 
 
 def score(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -79,7 +69,7 @@ def main() -> None:
     test = dataset.split("PublicTest")
     paths = [member_onnx(c) for c in args.candidates]
     names = [p.parent.name for p in paths]
-    costs = [ms_per_face(p) for p in paths]
+    costs = [time_per_face(FacialExpressionModel(p), batch=1, repeats=200) for p in paths]
     held_views = [member_views(p, held.images, "holdout") for p in paths]
     print("candidate                  ms/face  holdout: plain  2 views  4 views")
     for name, cost, views in zip(names, costs, held_views):
