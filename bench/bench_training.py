@@ -1,13 +1,15 @@
 """Training throughput per setting on this CPU: which Keras set-up trains a family fastest.
 
-    python bench/bench_training.py [--model compact] [--steps 30] [--configs float32,eager,last ...]
+    python bench/bench_training.py [--model compact] [--steps 30] [--configs torch,float32,eager,last ...]
 
 Each configuration runs in a fresh subprocess (Keras reads its backend, dtype policy and image
 format once), trains `steps` batches of 64 random faces after 5 warm-up steps, and prints one
-Markdown row: faces per second and seconds per Training epoch (25,837 faces with the holdout out).
-Configurations are precision (float32 | mixed_bfloat16), execution (eager | compiled: Keras's
-jit_compile, torch.compile on this backend) and image layout (last: NHWC, Keras's default and
-what ferkit's models use; first: NCHW, torch's native layout).
+Markdown row: faces per second and minutes per Training epoch (25,837 faces with the holdout out).
+Configurations are backend (torch | jax), precision (float32 | mixed_bfloat16), execution (eager |
+compiled: Keras's jit_compile, torch.compile on torch, XLA on JAX; JAX has no eager training
+step in Keras, so `jax,...,eager` is the same as compiled) and image layout (last: NHWC, Keras's
+default and what ferkit's models use; first: NCHW, torch's native layout). A backend that is not
+installed prints a `failed` row, not an error.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ import sys
 import time
 
 EPOCH_FACES = 25_837
-DEFAULT_CONFIGS = ["float32,eager,last", "mixed_bfloat16,eager,last", "float32,eager,first",
-                   "mixed_bfloat16,eager,first", "mixed_bfloat16,compiled,last"]
+DEFAULT_CONFIGS = ["torch,float32,eager,last", "torch,mixed_bfloat16,eager,last", "torch,float32,eager,first",
+                   "torch,mixed_bfloat16,eager,first", "torch,mixed_bfloat16,compiled,last",
+                   "jax,float32,compiled,last", "jax,mixed_bfloat16,compiled,last"]
 
 
-def measure(model_name: str, precision: str, execution: str, layout: str, steps: int) -> dict:
-    os.environ.setdefault("KERAS_BACKEND", "torch")
+def measure(backend: str, precision: str, execution: str, layout: str, model_name: str, steps: int) -> dict:
+    os.environ["KERAS_BACKEND"] = backend  # before Keras is imported: it reads the backend once
     os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
     import keras
     import numpy as np
@@ -48,7 +51,7 @@ def measure(model_name: str, precision: str, execution: str, layout: str, steps:
         model.train_on_batch(x, y)
     seconds = time.perf_counter() - start
     faces_per_s = steps * 64 / seconds
-    return {"config": f"{precision},{execution},{layout}", "faces_per_s": round(faces_per_s, 1),
+    return {"config": f"{backend},{precision},{execution},{layout}", "faces_per_s": round(faces_per_s, 1),
             "epoch_min": round(EPOCH_FACES / faces_per_s / 60, 2)}
 
 
@@ -56,14 +59,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="compact")
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--configs", nargs="*", default=DEFAULT_CONFIGS, help="precision,execution,layout")
+    parser.add_argument("--configs", nargs="*", default=DEFAULT_CONFIGS, help="backend,precision,execution,layout")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one config, print JSON
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.model, *args.one.split(","), args.steps)))
+        print(json.dumps(measure(*args.one.split(","), args.model, args.steps)))
         return
     print(f"`{args.model}`, batch 64, {args.steps} steps after 5 warm-up, load average {os.getloadavg()[0]:.1f}")
-    print("| precision, execution, layout | faces/s | min per epoch |")
+    print("| backend, precision, execution, layout | faces/s | min per epoch |")
     print("|---|---|---|")
     for config in args.configs:
         run = subprocess.run([sys.executable, __file__, "--model", args.model, "--steps", str(args.steps),
