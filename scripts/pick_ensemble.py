@@ -6,7 +6,11 @@
 Every subset of the candidates, with 1, 2 or 4 views each (as is; + mirrored; + zoomed and
 zoomed-mirrored), equal weights, is scored on the holdout that no member trained on; those whose
 batch-1 cost (the members' measured ms per face, times the views) fits the budget are ranked by
-holdout accuracy (log-loss breaks ties). Only the winner is then scored on PublicTest, once.
+holdout accuracy (log-loss breaks ties). With `--fit-weights K`, the K best with two or more
+members also get member weights that minimise the holdout log-loss; as those weights are fitted
+on the same faces, they are ranked by 5-fold cross-validated accuracy inside the holdout (weights
+fitted on four folds, scored on the fifth), which equal weights must beat on the same footing.
+Only the winner is then scored on PublicTest, once.
 Members' probabilities per view are cached in runs/pick-cache/ (keyed by the ONNX file's size and
 time), so re-ranking with another budget takes seconds.
 """
@@ -55,6 +59,36 @@ def score(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     return accuracy, float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1)).mean())
 
 
+def fit_weights(member_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Non-negative weights summing to 1 that minimise the mean log-loss of sum_i w_i p_i."""
+    from scipy.optimize import minimize
+
+    picked = member_probs[:, np.arange(len(labels)), labels]  # (M, N): each member's p(true class)
+
+    def loss(theta):
+        w = np.exp(theta - theta.max())
+        w /= w.sum()
+        mix = np.clip(w @ picked, 1e-7, None)
+        # gradient through the softmax parametrisation: d/dtheta_j = w_j * (g_j - w.g)
+        g = -(picked / mix).mean(1)
+        return float(-np.log(mix).mean()), w * (g - w @ g)
+
+    theta = minimize(loss, np.zeros(len(member_probs)), jac=True, method="L-BFGS-B").x
+    w = np.exp(theta - theta.max())
+    return w / w.sum()
+
+
+def cross_validated_accuracy(member_probs: np.ndarray, labels: np.ndarray, folds: int = 5) -> float:
+    """Accuracy of fitted weights on faces they were not fitted on (seeded folds of the holdout)."""
+    order = np.random.default_rng(0).permutation(len(labels))
+    correct = 0
+    for part in np.array_split(order, folds):
+        rest = np.setdiff1d(order, part)
+        w = fit_weights(member_probs[:, rest], labels[rest])
+        correct += int((np.tensordot(w, member_probs[:, part], 1).argmax(1) == labels[part]).sum())
+    return correct / len(labels)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("candidates", nargs="+", help="bundled model names or run folders")
@@ -62,6 +96,8 @@ def main() -> None:
     parser.add_argument("--budget-ms", type=float, default=9.5, help="batch-1 ms per face the ensemble may cost")
     parser.add_argument("--max-members", type=int, default=6)
     parser.add_argument("--show", type=int, default=12, help="how many of the best to list")
+    parser.add_argument("--fit-weights", type=int, default=0, metavar="K",
+                        help="also fit member weights for the K best multi-member ensembles")
     args = parser.parse_args()
 
     dataset = load_dataset(args.data)
@@ -85,16 +121,29 @@ def main() -> None:
                     continue
                 probs = np.mean([held_views[i][:v].mean(0) for i in subset], axis=0)
                 accuracy, loss = score(probs, held.hard_labels)
-                ranked.append((accuracy, -loss, subset, v, cost))
-    ranked.sort(reverse=True)
+                ranked.append((accuracy, -loss, subset, v, cost, None))
+    ranked.sort(key=lambda r: r[:2], reverse=True)
+    if args.fit_weights:
+        fitted = []
+        for accuracy, _, subset, v, cost, _ in [r for r in ranked if len(r[2]) > 1][:args.fit_weights]:
+            stack = np.stack([held_views[i][:v].mean(0) for i in subset])
+            w = fit_weights(stack, held.hard_labels)
+            _, loss = score(np.tensordot(w, stack, 1), held.hard_labels)
+            fitted.append((cross_validated_accuracy(stack, held.hard_labels), -loss, subset, v, cost, w))
+        ranked = sorted(ranked + fitted, key=lambda r: r[:2], reverse=True)
+        print("(fitted weights: accuracy is 5-fold cross-validated inside the holdout)")
     print(f"\nbest within {args.budget_ms} ms per face, on the Training holdout ({len(held)} faces):")
-    for accuracy, neg_loss, subset, v, cost in ranked[:args.show]:
+    for accuracy, neg_loss, subset, v, cost, w in ranked[:args.show]:
+        weights = "" if w is None else "  weights " + ",".join(f"{x:.3f}" for x in w)
         print(f"  {accuracy:.2%}  log-loss {-neg_loss:.4f}  {v} view(s)  {cost:5.2f} ms  "
-              + " + ".join(names[i] for i in subset))
-    accuracy, _, subset, v, cost = ranked[0]
-    probs = np.mean([member_views(paths[i], test.images, "publictest")[:v].mean(0) for i in subset], axis=0)
-    print(f"\npicked: {' '.join(args.candidates[i] for i in subset)} with {v} view(s), {cost:.2f} ms per face; "
-          f"holdout {accuracy:.2%}, PublicTest {score(probs, test.hard_labels)[0]:.2%} (scored once, after picking)")
+              + " + ".join(names[i] for i in subset) + weights)
+    accuracy, _, subset, v, cost, w = ranked[0]
+    w = np.full(len(subset), 1 / len(subset)) if w is None else w
+    probs = np.tensordot(w, np.stack([member_views(paths[i], test.images, "publictest")[:v].mean(0)
+                                      for i in subset]), 1)
+    print(f"\npicked: {' '.join(args.candidates[i] for i in subset)} with {v} view(s), weights "
+          f"{','.join(f'{x:.3f}' for x in w)}, {cost:.2f} ms per face; holdout {accuracy:.2%}, "
+          f"PublicTest {score(probs, test.hard_labels)[0]:.2%} (scored once, after picking)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,57 @@
+"""scripts/pick_ensemble.py: member weights fitted on the holdout, and their honest (cross-validated) score."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("scipy")
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pick_ensemble.py"
+spec = importlib.util.spec_from_file_location("pick_ensemble", SCRIPT)
+pick = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(pick)
+
+
+def one_hot_ish(labels, right, rng, n_classes=7):
+    """Probabilities that put 0.9 on the true class for the faces in `right`, 0.9 on a wrong one elsewhere."""
+    probs = np.full((len(labels), n_classes), 0.1 / (n_classes - 1))
+    wrong = (labels + 1 + rng.integers(0, n_classes - 1, len(labels))) % n_classes
+    target = np.where(right, labels, wrong)
+    probs[np.arange(len(labels)), target] = 0.9
+    return probs
+
+
+def test_fit_weights_favours_the_better_member_and_sums_to_one():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 7, 600)
+    good = one_hot_ish(labels, rng.random(600) < 0.8, rng)
+    bad = one_hot_ish(labels, rng.random(600) < 0.3, rng)
+    w = pick.fit_weights(np.stack([bad, good]), labels)
+    assert w.shape == (2,) and w.sum() == pytest.approx(1.0) and (w >= 0).all()
+    assert w[1] > 0.75 > w[0]  # order matters: the weight follows the member, not the position
+
+
+def test_fit_weights_minimises_the_log_loss():
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 7, 400)
+    members = np.stack([one_hot_ish(labels, rng.random(400) < q, rng) for q in (0.5, 0.6, 0.7)])
+    w = pick.fit_weights(members, labels)
+
+    def loss(weights):
+        return -np.log(np.tensordot(weights, members, 1)[np.arange(400), labels]).mean()
+
+    for other in ([1 / 3] * 3, [0, 0, 1], [0.2, 0.3, 0.5], w[::-1]):
+        assert loss(w) <= loss(np.asarray(other)) + 1e-9
+
+
+def test_cross_validated_accuracy_counts_every_face_once():
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 7, 250)
+    right = rng.random(250) < 0.6
+    member = one_hot_ish(labels, right, rng)
+    # two copies of one member: any weights give that member's own accuracy, exactly
+    assert pick.cross_validated_accuracy(np.stack([member, member]), labels) == pytest.approx(right.mean())
+    # a perfect member beside it: the folds' weights pick it, so every face is right
+    perfect = one_hot_ish(labels, np.ones(250, bool), rng)
+    assert pick.cross_validated_accuracy(np.stack([member, perfect]), labels) == 1.0
