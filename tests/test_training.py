@@ -296,3 +296,34 @@ def test_train_gives_the_callers_dtype_policy_back(tiny_csv, tmp_path):
         assert keras.config.dtype_policy().name == "mixed_float16"
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+# --- a moving average of the weights (--ema) -----------------------------------------------------
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_ema_reaches_every_optimizer_and_is_off_by_default(optimizer):
+    from ferkit.models import get_spec
+
+    spec = get_spec("compact")
+    on = fit.make_optimizer(keras, spec, TrainConfig(optimizer=optimizer, ema=0.995), 10)
+    off = fit.make_optimizer(keras, spec, TrainConfig(optimizer=optimizer), 10)
+    assert (on.use_ema, on.ema_momentum, off.use_ema) == (True, 0.995, False)
+
+
+def test_ema_checkpoint_keeps_the_average_not_the_last_weights(tiny_csv, tiny_model_dir, tmp_path):
+    """A momentum near 1 keeps the average at the first step's weights, close to the --init model;
+    without --ema the same 20 steps carry the weights far from it."""
+    data = tiny_csv({"Training": 160, "PublicTest": 14})
+    start = keras.models.model_from_json((tiny_model_dir / "model.json").read_text())
+    start.load_weights(tiny_model_dir / "model.weights.h5")
+
+    def drift(name, ema):
+        fit.train(smoke_config(data, tmp_path, name=name, init=str(tiny_model_dir), epochs=2, batch_size=16,
+                               holdout=0.0, optimizer="adam", learning_rate=0.01, ema=ema, early_stopping=5))
+        model = keras.models.model_from_json((tmp_path / name / "model.json").read_text())
+        model.load_weights(tmp_path / name / "model.weights.h5")
+        return np.mean([np.abs(a - b).mean() for a, b in zip(
+            [v.numpy() for v in model.trainable_weights], [v.numpy() for v in start.trainable_weights], strict=True)])
+
+    plain, averaged = drift("plain", 0.0), drift("ema", 0.999999)
+    assert averaged < plain / 4

@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", help="distil from this model (bundled name or run folder)")
     p.add_argument("--distill-weight", type=float_range(0, 1), default=t.distill_weight)
     p.add_argument("--init", help="start from this model's weights (bundled name or run folder, same architecture)")
+    p.add_argument("--ema", type=float_range(0, 1, high_open=True), default=t.ema, metavar="MOMENTUM",
+                   help="score and keep a moving average of the weights, e.g. 0.999 (0: off)")
 
     p = sub.add_parser("evaluate", help="accuracy, per-class scores and confusion matrix on a split")
     p.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz) or image folder root")

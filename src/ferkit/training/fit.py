@@ -49,13 +49,14 @@ def make_optimizer(keras, spec, cfg: TrainConfig, steps_per_epoch: int):
             learning_rate * 0.1, decay_steps=max(1, cfg.epochs * steps_per_epoch - warmup), alpha=0.01,
             warmup_target=learning_rate, warmup_steps=warmup)
     optimizer = cfg.optimizer or spec.optimizer
+    ema = {"use_ema": True, "ema_momentum": cfg.ema} if cfg.ema else {}
     if optimizer == "sgd":
         # a family designed for AdamW carries a decoupled decay (0.05) far too strong for SGD's L2 form
         decay = spec.weight_decay if spec.optimizer == "sgd" else 5e-4
-        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True, weight_decay=decay or None)
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True, weight_decay=decay or None, **ema)
     if optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate, weight_decay=spec.weight_decay)
-    return keras.optimizers.Adam(learning_rate)
+        return keras.optimizers.AdamW(learning_rate, weight_decay=spec.weight_decay, **ema)
+    return keras.optimizers.Adam(learning_rate, **ema)
 
 
 def load_initial_weights(model, spec: str) -> None:
@@ -158,6 +159,8 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
         ReseedBatches(train_batches),
+        # after the backup (which must hold the raw weights to resume), before the checkpoint (which keeps the average)
+        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []),
         keras.callbacks.ModelCheckpoint(str(run_dir / CHECKPOINT_FILE), monitor="val_accuracy", mode="max",
                                         save_best_only=True, save_weights_only=True,
                                         initial_value_threshold=best_so_far),
