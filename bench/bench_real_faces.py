@@ -65,8 +65,11 @@ def load_avg() -> str:
     return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
 
 
+MODEL = Config().model  # --model: every pipeline here classifies with it
+
+
 def config(changes: dict, base: Config | None = None) -> Config:
-    return (base or Config()).updated(**changes)
+    return (base or Config(model=MODEL)).updated(**changes)
 
 
 # --- photos --------------------------------------------------------------------------------
@@ -337,6 +340,7 @@ def sweep(shared: Path, fer_limit: int, scales=(0.9, 1.0, 1.05, 1.1, 1.15, 1.2, 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=default_shared_dir())
+    parser.add_argument("--model", default=Config().model, help="bundled model name or model folder to classify with")
     parser.add_argument("--only", default="dlib,tw,tilt,fer,video",
                         help="comma-separated: dlib, tw, tilt (tw-faces rotated), fer, video")
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated of {', '.join(CONFIGS)}")
@@ -352,6 +356,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sweep-detectors", default="haar,yunet")
     parser.add_argument("--sweep-no-dlib", action="store_true")
     args = parser.parse_args(argv)
+    global MODEL
+    MODEL = args.model
     if not (args.shared / "data").is_dir():
         print(f"no shared data at {args.shared} (pass --shared)", file=sys.stderr)
         return 2
