@@ -57,6 +57,7 @@ def cli_command(cfg: TrainConfig) -> str:
     flags = [f"--model {cfg.model}", f"--optimizer {cfg.optimizer}", f"--learning-rate {cfg.learning_rate:g}",
              f"--batch-size {cfg.batch_size}", f"--epochs {cfg.epochs}", f"--augment {cfg.augment}",
              f"--seed {cfg.seed}", f"--early-stopping {cfg.early_stopping}", f"--out {cfg.out}", f"--name {cfg.name}"]
+    flags += ["--jit-compile"] * cfg.jit_compile + [f"--ema {cfg.ema:g}"] * bool(cfg.ema)
     return "ferkit train --data ../shared/data/fer2013/fer2013.csv.gz " + " ".join(flags)
 
 
@@ -86,7 +87,7 @@ def seconds_per_epoch(cfg: TrainConfig, dataset: FaceDataset, steps: int) -> flo
     batches = FaceBatches(train_set.images, train_set.one_hot(), cfg.batch_size, AUGMENTATIONS[cfg.augment], seed=99)
     model = create_model(cfg.model)
     model.compile(optimizer=make_optimizer(keras, get_spec(cfg.model), cfg, len(batches)),
-                  loss="categorical_crossentropy")
+                  loss="categorical_crossentropy", jit_compile=cfg.jit_compile)
     model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0)  # warm-up
     started = time.time()
     model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0)

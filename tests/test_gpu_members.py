@@ -37,10 +37,12 @@ def test_packed_data_round_trips_rows_labels_and_order(gpu_members, tiny_csv, tm
                                   original.split("Training").holdout(0.3, 42)[1].images)
 
 
-@pytest.mark.parametrize("name", ["g1-vgg-sgd-s1", "g3-medium-sgd-std-s3", "g6-compact-adamw-s6"])
-def test_card_command_reproduces_the_member_config(gpu_members, name):
+@pytest.mark.parametrize("name, extra", [("g1-vgg-sgd-s1", {}), ("g3-medium-sgd-std-s3", {}),
+                                         ("g6-compact-adamw-s6", {}),
+                                         ("g6-compact-adamw-s6", {"ema": 0.999, "jit_compile": True})])
+def test_card_command_reproduces_the_member_config(gpu_members, name, extra):
     cfg = TrainConfig(data="../shared/data/fer2013/fer2013.csv.gz", out="runs-gpu", name=name, epochs=37,
-                      early_stopping=37, **gpu_members.MEMBERS[name])
+                      early_stopping=37, **{**gpu_members.MEMBERS[name], **extra})
     args = build_parser().parse_args(gpu_members.cli_command(cfg).split()[1:])
     parsed = TrainConfig(**{k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__})
     assert asdict(parsed) == asdict(cfg)

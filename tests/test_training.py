@@ -327,3 +327,27 @@ def test_ema_checkpoint_keeps_the_average_not_the_last_weights(tiny_csv, tiny_mo
 
     plain, averaged = drift("plain", 0.0), drift("ema", 0.999999)
     assert averaged < plain / 4
+
+
+def test_jit_compile_reaches_model_compile(tiny_csv, tmp_path, monkeypatch):
+    import ferkit.models
+
+    seen = []
+    real_create = ferkit.models.create_model
+
+    def recording_create(name, *args, **kwargs):
+        model = real_create(name, *args, **kwargs)
+        real_compile = model.compile
+
+        def compile(*c_args, **c_kwargs):
+            seen.append(c_kwargs.get("jit_compile"))
+            return real_compile(*c_args, **{**c_kwargs, "jit_compile": False})  # torch.compile on CPU: minutes
+
+        object.__setattr__(model, "compile", compile)
+        return model
+
+    monkeypatch.setattr(ferkit.models, "create_model", recording_create)
+    data = tiny_csv({"Training": 40, "PublicTest": 14})
+    fit.train(smoke_config(data, tmp_path, name="on", jit_compile=True))
+    fit.train(smoke_config(data, tmp_path, name="off"))
+    assert seen == [True, False]

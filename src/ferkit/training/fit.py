@@ -148,7 +148,7 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
         load_initial_weights(model, cfg.init)
     model.compile(optimizer=make_optimizer(keras, spec, cfg, len(train_batches)),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=spec.label_smoothing),
-                  metrics=["accuracy"])
+                  metrics=["accuracy"], jit_compile=cfg.jit_compile)
 
     # 4. fit; on --resume, BackupAndRestore restores weights, optimizer and epoch
     history_csv = run_dir / "history.csv"
