@@ -174,8 +174,9 @@ class TrainConfig:
     # Polyak averaging: >0 keeps an exponential moving average of the weights with this momentum;
     # it is what the holdout scores and the checkpoint keeps (a wider minimum than the last step).
     ema: float = 0.0
-    # torch.compile the training step: no faster on a 2-core CPU (bench_training), but it cuts the
-    # per-layer kernel launches that left an H200 21% busy in eager mode (docs/models.md)
+    # torch.compile the training step, meant to cut the per-layer kernel launches that left an H200
+    # 21% busy in eager mode (docs/models.md). Not for this CPU: no faster in bench_training, and a
+    # smoke run with --ema spent 10 minutes recompiling (torch.dynamo's limit) without ending an epoch.
     jit_compile: bool = False
 
 
