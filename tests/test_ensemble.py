@@ -273,3 +273,26 @@ def test_accurate_card_matches_what_evaluate_prints(shared_dir, ferkit):
     card = FacialExpressionModel.load("accurate").card
     assert code == 0 and report["n"] == 3589
     assert report["accuracy"] == pytest.approx(card["accuracy"], abs=1e-6)
+
+
+@pytest.mark.shared
+def test_shipped_accurate_is_the_weighted_mean_of_its_members_on_real_faces(shared_dir):
+    """The bundled `accurate` graph against its card's own members (committed in members/), their
+    weights and its views, computed outside the graph: equal to 1e-5 on real PublicTest faces."""
+    from pathlib import Path
+
+    from ferkit.data import load_dataset
+
+    repo = Path(__file__).resolve().parents[1]
+    accurate = FacialExpressionModel.load("accurate")
+    card = accurate.card
+    views = card["views_in_graph"]
+    assert len(card["members"]) == len(card["weights"]) >= 2 and views in (2, 4)
+    faces = load_dataset(shared_dir / "data/fer2013/fer2013.csv.gz").split("PublicTest").images[:300]
+    batch = faces[..., None].astype(np.float32)
+    expected = 0
+    for member, weight in zip(card["members"], card["weights"], strict=True):
+        model = FacialExpressionModel.load(member if "/" not in member else repo / member)
+        per_view = model._run(tta_views(batch)).reshape(4, len(faces), -1)
+        expected = expected + weight * per_view[:views].mean(0)
+    np.testing.assert_allclose(accurate.predict_proba(faces, calibrated=False), expected, atol=1e-5)
