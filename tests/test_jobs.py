@@ -117,6 +117,13 @@ def submit(manager, video, name="clip.avi"):
         return manager.submit(upload, filename=name)
 
 
+def refusal(manager, video) -> Busy:
+    """What a submit is refused with (the test fails if it is taken)."""
+    with pytest.raises(Busy) as refused:
+        submit(manager, video)
+    return refused.value
+
+
 def settle(manager, job) -> None:
     """Wait until the job's worker has returned (finally block included). The pool has one worker
     (job_workers=1), so a no-op queued now runs after the job's _process is over."""
@@ -462,11 +469,10 @@ def test_the_disk_is_looked_at_every_25_frames_only(make_manager, video, scripte
     job = submit(manager, video)
     settle(manager, job)
     assert job.state == "done"  # over the limit, but never looked
-    with pytest.raises(Busy) as refused:  # the next upload is refused: the folder is full
-        submit(manager, video)
-    assert str(refused.value) == ("the jobs folder is at its limit of 1 MB; retry when older results have expired "
-                                  "or been deleted")
-    assert (refused.value.status, refused.value.retry_after) == (503, 60)
+    refused = refusal(manager, video)  # the next upload is refused: the folder is full
+    assert str(refused) == ("the jobs folder is at its limit of 1 MB; retry when older results have expired "
+                            "or been deleted")
+    assert (refused.status, refused.retry_after) == (503, 60)
     assert len(manager) == 1
 
 
@@ -478,11 +484,10 @@ def test_a_full_queue_refuses_more_jobs(make_manager, video, scripted):
         running = submit(manager, video)
         assert process.entered.wait(30)
         waiting = submit(manager, video)
-        with pytest.raises(Busy) as refused:
-            submit(manager, video)
-        assert str(refused.value) == ("2 video jobs are already queued or running, the most this server takes; "
-                                      "retry when one has finished")
-        assert (refused.value.status, refused.value.retry_after) == (429, 30)
+        refused = refusal(manager, video)
+        assert str(refused) == ("2 video jobs are already queued or running, the most this server takes; "
+                                "retry when one has finished")
+        assert (refused.status, refused.retry_after) == (429, 30)
         assert {running.state, waiting.state} == {"running", "queued"} and len(manager) == 2
     finally:
         gate.set()
@@ -721,10 +726,9 @@ def test_submit_names_the_upload_by_its_type(manager, video, scripted):
 
 def test_submit_after_close_is_refused(manager, video):
     manager.close()
-    with pytest.raises(Busy) as refused:
-        submit(manager, video)
-    assert str(refused.value) == "the server is shutting down"
-    assert (refused.value.status, refused.value.retry_after) == (503, 5)
+    refused = refusal(manager, video)
+    assert str(refused) == "the server is shutting down"
+    assert (refused.status, refused.retry_after) == (503, 5)
     assert len(manager) == 0
 
 
@@ -735,9 +739,7 @@ def test_no_queue_means_one_job_at_a_time(make_manager, video, scripted):
     try:
         running = submit(manager, video)
         assert process.entered.wait(30)
-        with pytest.raises(Busy) as refused:
-            submit(manager, video)
-        assert str(refused.value).startswith("1 video jobs are already queued or running")
+        assert str(refusal(manager, video)).startswith("1 video jobs are already queued or running")
     finally:
         gate.set()
     settle(manager, running)
@@ -750,9 +752,7 @@ def test_the_upload_counts_against_the_jobs_folder_limit_to_the_byte(make_manage
     manager = make_manager(jobs_max_mb=1)
     padding = manager.root / "padding.bin"
     padding.write_bytes(b"\0" * (2**20 - size + 1))  # one byte too many with the upload
-    with pytest.raises(Busy) as refused:
-        submit(manager, video)
-    assert str(refused.value).startswith("the jobs folder is at its limit of 1 MB")
+    assert str(refusal(manager, video)).startswith("the jobs folder is at its limit of 1 MB")
     assert len(manager) == 0 and sorted(p.name for p in manager.root.iterdir()) == ["padding.bin"]
     padding.write_bytes(b"\0" * (2**20 - size))  # exactly at the limit: taken
     job = submit(manager, video)
