@@ -298,6 +298,29 @@ def test_train_gives_the_callers_dtype_policy_back(tiny_csv, tmp_path):
         keras.config.set_dtype_policy("float32")
 
 
+# --- early stopping: patience by schedule, 0 = never ----------------------------------------------
+
+@pytest.mark.parametrize("schedule, given, expected", [
+    ("plateau", None, 10), ("cosine", None, 0), ("cosine", 7, 7), ("plateau", 0, 0), ("plateau", 3, 3)])
+def test_early_stopping_default_follows_the_schedule(schedule, given, expected):
+    from ferkit.models import get_spec
+
+    cfg = TrainConfig(schedule=schedule, early_stopping=given)
+    assert fit.early_stopping_patience(cfg, get_spec("compact")) == expected
+
+
+def test_early_stopping_zero_never_stops_and_one_stops_at_the_first_flat_epoch(tiny_csv, tmp_path):
+    """A learning rate of 1e-12 leaves the holdout accuracy flat: patience 1 stops after epoch 2 of 4,
+    patience 0 (once patience 'stop at the first flat epoch' in Keras) runs all 4."""
+    data = tiny_csv({"Training": 96, "PublicTest": 8})
+    runs = {}
+    for patience in (0, 1):
+        cfg = smoke_config(data, tmp_path, name=f"p{patience}", epochs=4, holdout=0.25, optimizer="adam",
+                           learning_rate=1e-12, schedule="plateau", early_stopping=patience)
+        runs[patience] = fit.train(cfg)["epochs_run"]
+    assert runs == {0: 4, 1: 2}
+
+
 # --- a moving average of the weights (--ema) -----------------------------------------------------
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])

@@ -136,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning rate: halve on a validation plateau, or cosine decay (default: the model's own)")
     p.add_argument("--class-weights", action="store_true", help="weight classes against the imbalance")
     p.add_argument("--augment", choices=["none", "standard", "strong"], default=t.augment)
-    p.add_argument("--early-stopping", type=int_range(0), default=t.early_stopping, help="patience in epochs")
+    p.add_argument("--early-stopping", type=int_range(0), default=t.early_stopping,
+                   help="patience in epochs, 0: never stop early (default: 10 with the plateau schedule, "
+                        "never with cosine)")
     p.add_argument("--limit", type=int_range(1), help="use only the first N rows of each split (smoke tests)")
     p.add_argument("--teacher", help="distil from this model (bundled name or run folder)")
     p.add_argument("--distill-weight", type=float_range(0, 1), default=t.distill_weight)

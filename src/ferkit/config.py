@@ -166,7 +166,9 @@ class TrainConfig:
     schedule: str | None = None  # plateau (ReduceLROnPlateau) | cosine; default: the model family's own
     class_weights: bool = False
     augment: str = "standard"  # none | standard | strong
-    early_stopping: int = 10  # epochs without validation improvement before stopping
+    # epochs without validation improvement before stopping; 0: never. Default: 10 with the plateau
+    # schedule, never with cosine (its last, low-rate epochs are its best: m5 stopped at 35 of 50)
+    early_stopping: int | None = None
     limit: int | None = None  # use only the first N training and N validation rows (smoke tests)
     teacher: str | None = None  # run folder or bundled model to distil from
     init: str | None = None  # start from this trained model's weights (same architecture): fine-tuning

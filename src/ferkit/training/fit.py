@@ -41,6 +41,14 @@ def first_rows(dataset: FaceDataset, limit: int | None) -> FaceDataset:
     return dataset if not limit else dataset.select(np.arange(len(dataset)) < limit)
 
 
+def early_stopping_patience(cfg: TrainConfig, spec) -> int:
+    """Epochs without improvement before stopping (0: never): 10 by default on a plateau schedule, never on
+    a cosine one, whose low-rate tail is planned; an explicit --early-stopping wins either way."""
+    if cfg.early_stopping is not None:
+        return cfg.early_stopping
+    return 0 if (cfg.schedule or spec.schedule) == "cosine" else 10
+
+
 def make_optimizer(keras, spec, cfg: TrainConfig, steps_per_epoch: int):
     learning_rate = cfg.learning_rate or spec.learning_rate
     if (cfg.schedule or spec.schedule) == "cosine":
@@ -164,7 +172,8 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
         keras.callbacks.ModelCheckpoint(str(run_dir / CHECKPOINT_FILE), monitor="val_accuracy", mode="max",
                                         save_best_only=True, save_weights_only=True,
                                         initial_value_threshold=best_so_far),
-        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=cfg.early_stopping),
+        *([keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience)]
+          if (patience := early_stopping_patience(cfg, spec)) else []),
         keras.callbacks.CSVLogger(str(history_csv), append=cfg.resume),
         LivePlot(run_dir / "curves.png", f"{cfg.model} on {Path(cfg.data).name}", past),
     ]
