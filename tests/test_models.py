@@ -73,3 +73,18 @@ def test_unknown_model_is_a_model_error():
         create_model("nope")
     with pytest.raises(ModelError):
         get_spec("nope")
+
+
+def test_importing_the_models_alone_lands_keras_on_torch():
+    """A library user's plain `import ferkit.models`, with no KERAS_BACKEND set, must not fall to
+    Keras's TensorFlow default (not installed): it builds `compact` on torch."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "OMP_WAIT_POLICY")}
+    code = ("import ferkit.models, keras, os; m = ferkit.models.create_model('compact'); "
+            "print(keras.backend.backend(), os.environ['OMP_WAIT_POLICY'], m.output_shape)")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr.strip().splitlines()[-1:]
+    assert done.stdout.split("\n")[0] == "torch ACTIVE (None, 7)"
