@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from ..kerasenv import keras_defaults
 
 
 def setup_keras(precision: str | None = "float32"):
@@ -12,9 +12,7 @@ def setup_keras(precision: str | None = "float32"):
     OMP_WAIT_POLICY=ACTIVE must be set before torch loads: with the default passive policy
     training ran ~10x slower on 2-core machines.
     """
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    keras_defaults()
     import keras
 
     if precision:

@@ -41,17 +41,22 @@ def first_rows(dataset: FaceDataset, limit: int | None) -> FaceDataset:
     return dataset if not limit else dataset.select(np.arange(len(dataset)) < limit)
 
 
+def schedule_of(cfg: TrainConfig, spec) -> str:
+    """The learning-rate schedule a run uses: --schedule, or the model family's own."""
+    return cfg.schedule or spec.schedule
+
+
 def early_stopping_patience(cfg: TrainConfig, spec) -> int:
     """Epochs without improvement before stopping (0: never): 10 by default on a plateau schedule, never on
     a cosine one, whose low-rate tail is planned; an explicit --early-stopping wins either way."""
     if cfg.early_stopping is not None:
         return cfg.early_stopping
-    return 0 if (cfg.schedule or spec.schedule) == "cosine" else 10
+    return 0 if schedule_of(cfg, spec) == "cosine" else 10
 
 
 def make_optimizer(keras, spec, cfg: TrainConfig, steps_per_epoch: int):
     learning_rate = cfg.learning_rate or spec.learning_rate
-    if (cfg.schedule or spec.schedule) == "cosine":
+    if schedule_of(cfg, spec) == "cosine":
         warmup = steps_per_epoch  # one epoch of linear warm-up
         learning_rate = keras.optimizers.schedules.CosineDecay(
             learning_rate * 0.1, decay_steps=max(1, cfg.epochs * steps_per_epoch - warmup), alpha=0.01,
@@ -164,6 +169,7 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
     if not cfg.resume and history_csv.exists():
         history_csv.unlink()
     best_so_far = max(past.get("val_accuracy", []), default=None)
+    patience = early_stopping_patience(cfg, spec)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
         ReseedBatches(train_batches),
@@ -172,12 +178,11 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
         keras.callbacks.ModelCheckpoint(str(run_dir / CHECKPOINT_FILE), monitor="val_accuracy", mode="max",
                                         save_best_only=True, save_weights_only=True,
                                         initial_value_threshold=best_so_far),
-        *([keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience)]
-          if (patience := early_stopping_patience(cfg, spec)) else []),
+        *([keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience)] if patience else []),
         keras.callbacks.CSVLogger(str(history_csv), append=cfg.resume),
         LivePlot(run_dir / "curves.png", f"{cfg.model} on {Path(cfg.data).name}", past),
     ]
-    if (cfg.schedule or spec.schedule) == "plateau":
+    if schedule_of(cfg, spec) == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-6))
     (run_dir / "train_config.json").write_text(json.dumps({**asdict(cfg), "command": command}, indent=2))
     model.fit(train_batches, validation_data=val_batches, epochs=cfg.epochs, callbacks=callbacks,
