@@ -271,6 +271,34 @@ def test_ferplus_bad_votes_file(tiny_csv, tmp_path):
         load_dataset(tmp_path, labels="ferplus")
 
 
+def test_ferplus_votes_mixed_into_fer2013_labels(ferplus_pair, tmp_path):
+    csv_path, votes_path = ferplus_pair
+    original = load_dataset(csv_path)
+    mixed = load_dataset(csv_path, ferplus_votes=votes_path, ferplus_weight=0.3)
+    expected = np.eye(NUM_CLASSES, dtype=np.float32)[original.labels]
+    for row, (_, _, soft) in enumerate(FERPLUS_ROWS):
+        if soft:  # the not-a-face row has no vote to mix in and keeps its one-hot label
+            expected[row] *= 0.7
+            for name, share in soft.items():
+                expected[row, CLASS_NAMES.index(name)] += 0.3 * share
+    np.testing.assert_allclose(mixed.labels, expected, atol=1e-6)
+    assert mixed.labels.dtype == np.float32
+    # below half, every row's arg-max is still its FER2013 label: same holdout draw, same scores
+    np.testing.assert_array_equal(mixed.hard_labels, original.labels)
+    np.testing.assert_array_equal(mixed.images, original.images)
+    np.testing.assert_array_equal(mixed.usage, original.usage)
+    test_only = load_dataset(csv_path, ferplus_votes=votes_path, ferplus_weight=0.3, splits=("PublicTest",))
+    np.testing.assert_allclose(test_only.labels, expected[3:], atol=1e-6)
+    with pytest.raises(DataError, match="FER\\+ vote weight 0.5: expected a share from 0 to below 0.5"):
+        load_dataset(csv_path, ferplus_votes=votes_path, ferplus_weight=0.5)
+    with pytest.raises(DataError, match="with FER\\+ labels it has no meaning"):
+        load_dataset(csv_path, labels="ferplus", ferplus_votes=votes_path, ferplus_weight=0.3)
+    with pytest.raises(DataError, match="image folder"):
+        load_dataset(tmp_path, ferplus_weight=0.3)
+    with pytest.raises(DataError, match="no such file"):
+        load_dataset(csv_path, ferplus_votes=tmp_path / "absent.csv", ferplus_weight=0.3)
+
+
 # --- augmentation and class weights --------------------------------------------------------------
 
 @pytest.fixture

@@ -241,6 +241,23 @@ def test_training_on_ferplus_labels(tiny_csv, tmp_path, batches_seen, mode):
     assert metrics["evaluation"]["n"] == 2 and metrics["train"]["labels"] == "ferplus"
 
 
+def test_training_with_ferplus_votes_mixed_into_the_targets(tiny_csv, tmp_path, batches_seen):
+    data = tiny_csv({"Training": 4, "PublicTest": 2})  # Training labels 0, 1, 2, 3
+    votes = write_votes(tmp_path / "fer2013new.csv", ["Training"] * 4 + ["PublicTest"] * 2, [
+        {"happiness": 6, "surprise": 4}, {"NF": 10}, {"contempt": 5, "sadness": 3, "anger": 2}, {"neutral": 9},
+        {"fear": 10}, {"disgust": 10}])
+    metrics = fit.train(smoke_config(data, tmp_path / "runs", holdout=0.0, ferplus_weight=0.25,
+                                     ferplus_votes=str(votes)))
+    targets = np.zeros((4, 7), np.float32)
+    targets[0, [0, 3, 5]] = 0.75, 0.25 * 0.6, 0.25 * 0.4  # angry face, votes happy 6 / surprise 4
+    targets[1, 1] = 1.0  # no emotion vote: the label alone
+    targets[2, [2, 4, 0]] = 0.75, 0.25 * 0.6, 0.25 * 0.4  # contempt has no FER2013 class
+    targets[3, [3, 6]] = 0.75, 0.25
+    np.testing.assert_allclose(batches_seen[0]["targets"], targets, atol=1e-6)
+    np.testing.assert_array_equal(batches_seen[0]["images"], training_faces(data).images)  # no face dropped
+    assert metrics["train"]["ferplus_weight"] == 0.25 and metrics["evaluation"]["n"] == 2
+
+
 # --- fine-tuning from a trained model (--init) ---------------------------------------------------
 
 def test_init_copies_every_weight_of_the_named_model(tiny_model_dir):

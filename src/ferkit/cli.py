@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ferplus-mode", choices=["majority", "soft"], default=t.ferplus_mode,
                    help="FER+ labels: majority vote, or the vote distribution")
     p.add_argument("--ferplus-votes", help="fer2013new.csv (default: ../ferplus/ beside the CSV's folder)")
+    p.add_argument("--ferplus-weight", type=float_range(0, 0.5, high_open=True), default=t.ferplus_weight,
+                   help="with FER2013 labels: share of each target that follows the face's FER+ vote "
+                        "distribution (auxiliary target, e.g. 0.3; default 0)")
     p.add_argument("--train-split", help="training split name (default Training, or train)")
     p.add_argument("--val-split", help="split scored at the end and reported (default PublicTest, or val/test)")
     p.add_argument("--holdout", type=float, default=t.holdout,

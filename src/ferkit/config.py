@@ -148,6 +148,8 @@ class TrainConfig:
     labels: str = "fer2013"  # fer2013 | ferplus
     ferplus_mode: str = "majority"  # majority | soft (vote distribution)
     ferplus_votes: str | None = None
+    # share of each FER2013 target moved to the face's FER+ vote distribution (auxiliary target; below 0.5)
+    ferplus_weight: float = 0.0
     train_split: str | None = None  # default: Training (CSV) or train (folders)
     val_split: str | None = None  # default: PublicTest (CSV) or val/validation/test (folders)
     # Share of the training split set aside to pick the best epoch, so the reported split

@@ -69,8 +69,8 @@ def votes_to_labels(votes: np.ndarray, mode: str = "majority") -> tuple[np.ndarr
     return soft[keep] / totals[keep, None], keep
 
 
-def apply_ferplus(dataset: FaceDataset, votes_path: str | Path, mode: str = "majority") -> FaceDataset:
-    """Replace FER2013 labels by FER+ labels; the two files must have the same rows and splits."""
+def aligned_votes(dataset: FaceDataset, votes_path: str | Path) -> np.ndarray:
+    """The FER+ votes of `dataset`'s rows; the two files must have the same rows and splits."""
     votes, usage = load_ferplus_votes(votes_path)
     if len(votes) != len(dataset):
         raise DataError(
@@ -84,6 +84,27 @@ def apply_ferplus(dataset: FaceDataset, votes_path: str | Path, mode: str = "maj
             f"{votes_path}: line {row + 2}: Usage {str(usage[row])!r} does not match {dataset.source} "
             f"({str(dataset.usage[row])!r}): the files are not row-aligned"
         )
-    labels, keep = votes_to_labels(votes, mode)
+    return votes
+
+
+def apply_ferplus(dataset: FaceDataset, votes_path: str | Path, mode: str = "majority") -> FaceDataset:
+    """Replace FER2013 labels by FER+ labels."""
+    labels, keep = votes_to_labels(aligned_votes(dataset, votes_path), mode)
     return FaceDataset(dataset.images[keep], labels, dataset.usage[keep], f"{dataset.source} + FER+ {mode}")
 
+
+
+def mix_ferplus_votes(dataset: FaceDataset, votes_path: str | Path, weight: float) -> FaceDataset:
+    """FER2013 labels as distributions with a `weight` share moved to the FER+ vote distribution:
+    ten annotators' view of each face as an auxiliary target. Below 0.5, each row's arg-max stays its
+    FER2013 label (so the holdout draw and every score are unchanged); rows with no vote for any of
+    the seven classes keep their one-hot label."""
+    if not 0 <= weight < 0.5:
+        raise DataError(f"FER+ vote weight {weight}: expected a share from 0 to below 0.5, such as 0.3")
+    if dataset.labels.ndim != 1:
+        raise DataError(f"{dataset.source}: FER+ votes mix into FER2013 class labels, not into distributions")
+    soft, keep = votes_to_labels(aligned_votes(dataset, votes_path), "soft")
+    onehot = np.eye(NUM_CLASSES, dtype=np.float32)[dataset.labels]
+    mixed = onehot.copy()
+    mixed[keep] = (1 - weight) * onehot[keep] + weight * soft
+    return FaceDataset(dataset.images, mixed, dataset.usage, f"{dataset.source} + {weight:g} FER+ votes")

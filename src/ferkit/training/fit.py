@@ -129,7 +129,8 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
 
     # 1. data
-    dataset = load_dataset(cfg.data, cfg.labels, cfg.ferplus_votes, cfg.ferplus_mode)
+    dataset = load_dataset(cfg.data, cfg.labels, cfg.ferplus_votes, cfg.ferplus_mode,
+                           ferplus_weight=cfg.ferplus_weight)
     train_split, val_split = default_splits(dataset) if not (cfg.train_split and cfg.val_split) else (None, None)
     train_split, val_split = cfg.train_split or train_split, cfg.val_split or val_split
     train_set = first_rows(dataset.split(train_split), cfg.limit)
