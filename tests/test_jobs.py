@@ -274,6 +274,39 @@ def test_a_job_that_finishes(manager, video, scripted):
     assert "frames.csv" in job.artifacts() and "summary.json" in job.artifacts()
 
 
+def test_a_job_publishes_its_outcome_only_after_cleaning_up(manager, video, scripted, monkeypatch):
+    """A client polling the job must never see "failed" while its files are still on disk, nor
+    "done" while its upload is: both are removed before the state changes."""
+    import ferkit.web.engines.jobs as jobs_module
+
+    seen, real_rmtree, real_unlink = [], jobs_module.shutil.rmtree, Path.unlink
+    job_of = {}
+
+    def rmtree(path, *args, **kwargs):
+        seen.append(("rmtree", job_of["job"].state, job_of["job"].finished))
+        return real_rmtree(path, *args, **kwargs)
+
+    def unlink(path, *args, **kwargs):
+        if "job" in job_of and path == job_of["job"].input_path:
+            seen.append(("unlink", job_of["job"].state, job_of["job"].finished))
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(jobs_module.shutil, "rmtree", rmtree)
+    monkeypatch.setattr(Path, "unlink", unlink)
+    gate = threading.Event()
+    for error, outcome, expected in ((RuntimeError("boom"), "failed", [("unlink", "running", None),
+                                                                        ("rmtree", "running", None)]),
+                                     (None, "done", [("unlink", "running", None)])):
+        seen.clear()
+        gate.clear()
+        process = scripted(frames=1, gate=gate, error=error)
+        job_of["job"] = job = submit(manager, video)
+        assert process.entered.wait(30)
+        gate.set()
+        settle(manager, job)
+        assert job.state == outcome and seen == expected
+
+
 # --- delete ---------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("job_id", ["0" * 32, "", None, "not-a-job", "../" * 11, "AB" * 16])

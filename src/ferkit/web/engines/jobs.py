@@ -251,6 +251,7 @@ class JobManager:
         if job.cancelled or self._closing.is_set():
             return
         job.state = "running"
+        state, error, summary = "failed", "processing failed", None
         try:
             fourcc, suffix = browser_video_format()
             summary = process_video(self.pipeline, job.input_path, out_video=job.folder / f"annotated{suffix}",
@@ -261,21 +262,26 @@ class JobManager:
             summary = {**summary, "input": job.filename}
             summary.pop("outputs", None)
             (job.folder / "summary.json").write_text(json.dumps(summary, indent=2))
-            job.summary, job.state = summary, "done"
+            state, error = "done", None
         except JobStopped as exc:
-            job.state, job.error = "failed", str(exc)
+            error = str(exc)
         except Exception as exc:  # reported to the user as the job's error, without a traceback
             if job.cancelled or isinstance(exc, JobCancelled):  # deleted, perhaps while its files were removed
-                job.state, job.error = "failed", "deleted"
-                return
-            job.state, job.error = "failed", self._reason(job, exc)
-            log.warning("video job %s failed: %s", job.id, exc, exc_info=not isinstance(exc, (FerkitError, OSError)))
+                error = "deleted"
+            else:
+                error = self._reason(job, exc)
+                log.warning("video job %s failed: %s", job.id, exc,
+                            exc_info=not isinstance(exc, (FerkitError, OSError)))
         finally:
-            job.finished = time.time()
+            # Clean up first, publish the outcome last: a client that sees "failed" finds nothing left
+            # on disk, and one that sees "done" no longer has its upload on the server.
             if job.input_path is not None:
                 job.input_path.unlink(missing_ok=True)  # the upload is not kept once processed
-            if job.state != "done" or job.cancelled:  # nothing partial stays behind
+            if state != "done" or job.cancelled:  # nothing partial stays behind
                 shutil.rmtree(job.folder, ignore_errors=True)
+            job.summary, job.error = (summary if state == "done" else None), error
+            job.finished = time.time()
+            job.state = state
 
     def _reason(self, job: Job, exc: Exception) -> str:
         if is_disk_full(exc):
