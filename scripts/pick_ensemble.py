@@ -10,7 +10,8 @@ holdout accuracy (log-loss breaks ties). With `--fit-weights K`, the K best with
 members also get member weights that minimise the holdout log-loss; as those weights are fitted
 on the same faces, they are ranked by 5-fold cross-validated accuracy inside the holdout (weights
 fitted on four folds, scored on the fifth), which equal weights must beat on the same footing.
-Only the winner is then scored on PublicTest, once.
+Only the winner is then scored on PublicTest, once (`--no-publictest`: not at all, for exploratory
+runs that will decide nothing).
 Members' probabilities per view are cached in runs/pick-cache/ (keyed by the ONNX file's size and
 time), so re-ranking with another budget takes seconds.
 """
@@ -98,11 +99,13 @@ def main() -> None:
     parser.add_argument("--show", type=int, default=12, help="how many of the best to list")
     parser.add_argument("--fit-weights", type=int, default=0, metavar="K",
                         help="also fit member weights for the K best multi-member ensembles")
+    parser.add_argument("--no-publictest", action="store_true",
+                        help="do not score the winner on PublicTest (exploration: keep the reported split unseen)")
     args = parser.parse_args()
 
     dataset = load_dataset(args.data)
     _, held = dataset.split("Training").holdout(0.1, 42)
-    test = dataset.split("PublicTest")
+    test = None if args.no_publictest else dataset.split("PublicTest")
     paths = [member_onnx(c) for c in args.candidates]
     names = [p.parent.name for p in paths]
     costs = [time_per_face(FacialExpressionModel(p), batch=1, repeats=200) for p in paths]
@@ -139,11 +142,14 @@ def main() -> None:
               + " + ".join(names[i] for i in subset) + weights)
     accuracy, _, subset, v, cost, w = ranked[0]
     w = np.full(len(subset), 1 / len(subset)) if w is None else w
-    probs = np.tensordot(w, np.stack([member_views(paths[i], test.images, "publictest")[:v].mean(0)
-                                      for i in subset]), 1)
+    if args.no_publictest:
+        public = "PublicTest not scored (--no-publictest)"
+    else:
+        probs = np.tensordot(w, np.stack([member_views(paths[i], test.images, "publictest")[:v].mean(0)
+                                          for i in subset]), 1)
+        public = f"PublicTest {score(probs, test.hard_labels)[0]:.2%} (scored once, after picking)"
     print(f"\npicked: {' '.join(args.candidates[i] for i in subset)} with {v} view(s), weights "
-          f"{','.join(f'{x:.3f}' for x in w)}, {cost:.2f} ms per face; holdout {accuracy:.2%}, "
-          f"PublicTest {score(probs, test.hard_labels)[0]:.2%} (scored once, after picking)")
+          f"{','.join(f'{x:.3f}' for x in w)}, {cost:.2f} ms per face; holdout {accuracy:.2%}, {public}")
 
 
 if __name__ == "__main__":

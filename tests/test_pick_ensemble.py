@@ -55,3 +55,22 @@ def test_cross_validated_accuracy_counts_every_face_once():
     # a perfect member beside it: the folds' weights pick it, so every face is right
     perfect = one_hot_ish(labels, np.ones(250, bool), rng)
     assert pick.cross_validated_accuracy(np.stack([member, perfect]), labels) == 1.0
+
+
+@pytest.mark.parametrize("no_publictest", [False, True])
+def test_main_scores_publictest_only_without_the_flag(tiny_csv, tiny_model_dir, tmp_path, monkeypatch, capsys,
+                                                     no_publictest):
+    data = tiny_csv({"Training": 70, "PublicTest": 9})  # 10 faces per class: one per class held out
+    monkeypatch.setattr(pick, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(pick, "time_per_face", lambda model, batch, repeats: 1.0)
+    monkeypatch.setattr("sys.argv", ["pick_ensemble.py", str(tiny_model_dir), "--data", str(data), "--budget-ms", "1",
+                                     *(["--no-publictest"] if no_publictest else [])])
+    pick.main()
+    picked = capsys.readouterr().out.splitlines()[-1]
+    assert picked.startswith(f"picked: {tiny_model_dir} with 1 view(s), weights 1.000, 1.00 ms per face; holdout ")
+    tags = sorted(path.name.rsplit("-", 1)[1] for path in (tmp_path / "cache").iterdir())
+    if no_publictest:  # PublicTest's faces were never run through a model
+        assert picked.endswith("PublicTest not scored (--no-publictest)") and tags == ["holdout.npy"]
+    else:
+        assert picked.endswith("(scored once, after picking)") and " PublicTest " in picked
+        assert tags == ["holdout.npy", "publictest.npy"]
