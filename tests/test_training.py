@@ -258,6 +258,15 @@ def test_training_with_ferplus_votes_mixed_into_the_targets(tiny_csv, tmp_path, 
     assert metrics["train"]["ferplus_weight"] == 0.25 and metrics["evaluation"]["n"] == 2
 
 
+def test_bad_data_leaves_no_run_folder(tiny_csv, tmp_path):
+    data = tiny_csv({"Training": 4, "PublicTest": 2})
+    with pytest.raises(FerkitError, match="absent.csv: no such file"):
+        fit.train(smoke_config(data, tmp_path / "runs", ferplus_weight=0.3, ferplus_votes=str(tmp_path / "absent.csv")))
+    with pytest.raises(FerkitError, match="no such file or folder"):
+        fit.train(smoke_config(tmp_path / "missing.csv", tmp_path / "runs"))
+    assert not (tmp_path / "runs").exists()
+
+
 # --- fine-tuning from a trained model (--init) ---------------------------------------------------
 
 def test_init_copies_every_weight_of_the_named_model(tiny_model_dir):

@@ -126,7 +126,6 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
     if cfg.resume and (run_dir / "metrics.json").exists() and not (run_dir / BACKUP_DIR).exists():
         # a finished run has no BackupAndRestore state left: resuming would silently restart from scratch
         raise FerkitError(f"{run_dir} holds a finished run: there is nothing to resume; use --name for a new run")
-    run_dir.mkdir(parents=True, exist_ok=True)
 
     # 1. data
     dataset = load_dataset(cfg.data, cfg.labels, cfg.ferplus_votes, cfg.ferplus_mode,
@@ -142,6 +141,7 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
         val_set, pick_split = test_set, val_split
     print(f"data: {len(train_set)} training faces ({train_split}), {len(val_set)} validation faces "
           f"({pick_split}), {len(test_set)} faces scored at the end ({val_split})")
+    run_dir.mkdir(parents=True, exist_ok=True)  # only now: a bad --data leaves no empty run folder behind
 
     # 2. batches
     targets = train_set.one_hot()
