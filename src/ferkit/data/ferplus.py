@@ -93,7 +93,6 @@ def apply_ferplus(dataset: FaceDataset, votes_path: str | Path, mode: str = "maj
     return FaceDataset(dataset.images[keep], labels, dataset.usage[keep], f"{dataset.source} + FER+ {mode}")
 
 
-
 def mix_ferplus_votes(dataset: FaceDataset, votes_path: str | Path, weight: float) -> FaceDataset:
     """FER2013 labels as distributions with a `weight` share moved to the FER+ vote distribution:
     ten annotators' view of each face as an auxiliary target. Below 0.5, each row's arg-max stays its
@@ -104,7 +103,6 @@ def mix_ferplus_votes(dataset: FaceDataset, votes_path: str | Path, weight: floa
     if dataset.labels.ndim != 1:
         raise DataError(f"{dataset.source}: FER+ votes mix into FER2013 class labels, not into distributions")
     soft, keep = votes_to_labels(aligned_votes(dataset, votes_path), "soft")
-    onehot = np.eye(NUM_CLASSES, dtype=np.float32)[dataset.labels]
-    mixed = onehot.copy()
-    mixed[keep] = (1 - weight) * onehot[keep] + weight * soft
+    mixed = np.eye(NUM_CLASSES, dtype=np.float32)[dataset.labels]
+    mixed[keep] = (1 - weight) * mixed[keep] + weight * soft
     return FaceDataset(dataset.images, mixed, dataset.usage, f"{dataset.source} + {weight:g} FER+ votes")
