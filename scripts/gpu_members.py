@@ -47,6 +47,17 @@ MEMBERS = {
                                 augment="standard", seed=8),
     "g5-compact-sgd-s5": dict(model="compact", optimizer="sgd", learning_rate=0.1, batch_size=128,
                               augment="strong", seed=5),
+    # ninth session: the fifth's lesson (eager Keras on torch is launch-bound on an H200, and five
+    # processes at once contend): three members, batch 256 to halve the launches per epoch, --ema
+    "g8-compact-ema-s51": dict(model="compact", optimizer="adamw", learning_rate=3e-3, batch_size=256,
+                               augment="strong", ema=0.999, seed=51),
+    "g9-compact-ema-s52": dict(model="compact", optimizer="adamw", learning_rate=2.5e-3, batch_size=256,
+                               augment="strong", ema=0.999, seed=52),
+    "g10-medium-sgd-ema-s53": dict(model="medium", optimizer="sgd", learning_rate=0.1, batch_size=256,
+                                   augment="strong", ema=0.999, seed=53),
+    # the same session's second call: g8's 38 epochs continued alone on a second, lower cosine
+    "g11-compact-g8ft-s55": dict(model="compact", optimizer="adamw", learning_rate=1e-3, batch_size=256,
+                                 augment="strong", ema=0.998, init="runs-gpu/g8-compact-ema-s51", seed=55),
 }
 PER_EPOCH_EXTRA_S = 1.5  # checkpoint + backup writes and the live plot, per epoch
 SAFETY = 1.1  # calibration runs before all members train at once: leave room for contention
@@ -58,6 +69,7 @@ def cli_command(cfg: TrainConfig) -> str:
              f"--batch-size {cfg.batch_size}", f"--epochs {cfg.epochs}", f"--augment {cfg.augment}",
              f"--seed {cfg.seed}", f"--early-stopping {cfg.early_stopping}", f"--out {cfg.out}", f"--name {cfg.name}"]
     flags += ["--jit-compile"] * cfg.jit_compile + [f"--ema {cfg.ema:g}"] * bool(cfg.ema)
+    flags += [f"--init {cfg.init}"] * bool(cfg.init)
     return "ferkit train --data ../shared/data/fer2013/fer2013.csv.gz " + " ".join(flags)
 
 
@@ -107,6 +119,7 @@ def train_member(name: str, pack_dir: Path, out: str, deadline: float, steps: in
     from ferkit.training import fit
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "3")))
+    torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN times its algorithms once per shape
     dataset = unpack(pack_dir)
     if limit:
         dataset = dataset.select(np.arange(len(dataset)) % max(1, len(dataset) // (2 * limit)) == 0)
@@ -123,7 +136,8 @@ def train_member(name: str, pack_dir: Path, out: str, deadline: float, steps: in
 
     # what `finish` needs to write the card, also when the deadline's `timeout` ends the run early
     Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / f"{name}.device.json").write_text(json.dumps({"hardware": f"{device} (GPU), {len(MEMBERS)} members at once",
+    at_once = os.environ.get("GPU_AT_ONCE", len(MEMBERS))  # set by gpu_members.sh: the members of this call
+    (Path(out) / f"{name}.device.json").write_text(json.dumps({"hardware": f"{device} (GPU), {at_once} members at once",
                                                      "started": time.time(), "command": cli_command(cfg)}))
     fit.score_run = lambda *args, **kwargs: {"accuracy": float("nan"), "accuracy_tta": float("nan")}
     fit.train(cfg, command=cli_command(cfg))

@@ -8,6 +8,7 @@ BUDGET=${1:-420}
 MEMBERS=${MEMBERS:-"g1-vgg-sgd-s1 g2-medium-sgd-s2 g3-medium-sgd-std-s3 g4-compact-adamw-s4 g5-compact-sgd-s5"}
 OUT=${OUT:-/tmp/gpu-out}
 DEADLINE=$(( $(date +%s) + BUDGET ))
+export GPU_AT_ONCE=$(echo $MEMBERS | wc -w)
 if [ -z "${SKIP_INSTALL:-}" ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
         .gpu/whl/*.whl || exit 1
