@@ -304,6 +304,31 @@ def test_live_stream_viewers_are_capped(make_app, serve_app, tmp_path):
 
 
 # --- the command ----------------------------------------------------------------------------------------------------
+def test_a_server_whose_wake_up_pipe_is_closed_still_stops(make_app):
+    """stop_server wakes waitress's loop (in another thread) through a pipe; with that pipe's write end
+    gone (EBADF, seen once in a full run), the server still stops: loop ended, port freed, no error."""
+    import threading
+
+    from ferkit.config import Config, ServeConfig
+    from ferkit.web.server import make_server, stop_server
+
+    server = make_server(Config(serve=ServeConfig(host="127.0.0.1", port=0, threads=2)), make_app())
+    thread = threading.Thread(target=server.run, name="test-waitress-loop", daemon=True)
+    thread.start()
+    address = (server.effective_host, server.effective_port)
+    assert request(address, "GET", "/api/health")[0] == 200
+    real_fd = server.trigger.trigger
+    server.trigger.trigger = 2**20  # no such descriptor: os.write raises EBADF, as it did
+    try:
+        stop_server(server, thread)
+        assert not thread.is_alive()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(address, timeout=5)
+    finally:
+        server.trigger.trigger = real_fd
+        server.trigger.close()
+
+
 def test_a_busy_port_is_a_one_line_error_and_leaves_nothing(tiny_model_dir, capsys):
     threads, folders = ferkit_threads(), temporary_jobs_folders()
     with socket.socket() as taken:
