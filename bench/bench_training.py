@@ -1,11 +1,12 @@
-"""Training throughput per setting on this CPU: which Keras set-up trains a family fastest.
+"""Training throughput per setting on this CPU (or a lent GPU): which Keras set-up trains a family fastest.
 
     python bench/bench_training.py [--model compact] [--steps 30] [--configs torch,float32,eager,last ...]
         [--batch-size 64] [--ema 0.999] [--cudnn-benchmark] [--timeout 120]
 
 Each configuration runs in a fresh subprocess (Keras reads its backend, dtype policy and image
-format once), trains `steps` batches of random faces (64 unless --batch-size) after 5 warm-up steps, and prints one
-Markdown row: faces per second and minutes per Training epoch (25,837 faces with the holdout out).
+format once), trains `steps` batches of random faces (64 unless --batch-size) after 5 warm-up
+steps, and prints one Markdown row: faces per second, minutes per Training epoch (25,837 faces
+with the holdout out) and milliseconds per step.
 Configurations are backend (torch | jax), precision (float32 | mixed_bfloat16), execution (eager |
 compiled: Keras's jit_compile, torch.compile on torch, XLA on JAX; JAX has no eager training
 step in Keras, so `jax,...,eager` is the same as compiled) and image layout (last: NHWC, Keras's
@@ -76,8 +77,8 @@ def main() -> None:
         print(json.dumps(measure(*args.one.split(","), args.model, args.steps, args.batch_size, args.ema,
                                  args.cudnn_benchmark)))
         return
-    extras = [f"EMA {args.ema:g}"] * bool(args.ema) + ["cudnn.benchmark"] * args.cudnn_benchmark
-    print(f"`{args.model}`, batch {args.batch_size}, {args.steps} steps after 5 warm-up{''.join(', ' + e for e in extras)}, "
+    extras = "".join([f", EMA {args.ema:g}"] * bool(args.ema) + [", cudnn.benchmark"] * args.cudnn_benchmark)
+    print(f"`{args.model}`, batch {args.batch_size}, {args.steps} steps after 5 warm-up{extras}, "
           f"load average {os.getloadavg()[0]:.1f}")
     print("| backend, precision, execution, layout | faces/s | min per epoch | ms per step |")
     print("|---|---|---|---|")
