@@ -119,7 +119,8 @@ def stop_server(server: BaseWSGIServer, thread: threading.Thread | None = None) 
             thread.join(timeout=10)
             for dispatcher in dispatchers:
                 dispatcher.close()
-        thread.join(timeout=10)
+        else:
+            thread.join(timeout=10)
     else:
         server.close()
     server.task_dispatcher.shutdown()
