@@ -88,3 +88,42 @@ def test_importing_the_models_alone_lands_keras_on_torch():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr.strip().splitlines()[-1:]
     assert done.stdout.split("\n")[0] == "torch ACTIVE (None, 7)"
+
+
+def test_rescompact_adds_a_shortcut_around_each_stage_block():
+    """Four residual blocks (one per stage), each an Add of the block's convs and its shortcut:
+    identity where the width holds (stage 1), a 1x1 conv where it changes (stages 2-4)."""
+    model = create_model("rescompact")
+    adds = [layer for layer in model.layers if type(layer).__name__ == "Add"]
+    assert len(adds) == 4
+    shortcut_kinds = []
+    for add in adds:
+        shortcut_kinds.append(sorted(type(tensor._keras_history[0]).__name__ for tensor in add.input))
+    # stage 1: BN of the block's second conv + the stem's ReLU; later stages: two BNs (convs + 1x1 shortcut)
+    assert shortcut_kinds == [["Activation", "BatchNormalization"]] + [["BatchNormalization"] * 2] * 3
+    one_by_one = [layer.filters for layer in model.layers
+                  if type(layer).__name__ == "Conv2D" and tuple(layer.kernel_size) == (1, 1)]
+    assert one_by_one == [64, 128, 256]
+    assert model.count_params() == 1230503  # by hand: stem 416 + stages 18,688 + 58,112 + 230,912 + 920,576 + head 1,799
+
+
+def test_rescompact_round_trips_through_json_and_onnx(tmp_path):
+    """The shipped forms (model.to_json() + weights, and ONNX) give Keras's own probabilities."""
+    import keras
+
+    from ferkit.inference.classifier import FacialExpressionModel
+    from ferkit.training.export import export_model
+
+    model = create_model("rescompact")
+    rng = np.random.default_rng(3)
+    model.set_weights([rng.normal(0, 0.05, w.shape).astype(np.float32) if w.ndim > 1 else w
+                       for w in model.get_weights()])
+    faces = rng.integers(0, 256, (4, 48, 48, 1)).astype(np.float32)
+    expected = np.asarray(model.predict_on_batch(faces))
+    export_model(model, tmp_path)
+    rebuilt = keras.models.model_from_json((tmp_path / "model.json").read_text())
+    rebuilt.load_weights(tmp_path / "model.weights.h5")
+    np.testing.assert_allclose(rebuilt.predict_on_batch(faces), expected, atol=1e-5)
+    onnx = FacialExpressionModel(tmp_path / "model.onnx")
+    np.testing.assert_allclose(onnx._run(faces), expected, atol=1e-5)
+    assert np.abs(expected - expected[0]).max() > 1e-3  # the faces really are told apart
