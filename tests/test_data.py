@@ -328,6 +328,67 @@ def test_augmentation_without_geometry_only_mirrors(faces):
     assert all(m or u for m, u in zip(mirrored, unchanged)) and any(mirrored) and any(unchanged)
 
 
+def test_the_existing_levels_keep_their_exact_random_stream(faces):
+    """New augmentation fields draw nothing unless set: `standard` and `strong` give, pixel for pixel,
+    what they gave before them (checksums recorded then), so old runs' commands still reproduce."""
+    from ferkit.training.fit import AUGMENTATIONS
+
+    sums = {level: int(AUGMENTATIONS[level].apply(faces, np.random.default_rng(7)).astype(np.int64).sum())
+            for level in ("standard", "strong")}
+    assert sums == {"standard": 1776634, "strong": 1843213}
+
+
+def still(**kwargs) -> Augmentation:
+    return Augmentation(flip=False, rotation=0, shift=0, zoom=0, **kwargs)
+
+
+def test_brightness_adds_one_offset_per_face(faces):
+    mid = np.clip(faces, 60, 195)  # no pixel reaches 0 or 255 after a shift of at most 38
+    out = still(brightness=0.15).apply(mid, np.random.default_rng(4))
+    offsets = []
+    for o, f in zip(out.astype(int), mid.astype(int)):
+        shifts = np.unique(o - f)
+        assert len(shifts) <= 2 and shifts.max() - shifts.min() <= 1  # one offset, rounded
+        assert np.abs(shifts).max() <= 39  # 0.15 x 255 = 38.25
+        offsets.append(int(shifts.mean().round()))
+    assert len(set(offsets)) == len(mid)  # drawn per face
+
+
+def test_contrast_scales_around_the_face_mean():
+    face = np.tile(np.array([100, 140], np.uint8), (48, 24))  # half 100, half 140: mean 120
+    out = still(contrast=0.3).apply(np.stack([face] * 4), np.random.default_rng(5))
+    gains = []
+    for o in out.astype(int):
+        low, high = np.unique(o)
+        assert abs(low + high - 240) <= 1  # symmetric about the mean
+        assert (o == low).sum() == (o == high).sum() == 48 * 24  # each pixel keeps its side
+        gains.append((high - low) / 40)
+    assert all(0.7 - 0.05 <= g <= 1.3 + 0.05 for g in gains) and max(gains) - min(gains) > 0.05
+
+
+def test_photometric_clips_to_the_pixel_range():
+    from ferkit.data.augment import photometric
+
+    face = np.array([[0, 128, 255]], np.uint8)
+    np.testing.assert_array_equal(photometric(face, 100.0, 1.0), [[100, 228, 255]])
+    np.testing.assert_array_equal(photometric(face, 0.0, 2.0), [[0, 128, 255]])  # mean 127.67: 0 and 255 clip
+    np.testing.assert_array_equal(photometric(face, -50.0, 0.5), [[14, 78, 141]])  # 127.67 + (255 - 127.67) / 2 - 50 = 141.3
+
+
+def test_lowres_is_a_shrink_and_enlarge_at_a_drawn_side(faces):
+    from ferkit.data.augment import LOWRES_SIDES
+
+    out = still(lowres=1.0).apply(faces, np.random.default_rng(6))
+    for o, f in zip(out, faces):
+        matches = [side for side in range(LOWRES_SIDES[0], LOWRES_SIDES[1] + 1)
+                   if np.array_equal(o, cv2.resize(cv2.resize(f, (side, side), interpolation=cv2.INTER_AREA),
+                                                   (48, 48), interpolation=cv2.INTER_LINEAR))]
+        assert len(matches) == 1
+    half = still(lowres=0.5).apply(faces, np.random.default_rng(6))
+    kept = [np.array_equal(h, f) for h, f in zip(half, faces)]
+    assert any(kept) and not all(kept)
+
+
 def test_class_weights_favour_the_rare_class():
     labels = np.array([3] * 50 + [1] * 2 + [0, 2, 4, 5, 6] * 10)
     weights = class_weights(labels)

@@ -138,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=["plateau", "cosine"],
                    help="learning rate: halve on a validation plateau, or cosine decay (default: the model's own)")
     p.add_argument("--class-weights", action="store_true", help="weight classes against the imbalance")
-    p.add_argument("--augment", choices=["none", "standard", "strong"], default=t.augment)
+    p.add_argument("--augment", choices=["none", "standard", "strong", "real"], default=t.augment,
+                   help="strong: + random erasing; real: strong + lighting and low-resolution changes")
     p.add_argument("--early-stopping", type=int_range(0), default=t.early_stopping,
                    help="patience in epochs, 0: never stop early (default: 10 with the plateau schedule, "
                         "never with cosine)")

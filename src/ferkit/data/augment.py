@@ -8,6 +8,15 @@ import cv2
 import numpy as np
 
 
+LOWRES_SIDES = (14, 36)  # px, both ends drawn: the sizes real detectors find small faces at
+
+
+def photometric(face: np.ndarray, offset: float, gain: float) -> np.ndarray:
+    """uint8 face with its contrast scaled by `gain` around its mean, then `offset` added."""
+    mean = face.mean()
+    return np.clip((face.astype(np.float32) - mean) * gain + mean + offset, 0, 255).round().astype(np.uint8)
+
+
 @dataclass(frozen=True)
 class Augmentation:
     flip: bool = True  # mirror left-right half of the time
@@ -15,6 +24,10 @@ class Augmentation:
     shift: float = 0.1  # max shift as a fraction of the side
     zoom: float = 0.1  # scale drawn from [1 - zoom, 1 + zoom]
     erase: float = 0.0  # probability of blanking one random rectangle (random erasing)
+    # Photometric and resolution changes, for real photos and footage (lighting, small faces upscaled):
+    brightness: float = 0.0  # offset drawn from [-brightness, brightness] x 255
+    contrast: float = 0.0  # deviations from the face's mean scaled by [1 - contrast, 1 + contrast]
+    lowres: float = 0.0  # probability of shrinking to LOWRES_SIDES px (area) and back (bilinear)
 
     def apply(self, faces: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Augment a batch (N, H, W) uint8 -> new (N, H, W) uint8; the input is not modified."""
@@ -25,10 +38,20 @@ class Augmentation:
         shifts = rng.uniform(-self.shift, self.shift, (n, 2)) * (w, h)
         flips = rng.random(n) < 0.5 if self.flip else np.zeros(n, bool)
         erase = rng.random(n) < self.erase
+        # drawn only when asked for, so that the levels without them keep their exact random stream
+        offsets = rng.uniform(-self.brightness, self.brightness, n) * 255 if self.brightness else None
+        gains = rng.uniform(1 - self.contrast, 1 + self.contrast, n) if self.contrast else None
+        sides = np.where(rng.random(n) < self.lowres, rng.integers(*LOWRES_SIDES, n, endpoint=True), 0) \
+            if self.lowres else np.zeros(n, int)
         for i in range(n):
             matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angles[i], scales[i])
             matrix[:, 2] += shifts[i]
             face = cv2.warpAffine(faces[i], matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+            if offsets is not None or gains is not None:
+                face = photometric(face, 0.0 if offsets is None else offsets[i], 1.0 if gains is None else gains[i])
+            if sides[i]:
+                small = cv2.resize(face, (int(sides[i]), int(sides[i])), interpolation=cv2.INTER_AREA)
+                face = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
             out[i] = face[:, ::-1] if flips[i] else face
             if erase[i]:
                 eh, ew = rng.integers(h // 8, h // 2, 2)
