@@ -389,6 +389,16 @@ def test_lowres_is_a_shrink_and_enlarge_at_a_drawn_side(faces):
     assert any(kept) and not all(kept)
 
 
+def test_jpeg_is_a_round_trip_at_a_drawn_quality(faces):
+    from ferkit.data.augment import JPEG_QUALITIES, jpeg_round_trip
+
+    out = still(jpeg=1.0).apply(faces, np.random.default_rng(8))
+    found = [[q for q in range(JPEG_QUALITIES[0], JPEG_QUALITIES[1] + 1)
+              if np.array_equal(o, jpeg_round_trip(f, q))] for o, f in zip(out, faces)]
+    assert all(found) and len({q[0] for q in found}) > 1  # each face one quality in range, not all the same
+    assert not any(np.array_equal(o, f) for o, f in zip(out, faces))
+
+
 def test_class_weights_favour_the_rare_class():
     labels = np.array([3] * 50 + [1] * 2 + [0, 2, 4, 5, 6] * 10)
     weights = class_weights(labels)

@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning rate: halve on a validation plateau, or cosine decay (default: the model's own)")
     p.add_argument("--class-weights", action="store_true", help="weight classes against the imbalance")
     p.add_argument("--augment", choices=["none", "standard", "strong", "real"], default=t.augment,
-                   help="strong: + random erasing; real: strong + lighting and low-resolution changes")
+                   help="strong: + random erasing; real: strong + lighting, low-resolution and JPEG changes")
     p.add_argument("--early-stopping", type=int_range(0), default=t.early_stopping,
                    help="patience in epochs, 0: never stop early (default: 10 with the plateau schedule, "
                         "never with cosine)")

@@ -9,6 +9,13 @@ import numpy as np
 
 
 LOWRES_SIDES = (14, 36)  # px, both ends drawn: the sizes real detectors find small faces at
+JPEG_QUALITIES = (15, 75)  # both ends drawn: web photos and compressed video frames
+
+
+def jpeg_round_trip(face: np.ndarray, quality: int) -> np.ndarray:
+    """The uint8 face encoded as JPEG at `quality` and decoded."""
+    _, data = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
 
 
 def photometric(face: np.ndarray, offset: float, gain: float) -> np.ndarray:
@@ -28,6 +35,7 @@ class Augmentation:
     brightness: float = 0.0  # offset drawn from [-brightness, brightness] x 255
     contrast: float = 0.0  # deviations from the face's mean scaled by [1 - contrast, 1 + contrast]
     lowres: float = 0.0  # probability of shrinking to LOWRES_SIDES px (area) and back (bilinear)
+    jpeg: float = 0.0  # probability of a JPEG round trip at a quality drawn from JPEG_QUALITIES
 
     def apply(self, faces: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Augment a batch (N, H, W) uint8 -> new (N, H, W) uint8; the input is not modified."""
@@ -43,6 +51,8 @@ class Augmentation:
         gains = rng.uniform(1 - self.contrast, 1 + self.contrast, n) if self.contrast else None
         sides = np.where(rng.random(n) < self.lowres, rng.integers(*LOWRES_SIDES, n, endpoint=True), 0) \
             if self.lowres else np.zeros(n, int)
+        qualities = np.where(rng.random(n) < self.jpeg, rng.integers(*JPEG_QUALITIES, n, endpoint=True), 0) \
+            if self.jpeg else np.zeros(n, int)
         for i in range(n):
             matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angles[i], scales[i])
             matrix[:, 2] += shifts[i]
@@ -52,6 +62,8 @@ class Augmentation:
             if sides[i]:
                 small = cv2.resize(face, (int(sides[i]), int(sides[i])), interpolation=cv2.INTER_AREA)
                 face = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+            if qualities[i]:
+                face = jpeg_round_trip(face, int(qualities[i]))
             out[i] = face[:, ::-1] if flips[i] else face
             if erase[i]:
                 eh, ew = rng.integers(h // 8, h // 2, 2)

@@ -29,8 +29,9 @@ AUGMENTATIONS = {
     "none": None,
     "standard": Augmentation(),
     "strong": Augmentation(rotation=15, shift=0.12, zoom=0.15, erase=0.5),
-    # strong + the lighting and resolution of real photos and footage (issue 13: real faces)
-    "real": Augmentation(rotation=15, shift=0.12, zoom=0.15, erase=0.5, brightness=0.15, contrast=0.3, lowres=0.3),
+    # strong + the lighting, resolution and compression of real photos and footage (bench/bench_robustness.py)
+    "real": Augmentation(rotation=15, shift=0.12, zoom=0.15, erase=0.5, brightness=0.15, contrast=0.3, lowres=0.3,
+                         jpeg=0.2),
 }
 BACKUP_DIR = "backup"  # BackupAndRestore's state for --resume; removed when the run completes
 
