@@ -1,6 +1,6 @@
 """Real faces, Haar against YuNet, with and without alignment: detection, accuracy, video speed.
 
-    python bench/bench_real_faces.py [--shared ../shared] [--only dlib,tw,tilt,fer,video] [--fer-limit N]
+    python bench/bench_real_faces.py [--shared ../shared] [--only dlib,tw,tilt,small,fer,video] [--fer-limit N]
     python bench/bench_real_faces.py --calibrate      # FER2013's landmark template (crops.FER2013_LANDMARKS)
     python bench/bench_real_faces.py --sweep          # the settings the defaults were picked from
 
@@ -10,7 +10,8 @@ One run prints, for each configuration (haar; yunet unaligned; yunet aligned, th
   through `Pipeline.analyse` (the still-image path: YuNet's coarse and fine passes);
 - tw-faces (1,223 posed photos, 29 people): accuracy of the largest face per image, overall, per
   class and per performance type; an image without a face counts as wrong; and the same photos
-  rotated 25 degrees (tilted heads);
+  rotated 25 degrees (tilted heads); and the same photos shrunk (area averaging) until the face found
+  in the full-size photo is 32 or 24 pixels wide (faces as small as in a crowd or a far camera);
 - FER2013 PublicTest through the same detect-and-crop path (each 48x48 face upscaled 4x, with a
   replicated border, as a photo): accuracy against the same faces classified as they are;
 - videos, end to end with `process_video` writing the annotated MP4 and the CSV: faces per frame
@@ -53,6 +54,7 @@ GROUP_PHOTO_FACES = np.array([[683, 294, 107, 129], [531, 305, 100, 132], [314, 
 FER_UP, FER_PAD = 4, 64  # a FER2013 face as a photo: 192x192 inside a replicated 64-pixel border
 TARGET_FPS_640, TARGET_FPS_1080 = 150.0, 30.0
 TILT_DEG = 25.0
+SMALL_FACES = (32, 24)  # px: face widths for the shrunk tw-faces photos
 
 CONFIGS = {  # name -> Config changes
     "haar": {"detector": {"name": "haar", "min_face": 40}, "pipeline": {"align": False}},  # the old default
@@ -138,6 +140,13 @@ def tilt(image: np.ndarray, degrees: float) -> np.ndarray:
     height, width = image.shape[:2]
     matrix = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
     return cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)
+
+
+def shrink_to_face(image: np.ndarray, face_width: int, target: int) -> np.ndarray:
+    """The photo scaled so that a face `face_width` pixels wide becomes `target` pixels wide."""
+    scale = target / face_width
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def fer_as_photo(face: np.ndarray) -> np.ndarray:
@@ -341,8 +350,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=default_shared_dir())
     parser.add_argument("--model", default=Config().model, help="bundled model name or model folder to classify with")
-    parser.add_argument("--only", default="dlib,tw,tilt,fer,video",
-                        help="comma-separated: dlib, tw, tilt (tw-faces rotated), fer, video")
+    parser.add_argument("--only", default="dlib,tw,tilt,small,fer,video",
+                        help="comma-separated: dlib, tw, tilt (tw-faces rotated), small (tw-faces shrunk), fer, video")
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated of {', '.join(CONFIGS)}")
     parser.add_argument("--fer-limit", type=int, default=None, help="score a seeded sample of PublicTest")
     parser.add_argument("--crowd-frames", type=int, default=240)
@@ -410,6 +419,22 @@ def main(argv=None) -> int:
         for name in names:
             result = score_tw(pipelines[name], rows, images)
             print(f"  {name:<12} accuracy {result.overall}  no face {result.no_face}")
+
+    if "small" in parts:
+        rows = read_tw(args.shared)
+        originals = {row["file"]: read_image(row["path"]) for row in rows}
+        print("\n== tw-faces small: each photo shrunk until its face (as found at full size) is this many pixels wide")
+        for name in names:
+            widths = {}
+            for row in rows:
+                found = pipelines[name].analyse(originals[row["file"]])
+                widths[row["file"]] = found[0].box[2] if found else None
+            kept = [row for row in rows if widths[row["file"]]]  # a photo with no face at full size is left out
+            for target in SMALL_FACES:
+                images = {row["file"]: shrink_to_face(originals[row["file"]], widths[row["file"]], target) for row in kept}
+                result = score_tw(pipelines[name], kept, images)
+                print(f"  {name:<12} {target} px: accuracy {result.overall}  no face {result.no_face}"
+                      f"  ({len(rows) - len(kept)} photos with no face at full size left out)")
 
     if "fer" in parts:
         faces, labels = load_fer(args.shared, "PublicTest", args.fer_limit)
