@@ -22,20 +22,15 @@ import cv2
 import numpy as np
 
 from ferkit.data import load_dataset
-from ferkit.data.augment import jpeg_round_trip, photometric
+from ferkit.data.augment import jpeg_round_trip, photometric, shrink_and_enlarge
 from ferkit.inference.classifier import FacialExpressionModel
-
-
-def resize_through(face: np.ndarray, side: int) -> np.ndarray:
-    small = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
-    return cv2.resize(small, face.shape[::-1], interpolation=cv2.INTER_LINEAR)
 
 
 CONDITIONS = {
     "clean": lambda f: f,
-    "16 px": lambda f: resize_through(f, 16),
-    "24 px": lambda f: resize_through(f, 24),
-    "32 px": lambda f: resize_through(f, 32),
+    "16 px": lambda f: shrink_and_enlarge(f, 16),
+    "24 px": lambda f: shrink_and_enlarge(f, 24),
+    "32 px": lambda f: shrink_and_enlarge(f, 32),
     "JPEG q20": lambda f: jpeg_round_trip(f, 20),
     "blur s1.5": lambda f: cv2.GaussianBlur(f, (0, 0), 1.5),
     "dark -60": lambda f: photometric(f, -60.0, 1.0),

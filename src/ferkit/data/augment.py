@@ -18,6 +18,20 @@ def jpeg_round_trip(face: np.ndarray, quality: int) -> np.ndarray:
     return cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
 
 
+def shrink_and_enlarge(face: np.ndarray, side: int) -> np.ndarray:
+    """The face shrunk to side x side (area averaging) and enlarged back (bilinear): a small face upscaled."""
+    small = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, face.shape[::-1], interpolation=cv2.INTER_LINEAR)
+
+
+def draw_where(rng: np.random.Generator, probability: float, bounds: tuple[int, int], n: int) -> np.ndarray:
+    """Per face, an integer in `bounds` (both ends) with `probability`, else 0; draws nothing at 0, so
+    that levels without the change keep their exact random stream."""
+    if not probability:
+        return np.zeros(n, int)
+    return np.where(rng.random(n) < probability, rng.integers(*bounds, n, endpoint=True), 0)
+
+
 def photometric(face: np.ndarray, offset: float, gain: float) -> np.ndarray:
     """uint8 face with its contrast scaled by `gain` around its mean, then `offset` added."""
     mean = face.mean()
@@ -49,10 +63,8 @@ class Augmentation:
         # drawn only when asked for, so that the levels without them keep their exact random stream
         offsets = rng.uniform(-self.brightness, self.brightness, n) * 255 if self.brightness else None
         gains = rng.uniform(1 - self.contrast, 1 + self.contrast, n) if self.contrast else None
-        sides = np.where(rng.random(n) < self.lowres, rng.integers(*LOWRES_SIDES, n, endpoint=True), 0) \
-            if self.lowres else np.zeros(n, int)
-        qualities = np.where(rng.random(n) < self.jpeg, rng.integers(*JPEG_QUALITIES, n, endpoint=True), 0) \
-            if self.jpeg else np.zeros(n, int)
+        sides = draw_where(rng, self.lowres, LOWRES_SIDES, n)
+        qualities = draw_where(rng, self.jpeg, JPEG_QUALITIES, n)
         for i in range(n):
             matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angles[i], scales[i])
             matrix[:, 2] += shifts[i]
@@ -60,8 +72,7 @@ class Augmentation:
             if offsets is not None or gains is not None:
                 face = photometric(face, 0.0 if offsets is None else offsets[i], 1.0 if gains is None else gains[i])
             if sides[i]:
-                small = cv2.resize(face, (int(sides[i]), int(sides[i])), interpolation=cv2.INTER_AREA)
-                face = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+                face = shrink_and_enlarge(face, int(sides[i]))
             if qualities[i]:
                 face = jpeg_round_trip(face, int(qualities[i]))
             out[i] = face[:, ::-1] if flips[i] else face
