@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--views", type=int, choices=(1, 2, 4), default=4,
                    help="test-time views inside the graph: 1 (none), 2 (+ mirrored), 4 (+ zoomed, zoomed mirrored)")
     p.add_argument("--no-tta", action="store_true", help="no test-time views inside the graph (same as --views 1)")
+    p.add_argument("--int8", action="store_true",
+                   help="quantize the graph to int8 (ranges fitted on Training faces outside the holdout)")
 
     p = sub.add_parser("models", help="list bundled models (or architectures)")
     p.add_argument("--architectures", action="store_true", help="list trainable architectures instead")
@@ -348,7 +350,8 @@ def cmd_calibrate(args, command: str) -> int:
 def cmd_ensemble(args, command: str) -> int:
     from .training.ensemble import make_ensemble
 
-    metrics = make_ensemble(args.members, args.out, args.data, args.weights, views=1 if args.no_tta else args.views, command=command)
+    metrics = make_ensemble(args.members, args.out, args.data, args.weights, views=1 if args.no_tta else args.views, command=command,
+                            int8=args.int8)
     print(f"{args.out}: {len(args.members)} members, PublicTest accuracy {metrics['accuracy']:.2%}, "
           f"temperature {metrics['calibration']['temperature']:.3f}")
     return 0

@@ -132,9 +132,10 @@ def build_ensemble(members: list[str | Path], out: str | Path, weights: list[flo
 
 
 def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, weights: list[float] | None = None,
-                  views: int = 4, command: str = "") -> dict:
+                  views: int = 4, command: str = "", int8: bool = False) -> dict:
     """Build, calibrate and score an ensemble model folder: model.onnx, calibration.json, metrics.json,
-    confusion.png and MODEL_CARD.md, like a trained run's."""
+    confusion.png and MODEL_CARD.md, like a trained run's. With `int8`, the graph is quantized
+    (`quantize.py`) before the temperature is fitted, so the temperature is the int8 graph's."""
     import json
     import time
 
@@ -146,7 +147,14 @@ def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, wei
 
     out_dir = Path(out_dir)
     member_paths = [member_onnx(m) for m in members]
-    build_ensemble(member_paths, out_dir / ONNX_FILE, weights, views)
+    if int8:
+        from .quantize import calibration_faces, quantize_onnx
+
+        float_graph = build_ensemble(member_paths, out_dir / "float.onnx", weights, views)
+        quantize_onnx(float_graph, out_dir / ONNX_FILE, calibration_faces(data))
+        float_graph.unlink()
+    else:
+        build_ensemble(member_paths, out_dir / ONNX_FILE, weights, views)
     calibration = calibrate(out_dir, data)
     dataset = load_dataset(data, "fer2013")
     split = dataset.split("PublicTest")
@@ -156,7 +164,7 @@ def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, wei
         "model": "ensemble", "members": [str(m) for m in members],
         "weights": (np.full(len(members), 1 / len(members)) if weights is None else
                     np.asarray(weights) / np.sum(weights)).round(4).tolist(),
-        "views_in_graph": views, "data": str(data), "val_split": "PublicTest",
+        "views_in_graph": views, "int8": int8, "data": str(data), "val_split": "PublicTest",
         "evaluation": report, "accuracy": report["accuracy"], "calibration": calibration, "command": command,
         "onnx_bytes": (out_dir / ONNX_FILE).stat().st_size, "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -169,6 +177,8 @@ def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, wei
         f"(weights {', '.join(f'{w:.3f}' for w in metrics['weights'])}): {', '.join(f'`{m}`' for m in members)}.",
         f"- Test-time views inside the graph: {VIEW_NAMES[views]}; one call, no flag."
         if views > 1 else "- No test-time views inside the graph.",
+        *(["- Weights and activations int8 (static quantization; activation ranges from 512 Training faces outside "
+           "the holdout), about twice as fast as the float graph on CPUs with VNNI."] if int8 else []),
         "- Input 48x48 grayscale raw pixels (0..255), output 7 probabilities "
         "(angry, disgust, fear, happy, sad, surprise, neutral).",
         f"- Command: `{command}`",

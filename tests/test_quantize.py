@@ -1,0 +1,118 @@
+"""int8 quantization of a model graph (`ferkit ensemble --int8`): what `fast` serves with a mirrored view."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ferkit.cli import main
+from ferkit.data import load_dataset
+from ferkit.inference.classifier import FacialExpressionModel
+from ferkit.labels import IMAGE_SIZE, NUM_CLASSES
+from ferkit.training.ensemble import build_ensemble
+from ferkit.training.quantize import calibration_faces, quantize_onnx
+
+onnx = pytest.importorskip("onnx")
+
+
+def conv_member(path, seed: int = 3):
+    """A small ONNX conv net (conv 3x3 -> ReLU -> global mean -> dense -> softmax) with random weights:
+    convolution and matrix product are what quantization rewrites."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(seed)
+    k = rng.normal(0, 0.05, (8, 1, 3, 3)).astype(np.float32)
+    w = rng.normal(0, 2.0, (8, NUM_CLASSES)).astype(np.float32)
+    inits = [helper.make_tensor("k", TensorProto.FLOAT, k.shape, k.ravel()),
+             helper.make_tensor("w", TensorProto.FLOAT, w.shape, w.ravel()),
+             helper.make_tensor("scale", TensorProto.FLOAT, [], [1 / 255])]
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["face"], ["nchw"], perm=[0, 3, 1, 2]),
+         helper.make_node("Mul", ["nchw", "scale"], ["x"]),
+         helper.make_node("Conv", ["x", "k"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["r"]),
+         helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+         helper.make_node("Flatten", ["g"], ["f"], axis=1),
+         helper.make_node("MatMul", ["f", "w"], ["z"]),
+         helper.make_node("Softmax", ["z"], ["probs"], axis=1)],
+        "conv_member", [helper.make_tensor_value_info("face", TensorProto.FLOAT, ["batch", IMAGE_SIZE, IMAGE_SIZE, 1])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", NUM_CLASSES])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 9
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def varied_faces(n: int, seed: int) -> np.ndarray:
+    """Faces whose left and right halves differ (so the mirrored view counts), with noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE]
+    faces = [np.clip(rng.uniform(0.3, 1.0) * (4.0 * x + rng.uniform(-2, 2) * y) + rng.normal(0, 25, x.shape), 0, 255)
+             for _ in range(n)]
+    return np.stack(faces).astype(np.float32)[..., None]
+
+
+def test_int8_graph_is_quantized_and_gives_the_float_graphs_scores(tmp_path):
+    source = build_ensemble([conv_member(tmp_path / "m" / "model.onnx")], tmp_path / "float.onnx", views=2)
+    calibration, faces = varied_faces(128, seed=1), varied_faces(40, seed=2)
+    out = quantize_onnx(source, tmp_path / "int8.onnx", calibration)
+
+    graph = onnx.load(str(out)).graph
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("QuantizeLinear") >= 2 and ops.count("DequantizeLinear") >= 4
+    int8_weights = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert {tuple(t.dims) for t in int8_weights} >= {(8, 1, 3, 3), (8, NUM_CLASSES)}
+
+    exact = FacialExpressionModel(source).predict_proba(faces, calibrated=False)
+    quick = FacialExpressionModel(out).predict_proba(faces, calibrated=False)
+    assert np.abs(quick - exact).max() < 0.02
+    np.testing.assert_array_equal(quick.argmax(1), exact.argmax(1))
+    assert np.abs(quick - exact).max() > 0  # it did change the arithmetic
+
+    # the same check fails for ranges fitted on the wrong faces (here: 0..1 instead of 0..255)
+    wrong = FacialExpressionModel(quantize_onnx(source, tmp_path / "wrong.onnx", calibration / 255))
+    assert np.abs(wrong.predict_proba(faces, calibrated=False) - exact).max() > 0.02
+
+
+def test_calibration_faces_come_from_training_outside_the_holdout(tiny_csv):
+    data = tiny_csv({"Training": 140, "PublicTest": 30})
+    train, held = load_dataset(data).split("Training").holdout(0.1, 42)
+    faces = calibration_faces(data, count=50)
+    assert faces.shape == (50, IMAGE_SIZE, IMAGE_SIZE, 1) and faces.dtype == np.float32
+    outside = {f.tobytes() for f in train.images.astype(np.float32)}
+    inside = {f.tobytes() for f in held.images.astype(np.float32)}
+    picked = {f[..., 0].tobytes() for f in faces}
+    assert len(picked) == 50 and picked <= outside and not picked & inside
+    np.testing.assert_array_equal(calibration_faces(data, count=50), faces)  # seeded
+    assert len(calibration_faces(data)) == len(train)  # fewer faces than asked for: all of them
+
+
+def test_cli_ensemble_int8_writes_a_quantized_model_folder(tmp_path, tiny_csv, capsys):
+    data = tiny_csv({"Training": 70, "PublicTest": 14})
+    member = conv_member(tmp_path / "m" / "model.onnx")
+    out = tmp_path / "fast2"
+    assert main(["ensemble", str(member), "--out", str(out), "--data", str(data), "--views", "2", "--int8"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["int8"] is True and metrics["views_in_graph"] == 2
+    assert "int8" in (out / "MODEL_CARD.md").read_text()
+    assert {p.name for p in out.iterdir()} >= {"model.onnx", "calibration.json"} and not (out / "float.onnx").exists()
+    assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
+    plain = tmp_path / "plain"
+    assert main(["ensemble", str(member), "--out", str(plain), "--data", str(data), "--views", "2"]) == 0
+    assert json.loads((plain / "metrics.json").read_text())["int8"] is False
+    assert "QuantizeLinear" not in {n.op_type for n in onnx.load(str(plain / "model.onnx")).graph.node}
+
+
+@pytest.mark.shared
+def test_int8_fast_agrees_with_float_fast_on_real_faces(shared_dir, tmp_path):
+    data = shared_dir / "data/fer2013/fer2013.csv.gz"
+    faces = load_dataset(data).split("PublicTest").images[:400]
+    source = build_ensemble(["fast"], tmp_path / "float.onnx", views=2)
+    quick = FacialExpressionModel(quantize_onnx(source, tmp_path / "int8.onnx", calibration_faces(data, 256)))
+    exact = FacialExpressionModel(source)
+    p, q = exact.predict_proba(faces, calibrated=False), quick.predict_proba(faces, calibrated=False)
+    assert (p.argmax(1) == q.argmax(1)).mean() >= 0.95
+    assert np.abs(p - q).mean() < 0.02
