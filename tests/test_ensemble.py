@@ -202,7 +202,9 @@ def test_bundled_ensemble_equals_member_mean_on_real_faces(shared_dir, tmp_path)
     from ferkit.data import load_dataset
 
     faces = load_dataset(shared_dir / "data/fer2013/fer2013.csv.gz").split("PublicTest").images[:300]
-    names = ["fast", "ferplus"]
+    from pathlib import Path
+
+    names = [str(Path(__file__).resolve().parents[1] / "members/m1-fast-e66-s42"), "ferplus"]  # single float nets
     ensemble = FacialExpressionModel(build_ensemble(names, tmp_path / "model.onnx", views=4))
     expected = np.mean([FacialExpressionModel.load(n).predict_proba(faces, tta=True, calibrated=False)
                         for n in names], axis=0)
@@ -219,6 +221,20 @@ def test_tta_flag_is_a_no_op_for_an_ensemble_with_views_inside(members, tmp_path
     # a single network still gets its views from the flag
     single = FacialExpressionModel(members[0])
     assert np.abs(single.predict_proba(faces, tta=True) - single.predict_proba(faces)).max() > 1e-4
+
+
+def test_tta_flag_on_a_graph_with_the_mirror_inside_adds_the_zoomed_views(members, tmp_path, tiny_csv):
+    """`fast` carries its mirrored view inside: `--tta` then feeds it the zoomed face as well, so the
+    flag still means all four views (the same figures as a four-view graph)."""
+    data = tiny_csv({"Training": 70, "PublicTest": 7})
+    two, four = tmp_path / "two", tmp_path / "four"
+    make_ensemble([str(members[1])], two, data, views=2)
+    make_ensemble([str(members[1])], four, data, views=4)
+    faces = gradient_faces()
+    two_views, four_views = FacialExpressionModel(two), FacialExpressionModel(four)
+    expected = four_views.predict_proba(faces, calibrated=False)
+    np.testing.assert_allclose(two_views.predict_proba(faces, tta=True, calibrated=False), expected, atol=1e-5)
+    assert np.abs(two_views.predict_proba(faces, calibrated=False) - expected).max() > 1e-4  # the flag counts
 
 
 @pytest.mark.shared

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ferkit.cli import main
 from ferkit.data import load_dataset
+from ferkit.errors import ModelError
 from ferkit.inference.classifier import FacialExpressionModel
 from ferkit.labels import IMAGE_SIZE, NUM_CLASSES
 from ferkit.training.ensemble import build_ensemble
@@ -110,9 +112,17 @@ def test_cli_ensemble_int8_writes_a_quantized_model_folder(tmp_path, tiny_csv, c
 def test_int8_fast_agrees_with_float_fast_on_real_faces(shared_dir, tmp_path):
     data = shared_dir / "data/fer2013/fer2013.csv.gz"
     faces = load_dataset(data).split("PublicTest").images[:400]
-    source = build_ensemble(["fast"], tmp_path / "float.onnx", views=2)
+    network = Path(__file__).resolve().parents[1] / "members/m1-fast-e66-s42"  # the float net behind `fast`
+    source = build_ensemble([network], tmp_path / "float.onnx", views=2)
     quick = FacialExpressionModel(quantize_onnx(source, tmp_path / "int8.onnx", calibration_faces(data, 256)))
     exact = FacialExpressionModel(source)
     p, q = exact.predict_proba(faces, calibrated=False), quick.predict_proba(faces, calibrated=False)
     assert (p.argmax(1) == q.argmax(1)).mean() >= 0.95
     assert np.abs(p - q).mean() < 0.02
+
+
+def test_an_int8_graph_is_not_quantized_twice(tmp_path):
+    source = build_ensemble([conv_member(tmp_path / "m" / "model.onnx")], tmp_path / "float.onnx", views=1)
+    once = quantize_onnx(source, tmp_path / "int8.onnx", varied_faces(64, seed=1))
+    with pytest.raises(ModelError, match="already int8"):
+        quantize_onnx(once, tmp_path / "twice.onnx", varied_faces(64, seed=1))

@@ -175,10 +175,13 @@ class FacialExpressionModel:
                                    for i in range(0, len(batch), MAX_BATCH)])
         if len(batch) == 0:
             return np.zeros((0, len(CLASS_NAMES)), np.float32)
-        if not tta or self.views_in_graph > 1:  # an ensemble with its views inside: TTA is already done
+        if not tta or self.views_in_graph >= 4:  # a graph with all four views inside: TTA is already done
             return self._run(batch).astype(np.float32)
-        views = self._run(tta_views(batch)).reshape(4, len(batch), len(CLASS_NAMES))
-        return views.mean(axis=0).astype(np.float32)
+        views = tta_views(batch)
+        if self.views_in_graph == 2:  # the graph adds each face's mirror: feed it the as-is and zoomed views
+            views = np.concatenate([batch, views[2 * len(batch):3 * len(batch)]])
+        out = self._run(views).reshape(len(views) // len(batch), len(batch), len(CLASS_NAMES))
+        return out.mean(axis=0).astype(np.float32)
 
     def predict(self, faces, tta: bool = False) -> np.ndarray:
         """Expression names, one per face."""

@@ -174,7 +174,8 @@ def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, wei
     lines = [
         f"# Model card: {out_dir.name}", "",
         f"- An ensemble of {len(members)} networks averaged inside one ONNX graph "
-        f"(weights {', '.join(f'{w:.3f}' for w in metrics['weights'])}): {', '.join(f'`{m}`' for m in members)}.",
+        f"(weights {', '.join(f'{w:.3f}' for w in metrics['weights'])}): {', '.join(f'`{m}`' for m in members)}."
+        if len(members) > 1 else f"- One network, `{members[0]}`, in an ONNX graph of its own.",
         f"- Test-time views inside the graph: {VIEW_NAMES[views]}; one call, no flag."
         if views > 1 else "- No test-time views inside the graph.",
         *(["- Weights and activations int8 (static quantization; activation ranges from 512 Training faces outside "

@@ -51,6 +51,10 @@ def quantize_onnx(source: str | Path, out: str | Path, faces: np.ndarray, batch:
             self.start += batch
             return {"face": chunk}
 
+    import onnx
+
+    if any(node.op_type == "QuantizeLinear" for node in onnx.load(str(source)).graph.node):
+        raise ModelError(f"{source}: already int8; build from the float members instead")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ferkit-int8-") as tmp:
