@@ -1,6 +1,6 @@
 """Pick the `accurate` ensemble's members and test-time views on the Training holdout (issue 13).
 
-    python scripts/pick_ensemble.py fast runs-gpu/g*/ --data ../shared/data/fer2013/fer2013.csv.gz \
+    python scripts/pick_ensemble.py members/m1-fast-e66-s42 members/m* runs-gpu/g*/ --data ../shared/data/fer2013/fer2013.csv.gz \
         --budget-ms 9.5
 
 Every subset of the candidates, with 1, 2 or 4 views each (as is; + mirrored; + zoomed and
@@ -37,6 +37,15 @@ from bench_models import time_per_face  # noqa: E402  (the model table's own bat
 
 VIEWS = (1, 2, 4)
 CACHE = Path("runs/pick-cache")
+
+
+def single_network(onnx_path: Path) -> Path:
+    """The path back if it is one network; a graph with views inside (today's `fast`, any ensemble)
+    would get its views twice here, so it is refused."""
+    if FacialExpressionModel(onnx_path).views_in_graph > 1:
+        raise SystemExit(f"{onnx_path.parent}: has test-time views inside its graph; pick among single networks "
+                         "(the network behind `fast` is members/m1-fast-e66-s42)")
+    return onnx_path
 
 
 def member_views(onnx_path: Path, faces: np.ndarray, tag: str) -> np.ndarray:
@@ -106,7 +115,7 @@ def main() -> None:
     dataset = load_dataset(args.data)
     _, held = dataset.split("Training").holdout(0.1, 42)
     test = None if args.no_publictest else dataset.split("PublicTest")
-    paths = [member_onnx(c) for c in args.candidates]
+    paths = [single_network(member_onnx(c)) for c in args.candidates]
     names = [p.parent.name for p in paths]
     costs = [time_per_face(FacialExpressionModel(p), batch=1, repeats=200) for p in paths]
     held_views = [member_views(p, held.images, "holdout") for p in paths]

@@ -74,3 +74,13 @@ def test_main_scores_publictest_only_without_the_flag(tiny_csv, tiny_model_dir, 
     else:
         assert picked.endswith("(scored once, after picking)") and " PublicTest " in picked
         assert tags == ["holdout.npy", "publictest.npy"]
+
+
+def test_candidates_with_views_inside_their_graph_are_refused():
+    from ferkit.inference.classifier import resolve_model
+
+    repo = Path(__file__).resolve().parents[1]
+    network = repo / "members/m1-fast-e66-s42/model.onnx"
+    assert pick.single_network(network) == network
+    with pytest.raises(SystemExit, match="views inside its graph"):
+        pick.single_network(resolve_model("fast") / "model.onnx")  # the mirror is already inside
