@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import ModelError
 from ..inference.classifier import ONNX_FILE
 from ..labels import IMAGE_SIZE, NUM_CLASSES
+from .quantize import CALIBRATION_FACES
 
 INPUT, OUTPUT = "face", "expression"
 VIEW_COUNTS = (1, 2, 4)
@@ -148,11 +149,13 @@ def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, wei
     out_dir = Path(out_dir)
     member_paths = [member_onnx(m) for m in members]
     if int8:
+        import tempfile
+
         from .quantize import calibration_faces, quantize_onnx
 
-        float_graph = build_ensemble(member_paths, out_dir / "float.onnx", weights, views)
-        quantize_onnx(float_graph, out_dir / ONNX_FILE, calibration_faces(data))
-        float_graph.unlink()
+        with tempfile.TemporaryDirectory(prefix="ferkit-float-") as tmp:  # nothing left behind if quantizing fails
+            float_graph = build_ensemble(member_paths, Path(tmp) / ONNX_FILE, weights, views)
+            quantize_onnx(float_graph, out_dir / ONNX_FILE, calibration_faces(data))
     else:
         build_ensemble(member_paths, out_dir / ONNX_FILE, weights, views)
     calibration = calibrate(out_dir, data)
@@ -178,8 +181,8 @@ def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, wei
         if len(members) > 1 else f"- One network, `{members[0]}`, in an ONNX graph of its own.",
         f"- Test-time views inside the graph: {VIEW_NAMES[views]}; one call, no flag."
         if views > 1 else "- No test-time views inside the graph.",
-        *(["- Weights and activations int8 (static quantization; activation ranges from 512 Training faces outside "
-           "the holdout), about twice as fast as the float graph on CPUs with VNNI."] if int8 else []),
+        *([f"- Weights and activations int8 (static quantization; activation ranges from {CALIBRATION_FACES} "
+           "Training faces outside the holdout)."] if int8 else []),
         "- Input 48x48 grayscale raw pixels (0..255), output 7 probabilities "
         "(angry, disgust, fear, happy, sad, surprise, neutral).",
         f"- Command: `{command}`",
