@@ -10,6 +10,9 @@ holdout accuracy (log-loss breaks ties). With `--fit-weights K`, the K best with
 members also get member weights that minimise the holdout log-loss; as those weights are fitted
 on the same faces, they are ranked by 5-fold cross-validated accuracy inside the holdout (weights
 fitted on four folds, scored on the fifth), which equal weights must beat on the same footing.
+With `--int8 K`, the K best are also built as int8 graphs (`ferkit ensemble --int8`'s quantizer, ranges from
+Training faces outside the holdout) and scored on the holdout; each gets an estimate = its ranking accuracy +
+(int8 holdout - float holdout of the same mix), and the list is re-ranked by it (runs/int8-accurate-plan.md).
 Only the winner is then scored on PublicTest, once (`--no-publictest`: not at all, for exploratory
 runs that will decide nothing).
 Members' probabilities per view are cached in runs/pick-cache/ (keyed by the ONNX file's size and
@@ -37,6 +40,7 @@ from bench_models import time_per_face  # noqa: E402  (the model table's own bat
 
 VIEWS = (1, 2, 4)
 CACHE = Path("runs/pick-cache")
+INT8_DIR = Path("runs/pick-int8")
 
 
 def single_network(onnx_path: Path) -> Path:
@@ -99,15 +103,49 @@ def cross_validated_accuracy(member_probs: np.ndarray, labels: np.ndarray, folds
     return correct / len(labels)
 
 
+def int8_ranking(rows: list, paths: list[Path], names: list[str], held, held_views: list[np.ndarray],
+                 data: str) -> list:
+    """`rows` re-ranked by ranking accuracy + the int8 graph's holdout change against the same float mix."""
+    import tempfile
+
+    from ferkit.training.ensemble import build_ensemble
+    from ferkit.training.quantize import calibration_faces, quantize_onnx
+
+    faces = calibration_faces(data)
+    estimated = []
+    print("\nint8 graphs (holdout; estimate = ranking accuracy + int8 - float):")
+    for accuracy, neg_loss, subset, v, cost, w in rows:
+        w_used = np.full(len(subset), 1 / len(subset)) if w is None else w
+        float_acc, _ = score(np.tensordot(w_used, np.stack([held_views[i][:v].mean(0) for i in subset]), 1),
+                             held.hard_labels)
+        slug = "+".join(names[i].split("-")[0] for i in subset) + f"-v{v}" + ("" if w is None else "-fitted")
+        with tempfile.TemporaryDirectory(prefix="ferkit-pick-") as tmp:
+            graph = build_ensemble([paths[i] for i in subset], Path(tmp) / "model.onnx", list(w_used), v)
+            int8_path = quantize_onnx(graph, INT8_DIR / f"{slug}.onnx", faces)
+        model = FacialExpressionModel(int8_path)
+        int8_acc = float((model.predict_proba(held.images).argmax(1) == held.hard_labels).mean())
+        ms = time_per_face(model, batch=1, repeats=200)
+        estimate = accuracy + int8_acc - float_acc
+        print(f"  {estimate:.2%} = {accuracy:.2%} + ({int8_acc:.2%} - {float_acc:.2%})  {ms:5.2f} ms measured  "
+              f"{v} view(s)  " + " + ".join(names[i] for i in subset) + f"  -> {int8_path}")
+        estimated.append((estimate, neg_loss, subset, v, ms, w))
+    return sorted(estimated, key=lambda r: r[:2], reverse=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("candidates", nargs="+", help="bundled model names or run folders")
     parser.add_argument("--data", required=True)
     parser.add_argument("--budget-ms", type=float, default=9.5, help="batch-1 ms per face the ensemble may cost")
+    parser.add_argument("--member-ms", type=float, default=None,
+                        help="cost of one member-view in ms instead of timing each member (all candidates one "
+                             "architecture; e.g. its int8 cost, or when the machine is busy and timings mislead)")
     parser.add_argument("--max-members", type=int, default=6)
     parser.add_argument("--show", type=int, default=12, help="how many of the best to list")
     parser.add_argument("--fit-weights", type=int, default=0, metavar="K",
                         help="also fit member weights for the K best multi-member ensembles")
+    parser.add_argument("--int8", type=int, default=0, metavar="K",
+                        help="build the K best as int8 graphs, score them on the holdout and re-rank by the estimate")
     parser.add_argument("--no-publictest", action="store_true",
                         help="do not score the winner on PublicTest (exploration: keep the reported split unseen)")
     args = parser.parse_args()
@@ -117,7 +155,8 @@ def main() -> None:
     test = None if args.no_publictest else dataset.split("PublicTest")
     paths = [single_network(member_onnx(c)) for c in args.candidates]
     names = [p.parent.name for p in paths]
-    costs = [time_per_face(FacialExpressionModel(p), batch=1, repeats=200) for p in paths]
+    costs = ([args.member_ms] * len(paths) if args.member_ms is not None
+             else [time_per_face(FacialExpressionModel(p), batch=1, repeats=200) for p in paths])
     held_views = [member_views(p, held.images, "holdout") for p in paths]
     print("candidate                  ms/face  holdout: plain  2 views  4 views")
     for name, cost, views in zip(names, costs, held_views):
@@ -149,6 +188,8 @@ def main() -> None:
         weights = "" if w is None else "  weights " + ",".join(f"{x:.3f}" for x in w)
         print(f"  {accuracy:.2%}  log-loss {-neg_loss:.4f}  {v} view(s)  {cost:5.2f} ms  "
               + " + ".join(names[i] for i in subset) + weights)
+    if args.int8:
+        ranked = int8_ranking(ranked[:args.int8], paths, names, held, held_views, args.data)
     accuracy, _, subset, v, cost, w = ranked[0]
     w = np.full(len(subset), 1 / len(subset)) if w is None else w
     if args.no_publictest:

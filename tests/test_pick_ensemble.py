@@ -84,3 +84,48 @@ def test_candidates_with_views_inside_their_graph_are_refused():
     assert pick.single_network(network) == network
     with pytest.raises(SystemExit, match="views inside its graph"):
         pick.single_network(resolve_model("fast") / "model.onnx")  # the mirror is already inside
+
+
+def test_member_ms_replaces_the_timing(tiny_csv, tiny_model_dir, tmp_path, monkeypatch, capsys):
+    data = tiny_csv({"Training": 70, "PublicTest": 9})
+
+    def no_timing(*_, **__):
+        raise AssertionError("timed a member although --member-ms was given")
+
+    monkeypatch.setattr(pick, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(pick, "time_per_face", no_timing)
+    monkeypatch.setattr("sys.argv", ["pick_ensemble.py", str(tiny_model_dir), "--data", str(data),
+                                     "--budget-ms", "1", "--member-ms", "0.25", "--no-publictest"])
+    pick.main()
+    picked = capsys.readouterr().out.splitlines()[-1]
+    # 0.25 ms a view: four views fit the 1 ms budget (and tie the one-view score at worst: the first kept)
+    assert " view(s), weights 1.000, " in picked
+    assert picked.split(" view(s)")[0].endswith(("1", "2", "4"))
+    assert f"{int(picked.split(' with ')[1][0]) * 0.25:.2f} ms per face" in picked
+
+
+def test_int8_ranking_adds_the_int8_change_and_reranks(tiny_csv, tiny_model_dir, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    import ferkit.training.quantize as quantize
+    from ferkit.data import load_dataset
+    from ferkit.inference.classifier import FacialExpressionModel
+
+    data = tiny_csv({"Training": 140, "PublicTest": 7})
+    _, held = load_dataset(data).split("Training").holdout(0.1, 42)
+    labels = held.hard_labels
+    network = tiny_model_dir / "model.onnx"
+    # the "int8" graph here is the float one, so the int8 figure is the network's own holdout accuracy
+    monkeypatch.setattr(quantize, "quantize_onnx", lambda source, out, faces: Path(shutil.copy(source, out)))
+    monkeypatch.setattr(pick, "INT8_DIR", tmp_path / "int8")
+    monkeypatch.setattr(pick, "time_per_face", lambda model, batch, repeats: 0.5)
+    (tmp_path / "int8").mkdir()
+    actual = float((FacialExpressionModel(network).predict_proba(held.images).argmax(1) == labels).mean())
+    perfect = np.eye(7)[labels][None].repeat(4, 0)            # cached float views: every face right...
+    wrong = np.eye(7)[(labels + 1) % 7][None].repeat(4, 0)    # ...or every face wrong
+    rows = [(0.9, -0.5, (0,), 1, 0.8, None), (0.8, -0.6, (1,), 1, 0.8, None)]
+    ranked = pick.int8_ranking(rows, [network, network], ["a-one", "b-two"], held, [perfect, wrong], str(data))
+    # estimate = ranking accuracy + (int8 holdout - float holdout of the same mix)
+    assert [r[0] for r in ranked] == pytest.approx([0.8 + actual - 0.0, 0.9 + actual - 1.0])
+    assert [r[2] for r in ranked] == [(1,), (0,)] and [r[4] for r in ranked] == [0.5, 0.5]
+    assert sorted(p.name for p in (tmp_path / "int8").iterdir()) == ["a-v1.onnx", "b-v1.onnx"]
