@@ -467,6 +467,41 @@ def test_face_batches_repeat_per_epoch(face_batches_class):
     assert batches.epoch == 4
 
 
+def test_face_batches_mixup_blends_faces_targets_and_weights_alike(face_batches_class):
+    # two kinds of face, flat grey 10 (class 0, weight 1) and flat grey 200 (class 3, weight 5): every blend
+    # of a pair is flat, and its grey level says exactly how much of each face went in
+    images = np.where(np.arange(64) % 2 == 0, 10, 200).astype(np.uint8)[:, None, None].repeat(48, 1).repeat(48, 2)
+    labels = np.where(np.arange(64) % 2 == 0, 0, 3)
+    weights = np.where(labels == 0, 1.0, 5.0).astype(np.float32)
+    batches = face_batches_class(images, np.eye(NUM_CLASSES, dtype=np.float32)[labels], batch_size=64, seed=5,
+                                 shuffle=False, sample_weights=weights, mixup=0.4)
+    x, y, w = batches[0]
+    grey = x[:, 0, 0, 0]
+    np.testing.assert_array_equal(x, grey[:, None, None, None] * np.ones((1, 48, 48, 1), np.float32))
+    share_of_10 = (200 - grey) / 190  # the blend's share of the grey-10 face (class 0)
+    np.testing.assert_allclose(y[:, 0], share_of_10, atol=1e-5)
+    np.testing.assert_allclose(y[:, 3], 1 - share_of_10, atol=1e-5)
+    np.testing.assert_allclose(y.sum(1), 1, atol=1e-6)
+    np.testing.assert_allclose(w, share_of_10 * 1 + (1 - share_of_10) * 5, rtol=1e-5)
+    assert (y[np.arange(64), labels] >= 0.5 - 1e-6).all()  # each face stays the larger part of its blend
+    blended = (y.max(1) < 0.999).mean()
+    assert blended > 0.25  # about half the pairs meet a face of the other kind
+    again = batches[0]
+    np.testing.assert_array_equal(again[0], x)  # the same (seed, epoch, batch): the same blend, for --resume
+    batches.set_epoch(1)
+    assert not np.array_equal(batches[0][1], y)
+
+
+def test_face_batches_mixup_off_and_on_share_the_augmentation(face_batches_class):
+    plain = make_batches(face_batches_class, augmentation=Augmentation(), shuffle=False)
+    mixed = make_batches(face_batches_class, augmentation=Augmentation(), shuffle=False, mixup=1e-3)
+    x_plain, y_plain = plain[0]
+    x_mixed, y_mixed = mixed[0]
+    # alpha near 0: shares are 0 or 1, so the faces are the augmented faces, unblended
+    np.testing.assert_allclose(x_mixed, x_plain, atol=0.5)
+    np.testing.assert_allclose(y_mixed, y_plain, atol=1e-3)
+
+
 def test_holdout_is_stratified_disjoint_and_seeded():
     labels = np.repeat(np.arange(7), [50, 10, 40, 90, 60, 30, 70])
     images = np.arange(len(labels), dtype=np.uint64)[:, None, None].repeat(48, 1).repeat(48, 2)

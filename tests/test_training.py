@@ -172,7 +172,8 @@ def batches_seen(monkeypatch):
 
     class Recording(batches.FaceBatches):
         def __init__(self, images, targets, *args, sample_weights=None, **kwargs):
-            seen.append({"images": images, "targets": targets, "weights": sample_weights})
+            seen.append({"images": images, "targets": targets, "weights": sample_weights,
+                         "mixup": kwargs.get("mixup", 0.0)})
             super().__init__(images, targets, *args, sample_weights=sample_weights, **kwargs)
 
     monkeypatch.setattr(batches, "FaceBatches", Recording)
@@ -203,6 +204,14 @@ def test_class_weights_weigh_each_face_by_its_class(tiny_csv, tmp_path, batches_
     expected = [common, common, common, rare, rare, rare, rare, common, common, common]
     np.testing.assert_allclose(batches_seen[0]["weights"], expected, rtol=1e-6)
     np.testing.assert_array_equal(batches_seen[0]["targets"], np.eye(7)[training_faces(data).labels])
+
+
+def test_mixup_reaches_the_training_batches_only(tiny_csv, tmp_path, batches_seen):
+    data = tiny_csv({"Training": 20, "PublicTest": 14})
+    fit.train(smoke_config(data, tmp_path, holdout=0.0, mixup=0.3))
+    assert [seen["mixup"] for seen in batches_seen] == [0.3, 0.0]  # training batches blend; validation never
+    assert json.loads((tmp_path / "smoke" / "train_config.json").read_text())["mixup"] == 0.3
+    assert "augmentation standard, mixup alpha 0.3; class weights False." in (tmp_path / "smoke" / "MODEL_CARD.md").read_text()
 
 
 def write_votes(path, usages, rows):

@@ -168,6 +168,7 @@ class TrainConfig:
     schedule: str | None = None  # plateau (ReduceLROnPlateau) | cosine; default: the model family's own
     class_weights: bool = False
     augment: str = "standard"  # none | standard | strong | real (strong + lighting, low resolution, JPEG)
+    mixup: float = 0.0  # alpha of mixup's Beta distribution (faces and targets blended in pairs); 0: off
     # epochs without validation improvement before stopping; 0: never. Default: 10 with the plateau
     # schedule, never with cosine (its last, low-rate epochs are its best: m5 stopped at 35 of 50)
     early_stopping: int | None = None

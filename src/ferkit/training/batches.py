@@ -15,15 +15,19 @@ class FaceBatches(keras.utils.PyDataset):
 
     Each epoch's order and augmentation come from (seed, epoch), so a resumed run sees the
     same batches it would have seen without the interruption.
+
+    `mixup` > 0 (the Beta distribution's alpha) blends each face with another of its batch, and the
+    targets and sample weights alike (Zhang et al. 2018). The face's own share is max(l, 1 - l), so
+    it stays the larger part; the blend draws from its own generator, so the augmentation is unchanged.
     """
 
     def __init__(self, images: np.ndarray, targets: np.ndarray, batch_size: int = 64,
                  augmentation: Augmentation | None = None, shuffle: bool = True, seed: int = 0,
-                 sample_weights: np.ndarray | None = None):
+                 sample_weights: np.ndarray | None = None, mixup: float = 0.0):
         super().__init__(workers=1, use_multiprocessing=False)
         self.images, self.targets = images, targets
         self.batch_size, self.augmentation, self.shuffle, self.seed = batch_size, augmentation, shuffle, seed
-        self.sample_weights = sample_weights
+        self.sample_weights, self.mixup = sample_weights, mixup
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -41,9 +45,21 @@ class FaceBatches(keras.utils.PyDataset):
             # per-batch generator: the same (seed, epoch, batch) always gives the same batch
             faces = self.augmentation.apply(faces, np.random.default_rng([self.seed, self.epoch, index]))
         x = faces[..., None].astype(np.float32)
-        if self.sample_weights is not None:
-            return x, self.targets[rows], self.sample_weights[rows]
-        return x, self.targets[rows]
+        y = self.targets[rows]
+        w = None if self.sample_weights is None else self.sample_weights[rows]
+        if self.mixup > 0:
+            x, y, w = self._blend(x, y, w, np.random.default_rng([self.seed, self.epoch, index, 1]))
+        return (x, y) if w is None else (x, y, w)
+
+    def _blend(self, x, y, w, rng):
+        share = rng.beta(self.mixup, self.mixup, len(x))
+        share = np.maximum(share, 1 - share).astype(np.float32)
+        other = rng.permutation(len(x))
+        x = share[:, None, None, None] * x + (1 - share[:, None, None, None]) * x[other]
+        y = share[:, None] * y + (1 - share[:, None]) * y[other]
+        if w is not None:
+            w = share * w + (1 - share) * w[other]
+        return x, y.astype(np.float32), w
 
     def on_epoch_end(self) -> None:
         self.set_epoch(self.epoch + 1)

@@ -88,7 +88,9 @@ def write_card(run_dir: Path, metrics: dict) -> None:
         f"best epoch chosen on {pick_description(metrics)}; scored on `{report['split']}` ({report['n']:,} faces).",
         f"- Command: `{metrics.get('command')}`",
         f"- Seed: {train.get('seed')}; precision {train.get('precision')}; batch size {train.get('batch_size')}; "
-        f"augmentation {train.get('augment')}; class weights {train.get('class_weights')}.",
+        f"augmentation {train.get('augment')}"
+        + (f", mixup alpha {train['mixup']}" if train.get("mixup") else "")
+        + f"; class weights {train.get('class_weights')}.",
         f"- Epochs: {metrics.get('epochs_run')} run (of {train.get('epochs')} planned), best epoch "
         f"{metrics.get('best_epoch')}; training time {metrics.get('train_seconds', 0) / 60:.0f} min "
         f"on {metrics.get('hardware', 'CPU')}.",

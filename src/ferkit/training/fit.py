@@ -155,7 +155,7 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
         per_class = class_weights(train_set.hard_labels)
         weights = np.asarray([per_class[c] for c in train_set.hard_labels], np.float32)
     train_batches = FaceBatches(train_set.images, targets, cfg.batch_size, AUGMENTATIONS[cfg.augment],
-                                shuffle=True, seed=cfg.seed, sample_weights=weights)
+                                shuffle=True, seed=cfg.seed, sample_weights=weights, mixup=cfg.mixup)
     val_batches = FaceBatches(val_set.images, val_set.one_hot(), 256, None, shuffle=False)
 
     # 3. model
