@@ -121,7 +121,7 @@ def int8_ranking(rows: list, paths: list[Path], names: list[str], held, held_vie
         slug = "+".join(names[i].split("-")[0] for i in subset) + f"-v{v}" + ("" if w is None else "-fitted")
         with tempfile.TemporaryDirectory(prefix="ferkit-pick-") as tmp:
             graph = build_ensemble([paths[i] for i in subset], Path(tmp) / "model.onnx", list(w_used), v)
-            int8_path = quantize_onnx(graph, INT8_DIR / f"{slug}.onnx", faces)
+            int8_path = quantize_onnx(graph, INT8_DIR / f"{slug}.onnx", faces, member_views=len(subset) * v)
         model = FacialExpressionModel(int8_path)
         int8_acc = float((model.predict_proba(held.images).argmax(1) == held.hard_labels).mean())
         ms = time_per_face(model, batch=1, repeats=200)

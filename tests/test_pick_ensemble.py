@@ -116,7 +116,7 @@ def test_int8_ranking_adds_the_int8_change_and_reranks(tiny_csv, tiny_model_dir,
     labels = held.hard_labels
     network = tiny_model_dir / "model.onnx"
     # the "int8" graph here is the float one, so the int8 figure is the network's own holdout accuracy
-    monkeypatch.setattr(quantize, "quantize_onnx", lambda source, out, faces: Path(shutil.copy(source, out)))
+    monkeypatch.setattr(quantize, "quantize_onnx", lambda source, out, faces, member_views: Path(shutil.copy(source, out)))
     monkeypatch.setattr(pick, "INT8_DIR", tmp_path / "int8")
     monkeypatch.setattr(pick, "time_per_face", lambda model, batch, repeats: 0.5)
     (tmp_path / "int8").mkdir()

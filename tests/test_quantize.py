@@ -14,7 +14,7 @@ from ferkit.errors import ModelError
 from ferkit.inference.classifier import FacialExpressionModel
 from ferkit.labels import IMAGE_SIZE, NUM_CLASSES
 from ferkit.training.ensemble import build_ensemble
-from ferkit.training.quantize import calibration_faces, quantize_onnx
+from ferkit.training.quantize import calibration_faces, calibration_stride, quantize_onnx
 
 onnx = pytest.importorskip("onnx")
 
@@ -79,6 +79,33 @@ def test_int8_graph_is_quantized_and_gives_the_float_graphs_scores(tmp_path):
     assert np.abs(wrong.predict_proba(faces, calibrated=False) - exact).max() > 0.02
 
 
+@pytest.mark.parametrize("batches, member_views, stride", [
+    (8, 2, 8),    # `fast` (one network, mirrored): all 512 faces at once, as before strides existed
+    (8, 6, 2),    # 3 members x 2 views: 1024 // (6 x 64) = 2 batches a stride
+    (8, 8, 2), (12, 3, 4),  # the largest divisor of the batch count within the limit (5 here)
+    (7, 8, 1), (8, 100, 1),  # a prime count, or a graph too big for one batch: one batch at a time
+])
+def test_calibration_stride_stays_within_the_memory_limit_and_divides_the_batches(batches, member_views, stride):
+    assert calibration_stride(batches, 64, member_views) == stride
+
+
+def test_strided_calibration_fits_ranges_on_every_stride(tmp_path):
+    source = build_ensemble([conv_member(tmp_path / "m" / "model.onnx")], tmp_path / "float.onnx", views=2)
+    faces = varied_faces(40, seed=2)
+
+    def scores(path):
+        return FacialExpressionModel(path).predict_proba(faces, calibrated=False)
+
+    exact = scores(source)
+    # full-range faces between two strides of dim ones: ranges from the first or the last stride alone clip
+    calibration = np.concatenate([varied_faces(64, seed=1) / 8, varied_faces(64, seed=3), varied_faces(64, seed=4) / 8])
+    strided = scores(quantize_onnx(source, tmp_path / "strided.onnx", calibration, member_views=16))  # 3 strides
+    whole = scores(quantize_onnx(source, tmp_path / "whole.onnx", calibration))  # one stride
+    assert np.abs(strided - whole).max() < 0.005 and np.abs(strided - exact).max() < 0.03
+    for part in (calibration[:64], calibration[128:]):
+        assert np.abs(scores(quantize_onnx(source, tmp_path / "part.onnx", part)) - exact).max() > 0.05
+
+
 def test_calibration_faces_come_from_training_outside_the_holdout(tiny_csv):
     data = tiny_csv({"Training": 140, "PublicTest": 30})
     train, held = load_dataset(data).split("Training").holdout(0.1, 42)
@@ -106,6 +133,20 @@ def test_cli_ensemble_int8_writes_a_quantized_model_folder(tmp_path, tiny_csv, c
     assert main(["ensemble", str(member), "--out", str(plain), "--data", str(data), "--views", "2"]) == 0
     assert json.loads((plain / "metrics.json").read_text())["int8"] is False
     assert "QuantizeLinear" not in {n.op_type for n in onnx.load(str(plain / "model.onnx")).graph.node}
+
+
+def test_cli_ensemble_int8_calibrates_in_strides_sized_by_members_and_views(tmp_path, tiny_csv, monkeypatch):
+    import ferkit.training.quantize as quantize
+
+    seen = []
+    real = quantize.quantize_onnx
+    monkeypatch.setattr(quantize, "quantize_onnx", lambda source, out, faces, member_views=1:
+                        seen.append(member_views) or real(source, out, faces, member_views=member_views))
+    data = tiny_csv({"Training": 70, "PublicTest": 14})
+    members = [str(conv_member(tmp_path / name / "model.onnx", seed)) for name, seed in (("a", 3), ("b", 4), ("c", 5))]
+    assert main(["ensemble", *members, "--out", str(tmp_path / "e"), "--data", str(data), "--views", "4",
+                 "--int8"]) == 0
+    assert seen == [12]  # 3 members x 4 views
 
 
 @pytest.mark.shared

@@ -155,7 +155,8 @@ def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, wei
 
         with tempfile.TemporaryDirectory(prefix="ferkit-float-") as tmp:  # nothing left behind if quantizing fails
             float_graph = build_ensemble(member_paths, Path(tmp) / ONNX_FILE, weights, views)
-            quantize_onnx(float_graph, out_dir / ONNX_FILE, calibration_faces(data))
+            quantize_onnx(float_graph, out_dir / ONNX_FILE, calibration_faces(data),
+                          member_views=len(member_paths) * views)
     else:
         build_ensemble(member_paths, out_dir / ONNX_FILE, weights, views)
     calibration = calibrate(out_dir, data)

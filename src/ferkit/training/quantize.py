@@ -19,6 +19,10 @@ import numpy as np
 from ..errors import ModelError
 
 CALIBRATION_FACES = 512
+# ONNX Runtime's histogram calibrator holds every activation of the faces fed to it at once: about 6 MB a face
+# for each member and view in the graph (a 4-member, 2-view graph on 512 faces was killed at 23 GB), so faces
+# go in strides of at most this many face-member-views, their histograms merged stride by stride.
+FACE_VIEWS_AT_ONCE = 1024
 CALIBRATION_SEED = 0
 PERCENTILE = 99.999
 
@@ -35,22 +39,40 @@ def calibration_faces(data: str | Path, count: int = CALIBRATION_FACES, holdout:
     return train.images[np.sort(picked)].astype(np.float32)[..., None]
 
 
-def quantize_onnx(source: str | Path, out: str | Path, faces: np.ndarray, batch: int = 64) -> Path:
-    """Write `source` (a float ONNX graph with input `face`) as a QDQ int8 graph to `out`."""
+def calibration_stride(batches: int, batch: int, member_views: int) -> int:
+    """Batches fed to the calibrator at once: the most that stay within FACE_VIEWS_AT_ONCE and divide
+    `batches` (ONNX Runtime's strides must), at least one."""
+    limit = max(1, FACE_VIEWS_AT_ONCE // (member_views * batch))
+    return max(d for d in range(1, batches + 1) if batches % d == 0 and d <= limit)
+
+
+def quantize_onnx(source: str | Path, out: str | Path, faces: np.ndarray, batch: int = 64,
+                  member_views: int = 1) -> Path:
+    """Write `source` (a float ONNX graph with input `face`) as a QDQ int8 graph to `out`.
+
+    `member_views`: networks times views in the graph, which sets how many faces are calibrated at once
+    (one stride, as before, for a single network with its mirror: `fast` is the same graph either way)."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    batches = [faces[i:i + batch] for i in range(0, len(faces), batch)]
+
     class Faces(CalibrationDataReader):
         def __init__(self):
-            self.start = 0
+            self.set_range(0, len(batches))
+
+        def __len__(self):
+            return len(batches)
+
+        def set_range(self, start_index, end_index):
+            self.position, self.end = start_index, end_index
 
         def get_next(self):
-            if self.start >= len(faces):
+            if self.position >= self.end:
                 return None
-            chunk = faces[self.start:self.start + batch]
-            self.start += batch
-            return {"face": chunk}
+            self.position += 1
+            return {"face": batches[self.position - 1]}
 
     import onnx
 
@@ -64,5 +86,6 @@ def quantize_onnx(source: str | Path, out: str | Path, faces: np.ndarray, batch:
         quantize_static(str(prepared), str(out), Faces(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.Percentile,
-                        extra_options={"CalibPercentile": PERCENTILE})
+                        extra_options={"CalibPercentile": PERCENTILE,
+                                       "CalibStridedMinMax": calibration_stride(len(batches), batch, member_views)})
     return out
