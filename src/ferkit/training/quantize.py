@@ -86,6 +86,7 @@ def quantize_onnx(source: str | Path, out: str | Path, faces: np.ndarray, batch:
         quantize_static(str(prepared), str(out), Faces(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.Percentile,
+                        # despite its name, ONNX Runtime feeds any calibration method in these strides
                         extra_options={"CalibPercentile": PERCENTILE,
                                        "CalibStridedMinMax": calibration_stride(len(batches), batch, member_views)})
     return out
