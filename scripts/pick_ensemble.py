@@ -67,6 +67,20 @@ def member_views(onnx_path: Path, faces: np.ndarray, tag: str) -> np.ndarray:
     return probs
 
 
+def stacked(views, subset: tuple[int, ...], v: int) -> np.ndarray:
+    """(members, N, 7): each member of `subset` averaged over its first `v` views."""
+    return np.stack([views[i][:v].mean(0) for i in subset])
+
+
+def mix(views, subset: tuple[int, ...], v: int, weights: np.ndarray) -> np.ndarray:
+    """(N, 7): the weighted sum of the subset's members, each over its first `v` views."""
+    return np.tensordot(weights, stacked(views, subset, v), 1)
+
+
+def equal_if_none(weights: np.ndarray | None, members: int) -> np.ndarray:
+    return np.full(members, 1 / members) if weights is None else weights
+
+
 def score(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """(accuracy, mean log-loss)."""
     accuracy = float((probs.argmax(1) == labels).mean())
@@ -106,22 +120,17 @@ def cross_validated_accuracy(member_probs: np.ndarray, labels: np.ndarray, folds
 def int8_ranking(rows: list, paths: list[Path], names: list[str], held, held_views: list[np.ndarray],
                  data: str) -> list:
     """`rows` re-ranked by ranking accuracy + the int8 graph's holdout change against the same float mix."""
-    import tempfile
-
-    from ferkit.training.ensemble import build_ensemble
-    from ferkit.training.quantize import calibration_faces, quantize_onnx
+    from ferkit.training.ensemble import build_int8_ensemble
+    from ferkit.training.quantize import calibration_faces
 
     faces = calibration_faces(data)
     estimated = []
     print("\nint8 graphs (holdout; estimate = ranking accuracy + int8 - float):")
     for accuracy, neg_loss, subset, v, cost, w in rows:
-        w_used = np.full(len(subset), 1 / len(subset)) if w is None else w
-        float_acc, _ = score(np.tensordot(w_used, np.stack([held_views[i][:v].mean(0) for i in subset]), 1),
-                             held.hard_labels)
         slug = "+".join(names[i].split("-")[0] for i in subset) + f"-v{v}" + ("" if w is None else "-fitted")
-        with tempfile.TemporaryDirectory(prefix="ferkit-pick-") as tmp:
-            graph = build_ensemble([paths[i] for i in subset], Path(tmp) / "model.onnx", list(w_used), v)
-            int8_path = quantize_onnx(graph, INT8_DIR / f"{slug}.onnx", faces, member_views=len(subset) * v)
+        weights = equal_if_none(w, len(subset))
+        float_acc, _ = score(mix(held_views, subset, v, weights), held.hard_labels)
+        int8_path = build_int8_ensemble([paths[i] for i in subset], INT8_DIR / f"{slug}.onnx", faces, list(weights), v)
         model = FacialExpressionModel(int8_path)
         int8_acc = float((model.predict_proba(held.images).argmax(1) == held.hard_labels).mean())
         ms = time_per_face(model, batch=1, repeats=200)
@@ -170,14 +179,14 @@ def main() -> None:
                 cost = v * sum(costs[i] for i in subset)
                 if cost > args.budget_ms:
                     continue
-                probs = np.mean([held_views[i][:v].mean(0) for i in subset], axis=0)
+                probs = stacked(held_views, subset, v).mean(0)
                 accuracy, loss = score(probs, held.hard_labels)
                 ranked.append((accuracy, -loss, subset, v, cost, None))
     ranked.sort(key=lambda r: r[:2], reverse=True)
     if args.fit_weights:
         fitted = []
         for accuracy, _, subset, v, cost, _ in [r for r in ranked if len(r[2]) > 1][:args.fit_weights]:
-            stack = np.stack([held_views[i][:v].mean(0) for i in subset])
+            stack = stacked(held_views, subset, v)
             w = fit_weights(stack, held.hard_labels)
             _, loss = score(np.tensordot(w, stack, 1), held.hard_labels)
             fitted.append((cross_validated_accuracy(stack, held.hard_labels), -loss, subset, v, cost, w))
@@ -191,12 +200,11 @@ def main() -> None:
     if args.int8:
         ranked = int8_ranking(ranked[:args.int8], paths, names, held, held_views, args.data)
     accuracy, _, subset, v, cost, w = ranked[0]
-    w = np.full(len(subset), 1 / len(subset)) if w is None else w
+    w = equal_if_none(w, len(subset))
     if args.no_publictest:
         public = "PublicTest not scored (--no-publictest)"
     else:
-        probs = np.tensordot(w, np.stack([member_views(paths[i], test.images, "publictest")[:v].mean(0)
-                                          for i in subset]), 1)
+        probs = mix({i: member_views(paths[i], test.images, "publictest") for i in subset}, subset, v, w)
         public = f"PublicTest {score(probs, test.hard_labels)[0]:.2%} (scored once, after picking)"
     print(f"\npicked: {' '.join(args.candidates[i] for i in subset)} with {v} view(s), weights "
           f"{','.join(f'{x:.3f}' for x in w)}, {cost:.2f} ms per face; holdout {accuracy:.2%}, {public}")

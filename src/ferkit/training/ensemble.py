@@ -132,6 +132,19 @@ def build_ensemble(members: list[str | Path], out: str | Path, weights: list[flo
     return out
 
 
+def build_int8_ensemble(members: list[str | Path], out: str | Path, faces: np.ndarray,
+                        weights: list[float] | None = None, views: int = 4) -> Path:
+    """`build_ensemble` quantized to int8 (`quantize.py`, activation ranges from `faces`); the float graph
+    lives in a temporary folder, so nothing is left behind if quantizing fails."""
+    import tempfile
+
+    from .quantize import quantize_onnx
+
+    with tempfile.TemporaryDirectory(prefix="ferkit-float-") as tmp:
+        float_graph = build_ensemble(members, Path(tmp) / ONNX_FILE, weights, views)
+        return quantize_onnx(float_graph, out, faces, member_views=len(members) * views)
+
+
 def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, weights: list[float] | None = None,
                   views: int = 4, command: str = "", int8: bool = False) -> dict:
     """Build, calibrate and score an ensemble model folder: model.onnx, calibration.json, metrics.json,
@@ -149,14 +162,9 @@ def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, wei
     out_dir = Path(out_dir)
     member_paths = [member_onnx(m) for m in members]
     if int8:
-        import tempfile
+        from .quantize import calibration_faces
 
-        from .quantize import calibration_faces, quantize_onnx
-
-        with tempfile.TemporaryDirectory(prefix="ferkit-float-") as tmp:  # nothing left behind if quantizing fails
-            float_graph = build_ensemble(member_paths, Path(tmp) / ONNX_FILE, weights, views)
-            quantize_onnx(float_graph, out_dir / ONNX_FILE, calibration_faces(data),
-                          member_views=len(member_paths) * views)
+        build_int8_ensemble(member_paths, out_dir / ONNX_FILE, calibration_faces(data), weights, views)
     else:
         build_ensemble(member_paths, out_dir / ONNX_FILE, weights, views)
     calibration = calibrate(out_dir, data)

@@ -1,8 +1,8 @@
 """Static int8 quantization of a model graph, for speed at serving time.
 
-On this project's CPU (AVX-512 VNNI) the int8 graph of `fast` with its mirrored view runs in 1.66 ms
-a face against 2.59 ms in float (2 threads; 2.32 against 4.97 on one), which is what lets `fast` carry
-that view and stay under 2 ms a face. Weights are int8 per
+On the CPU `fast` was chosen on (AVX-512 VNNI, eleventh session) the int8 graph of `fast` with its mirrored
+view ran in 1.66 ms a face against 2.59 ms in float (2 threads; 2.32 against 4.97 on one), which is what lets
+`fast` carry that view and stay under 2 ms a face; the float/int8 ratio differs from one CPU to another. Weights are int8 per
 channel, activations uint8 with ranges fitted on Training faces that are not in the holdout (so the
 temperature, fitted on the holdout afterwards, and every holdout score stay honest). Percentile
 ranges (99.999%) measured closest to the float graph on the holdout; min-max and entropy ranges lost
