@@ -240,11 +240,12 @@ def test_every_train_flag_is_a_train_config_field_and_reaches_it(monkeypatch):
     argv = ["train", "--data", "d.csv", "--epochs", "3", "--batch-size", "16", "--teacher", "fast", "--distill-weight",
             "0.25", "--class-weights", "--labels", "ferplus", "--ferplus-mode", "soft", "--learning-rate", "0.002",
             "--limit", "50", "--holdout", "0.2", "--augment", "strong", "--ema", "0.995",
-            "--ferplus-weight", "0.3", "--mixup", "0.2"]
+            "--ferplus-weight", "0.3", "--mixup", "0.2", "--distill-mode", "consistent"]
     assert main(argv) == 0
     assert seen == [(replace(TrainConfig(), data="d.csv", epochs=3, batch_size=16, teacher="fast", distill_weight=0.25,
                              class_weights=True, labels="ferplus", ferplus_mode="soft", learning_rate=0.002, limit=50,
-                             holdout=0.2, augment="strong", ema=0.995, ferplus_weight=0.3, mixup=0.2),
+                             holdout=0.2, augment="strong", ema=0.995, ferplus_weight=0.3, mixup=0.2,
+                             distill_mode="consistent"),
                      "ferkit " + " ".join(argv))]
 
 
@@ -257,6 +258,7 @@ BAD_VALUES = [
     ("train", "--learning-rate", "0"), ("train", "--distill-weight", "2"), ("train", "--early-stopping", "-1"),
     ("train", "--ema", "1"), ("train", "--ema", "-0.1"), ("train", "--ferplus-weight", "0.5"),
     ("train", "--ferplus-weight", "-0.1"), ("train", "--mixup", "-0.2"), ("train", "--mixup", "nan"),
+    ("train", "--distill-mode", "online"),
     ("explore", "--per-class", "0"),
 ]
 NEEDS = {"video": ["in.mp4"], "predict": ["a.jpg"], "train": ["--data", "x.csv"], "explore": ["--data", "x.csv"]}

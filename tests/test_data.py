@@ -502,6 +502,36 @@ def test_face_batches_mixup_off_and_on_share_the_augmentation(face_batches_class
     np.testing.assert_allclose(y_mixed, y_plain, atol=1e-3)
 
 
+def grey_teacher(faces):
+    """A stand-in teacher whose scores depend on exactly what it is shown: class 1's share is the mean grey / 255."""
+    grey = faces.reshape(len(faces), -1).mean(1) / 255
+    probs = np.zeros((len(faces), NUM_CLASSES), np.float32)
+    probs[:, 1], probs[:, 5] = grey, 1 - grey
+    return probs
+
+
+def test_face_batches_consistent_teacher_scores_the_batch_as_the_student_sees_it(face_batches_class):
+    shown = []
+
+    def teacher(faces):
+        shown.append(faces.copy())
+        return grey_teacher(faces)
+
+    augmented = dict(augmentation=Augmentation(rotation=10, shift=0.1, zoom=0.1), shuffle=True, mixup=0.4)
+    taught = make_batches(face_batches_class, teacher=teacher, teach_weight=0.7, **augmented)
+    plain = make_batches(face_batches_class, **augmented)
+    for index in (0, 2):
+        x, y = taught[index]
+        x_plain, y_plain = plain[index]
+        np.testing.assert_array_equal(x, x_plain)  # the teacher changes the targets only
+        np.testing.assert_array_equal(shown[-1], x)  # it saw the augmented, blended faces the student gets
+        np.testing.assert_allclose(y, 0.7 * grey_teacher(x) + 0.3 * y_plain, atol=1e-6)
+    assert not np.allclose(grey_teacher(x), grey_teacher(taught.images[taught.order[64:]][..., None]), atol=1e-3)
+    only_teacher = make_batches(face_batches_class, teacher=grey_teacher, teach_weight=1.0, **augmented)
+    x, y = only_teacher[1]
+    np.testing.assert_allclose(y, grey_teacher(x), atol=1e-6)
+
+
 def test_holdout_is_stratified_disjoint_and_seeded():
     labels = np.repeat(np.arange(7), [50, 10, 40, 90, 60, 30, 70])
     images = np.arange(len(labels), dtype=np.uint64)[:, None, None].repeat(48, 1).repeat(48, 2)

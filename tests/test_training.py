@@ -197,6 +197,39 @@ def test_teacher_targets_mix_the_teachers_scores_with_the_labels(tiny_csv, tiny_
     assert batches_seen[0]["weights"] is None
 
 
+def test_consistent_teacher_scores_the_batches_not_the_clean_faces(tiny_csv, tiny_model_dir, tmp_path, monkeypatch):
+    from ferkit.training import batches
+
+    made = []
+
+    class Recording(batches.FaceBatches):
+        def __init__(self, images, targets, *args, **kwargs):
+            super().__init__(images, targets, *args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(batches, "FaceBatches", Recording)
+    data = tiny_csv({"Training": 20, "PublicTest": 14})
+    fit.train(smoke_config(data, tmp_path, holdout=0.0, teacher=str(tiny_model_dir), distill_weight=0.6,
+                           distill_mode="consistent"))
+    training, validation = made
+    faces = training_faces(data)
+    np.testing.assert_array_equal(training.targets, np.eye(7)[faces.labels])  # labels stay the labels
+    assert training.teach_weight == 0.6 and validation.teacher is None
+    probe = np.random.default_rng(3).integers(0, 256, (5, 48, 48, 1)).astype(np.float32)
+    np.testing.assert_allclose(training.teacher(probe), FacialExpressionModel(tiny_model_dir).predict_proba(probe),
+                               atol=1e-6)
+    card = (tmp_path / "smoke" / "MODEL_CARD.md").read_text()
+    assert f"distilled from `{tiny_model_dir}` (consistent, weight 0.6)" in card
+    assert json.loads((tmp_path / "smoke" / "train_config.json").read_text())["distill_mode"] == "consistent"
+
+
+def test_unknown_distill_mode_is_an_error(tiny_csv, tmp_path):
+    data = tiny_csv({"Training": 20, "PublicTest": 14})
+    with pytest.raises(FerkitError, match="unknown distillation mode 'online'"):
+        fit.train(smoke_config(data, tmp_path, holdout=0.0, teacher="fast", distill_mode="online"))
+    assert not (tmp_path / "smoke").exists()
+
+
 def test_class_weights_weigh_each_face_by_its_class(tiny_csv, tmp_path, batches_seen):
     data = tiny_csv({"Training": 10, "PublicTest": 14})  # labels 0..6, 0, 1, 2: counts 2, 2, 2, 1, 1, 1, 1
     fit.train(smoke_config(data, tmp_path, holdout=0.0, class_weights=True))

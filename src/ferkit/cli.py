@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int_range(1), help="use only the first N rows of each split (smoke tests)")
     p.add_argument("--teacher", help="distil from this model (bundled name or run folder)")
     p.add_argument("--distill-weight", type=float_range(0, 1), default=t.distill_weight)
+    p.add_argument("--distill-mode", choices=["fixed", "consistent"], default=t.distill_mode,
+                   help="fixed: the teacher scores the clean faces once; consistent: every augmented batch")
     p.add_argument("--init", help="start from this model's weights (bundled name or run folder, same architecture)")
     p.add_argument("--ema", type=float_range(0, 1, high_open=True), default=t.ema, metavar="MOMENTUM",
                    help="score and keep a moving average of the weights, e.g. 0.999 (0: off)")

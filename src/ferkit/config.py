@@ -176,6 +176,9 @@ class TrainConfig:
     teacher: str | None = None  # run folder or bundled model to distil from
     init: str | None = None  # start from this trained model's weights (same architecture): fine-tuning
     distill_weight: float = 0.7  # share of the loss that follows the teacher
+    # fixed: the teacher scores each clean training face once, before training; consistent: it scores every
+    # batch as augmented and blended, so its targets are never the labels it memorised (Beyer et al. 2022)
+    distill_mode: str = "fixed"
     # Polyak averaging: >0 keeps an exponential moving average of the weights with this momentum;
     # it is what the holdout scores and the checkpoint keeps (a wider minimum than the last step).
     ema: float = 0.0

@@ -90,6 +90,8 @@ def write_card(run_dir: Path, metrics: dict) -> None:
         f"- Seed: {train.get('seed')}; precision {train.get('precision')}; batch size {train.get('batch_size')}; "
         f"augmentation {train.get('augment')}"
         + (f", mixup alpha {train['mixup']}" if train.get("mixup") else "")
+        + (f"; distilled from `{train['teacher']}` ({train.get('distill_mode', 'fixed')}, weight "
+           f"{train.get('distill_weight')})" if train.get("teacher") else "")
         + f"; class weights {train.get('class_weights')}.",
         f"- Epochs: {metrics.get('epochs_run')} run (of {train.get('epochs')} planned), best epoch "
         f"{metrics.get('best_epoch')}; training time {metrics.get('train_seconds', 0) / 60:.0f} min "

@@ -121,6 +121,8 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
     spec = get_spec(cfg.model)
     if cfg.augment not in AUGMENTATIONS:
         raise FerkitError(f"unknown augmentation {cfg.augment!r} (expected {', '.join(AUGMENTATIONS)})")
+    if cfg.distill_mode not in ("fixed", "consistent"):
+        raise FerkitError(f"unknown distillation mode {cfg.distill_mode!r} (expected fixed or consistent)")
     if not 0 <= cfg.holdout < 1:
         raise FerkitError(f"--holdout {cfg.holdout}: expected a share from 0 to below 1, such as 0.1")
     run_dir = run_folder(cfg)
@@ -148,14 +150,20 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
 
     # 2. batches
     targets = train_set.one_hot()
-    if cfg.teacher:
+    teacher = None
+    if cfg.teacher and cfg.distill_mode == "consistent":
+        from ..inference.classifier import FacialExpressionModel
+
+        teacher = FacialExpressionModel.load(cfg.teacher).predict_proba
+    elif cfg.teacher:
         targets = teacher_targets(cfg.teacher, train_set.images, targets, cfg.distill_weight)
     weights = None
     if cfg.class_weights:
         per_class = class_weights(train_set.hard_labels)
         weights = np.asarray([per_class[c] for c in train_set.hard_labels], np.float32)
     train_batches = FaceBatches(train_set.images, targets, cfg.batch_size, AUGMENTATIONS[cfg.augment],
-                                shuffle=True, seed=cfg.seed, sample_weights=weights, mixup=cfg.mixup)
+                                shuffle=True, seed=cfg.seed, sample_weights=weights, mixup=cfg.mixup,
+                                teacher=teacher, teach_weight=cfg.distill_weight)
     val_batches = FaceBatches(val_set.images, val_set.one_hot(), 256, None, shuffle=False)
 
     # 3. model
