@@ -228,6 +228,9 @@ def test_unknown_distill_mode_is_an_error(tiny_csv, tmp_path):
     with pytest.raises(FerkitError, match="unknown distillation mode 'online'"):
         fit.train(smoke_config(data, tmp_path, holdout=0.0, teacher="fast", distill_mode="online"))
     assert not (tmp_path / "smoke").exists()
+    with pytest.raises(FerkitError, match="--distill-mode consistent needs --teacher MODEL"):
+        fit.train(smoke_config(data, tmp_path, holdout=0.0, distill_mode="consistent"))
+    assert not (tmp_path / "smoke").exists()
 
 
 def test_class_weights_weigh_each_face_by_its_class(tiny_csv, tmp_path, batches_seen):

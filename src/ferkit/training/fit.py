@@ -123,6 +123,8 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
         raise FerkitError(f"unknown augmentation {cfg.augment!r} (expected {', '.join(AUGMENTATIONS)})")
     if cfg.distill_mode not in ("fixed", "consistent"):
         raise FerkitError(f"unknown distillation mode {cfg.distill_mode!r} (expected fixed or consistent)")
+    if cfg.distill_mode == "consistent" and not cfg.teacher:
+        raise FerkitError("--distill-mode consistent needs --teacher MODEL (the model whose scores are the targets)")
     if not 0 <= cfg.holdout < 1:
         raise FerkitError(f"--holdout {cfg.holdout}: expected a share from 0 to below 1, such as 0.1")
     run_dir = run_folder(cfg)
