@@ -518,7 +518,7 @@ def test_face_batches_consistent_teacher_scores_the_batch_as_the_student_sees_it
         return grey_teacher(faces)
 
     augmented = dict(augmentation=Augmentation(rotation=10, shift=0.1, zoom=0.1), shuffle=True, mixup=0.4)
-    taught = make_batches(face_batches_class, teacher=teacher, teach_weight=0.7, **augmented)
+    taught = make_batches(face_batches_class, teacher=teacher, distill_weight=0.7, **augmented)
     plain = make_batches(face_batches_class, **augmented)
     for index in (0, 2):
         x, y = taught[index]
@@ -527,7 +527,7 @@ def test_face_batches_consistent_teacher_scores_the_batch_as_the_student_sees_it
         np.testing.assert_array_equal(shown[-1], x)  # it saw the augmented, blended faces the student gets
         np.testing.assert_allclose(y, 0.7 * grey_teacher(x) + 0.3 * y_plain, atol=1e-6)
     assert not np.allclose(grey_teacher(x), grey_teacher(taught.images[taught.order[64:]][..., None]), atol=1e-3)
-    only_teacher = make_batches(face_batches_class, teacher=grey_teacher, teach_weight=1.0, **augmented)
+    only_teacher = make_batches(face_batches_class, teacher=grey_teacher, distill_weight=1.0, **augmented)
     x, y = only_teacher[1]
     np.testing.assert_allclose(y, grey_teacher(x), atol=1e-6)
 

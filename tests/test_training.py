@@ -214,7 +214,7 @@ def test_consistent_teacher_scores_the_batches_not_the_clean_faces(tiny_csv, tin
     training, validation = made
     faces = training_faces(data)
     np.testing.assert_array_equal(training.targets, np.eye(7)[faces.labels])  # labels stay the labels
-    assert training.teach_weight == 0.6 and validation.teacher is None
+    assert training.distill_weight == 0.6 and validation.teacher is None
     probe = np.random.default_rng(3).integers(0, 256, (5, 48, 48, 1)).astype(np.float32)
     np.testing.assert_allclose(training.teacher(probe), FacialExpressionModel(tiny_model_dir).predict_proba(probe),
                                atol=1e-6)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import Config, DetectorConfig, PipelineConfig, ServeConfig, TrainConfig
+from .config import DISTILL_MODES, Config, DetectorConfig, PipelineConfig, ServeConfig, TrainConfig
 from .errors import FerkitError
 
 
@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int_range(1), help="use only the first N rows of each split (smoke tests)")
     p.add_argument("--teacher", help="distil from this model (bundled name or run folder)")
     p.add_argument("--distill-weight", type=float_range(0, 1), default=t.distill_weight)
-    p.add_argument("--distill-mode", choices=["fixed", "consistent"], default=t.distill_mode,
+    p.add_argument("--distill-mode", choices=DISTILL_MODES, default=t.distill_mode,
                    help="fixed: the teacher scores the clean faces once; consistent: every augmented batch")
     p.add_argument("--init", help="start from this model's weights (bundled name or run folder, same architecture)")
     p.add_argument("--ema", type=float_range(0, 1, high_open=True), default=t.ema, metavar="MOMENTUM",

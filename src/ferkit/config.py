@@ -139,6 +139,9 @@ class ServeConfig:
     max_inflight: int = 4  # images (/api/predict, /api/annotate, /api/frame) analysed at once; more: 429
 
 
+DISTILL_MODES = ("fixed", "consistent")  # how a --teacher makes the targets (TrainConfig.distill_mode)
+
+
 @dataclass
 class TrainConfig:
     data: str = ""
@@ -178,7 +181,7 @@ class TrainConfig:
     distill_weight: float = 0.7  # share of the loss that follows the teacher
     # fixed: the teacher scores each clean training face once, before training; consistent: it scores every
     # batch as augmented and blended, so its targets are never the labels it memorised (Beyer et al. 2022)
-    distill_mode: str = "fixed"
+    distill_mode: str = "fixed"  # one of DISTILL_MODES
     # Polyak averaging: >0 keeps an exponential moving average of the weights with this momentum;
     # it is what the holdout scores and the checkpoint keeps (a wider minimum than the last step).
     ema: float = 0.0

@@ -21,7 +21,7 @@ class FaceBatches(keras.utils.PyDataset):
     targets and sample weights alike (Zhang et al. 2018). The face's own share is max(l, 1 - l), so
     it stays the larger part; the blend draws from its own generator, so the augmentation is unchanged.
 
-    `teacher` (a function from faces to probabilities) makes the targets `teach_weight` x the teacher's
+    `teacher` (a function from faces to probabilities) makes the targets `distill_weight` x the teacher's
     scores of the batch exactly as the student sees it (augmented, blended) + the rest x the labels:
     "consistent" distillation (Beyer et al. 2022). Targets precomputed on the clean faces repeat what the
     teacher memorised of them (docs/models.md, seventh session); a view it never saw does not.
@@ -30,12 +30,12 @@ class FaceBatches(keras.utils.PyDataset):
     def __init__(self, images: np.ndarray, targets: np.ndarray, batch_size: int = 64,
                  augmentation: Augmentation | None = None, shuffle: bool = True, seed: int = 0,
                  sample_weights: np.ndarray | None = None, mixup: float = 0.0,
-                 teacher: Callable[[np.ndarray], np.ndarray] | None = None, teach_weight: float = 1.0):
+                 teacher: Callable[[np.ndarray], np.ndarray] | None = None, distill_weight: float = 1.0):
         super().__init__(workers=1, use_multiprocessing=False)
         self.images, self.targets = images, targets
         self.batch_size, self.augmentation, self.shuffle, self.seed = batch_size, augmentation, shuffle, seed
         self.sample_weights, self.mixup = sample_weights, mixup
-        self.teacher, self.teach_weight = teacher, teach_weight
+        self.teacher, self.distill_weight = teacher, distill_weight
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -58,7 +58,7 @@ class FaceBatches(keras.utils.PyDataset):
         if self.mixup > 0:
             x, y, w = self._blend(x, y, w, np.random.default_rng([self.seed, self.epoch, index, 1]))
         if self.teacher is not None:
-            y = (self.teach_weight * self.teacher(x) + (1 - self.teach_weight) * y).astype(np.float32)
+            y = (self.distill_weight * self.teacher(x) + (1 - self.distill_weight) * y).astype(np.float32)
         return (x, y) if w is None else (x, y, w)
 
     def _blend(self, x, y, w, rng):

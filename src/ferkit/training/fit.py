@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import TrainConfig
+from ..config import DISTILL_MODES, TrainConfig
 from ..data import FaceDataset, class_weights, default_splits, load_dataset
 from ..data.augment import Augmentation
 from ..errors import FerkitError
@@ -121,8 +121,8 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
     spec = get_spec(cfg.model)
     if cfg.augment not in AUGMENTATIONS:
         raise FerkitError(f"unknown augmentation {cfg.augment!r} (expected {', '.join(AUGMENTATIONS)})")
-    if cfg.distill_mode not in ("fixed", "consistent"):
-        raise FerkitError(f"unknown distillation mode {cfg.distill_mode!r} (expected fixed or consistent)")
+    if cfg.distill_mode not in DISTILL_MODES:
+        raise FerkitError(f"unknown distillation mode {cfg.distill_mode!r} (expected {' or '.join(DISTILL_MODES)})")
     if cfg.distill_mode == "consistent" and not cfg.teacher:
         raise FerkitError("--distill-mode consistent needs --teacher MODEL (the model whose scores are the targets)")
     if not 0 <= cfg.holdout < 1:
@@ -165,7 +165,7 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
         weights = np.asarray([per_class[c] for c in train_set.hard_labels], np.float32)
     train_batches = FaceBatches(train_set.images, targets, cfg.batch_size, AUGMENTATIONS[cfg.augment],
                                 shuffle=True, seed=cfg.seed, sample_weights=weights, mixup=cfg.mixup,
-                                teacher=teacher, teach_weight=cfg.distill_weight)
+                                teacher=teacher, distill_weight=cfg.distill_weight)
     val_batches = FaceBatches(val_set.images, val_set.one_hot(), 256, None, shuffle=False)
 
     # 3. model
