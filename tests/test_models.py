@@ -82,12 +82,16 @@ def test_importing_the_models_alone_lands_keras_on_torch():
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "OMP_WAIT_POLICY")}
+    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     code = ("import ferkit.models, keras, os; m = ferkit.models.create_model('compact'); "
-            "print(keras.backend.backend(), os.environ['OMP_WAIT_POLICY'], m.output_shape)")
+            "print(keras.backend.backend(), os.environ['OMP_WAIT_POLICY'], os.environ['GOMP_SPINCOUNT'], m.output_shape)")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr.strip().splitlines()[-1:]
-    assert done.stdout.split("\n")[0] == "torch ACTIVE (None, 7)"
+    assert done.stdout.split("\n")[0] == "torch ACTIVE 100000 (None, 7)"
+    # a value the user set wins
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "GOMP_SPINCOUNT": "7"},
+                          capture_output=True, text=True, timeout=300)
+    assert done.stdout.split("\n")[0] == "torch ACTIVE 7 (None, 7)"
 
 
 def test_rescompact_adds_a_shortcut_around_each_stage_block():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -100,6 +101,9 @@ def test_resume_continues_an_interrupted_run(tiny_csv, tmp_path, monkeypatch):
         draw(self, epoch, logs)
         raise Interrupted  # as if the machine stopped between epochs 1 and 2
 
+    # the epochs' clock: epoch 1 takes 100 s, epoch 2 (in the resumed invocation) 37 s
+    clock = iter([0.0, 100.0, 1000.0, 1037.0])
+    monkeypatch.setattr(callbacks, "time", SimpleNamespace(monotonic=lambda: next(clock)))
     monkeypatch.setattr(callbacks.LivePlot, "on_epoch_end", stop_after_first_epoch)
     with pytest.raises(Interrupted):
         fit.train(cfg)
@@ -111,6 +115,9 @@ def test_resume_continues_an_interrupted_run(tiny_csv, tmp_path, monkeypatch):
     assert history_epochs(run_dir) == [0, 1]  # epoch 2 only: epoch 1 was restored, not retrained
     assert metrics["epochs_run"] == 2
     assert not (run_dir / fit.BACKUP_DIR).exists()
+    # the whole run's training time, not the resumed invocation's alone
+    assert metrics["train_seconds"] == 137
+    assert callbacks.read_history(run_dir / "history.csv")["epoch_seconds"] == [100.0, 37.0]
 
 
 def test_json_and_weights_match_onnx(finished_run, random_faces):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
 
 import keras
@@ -62,3 +63,15 @@ class ReseedBatches(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.batches.set_epoch(epoch)
+
+
+class EpochSeconds(keras.callbacks.Callback):
+    """Adds each epoch's wall-clock seconds to its logs (before the CSVLogger writes them), so that a run
+    resumed any number of times still knows its whole training time: the sum of the history's column."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.monotonic() - self.started

@@ -116,7 +116,7 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
     started = time.time()
     from ..models import create_model, get_spec
     from .batches import FaceBatches
-    from .callbacks import LivePlot, ReseedBatches, read_history
+    from .callbacks import EpochSeconds, LivePlot, ReseedBatches, read_history
 
     spec = get_spec(cfg.model)
     if cfg.augment not in AUGMENTATIONS:
@@ -193,6 +193,7 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
                                         save_best_only=True, save_weights_only=True,
                                         initial_value_threshold=best_so_far),
         *([keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience)] if patience else []),
+        EpochSeconds(),  # before the CSVLogger, which writes the logs it adds to
         keras.callbacks.CSVLogger(str(history_csv), append=cfg.resume),
         LivePlot(run_dir / "curves.png", f"{cfg.model} on {Path(cfg.data).name}", past),
     ]
@@ -210,7 +211,9 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
         "train_split": train_split, "val_split": val_split, "pick_split": pick_split, "pick_rows": len(val_set),
         "train_rows": len(train_set),
         "epochs_run": len(val_acc), "best_epoch": int(np.argmax(val_acc)) + 1,
-        "train_seconds": round(time.time() - started),  # this invocation only, after a --resume
+        # every invocation's epochs, across --resume (a history from before the column: this invocation's)
+        "train_seconds": round(sum(history["epoch_seconds"]) if len(history.get("epoch_seconds", [])) == len(val_acc)
+                               else time.time() - started),
         "hardware": f"{platform.machine()} CPU x{os.cpu_count()}", "command": command, "train": asdict(cfg),
     }
     del model
