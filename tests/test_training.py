@@ -452,3 +452,73 @@ def test_jit_compile_reaches_model_compile(tiny_csv, tmp_path, monkeypatch):
     fit.train(smoke_config(data, tmp_path, name="on", jit_compile=True))
     fit.train(smoke_config(data, tmp_path, name="off"))
     assert seen == [True, False]
+
+
+# --- --views 2: the network trained as the two-view graph `fast` ships -----------------------------
+
+def decided_net():
+    """A random `compact` whose head is scaled from nearly uniform to decided probabilities: the face and its
+    mirror image get visibly different ones."""
+    from ferkit.models import create_model
+
+    keras.utils.set_random_seed(0)
+    net = create_model("compact")
+    head = net.get_layer("expression")
+    head.kernel.assign(head.kernel * 300)
+    return net
+
+
+def test_two_views_average_the_face_and_its_mirror_image():
+    from ferkit.models.layers import averaged_views
+
+    net = decided_net()
+    assert averaged_views(net, 1) is net
+    faces = np.random.default_rng(5).integers(0, 256, (4, 48, 48, 1)).astype(np.float32)
+    plain, mirrored = net.predict(faces, verbose=0), net.predict(faces[:, :, ::-1], verbose=0)
+    both = averaged_views(net, 2).predict(faces, verbose=0)
+    np.testing.assert_allclose(both, (plain + mirrored) / 2, atol=1e-6)
+    assert np.abs(plain - mirrored).max() > 0.01  # a random net is not mirror-symmetric: the check has teeth
+
+
+def holdout_loss(run_dir, csv_path, holdout, views):
+    """Categorical cross-entropy (compact's label smoothing) of the exported network on the run's holdout."""
+    from ferkit.models import get_spec
+
+    net = keras.models.model_from_json((run_dir / "model.json").read_text())
+    net.load_weights(run_dir / "model.weights.h5")
+    _, held = training_faces(csv_path).holdout(holdout, 42)
+    faces = held.images[..., None].astype(np.float32)
+    probs = net.predict(faces, verbose=0)
+    if views == 2:
+        probs = (probs + net.predict(faces[:, :, ::-1], verbose=0)) / 2
+    smoothing = get_spec("compact").label_smoothing
+    targets = held.one_hot() * (1 - smoothing) + smoothing / 7
+    return float(np.mean(-(targets * np.log(np.clip(probs, 1e-7, 1))).sum(1)))
+
+
+def test_train_with_two_views_picks_on_the_pair_and_exports_the_one_view_network(tiny_csv, tmp_path):
+    """The holdout loss Keras logs is the two-view graph's, recomputed from the exported one-view network."""
+    from ferkit.training.export import export_model
+
+    (tmp_path / "start").mkdir()
+    export_model(decided_net(), tmp_path / "start")
+    data = tiny_csv({"Training": 96, "PublicTest": 14})
+    cfg = smoke_config(data, tmp_path, views=2, holdout=0.25, batch_size=16, init=str(tmp_path / "start"),
+                       optimizer="adam", learning_rate=1e-5)
+    fit.train(cfg)
+    run_dir = fit.run_folder(cfg)
+    with open(run_dir / "history.csv", newline="") as handle:
+        logged = float(next(csv.DictReader(handle))["val_loss"])
+    two, one = holdout_loss(run_dir, data, 0.25, 2), holdout_loss(run_dir, data, 0.25, 1)
+    assert logged == pytest.approx(two, abs=1e-4) and abs(one - two) > 1e-2
+    exported = json.loads((run_dir / "model.json").read_text())
+    assert "mirror" not in json.dumps(exported) and exported["config"]["name"] == "compact"
+    assert "two-view graph" in (run_dir / "MODEL_CARD.md").read_text()
+    assert json.loads((run_dir / "train_config.json").read_text())["views"] == 2
+
+
+def test_train_refuses_other_view_counts(tiny_csv, tmp_path):
+    data = tiny_csv({"Training": 20, "PublicTest": 14})
+    with pytest.raises(FerkitError, match=r"--views 4: expected 1 or 2"):
+        fit.train(smoke_config(data, tmp_path, views=4))
+    assert not (tmp_path / "smoke").exists()

@@ -172,6 +172,9 @@ class TrainConfig:
     class_weights: bool = False
     augment: str = "standard"  # none | standard | strong | real (strong + lighting, low resolution, JPEG)
     mixup: float = 0.0  # alpha of mixup's Beta distribution (faces and targets blended in pairs); 0: off
+    # 2: the loss and the holdout see the mean of the network's probabilities on the face and its mirror image,
+    # the graph `fast` ships (ensemble --views 2); the exported network is the one-view net (docs/models.md)
+    views: int = 1
     # epochs without validation improvement before stopping; 0: never. Default: 10 with the plateau
     # schedule, never with cosine (its last, low-rate epochs are its best: m5 stopped at 35 of 50)
     early_stopping: int | None = None

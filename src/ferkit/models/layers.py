@@ -21,3 +21,17 @@ def conv_bn_relu(x, filters: int, kernel_size: int = 3, name: str | None = None)
 def classifier_head(x, num_classes: int):
     # float32 softmax keeps probabilities exact under a mixed-precision policy
     return layers.Dense(num_classes, activation="softmax", dtype="float32", name="expression")(x)
+
+
+def averaged_views(net, views: int):
+    """`net` as a two-view graph ships it (ensemble.py): probabilities averaged over the face and its mirror
+    image, the one set of weights shared. views=1 is `net` itself."""
+    if views == 1:
+        return net
+    if views != 2:
+        raise ValueError(f"{views} training views: expected 1 or 2")
+    face = keras.Input(shape=net.input_shape[1:], name="face")
+    # float32: pixels and probabilities pass through unrounded under a mixed-precision policy
+    mirrored = layers.Lambda(lambda x: keras.ops.flip(x, axis=2), dtype="float32", name="mirror")(face)
+    mean = layers.Average(dtype="float32", name="views")([net(face), net(mirrored)])
+    return keras.Model(face, mean, name=f"{net.name}_views{views}")

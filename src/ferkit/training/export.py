@@ -33,12 +33,15 @@ def export_model(model, run_dir: Path) -> None:
         model.export(str(run_dir / ONNX_FILE), format="onnx", verbose=False)
 
 
-def export_run(run_dir: Path, model_name: str) -> None:
+def export_run(run_dir: Path, model_name: str, views: int = 1) -> None:
+    """The checkpoint's network as model.json, weights and ONNX; with views=2 the checkpoint holds the two-view
+    training graph, whose one shared network is what gets exported."""
     keras = setup_keras("float32")
     from ..models import create_model
+    from ..models.layers import averaged_views
 
     model = create_model(model_name)
-    model.load_weights(run_dir / CHECKPOINT_FILE)
+    averaged_views(model, views).load_weights(run_dir / CHECKPOINT_FILE)
     export_model(model, run_dir)
     keras.backend.clear_session()
 
@@ -90,6 +93,8 @@ def write_card(run_dir: Path, metrics: dict) -> None:
         f"- Seed: {train.get('seed')}; precision {train.get('precision')}; batch size {train.get('batch_size')}; "
         f"augmentation {train.get('augment')}"
         + (f", mixup alpha {train['mixup']}" if train.get("mixup") else "")
+        + ("; trained and picked as a two-view graph (the face and its mirror image, averaged)"
+           if train.get("views", 1) == 2 else "")
         + (f"; distilled from `{train['teacher']}` ({train.get('distill_mode', 'fixed')}, weight "
            f"{train.get('distill_weight')})" if train.get("teacher") else "")
         + f"; class weights {train.get('class_weights')}.",

@@ -115,6 +115,7 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
 def _train(cfg: TrainConfig, command: str, keras) -> dict:
     started = time.time()
     from ..models import create_model, get_spec
+    from ..models.layers import averaged_views
     from .batches import FaceBatches
     from .callbacks import EpochSeconds, LivePlot, ReseedBatches, read_history
 
@@ -125,6 +126,8 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
         raise FerkitError(f"unknown distillation mode {cfg.distill_mode!r} (expected {' or '.join(DISTILL_MODES)})")
     if cfg.distill_mode == "consistent" and not cfg.teacher:
         raise FerkitError("--distill-mode consistent needs --teacher MODEL (the model whose scores are the targets)")
+    if cfg.views not in (1, 2):
+        raise FerkitError(f"--views {cfg.views}: expected 1 or 2")
     if not 0 <= cfg.holdout < 1:
         raise FerkitError(f"--holdout {cfg.holdout}: expected a share from 0 to below 1, such as 0.1")
     run_dir = run_folder(cfg)
@@ -170,9 +173,10 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
 
     # 3. model
     keras.utils.set_random_seed(cfg.seed)
-    model = create_model(cfg.model)
+    net = create_model(cfg.model)
     if cfg.init:
-        load_initial_weights(model, cfg.init)
+        load_initial_weights(net, cfg.init)
+    model = averaged_views(net, cfg.views)  # what the loss and the holdout see; `net` is what is exported
     model.compile(optimizer=make_optimizer(keras, spec, cfg, len(train_batches)),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=spec.label_smoothing),
                   metrics=["accuracy"], jit_compile=cfg.jit_compile)
@@ -216,9 +220,9 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
                                else time.time() - started),
         "hardware": f"{platform.machine()} CPU x{os.cpu_count()}", "command": command, "train": asdict(cfg),
     }
-    del model
+    del model, net
     keras.backend.clear_session()
-    export_run(run_dir, cfg.model)
+    export_run(run_dir, cfg.model, cfg.views)
     shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
     metrics = score_run(run_dir, test_set.images, test_set.hard_labels, val_split, info)
     print(f"{run_dir}: best epoch {info['best_epoch']}, {val_split} accuracy {metrics['accuracy']:.4f} "
