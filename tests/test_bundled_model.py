@@ -48,10 +48,7 @@ def test_the_default_is_a_bundled_model_with_its_card():
 
 def test_keras_and_onnx_loaders_agree_on_the_shipped_weights():
     """The default's Keras network (model.json + weights) is the float network its card names as member
-    (to 1e-4), and the folder's model.onnx is that network with its mirrored view inside, in int8: the
-    same scores to int8 precision."""
-    from ferkit.inference.classifier import tta_views
-
+    (to 1e-4), and the folder's model.onnx is an int8 graph with the mirrored view inside."""
     folder = resolve_model("default")
     card = FacialExpressionModel.load("default").card
     faces = np.random.default_rng(3).integers(0, 256, (64, 48, 48)).astype(np.uint8)
@@ -60,13 +57,25 @@ def test_keras_and_onnx_loaders_agree_on_the_shipped_weights():
     np.testing.assert_allclose(network.predict_proba(faces, calibrated=False),
                                keras.predict_proba(faces, calibrated=False), atol=1e-4)
     assert card["views_in_graph"] == 2 and card["int8"] is True
-    batch = faces[..., None].astype(np.float32)
-    with_mirror = keras._run(tta_views(batch)).reshape(4, len(faces), -1)[:2].mean(axis=0)
+
+
+@pytest.mark.shared
+def test_the_shipped_graph_is_the_network_with_its_mirror_in_int8(shared_dir):
+    """On real faces (the first 256 of PublicTest; uniform noise has near-ties that int8 flips, and
+    the graph is judged on faces), model.onnx scores what the Keras network scores on the face and its
+    mirror image, averaged, to int8 precision; the network on the face alone is further off."""
+    from ferkit.data import load_dataset
+    from ferkit.inference.classifier import tta_views
+
+    folder = resolve_model("default")
+    faces = load_dataset(shared_dir / "data" / "fer2013" / "fer2013.csv.gz").split("PublicTest").images[:256]
+    keras = FacialExpressionModel(folder / "model.json", folder / "model.weights.h5")
+    views = keras._run(tta_views(faces[..., None].astype(np.float32))).reshape(4, len(faces), -1)
+    with_mirror, as_is = views[:2].mean(axis=0), views[0]
     shipped = FacialExpressionModel.load("default").predict_proba(faces, calibrated=False)
-    assert np.abs(shipped - with_mirror).mean() < 0.03
-    assert (shipped.argmax(1) == with_mirror.argmax(1)).mean() >= 0.9
-    as_is = keras.predict_proba(faces, calibrated=False)  # without the mirror it is further off
-    assert np.abs(shipped - as_is).mean() > np.abs(shipped - with_mirror).mean()
+    assert np.abs(shipped - with_mirror).mean() < 0.015  # 0.007 measured for x5's graph
+    assert (shipped.argmax(1) == with_mirror.argmax(1)).mean() >= 0.95  # 97.3% measured
+    assert np.abs(shipped - as_is).mean() > 2 * np.abs(shipped - with_mirror).mean()  # 0.024 measured
 
 
 @pytest.mark.shared
