@@ -93,8 +93,9 @@ class Interrupted(Exception):
     pass
 
 
-def test_resume_continues_an_interrupted_run(tiny_csv, tmp_path, monkeypatch):
-    cfg = smoke_config(tiny_csv({"Training": 64, "PublicTest": 32}), tmp_path, epochs=2)
+@pytest.mark.parametrize("views", [1, 2])  # 2: the backup holds the two-view training graph
+def test_resume_continues_an_interrupted_run(tiny_csv, tmp_path, monkeypatch, views):
+    cfg = smoke_config(tiny_csv({"Training": 64, "PublicTest": 32}), tmp_path, epochs=2, views=views)
     draw = callbacks.LivePlot.on_epoch_end
 
     def stop_after_first_epoch(self, epoch, logs=None):
