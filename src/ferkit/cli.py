@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import DISTILL_MODES, Config, DetectorConfig, PipelineConfig, ServeConfig, TrainConfig
+from .config import DISTILL_MODES, TRAIN_VIEWS, Config, DetectorConfig, PipelineConfig, ServeConfig, TrainConfig
 from .errors import FerkitError
 
 
@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="strong: + random erasing; real: strong + lighting, low-resolution and JPEG changes")
     p.add_argument("--mixup", type=float_range(0, 10), default=t.mixup, metavar="ALPHA",
                    help="blend faces and their targets in pairs, shares from Beta(ALPHA, ALPHA), e.g. 0.2 (0: off)")
-    p.add_argument("--views", type=int, choices=(1, 2), default=t.views,
+    p.add_argument("--views", type=int, choices=TRAIN_VIEWS, default=t.views,
                    help="views the loss sees, averaged: 1, or 2 (+ mirrored), the graph `ensemble --views 2` ships")
     p.add_argument("--early-stopping", type=int_range(0), default=t.early_stopping,
                    help="patience in epochs, 0: never stop early (default: 10 with the plateau schedule, "

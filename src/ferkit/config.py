@@ -140,6 +140,7 @@ class ServeConfig:
 
 
 DISTILL_MODES = ("fixed", "consistent")  # how a --teacher makes the targets (TrainConfig.distill_mode)
+TRAIN_VIEWS = (1, 2)  # views the training loss averages (TrainConfig.views): as is, + mirrored
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import DISTILL_MODES, TrainConfig
+from ..config import DISTILL_MODES, TRAIN_VIEWS, TrainConfig
 from ..data import FaceDataset, class_weights, default_splits, load_dataset
 from ..data.augment import Augmentation
 from ..errors import FerkitError
@@ -126,8 +126,8 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
         raise FerkitError(f"unknown distillation mode {cfg.distill_mode!r} (expected {' or '.join(DISTILL_MODES)})")
     if cfg.distill_mode == "consistent" and not cfg.teacher:
         raise FerkitError("--distill-mode consistent needs --teacher MODEL (the model whose scores are the targets)")
-    if cfg.views not in (1, 2):
-        raise FerkitError(f"--views {cfg.views}: expected 1 or 2")
+    if cfg.views not in TRAIN_VIEWS:
+        raise FerkitError(f"--views {cfg.views}: expected {' or '.join(map(str, TRAIN_VIEWS))}")
     if not 0 <= cfg.holdout < 1:
         raise FerkitError(f"--holdout {cfg.holdout}: expected a share from 0 to below 1, such as 0.1")
     run_dir = run_folder(cfg)
