@@ -169,6 +169,18 @@ def test_schedule_flag_overrides_the_models_own(schedule):
     assert is_schedule == (schedule != "plateau")
 
 
+@pytest.mark.parametrize("family, optimizer, decay", [
+    ("compact", None, 0.05), ("compact", "sgd", 5e-4), ("medium", None, 5e-4), ("medium", "adamw", 0.05)])
+def test_weight_decay_follows_the_optimizer_not_the_family(family, optimizer, decay):
+    """A family's decay is written for its own optimizer: L2 5e-4 for SGD, decoupled 0.05 for AdamW.
+    Switching optimizer with --optimizer switches to the other form's value."""
+    from ferkit.models import get_spec
+
+    cfg = TrainConfig(data="unused", model=family, epochs=4, optimizer=optimizer)
+    made = fit.make_optimizer(keras, get_spec(family), cfg, steps_per_epoch=10)
+    assert made.weight_decay == pytest.approx(decay, rel=1e-6)
+
+
 # --- what reaches the batches: teacher targets, class weights, FER+ labels -------------------------
 
 @pytest.fixture
