@@ -36,7 +36,7 @@ from ferkit.inference.classifier import FacialExpressionModel, tta_views
 from ferkit.training.ensemble import member_onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from bench_models import time_per_face  # noqa: E402  (the model table's own batch-1 timing)
+from bench_models import count_macs, time_per_face  # noqa: E402  (the model table's own counts and timing)
 
 VIEWS = (1, 2, 4)
 CACHE = Path("runs/pick-cache")
@@ -65,6 +65,13 @@ def member_views(onnx_path: Path, faces: np.ndarray, tag: str) -> np.ndarray:
     CACHE.mkdir(parents=True, exist_ok=True)
     np.save(key, probs)
     return probs
+
+
+def scaled_costs(paths: list[Path], member_ms: float) -> list[float]:
+    """ms per view of each candidate: `member_ms` for the fewest multiply-adds, the others in proportion
+    (a `medium` member costs about 2.3 `compact` ones)."""
+    macs = [count_macs(p.parent / "model.json")[1] for p in paths]
+    return [member_ms * m / min(macs) for m in macs]
 
 
 def stacked(views, subset: tuple[int, ...], v: int) -> np.ndarray:
@@ -147,8 +154,9 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--budget-ms", type=float, default=9.5, help="batch-1 ms per face the ensemble may cost")
     parser.add_argument("--member-ms", type=float, default=None,
-                        help="cost of one member-view in ms instead of timing each member (all candidates one "
-                             "architecture; e.g. its int8 cost, or when the machine is busy and timings mislead)")
+                        help="cost in ms of one view of the cheapest candidate instead of timing each member "
+                             "(e.g. its int8 cost, or when the machine is busy and timings mislead); wider "
+                             "candidates are scaled by their multiply-adds")
     parser.add_argument("--max-members", type=int, default=6)
     parser.add_argument("--show", type=int, default=12, help="how many of the best to list")
     parser.add_argument("--fit-weights", type=int, default=0, metavar="K",
@@ -164,7 +172,7 @@ def main() -> None:
     test = None if args.no_publictest else dataset.split("PublicTest")
     paths = [single_network(member_onnx(c)) for c in args.candidates]
     names = [p.parent.name for p in paths]
-    costs = ([args.member_ms] * len(paths) if args.member_ms is not None
+    costs = (scaled_costs(paths, args.member_ms) if args.member_ms is not None
              else [time_per_face(FacialExpressionModel(p), batch=1, repeats=200) for p in paths])
     held_views = [member_views(p, held.images, "holdout") for p in paths]
     print("candidate                  ms/face  holdout: plain  2 views  4 views")

@@ -104,6 +104,21 @@ def test_member_ms_replaces_the_timing(tiny_csv, tiny_model_dir, tmp_path, monke
     assert f"{int(picked.split(' with ')[1][0]) * 0.25:.2f} ms per face" in picked
 
 
+def test_member_ms_scales_wider_candidates_by_their_multiply_adds(monkeypatch):
+    macs = {"narrow": 117_000_000, "wide": 264_000_000, "same": 117_000_000}
+    monkeypatch.setattr(pick, "count_macs", lambda json_path: (0, macs[json_path.parent.name]))
+    paths = [Path(name) / "model.onnx" for name in ("wide", "narrow", "same")]
+    assert pick.scaled_costs(paths, 0.5) == pytest.approx([0.5 * 264 / 117, 0.5, 0.5])
+
+
+def test_member_ms_counts_the_multiply_adds_of_each_candidates_model_json(tiny_model_dir):
+    from bench_models import count_macs
+
+    network = tiny_model_dir / "model.onnx"
+    assert count_macs(tiny_model_dir / "model.json")[1] > 0
+    assert pick.scaled_costs([network, network], 0.3) == pytest.approx([0.3, 0.3])
+
+
 def test_int8_ranking_adds_the_int8_change_and_reranks(tiny_csv, tiny_model_dir, tmp_path, monkeypatch, capsys):
     import shutil
 
