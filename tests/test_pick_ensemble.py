@@ -111,12 +111,18 @@ def test_member_ms_scales_wider_candidates_by_their_multiply_adds(monkeypatch):
     assert pick.scaled_costs(paths, 0.5) == pytest.approx([0.5 * 264 / 117, 0.5, 0.5])
 
 
-def test_member_ms_counts_the_multiply_adds_of_each_candidates_model_json(tiny_model_dir):
-    from bench_models import count_macs
+def test_member_ms_counts_the_multiply_adds_of_each_candidates_model_json(tmp_path):
+    """Real architectures' model.json: a `medium` view is priced at 264 M / 117 M = 2.26 `compact` views
+    (the model table's multiply-adds), whatever order the candidates come in."""
+    from ferkit.models import create_model
 
-    network = tiny_model_dir / "model.onnx"
-    assert count_macs(tiny_model_dir / "model.json")[1] > 0
-    assert pick.scaled_costs([network, network], 0.3) == pytest.approx([0.3, 0.3])
+    paths = []
+    for family in ("medium", "compact"):
+        (tmp_path / family).mkdir()
+        (tmp_path / family / "model.json").write_text(create_model(family).to_json())
+        paths.append(tmp_path / family / "model.onnx")
+    medium, compact = pick.scaled_costs(paths, 0.4)
+    assert (compact, medium) == pytest.approx((0.4, 0.4 * 264 / 117), rel=0.01)
 
 
 def test_int8_ranking_adds_the_int8_change_and_reranks(tiny_csv, tiny_model_dir, tmp_path, monkeypatch, capsys):

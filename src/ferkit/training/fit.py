@@ -57,7 +57,9 @@ def early_stopping_patience(cfg: TrainConfig, spec) -> int:
     return 0 if schedule_of(cfg, spec) == "cosine" else 10
 
 
-SGD_DECAY, ADAMW_DECAY = 5e-4, 0.05  # each optimizer's decay in the families designed for it (medium, compact)
+# Each optimizer's decay in the families designed for it (medium, compact): SGD's L2 form and AdamW's decoupled
+# form differ by two orders of magnitude, so --optimizer on a family built for the other one takes these.
+OPTIMIZER_DECAY = {"sgd": 5e-4, "adamw": 0.05}
 
 
 def make_optimizer(keras, spec, cfg: TrainConfig, steps_per_epoch: int):
@@ -69,13 +71,10 @@ def make_optimizer(keras, spec, cfg: TrainConfig, steps_per_epoch: int):
             warmup_target=learning_rate, warmup_steps=warmup)
     optimizer = cfg.optimizer or spec.optimizer
     ema = {"use_ema": True, "ema_momentum": cfg.ema} if cfg.ema else {}
+    decay = spec.weight_decay if spec.optimizer == optimizer else OPTIMIZER_DECAY.get(optimizer, 0.0)
     if optimizer == "sgd":
-        # a family designed for AdamW carries a decoupled decay (0.05) far too strong for SGD's L2 form
-        decay = spec.weight_decay if spec.optimizer == "sgd" else SGD_DECAY
         return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True, weight_decay=decay or None, **ema)
     if optimizer == "adamw":
-        # and the reverse: an SGD family's L2 decay (5e-4) is next to nothing in AdamW's decoupled form
-        decay = spec.weight_decay if spec.optimizer == "adamw" else ADAMW_DECAY
         return keras.optimizers.AdamW(learning_rate, weight_decay=decay, **ema)
     return keras.optimizers.Adam(learning_rate, **ema)
 
