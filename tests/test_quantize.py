@@ -14,7 +14,8 @@ from ferkit.errors import ModelError
 from ferkit.inference.classifier import FacialExpressionModel
 from ferkit.labels import IMAGE_SIZE, NUM_CLASSES
 from ferkit.training.ensemble import build_ensemble
-from ferkit.training.quantize import calibration_faces, calibration_stride, quantize_onnx
+from ferkit.training.quantize import (calibration_faces, calibration_stride, flat_biases, quantize_onnx,
+                                      subtractions_as_additions, tail_nodes)
 
 onnx = pytest.importorskip("onnx")
 
@@ -40,6 +41,45 @@ def conv_member(path, seed: int = 3):
          helper.make_node("MatMul", ["f", "w"], ["z"]),
          helper.make_node("Softmax", ["z"], ["probs"], axis=1)],
         "conv_member", [helper.make_tensor_value_info("face", TensorProto.FLOAT, ["batch", IMAGE_SIZE, IMAGE_SIZE, 1])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", NUM_CLASSES])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 9
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def batchnorm_member(path, seed: int = 5):
+    """A conv net whose BatchNorms are Sub, Mul, Add after the Conv and after the dense layer, as Keras on torch
+    exports them, with a different mean, scale and shift for each channel."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(seed)
+    k = rng.normal(0, 0.3, (8, 1, 3, 3)).astype(np.float32)
+    w = rng.normal(0, 2.0, (8, NUM_CLASSES)).astype(np.float32)
+    mean, scale, shift = (rng.normal(loc, 0.5, (1, 8, 1, 1)).astype(np.float32) for loc in (0.2, 1.5, -0.1))
+    d_mean, d_scale, d_shift = (rng.normal(loc, 0.5, (1, NUM_CLASSES)).astype(np.float32) for loc in (0.1, 1.2, 0.3))
+    inits = [helper.make_tensor(name, TensorProto.FLOAT, a.shape, a.ravel())
+             for name, a in [("k", k), ("w", w), ("mean", mean), ("bn_scale", scale), ("shift", shift),
+                             ("d_mean", d_mean), ("d_scale", d_scale), ("d_shift", d_shift)]]
+    inits.append(helper.make_tensor("scale", TensorProto.FLOAT, [], [1 / 255]))
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["face"], ["nchw"], perm=[0, 3, 1, 2]),
+         helper.make_node("Mul", ["nchw", "scale"], ["x"]),
+         helper.make_node("Conv", ["x", "k"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Sub", ["c", "mean"], ["centred"]),
+         helper.make_node("Mul", ["centred", "bn_scale"], ["scaled"]),
+         helper.make_node("Add", ["scaled", "shift"], ["normed"]),
+         helper.make_node("Relu", ["normed"], ["r"]),
+         helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+         helper.make_node("Flatten", ["g"], ["f"], axis=1),
+         helper.make_node("MatMul", ["f", "w"], ["d"]),
+         helper.make_node("Sub", ["d", "d_mean"], ["d_centred"]),
+         helper.make_node("Mul", ["d_centred", "d_scale"], ["d_scaled"]),
+         helper.make_node("Add", ["d_scaled", "d_shift"], ["z"]),
+         helper.make_node("Softmax", ["z"], ["probs"], axis=1)],
+        "batchnorm_member",
+        [helper.make_tensor_value_info("face", TensorProto.FLOAT, ["batch", IMAGE_SIZE, IMAGE_SIZE, 1])],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", NUM_CLASSES])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
     model.ir_version = 9
@@ -167,3 +207,90 @@ def test_an_int8_graph_is_not_quantized_twice(tmp_path):
     once = quantize_onnx(source, tmp_path / "int8.onnx", varied_faces(64, seed=1))
     with pytest.raises(ModelError, match="already int8"):
         quantize_onnx(once, tmp_path / "twice.onnx", varied_faces(64, seed=1))
+
+
+def test_subtracting_a_constant_becomes_adding_its_negation_with_the_same_scores(tmp_path):
+    source = batchnorm_member(tmp_path / "m" / "model.onnx")
+    model = onnx.load(str(source))
+    assert subtractions_as_additions(model) == 2
+    ops = [n.op_type for n in model.graph.node]
+    assert "Sub" not in ops and ops.count("Add") == 4  # each BatchNorm's mean, then its shift
+    from onnx import numpy_helper
+    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    centring = next(n for n in model.graph.node if n.op_type == "Add")
+    np.testing.assert_array_equal(constants[centring.input[1]], -constants["mean"])
+    rewritten = tmp_path / "rewritten.onnx"
+    onnx.save(model, str(rewritten))
+    faces = varied_faces(16, seed=4)
+    np.testing.assert_allclose(FacialExpressionModel(rewritten).predict_proba(faces, calibrated=False),
+                               FacialExpressionModel(source).predict_proba(faces, calibrated=False), atol=1e-6)
+
+
+def test_biases_held_as_rows_or_images_become_vectors(tmp_path):
+    from onnx import helper, numpy_helper
+    row = numpy_helper.from_array(np.arange(7, dtype=np.float32).reshape(1, 7) - 3, "row")
+    image = numpy_helper.from_array(np.array([2.0, -1.0], np.float32).reshape(1, 2, 1, 1), "image")
+    flat = numpy_helper.from_array(np.array([5.0, 6.0], np.float32), "flat")
+    nodes = [helper.make_node("Gemm", ["x", "w", "row"], ["y"]), helper.make_node("Conv", ["a", "k", "image"], ["b"]),
+             helper.make_node("Conv", ["c", "k", "flat"], ["d"]), helper.make_node("Add", ["y", "row"], ["e"])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [], [], [row, image, flat]))
+    assert flat_biases(model) == 2
+    shapes = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    np.testing.assert_array_equal(shapes["row"], [-3, -2, -1, 0, 1, 2, 3])
+    np.testing.assert_array_equal(shapes["image"], [2, -1])
+    np.testing.assert_array_equal(shapes["flat"], [5, 6])
+
+
+def test_a_subtraction_of_two_activations_is_left_alone(tmp_path):
+    source = batchnorm_member(tmp_path / "m" / "model.onnx")
+    model = onnx.load(str(source))
+    node = next(n for n in model.graph.node if n.op_type == "Sub")
+    node.input[1] = "x"  # c - x: both computed, nothing to negate ahead of time
+    assert subtractions_as_additions(model) == 1  # the dense layer's d - d_mean only
+    assert [(n.op_type, list(n.input)) for n in model.graph.node if n.op_type == "Sub"] == [("Sub", ["c", "x"])]
+
+
+def test_batchnorm_folds_into_the_int8_convolution(tmp_path):
+    """The Sub/Mul/Add after the Conv disappear into its int8 weights and bias (the dense layer's mean becomes
+    the bias of a Gemm, quantized per channel); scores stay the float graph's."""
+    source = build_ensemble([batchnorm_member(tmp_path / "m" / "model.onnx")], tmp_path / "float.onnx", views=1)
+    out = quantize_onnx(source, tmp_path / "int8.onnx", varied_faces(128, seed=1))
+    graph = onnx.load(str(out)).graph
+    ops = [n.op_type for n in graph.node]
+    assert "Sub" not in ops
+    # left: the input's 1/255, and the dense BatchNorm's scale and shift (a Mul does not fold into a Gemm);
+    # ONNX Runtime drops a single member's weight of 1
+    assert ops.count("Mul") == 2 and ops.count("Add") == 1
+    conv = next(n for n in graph.node if n.op_type == "Conv")
+    assert len(conv.input) == 3  # the BatchNorm's mean and shift became its bias
+    gemm = next(n for n in graph.node if n.op_type == "Gemm")
+    assert len(gemm.input) == 3
+    faces = varied_faces(40, seed=2)
+    exact = FacialExpressionModel(source).predict_proba(faces, calibrated=False)
+    quick = FacialExpressionModel(out).predict_proba(faces, calibrated=False)
+    assert np.abs(quick - exact).max() < 0.02
+
+
+def test_the_ensemble_tail_from_each_softmax_on_stays_float(tmp_path):
+    members = [conv_member(tmp_path / "a" / "model.onnx", seed=3), batchnorm_member(tmp_path / "b" / "model.onnx")]
+    source = build_ensemble(members, tmp_path / "float.onnx", weights=[0.7, 0.3], views=2)
+    model = onnx.load(str(source))
+    names = tail_nodes(model)
+    by_name = {n.name: n.op_type for n in model.graph.node}
+    assert sorted(by_name[n] for n in names) == ["Mul", "Mul", "ReduceMean", "Reshape", "Softmax", "Softmax", "Sum"]
+    assert all(by_name[n] != "Add" for n in names)  # the BatchNorm ahead of the softmax is not part of it
+    assert len(set(by_name)) == len(model.graph.node)  # every node has its own name now
+
+    out = quantize_onnx(source, tmp_path / "int8.onnx", varied_faces(128, seed=1), member_views=4)
+    graph = onnx.load(str(out)).graph
+    made_by = {o: n.op_type for n in graph.node for o in n.output}
+    quantized = [n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert {"Conv", "Flatten"} <= {made_by.get(t) for t in quantized}  # the networks themselves are int8
+    after_softmax = set()
+    for node in graph.node:
+        if node.op_type == "Softmax" or after_softmax.intersection(node.input):
+            after_softmax.update(node.output)
+    assert len(after_softmax) >= 7 and not after_softmax.intersection(quantized)
+    # the mixed probabilities are not rounded to uint8 steps: the output sums to one in float
+    p = FacialExpressionModel(out).predict_proba(varied_faces(8, seed=2), calibrated=False)
+    np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)
