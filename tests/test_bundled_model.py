@@ -73,8 +73,9 @@ def test_the_shipped_graph_is_the_network_with_its_mirror_in_int8(shared_dir):
     views = keras._run(tta_views(faces[..., None].astype(np.float32))).reshape(4, len(faces), -1)
     with_mirror, as_is = views[:2].mean(axis=0), views[0]
     shipped = FacialExpressionModel.load("default").predict_proba(faces, calibrated=False)
-    assert np.abs(shipped - with_mirror).mean() < 0.015  # 0.007 measured for x5's graph
-    assert (shipped.argmax(1) == with_mirror.argmax(1)).mean() >= 0.95  # 97.3% measured
+    # BatchNorm folded before quantizing (session 19): 0.0020 measured (0.007 for the graph quantized without it)
+    assert np.abs(shipped - with_mirror).mean() < 0.005
+    assert (shipped.argmax(1) == with_mirror.argmax(1)).mean() >= 0.98  # 100% measured (97.3% without the fold)
     assert np.abs(shipped - as_is).mean() > 2 * np.abs(shipped - with_mirror).mean()  # 0.024 measured
 
 

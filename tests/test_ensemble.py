@@ -323,7 +323,9 @@ def test_shipped_accurate_is_the_weighted_mean_of_its_members_on_real_faces(shar
         np.testing.assert_allclose(shipped, expected, atol=1e-5)
         return
     off = np.abs(shipped - expected).mean()
-    assert off < 0.008  # 0.0035 measured for x5 + m11 + m12
+    # x5 + m11 + m12, 2 views, BatchNorm folded before quantizing (session 19): 0.0010 measured (0.0035 without the
+    # fold; 0.0013 for the four-view m1 + m12 + m13 graph tried that session)
+    assert off < 0.004
     assert (shipped.argmax(1) == expected.argmax(1)).mean() >= 0.97  # 99.7% measured
-    assert np.abs(shipped - as_is).mean() > 2 * off  # 0.0129 measured
-    assert min(np.abs(shipped - single).mean() for single in singles) > 4 * off  # 0.0223 measured
+    assert np.abs(shipped - as_is).mean() > 2 * off  # 0.0126 measured
+    assert min(np.abs(shipped - single).mean() for single in singles) > 4 * off  # 0.0225 measured
