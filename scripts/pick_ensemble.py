@@ -13,6 +13,9 @@ fitted on four folds, scored on the fifth), which equal weights must beat on the
 With `--int8 K`, the K best are also built as int8 graphs (`ferkit ensemble --int8`'s quantizer, ranges from
 Training faces outside the holdout) and scored on the holdout; each gets an estimate = its ranking accuracy +
 (int8 holdout - float holdout of the same mix), and the list is re-ranked by it (runs/int8-accurate-plan.md).
+With `--robust-floor MODEL`, a mix is only ranked if it is no worse than MODEL (e.g. the shipped `accurate`) on
+the holdout's faces from 24 px and blurred (bench/bench_robustness.py's conditions): in session 19 the best clean
+mix read 37.6% on 16 px faces and 36.1% blurred, far under `fast` (runs/s19-accurate-revert-plan.md).
 Only the winner is then scored on PublicTest, once (`--no-publictest`: not at all, for exploratory
 runs that will decide nothing).
 Members' probabilities per view are cached in runs/pick-cache/ (keyed by the ONNX file's size and
@@ -37,8 +40,10 @@ from ferkit.training.ensemble import member_onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from bench_models import count_macs, time_per_face  # noqa: E402  (the model table's own counts and timing)
+from bench_robustness import CONDITIONS  # noqa: E402  (the robustness table's own degradations)
 
 VIEWS = (1, 2, 4)
+ROBUST_CONDITIONS = ("24 px", "blur s1.5")  # the columns real footage stresses most
 CACHE = Path("runs/pick-cache")
 INT8_DIR = Path("runs/pick-int8")
 
@@ -124,6 +129,28 @@ def cross_validated_accuracy(member_probs: np.ndarray, labels: np.ndarray, folds
     return correct / len(labels)
 
 
+def degraded_faces(faces: np.ndarray, condition: str) -> np.ndarray:
+    return np.stack([CONDITIONS[condition](face) for face in faces])
+
+
+def meets_floors(floors: dict, subset: tuple[int, ...], v: int, weights: np.ndarray, labels: np.ndarray) -> bool:
+    """Whether the mix scores at least each floor on its condition's faces; `floors` maps a condition to
+    (the floor accuracy, each candidate's (4, N, 7) probabilities on those faces)."""
+    return all(score(mix(views, subset, v, weights), labels)[0] >= floor for floor, views in floors.values())
+
+
+def robust_floors(model: str, paths: list[Path], held) -> dict:
+    """For each of ROBUST_CONDITIONS: `model`'s holdout accuracy under it, and every candidate's views."""
+    floor_model = FacialExpressionModel.load(model)
+    floors = {}
+    for condition in ROBUST_CONDITIONS:
+        faces = degraded_faces(held.images, condition)
+        accuracy = float((floor_model.predict_proba(faces).argmax(1) == held.hard_labels).mean())
+        tag = "holdout-" + condition.replace(" ", "").replace(".", "")
+        floors[condition] = (accuracy, [member_views(p, faces, tag) for p in paths])
+    return floors
+
+
 def int8_ranking(rows: list, paths: list[Path], names: list[str], held, held_views: list[np.ndarray],
                  data: str) -> list:
     """`rows` re-ranked by ranking accuracy + the int8 graph's holdout change against the same float mix."""
@@ -163,6 +190,9 @@ def main() -> None:
                         help="also fit member weights for the K best multi-member ensembles")
     parser.add_argument("--int8", type=int, default=0, metavar="K",
                         help="build the K best as int8 graphs, score them on the holdout and re-rank by the estimate")
+    parser.add_argument("--robust-floor", metavar="MODEL",
+                        help="rank only mixes no worse than MODEL on the holdout's " + " and ".join(ROBUST_CONDITIONS)
+                        + " faces (bench/bench_robustness.py)")
     parser.add_argument("--no-publictest", action="store_true",
                         help="do not score the winner on PublicTest (exploration: keep the reported split unseen)")
     args = parser.parse_args()
@@ -179,13 +209,20 @@ def main() -> None:
     for name, cost, views in zip(names, costs, held_views):
         accs = [score(views[:v].mean(0), held.hard_labels)[0] for v in VIEWS]
         print(f"{name:26s} {cost:7.2f}  " + "  ".join(f"{a:13.2%}" for a in accs))
+    floors = robust_floors(args.robust_floor, paths, held) if args.robust_floor else {}
+    if floors:
+        print(f"robustness floors ({args.robust_floor} on the holdout): "
+              + ", ".join(f"{c} {floor:.2%}" for c, (floor, _) in floors.items()))
+
+    def robust(subset, v, weights):
+        return meets_floors(floors, subset, v, equal_if_none(weights, len(subset)), held.hard_labels)
 
     ranked = []
     for size in range(1, min(args.max_members, len(paths)) + 1):
         for subset in itertools.combinations(range(len(paths)), size):
             for v in VIEWS:
                 cost = v * sum(costs[i] for i in subset)
-                if cost > args.budget_ms:
+                if cost > args.budget_ms or not robust(subset, v, None):
                     continue
                 probs = stacked(held_views, subset, v).mean(0)
                 accuracy, loss = score(probs, held.hard_labels)
@@ -196,6 +233,8 @@ def main() -> None:
         for accuracy, _, subset, v, cost, _ in [r for r in ranked if len(r[2]) > 1][:args.fit_weights]:
             stack = stacked(held_views, subset, v)
             w = fit_weights(stack, held.hard_labels)
+            if not robust(subset, v, w):
+                continue
             _, loss = score(np.tensordot(w, stack, 1), held.hard_labels)
             fitted.append((cross_validated_accuracy(stack, held.hard_labels), -loss, subset, v, cost, w))
         ranked = sorted(ranked + fitted, key=lambda r: r[:2], reverse=True)
@@ -205,6 +244,8 @@ def main() -> None:
         weights = "" if w is None else "  weights " + ",".join(f"{x:.3f}" for x in w)
         print(f"  {accuracy:.2%}  log-loss {-neg_loss:.4f}  {v} view(s)  {cost:5.2f} ms  "
               + " + ".join(names[i] for i in subset) + weights)
+    if not ranked:
+        raise SystemExit("no mix fits the budget" + (" and the robustness floors" if floors else ""))
     if args.int8:
         ranked = int8_ranking(ranked[:args.int8], paths, names, held, held_views, args.data)
     accuracy, _, subset, v, cost, w = ranked[0]

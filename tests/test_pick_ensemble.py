@@ -150,3 +150,41 @@ def test_int8_ranking_adds_the_int8_change_and_reranks(tiny_csv, tiny_model_dir,
     assert [r[0] for r in ranked] == pytest.approx([0.8 + actual - 0.0, 0.9 + actual - 1.0])
     assert [r[2] for r in ranked] == [(1,), (0,)] and [r[4] for r in ranked] == [0.5, 0.5]
     assert sorted(p.name for p in (tmp_path / "int8").iterdir()) == ["a-v1.onnx", "b-v1.onnx"]
+
+
+def test_meets_floors_compares_each_conditions_mix_with_its_floor():
+    rng = np.random.default_rng(5)
+    labels = np.arange(10) % 7
+    good = one_hot_ish(labels, np.arange(10) < 8, rng)   # right on 8 of 10 degraded faces
+    poor = one_hot_ish(labels, np.arange(10) < 4, rng)   # right on 4
+    views = [np.stack([good] * 4), np.stack([poor] * 4)]
+    floors = {"24 px": (0.8, views)}
+    assert pick.meets_floors(floors, (0,), 1, np.array([1.0]), labels)  # 0.8 >= 0.8: a floor is met when equalled
+    assert not pick.meets_floors(floors, (1,), 4, np.array([1.0]), labels)
+    assert pick.meets_floors(floors, (0, 1), 2, np.array([0.8, 0.2]), labels)  # the mix follows its heavier member
+    assert not pick.meets_floors(floors, (0, 1), 2, np.array([0.2, 0.8]), labels)
+    # every condition must hold: a second, unmet floor rejects what the first accepts
+    assert not pick.meets_floors({**floors, "blur s1.5": (0.9, views)}, (0,), 1, np.array([1.0]), labels)
+    assert pick.meets_floors({}, (1,), 1, np.array([1.0]), labels)  # no floors: everything passes
+
+
+def test_robust_floor_scores_degraded_holdout_faces_and_filters_the_ranking(tiny_csv, tiny_model_dir, tmp_path,
+                                                                           monkeypatch, capsys):
+    data = tiny_csv({"Training": 70, "PublicTest": 9})
+    monkeypatch.setattr(pick, "CACHE", tmp_path / "cache")
+    argv = ["pick_ensemble.py", str(tiny_model_dir), "--data", str(data), "--member-ms", "0.25", "--budget-ms", "1",
+            "--no-publictest", "--robust-floor", str(tiny_model_dir)]
+    monkeypatch.setattr("sys.argv", argv)
+    pick.main()
+    out = capsys.readouterr().out
+    assert f"robustness floors ({tiny_model_dir} on the holdout): 24 px " in out and ", blur s1.5 " in out
+    # the candidate as is scores exactly what the floor model scores, so at least its one-view mix is ranked
+    assert out.splitlines()[-1].startswith(f"picked: {tiny_model_dir} with ")
+    tags = sorted(path.name.rsplit("-", 1)[1] for path in (tmp_path / "cache").iterdir())
+    assert tags == ["24px.npy", "blurs15.npy", "holdout.npy"]  # holdout-24px, holdout-blurs15: their own cache
+
+    real = pick.robust_floors
+    monkeypatch.setattr(pick, "robust_floors",
+                        lambda *a: {c: (1.01, views) for c, (_, views) in real(*a).items()})  # out of reach
+    with pytest.raises(SystemExit, match="no mix fits the budget and the robustness floors"):
+        pick.main()
