@@ -231,14 +231,17 @@ def test_biases_held_as_rows_or_images_become_vectors(tmp_path):
     row = numpy_helper.from_array(np.arange(7, dtype=np.float32).reshape(1, 7) - 3, "row")
     image = numpy_helper.from_array(np.array([2.0, -1.0], np.float32).reshape(1, 2, 1, 1), "image")
     flat = numpy_helper.from_array(np.array([5.0, 6.0], np.float32), "flat")
+    matrix = numpy_helper.from_array(np.arange(6, dtype=np.float32).reshape(2, 3), "matrix")  # one bias per row
     nodes = [helper.make_node("Gemm", ["x", "w", "row"], ["y"]), helper.make_node("Conv", ["a", "k", "image"], ["b"]),
-             helper.make_node("Conv", ["c", "k", "flat"], ["d"]), helper.make_node("Add", ["y", "row"], ["e"])]
-    model = helper.make_model(helper.make_graph(nodes, "g", [], [], [row, image, flat]))
+             helper.make_node("Conv", ["c", "k", "flat"], ["d"]), helper.make_node("Add", ["y", "row"], ["e"]),
+             helper.make_node("Gemm", ["x", "w", "matrix"], ["f"])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [], [], [row, image, flat, matrix]))
     assert flat_biases(model) == 2
     shapes = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     np.testing.assert_array_equal(shapes["row"], [-3, -2, -1, 0, 1, 2, 3])
     np.testing.assert_array_equal(shapes["image"], [2, -1])
     np.testing.assert_array_equal(shapes["flat"], [5, 6])
+    assert shapes["matrix"].shape == (2, 3)  # a bias per row and column is not a per-channel vector: left alone
 
 
 def test_a_subtraction_of_two_activations_is_left_alone(tmp_path):
