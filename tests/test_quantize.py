@@ -20,6 +20,24 @@ from ferkit.training.quantize import (calibration_faces, calibration_stride, fla
 onnx = pytest.importorskip("onnx")
 
 
+def face_in_probs_out():
+    """A member graph's input and output, as ferkit's exported networks name and shape them."""
+    from onnx import TensorProto, helper
+
+    return ([helper.make_tensor_value_info("face", TensorProto.FLOAT, ["batch", IMAGE_SIZE, IMAGE_SIZE, 1])],
+            [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", NUM_CLASSES])])
+
+
+def save_member(graph, path):
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 9
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
 def conv_member(path, seed: int = 3):
     """A small ONNX conv net (conv 3x3 -> ReLU -> global mean -> dense -> softmax) with random weights:
     convolution and matrix product are what quantization rewrites."""
@@ -40,13 +58,8 @@ def conv_member(path, seed: int = 3):
          helper.make_node("Flatten", ["g"], ["f"], axis=1),
          helper.make_node("MatMul", ["f", "w"], ["z"]),
          helper.make_node("Softmax", ["z"], ["probs"], axis=1)],
-        "conv_member", [helper.make_tensor_value_info("face", TensorProto.FLOAT, ["batch", IMAGE_SIZE, IMAGE_SIZE, 1])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", NUM_CLASSES])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
-    model.ir_version = 9
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
+        "conv_member", *face_in_probs_out(), inits)
+    return save_member(graph, path)
 
 
 def batchnorm_member(path, seed: int = 5):
@@ -78,14 +91,8 @@ def batchnorm_member(path, seed: int = 5):
          helper.make_node("Mul", ["d_centred", "d_scale"], ["d_scaled"]),
          helper.make_node("Add", ["d_scaled", "d_shift"], ["z"]),
          helper.make_node("Softmax", ["z"], ["probs"], axis=1)],
-        "batchnorm_member",
-        [helper.make_tensor_value_info("face", TensorProto.FLOAT, ["batch", IMAGE_SIZE, IMAGE_SIZE, 1])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", NUM_CLASSES])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
-    model.ir_version = 9
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
+        "batchnorm_member", *face_in_probs_out(), inits)
+    return save_member(graph, path)
 
 
 def varied_faces(n: int, seed: int) -> np.ndarray:
