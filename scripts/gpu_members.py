@@ -58,6 +58,13 @@ MEMBERS = {
     # the same session's second call: g8's 38 epochs continued alone on a second, lower cosine
     "g11-compact-g8ft-s55": dict(model="compact", optimizer="adamw", learning_rate=1e-3, batch_size=256,
                                  augment="strong", ema=0.998, init="runs-gpu/g8-compact-ema-s51", seed=55),
+    # twentieth session (runs/s20-gpu-plan.md): two wide members alone on the GPU for the whole call, both with
+    # --augment real (members without it dragged the ensemble down on small and blurred faces, session 19);
+    # EMA 0.998: a 500-step time constant, under a tenth of the run (the ninth session's lesson)
+    "g12-vgg-real-s61": dict(model="vgg", optimizer="sgd", learning_rate=0.05, batch_size=256,
+                             augment="real", ema=0.998, seed=61),
+    "g13-medium-real-s62": dict(model="medium", optimizer="adamw", learning_rate=3e-3, batch_size=256,
+                                augment="real", ema=0.998, seed=62),
 }
 PER_EPOCH_EXTRA_S = 1.5  # checkpoint + backup writes and the live plot, per epoch
 SAFETY = 1.1  # calibration runs before all members train at once: leave room for contention
