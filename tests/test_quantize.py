@@ -281,6 +281,24 @@ def test_batchnorm_folds_into_the_int8_convolution(tmp_path):
     assert np.abs(quick - exact).max() < 0.02
 
 
+def test_weights_are_uint8_so_avx2_cpus_without_vnni_do_not_saturate(tmp_path):
+    """Every quantized weight, activation and bias of the convolution and the dense layer: no int8 tensor at all.
+    uint8 x int8 products summed in int16 saturate on AVX2 CPUs without VNNI (a Zen 3 lost a point with them)."""
+    from onnx import TensorProto, numpy_helper
+
+    source = build_ensemble([batchnorm_member(tmp_path / "m" / "model.onnx")], tmp_path / "float.onnx", views=1)
+    graph = onnx.load(str(quantize_onnx(source, tmp_path / "int8.onnx", varied_faces(128, seed=1)))).graph
+    initializers = {i.name: i for i in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    for layer in (n for n in graph.node if n.op_type in ("Conv", "Gemm")):
+        weight = producers[layer.input[1]]  # DequantizeLinear(quantized weight, scale, zero point)
+        assert weight.op_type == "DequantizeLinear"
+        assert initializers[weight.input[0]].data_type == TensorProto.UINT8
+        assert numpy_helper.to_array(initializers[weight.input[0]]).max() > 127  # the upper half in use
+    quantized = [i for i in graph.initializer if i.data_type in (TensorProto.INT8, TensorProto.UINT8)]
+    assert len(quantized) >= 4 and all(i.data_type == TensorProto.UINT8 for i in quantized)
+
+
 def test_the_ensemble_tail_from_each_softmax_on_stays_float(tmp_path):
     members = [conv_member(tmp_path / "a" / "model.onnx", seed=3), batchnorm_member(tmp_path / "b" / "model.onnx")]
     source = build_ensemble(members, tmp_path / "float.onnx", weights=[0.7, 0.3], views=2)

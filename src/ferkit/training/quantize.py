@@ -151,7 +151,10 @@ def quantize_onnx(source: str | Path, out: str | Path, faces: np.ndarray, batch:
         onnx.save(model, str(prepared))
         quantize_static(str(prepared), str(out), Faces(), quant_format=QuantFormat.QDQ, per_channel=True,
                         nodes_to_exclude=keep_float,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8,
+                        # uint8 weights, not int8: on AVX2 CPUs without VNNI the uint8 x int8 kernels add
+                        # products in int16 and saturate (the int8-weight graphs lost 0.8-1.0 point on a Zen 3);
+                        # 7-bit int8 weights (reduce_range) still flipped 2.3% of `fast`'s faces (runs/s20-int8-avx2-plan.md)
                         calibrate_method=CalibrationMethod.Percentile,
                         # despite its name, ONNX Runtime feeds any calibration method in these strides
                         extra_options={"CalibPercentile": PERCENTILE,
