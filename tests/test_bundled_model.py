@@ -73,10 +73,11 @@ def test_the_shipped_graph_is_the_network_with_its_mirror_in_int8(shared_dir):
     views = keras._run(tta_views(faces[..., None].astype(np.float32))).reshape(4, len(faces), -1)
     with_mirror, as_is = views[:2].mean(axis=0), views[0]
     shipped = FacialExpressionModel.load("default").predict_proba(faces, calibrated=False)
-    # BatchNorm folded before quantizing (session 19): 0.0020 measured (0.007 for the graph quantized without it)
+    # BatchNorm folded, uint8 weights (session 20, on a Zen 3 without VNNI): 0.0024 measured (session 19's int8
+    # weights: 0.0020 on a VNNI CPU and a failure here; 0.007 for the graph quantized without the fold)
     assert np.abs(shipped - with_mirror).mean() < 0.005
     assert (shipped.argmax(1) == with_mirror.argmax(1)).mean() >= 0.98  # 100% measured (97.3% without the fold)
-    assert np.abs(shipped - as_is).mean() > 2 * np.abs(shipped - with_mirror).mean()  # 0.024 measured
+    assert np.abs(shipped - as_is).mean() > 2 * np.abs(shipped - with_mirror).mean()  # 0.0245 measured
 
 
 @pytest.mark.shared

@@ -323,9 +323,9 @@ def test_shipped_accurate_is_the_weighted_mean_of_its_members_on_real_faces(shar
         np.testing.assert_allclose(shipped, expected, atol=1e-5)
         return
     off = np.abs(shipped - expected).mean()
-    # x5 + m11 + m12, 2 views, BatchNorm folded before quantizing (session 19): 0.0010 measured (0.0035 without the
-    # fold; 0.0013 for the four-view m1 + m12 + m13 graph tried that session)
+    # x5 + m11 + m12, 2 views, BatchNorm folded, uint8 weights (session 20, Zen 3 without VNNI): 0.0014 measured
+    # (session 19's int8 weights: 0.0010 on a VNNI CPU; 0.0035 without the fold)
     assert off < 0.004
     assert (shipped.argmax(1) == expected.argmax(1)).mean() >= 0.97  # 99.7% measured
     assert np.abs(shipped - as_is).mean() > 2 * off  # 0.0126 measured
-    assert min(np.abs(shipped - single).mean() for single in singles) > 4 * off  # 0.0225 measured
+    assert min(np.abs(shipped - single).mean() for single in singles) > 4 * off  # 0.0227 measured
