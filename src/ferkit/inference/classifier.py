@@ -132,13 +132,15 @@ class FacialExpressionModel:
     def _load_onnx(path: Path, threads: int | None):
         import onnxruntime as ort
 
+        from .int8 import graph_for_this_cpu
+
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
         try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(graph_for_this_cpu(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
         input_name = session.get_inputs()[0].name
