@@ -219,13 +219,15 @@ def test_an_int8_graph_is_not_quantized_twice(tmp_path):
 def test_subtracting_a_constant_becomes_adding_its_negation_with_the_same_scores(tmp_path):
     source = batchnorm_member(tmp_path / "m" / "model.onnx")
     model = onnx.load(str(source))
+    from onnx import numpy_helper
+    original = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     assert subtractions_as_additions(model) == 2
     ops = [n.op_type for n in model.graph.node]
     assert "Sub" not in ops and ops.count("Add") == 4  # each BatchNorm's mean, then its shift
-    from onnx import numpy_helper
     constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     centring = next(n for n in model.graph.node if n.op_type == "Add")
-    np.testing.assert_array_equal(constants[centring.input[1]], -constants["mean"])
+    np.testing.assert_array_equal(constants[centring.input[1]], -original["mean"])
+    assert "mean" not in constants  # nothing reads it any more (ONNX Runtime would warn at each load)
     rewritten = tmp_path / "rewritten.onnx"
     onnx.save(model, str(rewritten))
     faces = varied_faces(16, seed=4)
@@ -249,6 +251,17 @@ def test_biases_held_as_rows_or_images_become_vectors(tmp_path):
     np.testing.assert_array_equal(shapes["image"], [2, -1])
     np.testing.assert_array_equal(shapes["flat"], [5, 6])
     assert shapes["matrix"].shape == (2, 3)  # a bias per row and column is not a per-channel vector: left alone
+
+
+def test_a_subtracted_constant_that_another_node_reads_is_kept(tmp_path):
+    source = batchnorm_member(tmp_path / "m" / "model.onnx")
+    model = onnx.load(str(source))
+    from onnx import helper
+    model.graph.node.append(helper.make_node("Add", ["z", "d_mean"], ["unused"]))  # d_mean read twice
+    assert subtractions_as_additions(model) == 2
+    names = {t.name for t in model.graph.initializer}
+    assert "d_mean" in names and "d_mean_negated" in names
+    assert "mean" not in names and "mean_negated" in names
 
 
 def test_a_subtraction_of_two_activations_is_left_alone(tmp_path):

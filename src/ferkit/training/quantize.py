@@ -58,7 +58,7 @@ def subtractions_as_additions(model) -> int:
     from onnx import numpy_helper
 
     constants = {t.name: t for t in model.graph.initializer}
-    rewritten = 0
+    rewritten, replaced = 0, set()
     for node in model.graph.node:
         if node.op_type == "Sub" and node.input[1] in constants:
             negated = numpy_helper.to_array(constants[node.input[1]])
@@ -66,8 +66,14 @@ def subtractions_as_additions(model) -> int:
             if name not in constants:
                 constants[name] = numpy_helper.from_array(-negated, name)
                 model.graph.initializer.append(constants[name])
+            replaced.add(node.input[1])
             node.op_type, node.input[1] = "Add", name
             rewritten += 1
+    # the constants nothing reads any more go too: left in, ONNX Runtime warns about each one at every load
+    still_read = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
+    unread = [t for t in model.graph.initializer if t.name in replaced - still_read]
+    for tensor in unread:
+        model.graph.initializer.remove(tensor)
     return rewritten
 
 
