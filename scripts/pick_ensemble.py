@@ -16,6 +16,10 @@ Training faces outside the holdout) and scored on the holdout; each gets an esti
 With `--robust-floor MODEL`, a mix is only ranked if it is no worse than MODEL (e.g. the shipped `accurate`) on
 the holdout's faces from 24 px and blurred (bench/bench_robustness.py's conditions): in session 19 the best clean
 mix read 37.6% on 16 px faces and 36.1% blurred, far under `fast` (runs/s19-accurate-revert-plan.md).
+With `--confirm MODEL`, everything above sees only four fifths of the holdout (a seeded, class-stratified
+split); the fifth it never saw then scores the winner and MODEL (e.g. the shipped `accurate`) face by face,
+with the faces only one of them gets right and a sign test on those: in sessions 19 and 24 the best of
+~200,000 mixes scored on all 2,872 faces landed 1-2 points under its estimate on PublicTest (runs/m18-plan.md).
 Only the winner is then scored on PublicTest, once (`--no-publictest`: not at all, for exploratory
 runs that will decide nothing).
 Members' probabilities per view are cached in runs/pick-cache/ (keyed by the ONNX file's size and
@@ -45,6 +49,7 @@ from bench_robustness import CONDITIONS  # noqa: E402  (the robustness table's o
 VIEWS = (1, 2, 4)
 ROBUST_CONDITIONS = ("24 px", "blur s1.5")  # the columns real footage stresses most
 CACHE = Path("runs/pick-cache")
+CONFIRM_FRACTION, CONFIRM_SEED = 0.2, 25  # the untouched fifth of the holdout that `--confirm` keeps back
 INT8_DIR = Path("runs/pick-int8")
 
 
@@ -139,16 +144,39 @@ def meets_floors(floors: dict, subset: tuple[int, ...], v: int, weights: np.ndar
     return all(score(mix(views, subset, v, weights), labels)[0] >= floor for floor, views in floors.values())
 
 
-def robust_floors(model: str, paths: list[Path], held) -> dict:
-    """For each of ROBUST_CONDITIONS: `model`'s holdout accuracy under it, and every candidate's views."""
+def robust_floors(model: str, paths: list[Path], held, rows: np.ndarray | None = None) -> dict:
+    """For each of ROBUST_CONDITIONS: `model`'s accuracy under it, and every candidate's views, on the holdout's
+    `rows` (a bool mask; all by default). The cache holds the whole holdout's views, whatever `rows`."""
+    rows = np.ones(len(held), bool) if rows is None else rows
     floor_model = FacialExpressionModel.load(model)
     floors = {}
     for condition in ROBUST_CONDITIONS:
         faces = degraded_faces(held.images, condition)
-        accuracy = float((floor_model.predict_proba(faces).argmax(1) == held.hard_labels).mean())
+        right = floor_model.predict_proba(faces[rows]).argmax(1) == held.hard_labels[rows]
         tag = "holdout-" + condition.replace(" ", "").replace(".", "")
-        floors[condition] = (accuracy, [member_views(p, faces, tag) for p in paths])
+        floors[condition] = (float(right.mean()), [member_views(p, faces, tag)[:, rows] for p in paths])
     return floors
+
+
+def int8_path(names: list[str], subset: tuple[int, ...], v: int, weights: np.ndarray | None) -> Path:
+    """Where `int8_ranking` writes the int8 graph of a mix (the confirmation reads it back)."""
+    slug = "+".join(names[i].split("-")[0] for i in subset) + f"-v{v}" + ("" if weights is None else "-fitted")
+    return INT8_DIR / f"{slug}.onnx"
+
+
+def paired_comparison(winner: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict:
+    """Two models' (N, 7) probabilities on the same faces: each one's accuracy, the faces only one gets right,
+    and the two-sided sign-test p-value on those (the faces both get right or wrong say nothing about which
+    is better)."""
+    from scipy.stats import binomtest
+
+    winner_right, reference_right = winner.argmax(1) == labels, reference.argmax(1) == labels
+    only_winner = int((winner_right & ~reference_right).sum())
+    only_reference = int((reference_right & ~winner_right).sum())
+    discordant = only_winner + only_reference
+    return {"winner": float(winner_right.mean()), "reference": float(reference_right.mean()),
+            "only_winner": only_winner, "only_reference": only_reference,
+            "p": binomtest(only_winner, discordant).pvalue if discordant else 1.0}
 
 
 def int8_ranking(rows: list, paths: list[Path], names: list[str], held, held_views: list[np.ndarray],
@@ -161,16 +189,15 @@ def int8_ranking(rows: list, paths: list[Path], names: list[str], held, held_vie
     estimated = []
     print("\nint8 graphs (holdout; estimate = ranking accuracy + int8 - float):")
     for accuracy, neg_loss, subset, v, cost, w in rows:
-        slug = "+".join(names[i].split("-")[0] for i in subset) + f"-v{v}" + ("" if w is None else "-fitted")
         weights = equal_if_none(w, len(subset))
         float_acc, _ = score(mix(held_views, subset, v, weights), held.hard_labels)
-        int8_path = build_int8_ensemble([paths[i] for i in subset], INT8_DIR / f"{slug}.onnx", faces, list(weights), v)
-        model = FacialExpressionModel(int8_path)
+        graph = build_int8_ensemble([paths[i] for i in subset], int8_path(names, subset, v, w), faces, list(weights), v)
+        model = FacialExpressionModel(graph)
         int8_acc = float((model.predict_proba(held.images).argmax(1) == held.hard_labels).mean())
         ms = time_per_face(model, batch=1, repeats=200)
         estimate = accuracy + int8_acc - float_acc
         print(f"  {estimate:.2%} = {accuracy:.2%} + ({int8_acc:.2%} - {float_acc:.2%})  {ms:5.2f} ms measured  "
-              f"{v} view(s)  " + " + ".join(names[i] for i in subset) + f"  -> {int8_path}")
+              f"{v} view(s)  " + " + ".join(names[i] for i in subset) + f"  -> {graph}")
         estimated.append((estimate, neg_loss, subset, v, ms, w))
     return sorted(estimated, key=lambda r: r[:2], reverse=True)
 
@@ -193,6 +220,8 @@ def main() -> None:
     parser.add_argument("--robust-floor", metavar="MODEL",
                         help="rank only mixes no worse than MODEL on the holdout's " + " and ".join(ROBUST_CONDITIONS)
                         + " faces (bench/bench_robustness.py)")
+    parser.add_argument("--confirm", metavar="MODEL",
+                        help="pick on four fifths of the holdout, then score the winner and MODEL on the untouched fifth")
     parser.add_argument("--no-publictest", action="store_true",
                         help="do not score the winner on PublicTest (exploration: keep the reported split unseen)")
     args = parser.parse_args()
@@ -204,12 +233,18 @@ def main() -> None:
     names = [p.parent.name for p in paths]
     costs = (scaled_costs(paths, args.member_ms) if args.member_ms is not None
              else [time_per_face(FacialExpressionModel(p), batch=1, repeats=200) for p in paths])
-    held_views = [member_views(p, held.images, "holdout") for p in paths]
+    held_views = [member_views(p, held.images, "holdout") for p in paths]  # cached on the whole holdout
+    # the fifth `--confirm` keeps back (none without it); caches and floors stay keyed on the whole holdout
+    kept = held.holdout_mask(CONFIRM_FRACTION, CONFIRM_SEED) if args.confirm else np.zeros(len(held), bool)
     print("candidate                  ms/face  holdout: plain  2 views  4 views")
     for name, cost, views in zip(names, costs, held_views):
         accs = [score(views[:v].mean(0), held.hard_labels)[0] for v in VIEWS]
         print(f"{name:26s} {cost:7.2f}  " + "  ".join(f"{a:13.2%}" for a in accs))
-    floors = robust_floors(args.robust_floor, paths, held) if args.robust_floor else {}
+    floors = robust_floors(args.robust_floor, paths, held, ~kept) if args.robust_floor else {}
+    if args.confirm:  # the search from here on sees only the rest
+        confirm, confirm_views = held.select(kept), [views[:, kept] for views in held_views]
+        held, held_views = held.select(~kept), [views[:, ~kept] for views in held_views]
+        print(f"--confirm: picking on {len(held)} holdout faces; {len(confirm)} kept back untouched")
     if floors:
         print(f"robustness floors ({args.robust_floor} on the holdout): "
               + ", ".join(f"{c} {floor:.2%}" for c, (floor, _) in floors.items()))
@@ -249,6 +284,17 @@ def main() -> None:
     if args.int8:
         ranked = int8_ranking(ranked[:args.int8], paths, names, held, held_views, args.data)
     accuracy, _, subset, v, cost, w = ranked[0]
+    if args.confirm:
+        graph = int8_path(names, subset, v, w) if args.int8 else None
+        winner = (FacialExpressionModel(graph).predict_proba(confirm.images) if graph
+                  else mix(confirm_views, subset, v, equal_if_none(w, len(subset))))
+        reference = FacialExpressionModel.load(args.confirm).predict_proba(confirm.images)
+        c = paired_comparison(winner, reference, confirm.hard_labels)
+        verdict = "beats" if c["winner"] > c["reference"] else "does not beat"
+        print(f"\nconfirmation on the {len(confirm)} holdout faces the pick never saw: winner"
+              f"{' (its int8 graph)' if graph else ''} {c['winner']:.2%}, {args.confirm} {c['reference']:.2%}; "
+              f"only the winner right on {c['only_winner']}, only {args.confirm} on {c['only_reference']} "
+              f"(sign test p = {c['p']:.3f}): the winner {verdict} {args.confirm}")
     w = equal_if_none(w, len(subset))
     if args.no_publictest:
         public = "PublicTest not scored (--no-publictest)"

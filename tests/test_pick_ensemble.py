@@ -188,3 +188,52 @@ def test_robust_floor_scores_degraded_holdout_faces_and_filters_the_ranking(tiny
                         lambda *a: {c: (1.01, views) for c, (_, views) in real(*a).items()})  # out of reach
     with pytest.raises(SystemExit, match="no mix fits the budget and the robustness floors"):
         pick.main()
+
+
+def test_paired_comparison_counts_the_faces_only_one_model_gets_right():
+    labels = np.arange(20) % 7
+    rng = np.random.default_rng(11)
+    winner_right = np.arange(20) < 15            # faces 0-14
+    reference_right = (np.arange(20) >= 9) & (np.arange(20) != 19)  # faces 9-18
+    c = pick.paired_comparison(one_hot_ish(labels, winner_right, rng), one_hot_ish(labels, reference_right, rng),
+                               labels)
+    # the winner alone: faces 0-8 (9); the reference alone: face 15-18 (4); both: 9-14; neither: 19
+    assert (c["winner"], c["reference"], c["only_winner"], c["only_reference"]) == (0.75, 0.5, 9, 4)
+    assert c["p"] == pytest.approx(2 * sum(__import__("math").comb(13, k) for k in range(9, 14)) / 2 ** 13)
+    swapped = pick.paired_comparison(one_hot_ish(labels, reference_right, rng), one_hot_ish(labels, winner_right, rng),
+                                     labels)
+    assert (swapped["only_winner"], swapped["only_reference"]) == (4, 9) and swapped["p"] == pytest.approx(c["p"])
+    same = pick.paired_comparison(one_hot_ish(labels, winner_right, rng), one_hot_ish(labels, winner_right, rng), labels)
+    assert (same["only_winner"], same["only_reference"], same["p"]) == (0, 0, 1.0)
+
+
+def test_confirm_picks_on_four_fifths_and_scores_both_models_on_the_untouched_fifth(
+        tiny_csv, tiny_model_dir, tmp_path, monkeypatch, capsys):
+    from ferkit.data import load_dataset
+    from ferkit.inference.classifier import FacialExpressionModel
+
+    data = tiny_csv({"Training": 700, "PublicTest": 7}, seed=4)  # 100 faces a class: 10 held out, 2 of them kept back
+    monkeypatch.setattr(pick, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr("sys.argv", ["pick_ensemble.py", str(tiny_model_dir), "--data", str(data), "--member-ms",
+                                     "1", "--budget-ms", "1", "--no-publictest", "--robust-floor", str(tiny_model_dir),
+                                     "--confirm", str(tiny_model_dir)])
+    pick.main()
+    out = capsys.readouterr().out
+
+    _, held = load_dataset(data).split("Training").holdout(0.1, 42)
+    kept = held.holdout_mask(pick.CONFIRM_FRACTION, pick.CONFIRM_SEED)
+    assert kept.sum() == 14 and np.bincount(held.hard_labels[kept]).tolist() == [2] * 7
+    right = FacialExpressionModel(tiny_model_dir / "model.onnx").predict_proba(held.images).argmax(1) == held.hard_labels
+    search, confirm = right[~kept].mean(), right[kept].mean()
+    assert "--confirm: picking on 56 holdout faces; 14 kept back untouched" in out
+    assert "on the Training holdout (56 faces):" in out
+    assert f"holdout {search:.2%}, PublicTest not scored" in out.splitlines()[-1]  # ranked on the four fifths only
+    assert (f"confirmation on the 14 holdout faces the pick never saw: winner {confirm:.2%}, {tiny_model_dir} "
+            f"{confirm:.2%}; only the winner right on 0, only {tiny_model_dir} on 0 (sign test p = 1.000): "
+            f"the winner does not beat {tiny_model_dir}") in out
+    model = FacialExpressionModel(tiny_model_dir / "model.onnx")
+    floors = [(model.predict_proba(pick.degraded_faces(held.images[~kept], c)).argmax(1) == held.hard_labels[~kept])
+              .mean() for c in pick.ROBUST_CONDITIONS]
+    assert f"on the holdout): 24 px {floors[0]:.2%}, blur s1.5 {floors[1]:.2%}" in out  # floors: the four fifths too
+    # the cache keeps the whole holdout (a later run without --confirm reads the same files)
+    assert {np.load(f).shape for f in (tmp_path / "cache").iterdir()} == {(4, 70, 7)}

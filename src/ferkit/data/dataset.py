@@ -42,8 +42,8 @@ class FaceDataset:
             )
         return self.select(mask)
 
-    def holdout(self, fraction: float, seed: int) -> tuple["FaceDataset", "FaceDataset"]:
-        """(rest, held out): a seeded, class-stratified `fraction` of the rows set aside."""
+    def holdout_mask(self, fraction: float, seed: int) -> np.ndarray:
+        """(N,) bool: a seeded, class-stratified `fraction` of the rows, True where held out."""
         rng = np.random.default_rng(seed)
         held = np.zeros(len(self), bool)
         for label in np.unique(self.hard_labels):
@@ -51,6 +51,11 @@ class FaceDataset:
             held[rng.permutation(rows)[:round(len(rows) * fraction)]] = True
         if held.all() or not held.any():
             raise DataError(f"{self.source}: holding out {fraction:.0%} of {len(self)} faces leaves a split empty")
+        return held
+
+    def holdout(self, fraction: float, seed: int) -> tuple["FaceDataset", "FaceDataset"]:
+        """(rest, held out): a seeded, class-stratified `fraction` of the rows set aside."""
+        held = self.holdout_mask(fraction, seed)
         return self.select(~held), self.select(held)
 
     def class_counts(self) -> dict[str, int]:
