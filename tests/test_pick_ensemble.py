@@ -237,3 +237,32 @@ def test_confirm_picks_on_four_fifths_and_scores_both_models_on_the_untouched_fi
     assert f"on the holdout): 24 px {floors[0]:.2%}, blur s1.5 {floors[1]:.2%}" in out  # floors: the four fifths too
     # the cache keeps the whole holdout (a later run without --confirm reads the same files)
     assert {np.load(f).shape for f in (tmp_path / "cache").iterdir()} == {(4, 70, 7)}
+
+
+def test_confirm_scores_the_winners_int8_graph_when_the_pick_builds_them(tiny_csv, tiny_model_dir, tmp_path,
+                                                                        monkeypatch, capsys):
+    import shutil
+
+    import ferkit.training.quantize as quantize
+
+    data = tiny_csv({"Training": 700, "PublicTest": 7}, seed=4)
+    monkeypatch.setattr(pick, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(pick, "INT8_DIR", tmp_path / "int8")
+    (tmp_path / "int8").mkdir()
+    monkeypatch.setattr(pick, "time_per_face", lambda model, batch, repeats: 0.5)
+    monkeypatch.setattr(quantize, "quantize_onnx", lambda source, out, faces, member_views: Path(shutil.copy(source, out)))
+    opened = []
+
+    class Recording(pick.FacialExpressionModel):
+        def __init__(self, path, *args, **kwargs):
+            opened.append(Path(path))
+            super().__init__(path, *args, **kwargs)
+
+    monkeypatch.setattr(pick, "FacialExpressionModel", Recording)
+    monkeypatch.setattr("sys.argv", ["pick_ensemble.py", str(tiny_model_dir), "--data", str(data), "--member-ms", "1",
+                                     "--budget-ms", "1", "--no-publictest", "--int8", "1", "--confirm", str(tiny_model_dir)])
+    pick.main()
+    out = capsys.readouterr().out
+    graph = tmp_path / "int8" / f"{tiny_model_dir.name.split('-')[0]}-v1.onnx"
+    assert "confirmation on the 14 holdout faces the pick never saw: winner (its int8 graph) " in out
+    assert opened.count(graph) == 2  # built and scored by the int8 ranking, then scored again on the fifth
