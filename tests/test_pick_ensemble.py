@@ -1,6 +1,7 @@
 """scripts/pick_ensemble.py: member weights fitted on the holdout, and their honest (cross-validated) score."""
 
 import importlib.util
+import math
 from pathlib import Path
 
 import numpy as np
@@ -199,7 +200,7 @@ def test_paired_comparison_counts_the_faces_only_one_model_gets_right():
                                labels)
     # the winner alone: faces 0-8 (9); the reference alone: face 15-18 (4); both: 9-14; neither: 19
     assert (c["winner"], c["reference"], c["only_winner"], c["only_reference"]) == (0.75, 0.5, 9, 4)
-    assert c["p"] == pytest.approx(2 * sum(__import__("math").comb(13, k) for k in range(9, 14)) / 2 ** 13)
+    assert c["p"] == pytest.approx(2 * sum(math.comb(13, k) for k in range(9, 14)) / 2 ** 13)
     swapped = pick.paired_comparison(one_hot_ish(labels, reference_right, rng), one_hot_ish(labels, winner_right, rng),
                                      labels)
     assert (swapped["only_winner"], swapped["only_reference"]) == (4, 9) and swapped["p"] == pytest.approx(c["p"])
@@ -223,7 +224,8 @@ def test_confirm_picks_on_four_fifths_and_scores_both_models_on_the_untouched_fi
     _, held = load_dataset(data).split("Training").holdout(0.1, 42)
     kept = held.holdout_mask(pick.CONFIRM_FRACTION, pick.CONFIRM_SEED)
     assert kept.sum() == 14 and np.bincount(held.hard_labels[kept]).tolist() == [2] * 7
-    right = FacialExpressionModel(tiny_model_dir / "model.onnx").predict_proba(held.images).argmax(1) == held.hard_labels
+    model = FacialExpressionModel(tiny_model_dir / "model.onnx")
+    right = model.predict_proba(held.images).argmax(1) == held.hard_labels
     search, confirm = right[~kept].mean(), right[kept].mean()
     assert "--confirm: picking on 56 holdout faces; 14 kept back untouched" in out
     assert "on the Training holdout (56 faces):" in out
@@ -231,7 +233,6 @@ def test_confirm_picks_on_four_fifths_and_scores_both_models_on_the_untouched_fi
     assert (f"confirmation on the 14 holdout faces the pick never saw: winner {confirm:.2%}, {tiny_model_dir} "
             f"{confirm:.2%}; only the winner right on 0, only {tiny_model_dir} on 0 (sign test p = 1.000): "
             f"the winner does not beat {tiny_model_dir}") in out
-    model = FacialExpressionModel(tiny_model_dir / "model.onnx")
     floors = [(model.predict_proba(pick.degraded_faces(held.images[~kept], c)).argmax(1) == held.hard_labels[~kept])
               .mean() for c in pick.ROBUST_CONDITIONS]
     assert f"on the holdout): 24 px {floors[0]:.2%}, blur s1.5 {floors[1]:.2%}" in out  # floors: the four fifths too
