@@ -135,6 +135,29 @@ def score_tw(pipeline: Pipeline, rows: list[dict], images: dict) -> TwResult:
     return result
 
 
+def largest_face_crops(pipeline: Pipeline, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The 48x48 crop `pipeline` classifies for each image's largest face (what score_tw scores), and a
+    bool mask of the images that had a face: (K, 48, 48) uint8, (N,) with K = mask.sum()."""
+    crops, found_mask = [], []
+    for image in images:
+        found = pipeline.detector.detect_faces(image, fine=True)[:1]  # as Pipeline.analyse: largest first
+        found_mask.append(len(found.boxes) > 0)
+        if found_mask[-1]:
+            crops.append(pipeline.crops(image, found.boxes, found.landmarks)[0])
+    empty = np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    return (np.stack(crops) if crops else empty), np.array(found_mask, bool)
+
+
+def tw_faces(shared: Path, changes: dict | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """tw-faces as the pipeline (`changes` to the default Config: yunet+align) sees them: the largest face's
+    crop and label for each photo with a face, and the number of photos (a photo with none counts as wrong)."""
+    rows = read_tw(shared)
+    pipeline = Pipeline.from_config(config(changes or CONFIGS["yunet+align"]))
+    crops, found = largest_face_crops(pipeline, [read_image(row["path"]) for row in rows])
+    labels = np.array([CLASS_NAMES.index(row["emotion"]) for row in rows])[found]
+    return crops, labels, len(rows)
+
+
 def tilt(image: np.ndarray, degrees: float) -> np.ndarray:
     """The photo rotated about its centre (a tilted head), the corners filled by replication."""
     height, width = image.shape[:2]

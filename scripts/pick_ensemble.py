@@ -16,6 +16,10 @@ Training faces outside the holdout) and scored on the holdout; each gets an esti
 With `--robust-floor MODEL`, a mix is only ranked if it is no worse than MODEL (e.g. the shipped `accurate`) on
 the holdout's faces from 24 px and blurred (bench/bench_robustness.py's conditions): in session 19 the best clean
 mix read 37.6% on 16 px faces and 36.1% blurred, far under `fast` (runs/s19-accurate-revert-plan.md).
+With `--real-floor MODEL`, a mix must also score no worse than MODEL (less `--real-margin` points) on tw-faces, the
+real photos (bench/bench_real_faces.py's largest face per photo, yunet+align; a photo without a face counts as
+wrong), and the list shows each mix's tw-faces figure: in session 26 the members trained with `--augment real` read
+two points lower there than the others, with no sign of it on the holdout.
 With `--confirm MODEL`, everything above sees only four fifths of the holdout (a seeded, class-stratified
 split); the fifth it never saw then scores the winner and MODEL (e.g. the shipped `accurate`) face by face,
 with the faces only one of them gets right and a sign test on those: in sessions 19 and 24 the best of
@@ -32,12 +36,15 @@ import argparse
 import itertools
 import os
 import sys
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as bench/bench_models.py: fair ONNX Runtime timings
 
 import numpy as np
 
+from ferkit.config import default_shared_dir
 from ferkit.data import load_dataset
 from ferkit.inference.classifier import FacialExpressionModel, tta_views
 from ferkit.training.ensemble import member_onnx
@@ -45,6 +52,7 @@ from ferkit.training.ensemble import member_onnx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from bench_models import count_macs, time_per_face  # noqa: E402  (the model table's own counts and timing)
 from bench_robustness import CONDITIONS  # noqa: E402  (the robustness table's own degradations)
+from bench_real_faces import tw_faces  # noqa: E402  (the real-faces table's own detect-and-crop)
 
 VIEWS = (1, 2, 4)
 ROBUST_CONDITIONS = ("24 px", "blur s1.5")  # the columns real footage stresses most
@@ -138,10 +146,23 @@ def degraded_faces(faces: np.ndarray, condition: str) -> np.ndarray:
     return np.stack([CONDITIONS[condition](face) for face in faces])
 
 
-def meets_floors(floors: dict, subset: tuple[int, ...], v: int, weights: np.ndarray, labels: np.ndarray) -> bool:
-    """Whether the mix scores at least each floor on its condition's faces; `floors` maps a condition to
-    (the floor accuracy, each candidate's (4, N, 7) probabilities on those faces)."""
-    return all(score(mix(views, subset, v, weights), labels)[0] >= floor for floor, views in floors.values())
+@dataclass
+class Floor:
+    """What a mix must score on one set of faces: `accuracy` (the floor model's), each candidate's (4, N, 7)
+    probabilities on the faces, their labels, and `total` >= N photos (those without a face count as wrong)."""
+    accuracy: float
+    views: list
+    labels: np.ndarray
+    total: int | None = None
+
+    def scored(self, subset: tuple[int, ...], v: int, weights: np.ndarray) -> float:
+        right = int((mix(self.views, subset, v, weights).argmax(1) == self.labels).sum())
+        return right / (self.total or len(self.labels))
+
+
+def meets_floors(floors: dict, subset: tuple[int, ...], v: int, weights: np.ndarray) -> bool:
+    """Whether the mix scores at least each floor (a name -> Floor map) on that floor's faces."""
+    return all(floor.scored(subset, v, weights) >= floor.accuracy for floor in floors.values())
 
 
 def robust_floors(model: str, paths: list[Path], held, rows: np.ndarray | None = None) -> dict:
@@ -154,8 +175,18 @@ def robust_floors(model: str, paths: list[Path], held, rows: np.ndarray | None =
         faces = degraded_faces(held.images, condition)
         right = floor_model.predict_proba(faces[rows]).argmax(1) == held.hard_labels[rows]
         tag = "holdout-" + condition.replace(" ", "").replace(".", "")
-        floors[condition] = (float(right.mean()), [member_views(p, faces, tag)[:, rows] for p in paths])
+        floors[condition] = Floor(float(right.mean()), [member_views(p, faces, tag)[:, rows] for p in paths],
+                                  held.hard_labels[rows])
     return floors
+
+
+def real_floor(model: str, paths: list[Path], shared: Path, margin: float = 0.0) -> Floor:
+    """tw-faces (bench/bench_real_faces.py's largest face per photo, yunet+align): `model`'s accuracy there
+    less `margin`, and every candidate's views on the crops (cached under a checksum of the crops)."""
+    crops, labels, total = tw_faces(shared)
+    right = int((FacialExpressionModel.load(model).predict_proba(crops).argmax(1) == labels).sum())
+    tag = f"tw-{zlib.crc32(crops.tobytes()):08x}"
+    return Floor(right / total - margin, [member_views(p, crops, tag) for p in paths], labels, total)
 
 
 def int8_path(names: list[str], subset: tuple[int, ...], v: int, weights: np.ndarray | None) -> Path:
@@ -220,6 +251,11 @@ def main() -> None:
     parser.add_argument("--robust-floor", metavar="MODEL",
                         help="rank only mixes no worse than MODEL on the holdout's " + " and ".join(ROBUST_CONDITIONS)
                         + " faces (bench/bench_robustness.py)")
+    parser.add_argument("--real-floor", metavar="MODEL",
+                        help="rank only mixes no worse than MODEL on tw-faces (real photos; bench/bench_real_faces.py)")
+    parser.add_argument("--real-margin", type=float, default=0.0, metavar="POINTS",
+                        help="let a mix fall this many points under --real-floor's model on tw-faces")
+    parser.add_argument("--shared", type=Path, default=default_shared_dir(), help="the shared data folder (tw-faces)")
     parser.add_argument("--confirm", metavar="MODEL",
                         help="pick on four fifths of the holdout, then score the winner and MODEL on the untouched fifth")
     parser.add_argument("--no-publictest", action="store_true",
@@ -241,16 +277,26 @@ def main() -> None:
         accs = [score(views[:v].mean(0), held.hard_labels)[0] for v in VIEWS]
         print(f"{name:26s} {cost:7.2f}  " + "  ".join(f"{a:13.2%}" for a in accs))
     floors = robust_floors(args.robust_floor, paths, held, ~kept) if args.robust_floor else {}
+    if args.real_floor:
+        floors["tw-faces"] = real_floor(args.real_floor, paths, args.shared, args.real_margin / 100)
     if args.confirm:  # the search from here on sees only the rest
         confirm, confirm_views = held.select(kept), [views[:, kept] for views in held_views]
         held, held_views = held.select(~kept), [views[:, ~kept] for views in held_views]
         print(f"--confirm: picking on {len(held)} holdout faces; {len(confirm)} kept back untouched")
-    if floors:
+    if args.robust_floor:
         print(f"robustness floors ({args.robust_floor} on the holdout): "
-              + ", ".join(f"{c} {floor:.2%}" for c, (floor, _) in floors.items()))
+              + ", ".join(f"{c} {floors[c].accuracy:.2%}" for c in ROBUST_CONDITIONS))
+    real = floors.get("tw-faces")
+    if real:
+        print(f"real-faces floor: tw-faces {real.accuracy:.2%} ({args.real_floor}"
+              + (f" less {args.real_margin:g} points" if args.real_margin else "")
+              + f"; {len(real.labels)} of {real.total} photos with a face)")
 
     def robust(subset, v, weights):
-        return meets_floors(floors, subset, v, equal_if_none(weights, len(subset)), held.hard_labels)
+        return meets_floors(floors, subset, v, equal_if_none(weights, len(subset)))
+
+    def on_tw(subset, v, weights, sep="  ") -> str:
+        return f"{sep}tw-faces {real.scored(subset, v, equal_if_none(weights, len(subset))):.2%}" if real else ""
 
     ranked = []
     for size in range(1, min(args.max_members, len(paths)) + 1):
@@ -278,9 +324,9 @@ def main() -> None:
     for accuracy, neg_loss, subset, v, cost, w in ranked[:args.show]:
         weights = "" if w is None else "  weights " + ",".join(f"{x:.3f}" for x in w)
         print(f"  {accuracy:.2%}  log-loss {-neg_loss:.4f}  {v} view(s)  {cost:5.2f} ms  "
-              + " + ".join(names[i] for i in subset) + weights)
+              + " + ".join(names[i] for i in subset) + weights + on_tw(subset, v, w))
     if not ranked:
-        raise SystemExit("no mix fits the budget" + (" and the robustness floors" if floors else ""))
+        raise SystemExit("no mix fits the budget" + (" and the floors" if floors else ""))
     if args.int8:
         ranked = int8_ranking(ranked[:args.int8], paths, names, held, held_views, args.data)
     accuracy, _, subset, v, cost, w = ranked[0]
@@ -302,7 +348,8 @@ def main() -> None:
         probs = mix({i: member_views(paths[i], test.images, "publictest") for i in subset}, subset, v, w)
         public = f"PublicTest {score(probs, test.hard_labels)[0]:.2%} (scored once, after picking)"
     print(f"\npicked: {' '.join(args.candidates[i] for i in subset)} with {v} view(s), weights "
-          f"{','.join(f'{x:.3f}' for x in w)}, {cost:.2f} ms per face; holdout {accuracy:.2%}, {public}")
+          f"{','.join(f'{x:.3f}' for x in w)}, {cost:.2f} ms per face; holdout {accuracy:.2%}{on_tw(subset, v, w, ', ')}, "
+          f"{public}")
 
 
 if __name__ == "__main__":

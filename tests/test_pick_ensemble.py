@@ -2,6 +2,7 @@
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ pytest.importorskip("scipy")
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pick_ensemble.py"
 spec = importlib.util.spec_from_file_location("pick_ensemble", SCRIPT)
 pick = importlib.util.module_from_spec(spec)
+sys.modules["pick_ensemble"] = pick  # its dataclass looks its module up there
 spec.loader.exec_module(pick)
 
 
@@ -159,14 +161,25 @@ def test_meets_floors_compares_each_conditions_mix_with_its_floor():
     good = one_hot_ish(labels, np.arange(10) < 8, rng)   # right on 8 of 10 degraded faces
     poor = one_hot_ish(labels, np.arange(10) < 4, rng)   # right on 4
     views = [np.stack([good] * 4), np.stack([poor] * 4)]
-    floors = {"24 px": (0.8, views)}
-    assert pick.meets_floors(floors, (0,), 1, np.array([1.0]), labels)  # 0.8 >= 0.8: a floor is met when equalled
-    assert not pick.meets_floors(floors, (1,), 4, np.array([1.0]), labels)
-    assert pick.meets_floors(floors, (0, 1), 2, np.array([0.8, 0.2]), labels)  # the mix follows its heavier member
-    assert not pick.meets_floors(floors, (0, 1), 2, np.array([0.2, 0.8]), labels)
+    floors = {"24 px": pick.Floor(0.8, views, labels)}
+    assert pick.meets_floors(floors, (0,), 1, np.array([1.0]))  # 0.8 >= 0.8: a floor is met when equalled
+    assert not pick.meets_floors(floors, (1,), 4, np.array([1.0]))
+    assert pick.meets_floors(floors, (0, 1), 2, np.array([0.8, 0.2]))  # the mix follows its heavier member
+    assert not pick.meets_floors(floors, (0, 1), 2, np.array([0.2, 0.8]))
     # every condition must hold: a second, unmet floor rejects what the first accepts
-    assert not pick.meets_floors({**floors, "blur s1.5": (0.9, views)}, (0,), 1, np.array([1.0]), labels)
-    assert pick.meets_floors({}, (1,), 1, np.array([1.0]), labels)  # no floors: everything passes
+    assert not pick.meets_floors({**floors, "blur s1.5": pick.Floor(0.9, views, labels)}, (0,), 1, np.array([1.0]))
+    assert pick.meets_floors({}, (1,), 1, np.array([1.0]))  # no floors: everything passes
+    # each floor scores against its own labels: under shifted ones the 8 right faces turn wrong (<= 2 of 10 right)
+    assert not pick.meets_floors({"other": pick.Floor(0.25, views, (labels + 1) % 7)}, (0,), 1, np.array([1.0]))
+
+
+def test_a_floors_photos_without_a_face_count_as_wrong():
+    rng = np.random.default_rng(8)
+    labels = np.arange(10) % 7
+    views = [np.stack([one_hot_ish(labels, np.arange(10) < 8, rng)] * 4)]  # 8 of the 10 faces found
+    assert pick.Floor(0.7, views, labels, total=12).scored((0,), 1, np.array([1.0])) == pytest.approx(8 / 12)
+    assert not pick.meets_floors({"tw-faces": pick.Floor(0.7, views, labels, total=12)}, (0,), 1, np.array([1.0]))
+    assert pick.meets_floors({"tw-faces": pick.Floor(0.7, views, labels)}, (0,), 1, np.array([1.0]))  # 8 / 10
 
 
 def test_robust_floor_scores_degraded_holdout_faces_and_filters_the_ranking(tiny_csv, tiny_model_dir, tmp_path,
@@ -185,9 +198,9 @@ def test_robust_floor_scores_degraded_holdout_faces_and_filters_the_ranking(tiny
     assert tags == ["24px.npy", "blurs15.npy", "holdout.npy"]  # holdout-24px, holdout-blurs15: their own cache
 
     real = pick.robust_floors
-    monkeypatch.setattr(pick, "robust_floors",
-                        lambda *a: {c: (1.01, views) for c, (_, views) in real(*a).items()})  # out of reach
-    with pytest.raises(SystemExit, match="no mix fits the budget and the robustness floors"):
+    monkeypatch.setattr(pick, "robust_floors",  # out of reach
+                        lambda *a: {c: pick.Floor(1.01, f.views, f.labels) for c, f in real(*a).items()})
+    with pytest.raises(SystemExit, match="no mix fits the budget and the floors"):
         pick.main()
 
 
@@ -267,3 +280,54 @@ def test_confirm_scores_the_winners_int8_graph_when_the_pick_builds_them(tiny_cs
     graph = tmp_path / "int8" / f"{tiny_model_dir.name.split('-')[0]}-v1.onnx"
     assert "confirmation on the 14 holdout faces the pick never saw: winner (its int8 graph) " in out
     assert opened.count(graph) == 2  # built and scored by the int8 ranking, then scored again on the fifth
+
+
+def test_real_floor_counts_photos_without_a_face_as_wrong_and_filters_the_ranking(tiny_csv, tiny_model_dir, tmp_path,
+                                                                                 monkeypatch, capsys):
+    from ferkit.data import load_dataset
+    from ferkit.inference.classifier import FacialExpressionModel
+
+    data = tiny_csv({"Training": 70, "PublicTest": 9})
+    photos = load_dataset(data).split("PublicTest")  # stand-ins for tw-faces: 9 faces found in 12 photos
+    asked = []
+    monkeypatch.setattr(pick, "tw_faces", lambda shared: asked.append(shared) or (photos.images, photos.hard_labels, 12))
+    monkeypatch.setattr(pick, "CACHE", tmp_path / "cache")
+    argv = ["pick_ensemble.py", str(tiny_model_dir), "--data", str(data), "--member-ms", "0.25", "--budget-ms", "1",
+            "--no-publictest", "--real-floor", str(tiny_model_dir), "--shared", str(tmp_path / "shared")]
+    monkeypatch.setattr("sys.argv", argv + ["--real-margin", "5"])
+    pick.main()
+    out = capsys.readouterr().out
+    assert asked == [tmp_path / "shared"]
+    right = int((FacialExpressionModel(tiny_model_dir).predict_proba(photos.images).argmax(1) == photos.hard_labels).sum())
+    assert (f"real-faces floor: tw-faces {right / 12 - 0.05:.2%} ({tiny_model_dir} less 5 points; "
+            "9 of 12 photos with a face)") in out
+    picked = out.splitlines()[-1]
+    views = int(picked.split(" with ")[1].split(" view")[0])
+    tw = pick.member_views(tiny_model_dir / "model.onnx", photos.images, "check")[:views].mean(0).argmax(1)
+    assert f", tw-faces {(tw == photos.hard_labels).sum() / 12:.2%}, PublicTest not scored" in picked
+    assert any(path.name.split("-")[-2] == "tw" for path in (tmp_path / "cache").iterdir())  # tw-<crc32>.npy
+
+    monkeypatch.setattr("sys.argv", argv + ["--real-margin", "-101"])  # a floor over 100%: nothing is ranked
+    with pytest.raises(SystemExit, match="no mix fits the budget and the floors"):
+        pick.main()
+
+
+@pytest.mark.shared
+def test_tw_faces_crops_are_what_the_pipeline_classifies(pipeline, shared_dir, monkeypatch):
+    from ferkit.inference.images import read_image
+    from ferkit.labels import CLASS_NAMES
+
+    bench = sys.modules["bench_real_faces"]
+    rows = bench.read_tw(shared_dir)[::150]  # 9 photos across the people and classes
+    images = [read_image(row["path"]) for row in rows] + [np.full((240, 200, 3), 90, np.uint8)]  # and one blank
+    crops, found = bench.largest_face_crops(pipeline, images)
+    faces = [pipeline.analyse(image) for image in images]
+    assert found.tolist() == [bool(f) for f in faces] and not found[-1] and found.sum() >= 8
+    assert crops.shape == (found.sum(), 48, 48) and crops.dtype == np.uint8
+    np.testing.assert_allclose(pipeline.classifier.predict_proba(crops), np.stack([f[0].scores for f in faces if f]),
+                               atol=1e-6)
+
+    monkeypatch.setattr(bench, "read_tw", lambda shared: rows)
+    tw_crops, labels, total = bench.tw_faces(shared_dir)
+    assert total == 9 and np.array_equal(tw_crops, crops)  # the default config is the pipeline fixture's crop
+    assert labels.tolist() == [CLASS_NAMES.index(row["emotion"]) for row, ok in zip(rows, found) if ok]

@@ -62,11 +62,14 @@ class Pipeline:
                                                 threads=config.pipeline.classifier_threads)
         return cls(classifier, create_detector(config.detector), config.pipeline)
 
+    def crops(self, frame: np.ndarray, boxes: np.ndarray, landmarks=None) -> np.ndarray:
+        """(N, 48, 48) grey faces at `boxes` as the classifier sees them ((N, 5, 2) landmarks: aligned)."""
+        return crop_faces(to_gray(frame), boxes, self.cfg.crop_margin, landmarks, self.cfg.align,
+                          self.cfg.crop_scale, self.cfg.crop_shift)
+
     def classify(self, frame: np.ndarray, boxes: np.ndarray, landmarks=None) -> np.ndarray:
         """(N, 7) scores for the faces at `boxes` ((N, 5, 2) landmarks: aligned crops), in one batch."""
-        crops = crop_faces(to_gray(frame), boxes, self.cfg.crop_margin, landmarks, self.cfg.align,
-                           self.cfg.crop_scale, self.cfg.crop_shift)
-        return self.classifier.predict_proba(crops, tta=self.cfg.tta)
+        return self.classifier.predict_proba(self.crops(frame, boxes, landmarks), tta=self.cfg.tta)
 
     def analyse(self, image: np.ndarray) -> list[Face]:
         """Every face of a still image (largest first), no tracking or smoothing."""
