@@ -7,8 +7,9 @@ frame, the model loaded with keras model_from_json + load_weights, one `model.pr
 face, labels and boxes drawn, each frame JPEG-encoded (the seed served an MJPEG stream).
 Ours: `process_video` with the config `ferkit video` uses, writing the annotated MP4 and the CSV.
 Targets (2-core machine): ours >= 5x the seed, >= 150 fps on this 640x360 one-face video,
-classification < 2 ms per face. Ours runs the default detector (YuNet, aligned crops); the
-load average printed with the figures says how busy the machine was.
+classification < 2 ms per face (`--model accurate`: < 10 ms, issue 13; its frame rate is reported,
+not judged). Ours runs the default detector (YuNet, aligned crops); the load average printed with
+the figures says how busy the machine was.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from ferkit.labels import CLASS_NAMES, IMAGE_SIZE  # noqa: E402
 from ferkit.video.process import process_video  # noqa: E402
 
 VIDEO = Path("data/media/videos/WolfgangLanger_Pexels.mp4")
-TARGET_RATIO, TARGET_FPS, TARGET_MS_PER_FACE = 5.0, 150.0, 2.0
+TARGET_RATIO, TARGET_FPS, TARGET_MS_PER_FACE = 5.0, 150.0, 2.0  # the default model's (`fast`)
+MS_PER_FACE_TARGETS = {"accurate": 10.0}  # issue 13: the ensemble may cost up to 10 ms a face
 
 
 class Clock:
@@ -157,14 +159,18 @@ def main(argv=None) -> int:
             ratio = seed.wall / ours.wall
             print(f"speed-up: {ratio:.1f}x ({verdict(ratio >= TARGET_RATIO)} {TARGET_RATIO:.0f}x)")
     fps = frames / ours.wall
-    print(f"ours: {fps:.1f} fps ({verdict(fps >= TARGET_FPS)} {TARGET_FPS:.0f} fps)")
+    ms_target = MS_PER_FACE_TARGETS.get(args.model, TARGET_MS_PER_FACE)
+    # the frame-rate target is the default model's; a slower model's rate is reported, not judged against it
+    judged = args.model not in MS_PER_FACE_TARGETS
+    fps_verdict = f" ({verdict(fps >= TARGET_FPS)} {TARGET_FPS:.0f} fps)" if judged else ""
+    print(f"ours: {fps:.1f} fps{fps_verdict}")
     one, eight = ms_per_face(pipeline.classifier, 1), ms_per_face(pipeline.classifier, 8)
     print(f"classification as ferkit video runs it (one thread; the other core decodes and encodes): "
           f"{one:.2f} ms per face one at a time, {eight:.2f} in batches of 8")
     both = FacialExpressionModel(pipeline.classifier.path, threads=len(os.sched_getaffinity(0)))
     one = ms_per_face(both, 1)
     print(f"classification latency on all {len(os.sched_getaffinity(0))} cores: {one:.2f} ms per face one at a time "
-          f"({verdict(one < TARGET_MS_PER_FACE)} {TARGET_MS_PER_FACE:.0f} ms)")
+          f"({verdict(one < ms_target)} {ms_target:.0f} ms)")
     return 0
 
 
