@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import minimize
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, "scripts")
@@ -39,8 +40,6 @@ for C in (0.01, 0.03, 0.1, 0.3, 1.0):
 mean_log = np.log(np.clip(P.mean(0), 1e-7, 1))
 for C in (0.1, 1.0, 10.0):
     def bias(r, p):
-        from scipy.optimize import minimize
-
         def loss(b):
             z = mean_log[r] + b
             z -= z.max(1, keepdims=True)

@@ -8,15 +8,15 @@ import numpy as np
 sys.path.insert(0, "scripts")
 from ferkit.data import load_dataset  # noqa: E402
 from ferkit.training.ensemble import member_onnx  # noqa: E402
-from pick_ensemble import CONFIRM_FRACTION, CONFIRM_SEED, member_views  # noqa: E402
+from pick_ensemble import CONFIRM_FRACTION, CONFIRM_SEED, member_views, scaled_costs  # noqa: E402
 
 MIX = ["members/m1-fast-e66-s42", "members/m8-votes-real-s91", "members/x5-fast-real-views-s21",
        "members/m12-m10-restart-s141", "members/m13-m12-restart-s151", "members/m18-m17-restart-s201"]
-COST = [0.3, 0.3, 0.3, 0.68, 0.68, 0.68]  # ms a view, as the pick's --member-ms 0.3 scales them
 held = load_dataset("../shared/data/fer2013/fer2013.csv.gz").split("Training").holdout(0.1, 42)[1]
 y = held.hard_labels
 kept = held.holdout_mask(CONFIRM_FRACTION, CONFIRM_SEED)
 V = [member_views(member_onnx(m), held.images, "holdout") for m in MIX]
+COST = scaled_costs([member_onnx(m) for m in MIX], 0.3)  # ms a view, as the pick's --member-ms 0.3
 rows = []
 for views in itertools.product((1, 2, 4), repeat=len(MIX)):
     cost = sum(c * v for c, v in zip(COST, views))
