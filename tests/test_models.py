@@ -131,3 +131,61 @@ def test_rescompact_round_trips_through_json_and_onnx(tmp_path):
     onnx = FacialExpressionModel(tmp_path / "model.onnx")
     np.testing.assert_allclose(onnx._run(faces), expected, atol=1e-5)
     assert np.abs(expected - expected[0]).max() > 1e-3  # the faces really are told apart
+
+
+def test_medium64_is_medium_on_the_face_upscaled_inside():
+    """`medium64` takes the same 48x48 faces as every model, upscales them to 64x64 bilinearly, then runs `medium`'s
+    layers: `medium`'s weights load into it and give exactly `medium` built for 64x64 on the resized face."""
+    import keras
+
+    small = create_model("medium")
+    big = create_model("medium64")
+    big.set_weights(small.get_weights())  # same layers, same shapes: the upscale has no weights
+    assert [w.shape for w in big.get_weights()] == [w.shape for w in small.get_weights()]
+    rng = np.random.default_rng(3)
+    faces = np.zeros((2, 48, 48, 1), np.float32)
+    faces[:, :20, :31] = rng.integers(0, 256, (2, 20, 31, 1))  # asymmetric: a flip or transpose would show
+    at64 = create_model("medium", input_shape=(64, 64, 1))
+    at64.set_weights(small.get_weights())
+    resized = keras.ops.convert_to_numpy(keras.ops.image.resize(faces, (64, 64), interpolation="bilinear"))
+    np.testing.assert_allclose(big.predict_on_batch(faces), at64.predict_on_batch(resized), atol=1e-6)
+    assert big.get_layer("upscale").output.shape[1:3] == (64, 64)
+    assert np.abs(big.predict_on_batch(faces) - small.predict_on_batch(faces)).max() > 1e-4  # it does upscale
+
+
+def test_medium64_round_trips_through_json_and_onnx(tmp_path):
+    """Its custom upscale layer reloads from model.json, and the exported ONNX graph matches Keras."""
+    import keras
+    import onnxruntime as ort
+
+    from ferkit.training.export import export_model
+
+    model = create_model("medium64")
+    export_model(model, tmp_path)
+    faces = np.random.default_rng(4).integers(0, 256, (3, 48, 48, 1)).astype(np.float32)
+    want = model.predict_on_batch(faces)
+    again = keras.models.model_from_json((tmp_path / "model.json").read_text())
+    again.load_weights(tmp_path / "model.weights.h5")
+    np.testing.assert_allclose(again.predict_on_batch(faces), want, atol=1e-6)
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"))
+    got = session.run(None, {session.get_inputs()[0].name: faces})[0]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_a_fresh_process_loads_medium64_from_its_json(tmp_path):
+    """FacialExpressionModel on a `medium64` folder's Keras files, in a process that never imported
+    ferkit.models itself: the loader registers the upscale layer, and the two backends agree."""
+    import subprocess
+    import sys
+
+    from ferkit.training.export import export_model
+
+    export_model(create_model("medium64"), tmp_path)
+    script = ("import sys, numpy as np; from ferkit.inference.classifier import FacialExpressionModel as F\n"
+              "faces = np.random.default_rng(5).integers(0, 256, (2, 48, 48, 1)).astype(np.float32)\n"
+              "k = F(sys.argv[1] + '/model.json', sys.argv[1] + '/model.weights.h5'); o = F(sys.argv[1])\n"
+              "print(k.backend, o.backend, float(np.abs(k.predict_proba(faces) - o.predict_proba(faces)).max()))")
+    run = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    backend, other, diff = run.stdout.split()
+    assert (backend, other) == ("keras", "onnx") and float(diff) < 1e-5

@@ -12,6 +12,25 @@ def pixels_input(input_shape):
     return inputs, layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
 
 
+@keras.saving.register_keras_serializable(package="ferkit")
+class Upscale(layers.Layer):
+    """Bilinear resize to size x size inside the net. Keras' own Resizing layer does not export to ONNX under the
+    torch backend (its trace leaves BatchNorm in training mode); this one does, and still loads from model.json."""
+
+    def __init__(self, size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.size = size
+
+    def call(self, x):
+        return keras.ops.image.resize(x, (self.size, self.size), interpolation="bilinear")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.size, self.size, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
+
+
 def conv_bn_relu(x, filters: int, kernel_size: int = 3, name: str | None = None):
     x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=False, name=name)(x)
     x = layers.BatchNormalization()(x)
