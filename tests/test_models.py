@@ -189,3 +189,22 @@ def test_a_fresh_process_loads_medium64_from_its_json(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     backend, other, diff = run.stdout.split()
     assert (backend, other) == ("keras", "onnx") and float(diff) < 1e-5
+
+
+def test_the_benches_count_medium64_at_its_upscaled_size(tmp_path):
+    """bench_models.count_macs (the model table's and the pick's cost) reads a `medium64` model.json in a fresh
+    process, and counts its convolutions at 64x64: 469 M multiply-adds against `medium`'s 264 M."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    for name in ("medium", "medium64"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.json").write_text(create_model(name).to_json())
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    script = ("import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); from bench_models import "
+              "count_macs\nfor n in ('medium', 'medium64'): print(*count_macs(Path(sys.argv[2]) / n / 'model.json'))")
+    run = subprocess.run([sys.executable, "-c", script, str(bench), str(tmp_path)], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["2791351", "263912064", "2791351", "469060224"]
