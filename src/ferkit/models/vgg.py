@@ -45,7 +45,7 @@ def build_medium(input_shape, num_classes, **kwargs):
     return build_vgg_family(input_shape, num_classes, widths=(48, 96, 192, 384), dense_units=384, name="medium", **kwargs)
 
 
-@register_model("medium64", "`medium` on the face upscaled to 64x64 inside the net (1.8x the cost; loads `medium` weights)",
+@register_model("medium64", "`medium` on the face upscaled to 64x64 inside the net (1.8x the cost; `medium` weights fit)",
                 optimizer="sgd", learning_rate=0.01, weight_decay=5e-4, schedule="cosine", label_smoothing=0.1)
 def build_medium64(input_shape, num_classes, **kwargs):
     return build_vgg_family(input_shape, num_classes, widths=(48, 96, 192, 384), dense_units=384, name="medium64",
