@@ -27,8 +27,6 @@ def count_macs(json_path) -> tuple[int, int]:
     from ferkit.training.backend import setup_keras
 
     keras = setup_keras("float32")
-    from ferkit import models  # noqa: F401  (registers ferkit's own layers, e.g. `medium64`'s Upscale)
-
     model = keras.models.model_from_json(json_path.read_text())
     macs = 0
     for layer in model.layers:

@@ -10,7 +10,7 @@ from ferkit.models.registry import create_model
 
 held = load_dataset("../shared/data/fer2013/fer2013.csv.gz").split("Training").holdout(0.1, 42)[1]
 y = held.hard_labels
-imgs = held.images  # (N,48,48,1) uint8?
+imgs = held.images
 print(imgs.shape, imgs.dtype)
 for run in sys.argv[1:]:
     for S in (48, 56, 64):
@@ -20,6 +20,6 @@ for run in sys.argv[1:]:
         if S != 48:
             x = np.stack([cv2.resize(i, (S, S), interpolation=cv2.INTER_LINEAR) for i in x])
         x = x[..., None]
-        p = m.predict(x, batch_size=256, verbose=0) + m.predict(x[:, :, ::-1], batch_size=256, verbose=0)
         p1 = m.predict(x, batch_size=256, verbose=0)
+        p = p1 + m.predict(x[:, :, ::-1], batch_size=256, verbose=0)
         print(f"{run} S={S}: plain {np.mean(p1.argmax(1) == y):.2%}  2 views {np.mean(p.argmax(1) == y):.2%}", flush=True)

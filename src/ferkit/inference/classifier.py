@@ -151,8 +151,6 @@ class FacialExpressionModel:
         from ..training.backend import setup_keras
 
         keras = setup_keras(None)
-        from .. import models  # noqa: F401  (registers ferkit's own layers, e.g. Upscale, for model_from_json)
-
         previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy("float32")  # inference runs in float32, whatever the caller trains in
         try:

@@ -10,10 +10,13 @@ def setup_keras(precision: str | None = "float32"):
     the policy as it is).
 
     OMP_WAIT_POLICY=ACTIVE must be set before torch loads: with the default passive policy
-    training ran ~10x slower on 2-core machines.
+    training ran ~10x slower on 2-core machines. ferkit's own layers (e.g. `medium64`'s Upscale) are
+    registered too, so that model_from_json reads any ferkit model.json.
     """
     keras_defaults()
     import keras
+
+    from ..models import layers  # noqa: F401  (registers ferkit's serializable layers)
 
     if precision:
         keras.config.set_dtype_policy(precision)
