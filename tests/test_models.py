@@ -111,10 +111,27 @@ def test_rescompact_adds_a_shortcut_around_each_stage_block():
     assert model.count_params() == 1230503  # by hand: stem 416 + stages 18,688 + 58,112 + 230,912 + 920,576 + head 1,799
 
 
-@pytest.mark.parametrize("name", ["rescompact", "medium64"])
+def test_resmedium_has_two_blocks_where_the_maps_are_small():
+    """Six residual blocks: one at 48x48 and 24x24, two at 12x12 and 6x6. No stem, so every stage's first block
+    changes the width (1x1 shortcut, from the pixels' one channel too) and each second block adds its input itself."""
+    model = create_model("resmedium")
+    adds = [layer for layer in model.layers if type(layer).__name__ == "Add"]
+    sides = [sorted(type(tensor._keras_history[0]).__name__ for tensor in add.input) for add in adds]
+    projected, identity = ["BatchNormalization"] * 2, ["Activation", "BatchNormalization"]
+    assert sides == [projected, projected, projected, identity, projected, identity]
+    assert [add.output.shape[1] for add in adds] == [48, 24, 12, 12, 6, 6]
+    one_by_one = [layer.filters for layer in model.layers
+                  if type(layer).__name__ == "Conv2D" and tuple(layer.kernel_size) == (1, 1)]
+    assert one_by_one == [48, 96, 192, 384]
+    # by hand: blocks 21,792 + 130,176 + 518,400 + 665,088 + 2,068,992 + 2,657,280; dense 147,456 + BN 1,536; 2,695
+    assert model.count_params() == 6213415
+
+
+@pytest.mark.parametrize("name", ["rescompact", "medium64", "resmedium"])
 def test_a_family_round_trips_through_json_and_onnx(tmp_path, name):
     """The shipped forms (model.to_json() + weights, and ONNX) give Keras's own probabilities: `rescompact`'s
-    residual adds, and `medium64`'s own upscale layer, which must reload from model.json and export to ONNX."""
+    and `resmedium`'s residual adds, and `medium64`'s own upscale layer, which must reload from model.json and
+    export to ONNX."""
     import keras
 
     from ferkit.inference.classifier import FacialExpressionModel

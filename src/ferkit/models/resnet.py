@@ -26,13 +26,22 @@ def basic_block(x, filters: int):
     return layers.Activation("relu")(layers.Add()([x, shortcut]))
 
 
-def build_residual_family(input_shape, num_classes, widths, stem=32, dropout=0.4, name="rescompact"):
+def build_residual_family(input_shape, num_classes, widths, blocks=None, stem=32, dense_units=0, dropout=0.4,
+                          name="rescompact"):
+    """`blocks[i]` basic blocks at stage i (default one each); stem=0: the first block takes the pixels itself."""
     inputs, x = pixels_input(input_shape)
-    x = conv_bn_relu(x, stem)
+    if stem:
+        x = conv_bn_relu(x, stem)
     for stage, filters in enumerate(widths):
-        x = basic_block(x, filters)
+        for _ in range(blocks[stage] if blocks else 1):
+            x = basic_block(x, filters)
         x = layers.MaxPooling2D(2, name=f"pool{stage + 1}")(x)
     x = layers.GlobalAveragePooling2D()(x)
+    if dense_units:
+        x = layers.Dropout(dropout)(x)
+        x = layers.Dense(dense_units, use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
     x = layers.Dropout(dropout)(x)
     return keras.Model(inputs, classifier_head(x, num_classes), name=name)
 
@@ -41,3 +50,11 @@ def build_residual_family(input_shape, num_classes, widths, stem=32, dropout=0.4
                 optimizer="adamw", learning_rate=2e-3, weight_decay=0.05, schedule="cosine", label_smoothing=0.1)
 def build_rescompact(input_shape, num_classes, **kwargs):
     return build_residual_family(input_shape, num_classes, widths=(32, 64, 128, 256), name="rescompact", **kwargs)
+
+
+@register_model("resmedium", "`medium`'s widths (48-384) in residual blocks, two at each 12x12 and 6x6 stage: deeper "
+                "where depth is cheap, a design the VGG members do not share",
+                optimizer="adamw", learning_rate=2e-3, weight_decay=0.05, schedule="cosine", label_smoothing=0.1)
+def build_resmedium(input_shape, num_classes, **kwargs):
+    return build_residual_family(input_shape, num_classes, widths=(48, 96, 192, 384), blocks=(1, 1, 2, 2), stem=0,
+                                 dense_units=384, name="resmedium", **kwargs)
