@@ -37,6 +37,14 @@ def conv_bn_relu(x, filters: int, kernel_size: int = 3, name: str | None = None)
     return layers.Activation("relu")(x)
 
 
+def dense_block(x, units: int, dropout: float):
+    """Dropout, then a BN-ReLU dense layer: the hidden head of the families that have one."""
+    x = layers.Dropout(dropout)(x)
+    x = layers.Dense(units, use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.Activation("relu")(x)
+
+
 def classifier_head(x, num_classes: int):
     # float32 softmax keeps probabilities exact under a mixed-precision policy
     return layers.Dense(num_classes, activation="softmax", dtype="float32", name="expression")(x)

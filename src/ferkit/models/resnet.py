@@ -3,6 +3,7 @@
 `rescompact` costs about what `compact` does (32-256 channels, one basic block of two 3x3 convs per
 stage, max-pool between stages) but adds a shortcut around every block: a different inductive bias
 at the same price, so that ensemble members disagree more than seeds of one design do (issue 13).
+`resmedium` has `medium`'s widths and head, with a second block at the two smallest maps, where depth is cheap.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from .layers import classifier_head, conv_bn_relu, pixels_input
+from .layers import classifier_head, conv_bn_relu, dense_block, pixels_input
 from .registry import register_model
 
 
@@ -38,10 +39,7 @@ def build_residual_family(input_shape, num_classes, widths, blocks=None, stem=32
         x = layers.MaxPooling2D(2, name=f"pool{stage + 1}")(x)
     x = layers.GlobalAveragePooling2D()(x)
     if dense_units:
-        x = layers.Dropout(dropout)(x)
-        x = layers.Dense(dense_units, use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.Activation("relu")(x)
+        x = dense_block(x, dense_units, dropout)
     x = layers.Dropout(dropout)(x)
     return keras.Model(inputs, classifier_head(x, num_classes), name=name)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from .layers import Upscale, classifier_head, conv_bn_relu, pixels_input
+from .layers import Upscale, classifier_head, conv_bn_relu, dense_block, pixels_input
 from .registry import register_model
 
 
@@ -25,10 +25,7 @@ def build_vgg_family(input_shape, num_classes, widths, convs_per_stage=2, dense_
         x = layers.MaxPooling2D(2, name=f"pool{stage + 1}")(x)
     x = layers.GlobalAveragePooling2D()(x)
     if dense_units:
-        x = layers.Dropout(dropout)(x)
-        x = layers.Dense(dense_units, use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.Activation("relu")(x)
+        x = dense_block(x, dense_units, dropout)
     x = layers.Dropout(dropout)(x)
     return keras.Model(inputs, classifier_head(x, num_classes), name=name)
 
