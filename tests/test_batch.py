@@ -8,6 +8,7 @@ anywhere; the real media in ../shared checks faces end to end.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -52,6 +53,34 @@ def test_inputs_folders_globs_lists_and_urls(tmp_path):
     assert expand_inputs([str(root / "a.mp4")]) == [Item(a1, "video", "a")]
     assert expand_inputs([str(root / "empty")]) == []
     assert expand_inputs(str(root / "notes.md")) == [Item(str(root / "notes.md"), "unknown", "notes")]
+
+
+def test_list_files_that_name_each_other_are_read_once(tmp_path):
+    # a.txt -> b.txt -> c.txt -> a.txt: each list's entries once, the cycle skipped like a list naming itself
+    for name, entries in (("a", "b.txt\nx.mp4\n"), ("b", "c.txt\na.txt\ny.jpg\n"), ("c", "./a.txt\nz.png\n")):
+        (tmp_path / f"{name}.txt").write_text(entries)
+    expected = [Item(str(tmp_path / name), kind, Path(name).stem) for name, kind in
+                (("x.mp4", "missing"), ("y.jpg", "missing"), ("z.png", "missing"))]
+    assert expand_inputs([str(tmp_path / "a.txt")]) == expected
+    assert expand_inputs([str(tmp_path / "b.txt"), str(tmp_path / "c.txt")]) == expected
+
+
+def test_names_that_are_not_utf8_are_failed_rows_never_given_to_opencv(config, tmp_path):
+    # OpenCV crashed (segfault) on such names, and the summary's text columns cannot hold them:
+    # they are named by their printable form and refused; everything else runs
+    root = tmp_path / "media"
+    root.mkdir()
+    write_photo(root / "a.png").rename(root / os.fsdecode(b"a\xff\xfeb.png"))  # OpenCV cannot write them either
+    write_video(root / "v.mp4", 5, pattern="square").rename(root / os.fsdecode(b"v\xff.mp4"))
+    write_photo(root / "good.png")
+    photo, video = str(root) + "/a\\xff\\xfeb.png", str(root) + "/v\\xff.mp4"
+    assert expand_inputs([root]) == [Item(photo, "bad-name", "a\\xff\\xfeb"),
+                                     Item(str(root / "good.png"), "photo", "good"), Item(video, "bad-name", "v\\xff")]
+    table = analyse([root], tmp_path / "out", config=config, workers=1, progress=False)
+    assert rows(table, "input", "kind", "status", "error") == [
+        (photo, "bad-name", "failed", f"{photo}: the file name is not valid UTF-8; rename it"),
+        (str(root / "good.png"), "photo", "done", None),
+        (video, "bad-name", "failed", f"{video}: the file name is not valid UTF-8; rename it")]
 
 
 # --- a run ---------------------------------------------------------------------------------
@@ -151,6 +180,86 @@ def test_what_stops_a_run(config, tmp_path):
         analyse([tmp_path], tmp_path / "out", engine="spark", config=config)
     with pytest.raises(FerkitError, match="workers must be at least 1"):
         analyse([tmp_path], tmp_path / "out", workers=0, config=config)
+
+
+def test_an_output_folder_that_is_also_the_input_folder(config, tmp_path):
+    # `batch DIR --out DIR`: a rerun must not take its own videos/*_timeline.png for photos, and
+    # an input inside its videos/ folder (where an annotated video could replace it) is no input
+    root = tmp_path / "media"
+    root.mkdir()
+    write_video(root / "a.mp4", 5, pattern="square")
+    write_photo(root / "c.png")
+    expected = [(str(root / "a.mp4"), "video"), (str(root / "c.png"), "photo")]
+    first = analyse([root], root, config=config, workers=1, progress=False)
+    assert rows(first, "input", "kind") == expected and rows(first, "status") == [("done",), ("done",)]
+    assert (root / "videos" / "a_timeline.png").is_file()
+    second = analyse([root], root, config=config, workers=1, progress=False)
+    assert rows(second, "input", "kind") == expected and rows(second, "status") == [("skipped",), ("skipped",)]
+    with pytest.raises(FerkitError) as error:
+        analyse([root / "videos"], root, config=config, annotate=True, progress=False)
+    assert str(error.value) == f"no photos or videos found in {root / 'videos'} outside {root / 'videos'} and " \
+                               f"{root / '.partial'}, where this run writes"
+
+
+# A worker that dies (a segfault, the OOM killer) gives no result and raises nothing in it. This
+# driver makes the workers die on inputs named crash*: the patch is top-level code, which every
+# spawned worker runs too (it imports the driver's main module).
+CRASHING_DRIVER = """
+import os
+import signal
+import sys
+
+import ferkit.batch.local as local
+
+real_video, real_photos = local.analyse_video, local.analyse_photos
+
+
+def analyse_video(config, item, *args, **kwargs):
+    if "crash" in item.source:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return real_video(config, item, *args, **kwargs)
+
+
+def analyse_photos(config, sources):
+    if any("crash" in source for source in sources):
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return real_photos(config, sources)
+
+
+local.analyse_video, local.analyse_photos = analyse_video, analyse_photos
+
+if __name__ == "__main__":
+    from ferkit.cli import main
+
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_worker_that_dies_is_a_failed_row_and_every_other_input_is_done(tiny_model_dir, tmp_path):
+    # multiprocessing.Pool waited forever for a dead worker's result: run where a hang is a failure
+    root = tmp_path / "media"
+    root.mkdir()
+    for name in ("crash.mp4", "ok.mp4"):
+        write_video(root / name, 5, pattern="square")
+    for name in ("crash.png", "p1.png", "p2.png"):  # one task: the group is split to find the culprit
+        write_photo(root / name)
+    (tmp_path / "driver.py").write_text(CRASHING_DRIVER)
+    command = [sys.executable, str(tmp_path / "driver.py"), "batch", str(root), "--out", str(tmp_path / "out"),
+               "--workers", "2", "--model", str(tiny_model_dir), "--no-progress"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the run hung on a dead worker")
+    died = "the worker process died while analysing it (a crash in native code, or out of memory)"
+    assert done.returncode == 2, done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("ferkit batch:")] == [
+        f"ferkit batch: failed: {root / 'crash.mp4'}: {died}", f"ferkit batch: failed: {root / 'crash.png'}: {died}"]
+    assert done.stdout.startswith("5 inputs: 3 done, 0 skipped (done before), 2 failed in ")
+    summary = pq.read_table(tmp_path / "out" / "summary.parquet")
+    assert rows(summary, "input", "status") == [(str(root / name), status) for name, status in (
+        ("crash.mp4", "failed"), ("crash.png", "failed"), ("ok.mp4", "done"), ("p1.png", "done"), ("p2.png", "done"))]
+    assert sorted(pq.read_table(tmp_path / "out" / "photos").column("path").to_pylist()) == [
+        str(root / "p1.png"), str(root / "p2.png")]
 
 
 # --- ferkit batch --------------------------------------------------------------------------

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from pathlib import Path
 
 import pytest
 from conftest import write_video
 
+from ferkit import files
 from ferkit.errors import MediaError
-from ferkit.files import NAME_MAX, atomic_output, partial_path
+from ferkit.files import NAME_MAX, atomic_output, is_special_file, partial_path
+from ferkit.video.process import default_timeline
 
 
 @pytest.mark.parametrize("stem_length", [1, 200, 236, 237, 251])
@@ -86,3 +89,115 @@ def test_a_disk_full_csv_is_named_as_the_failed_output(pipeline, tmp_path, monke
         process_video(pipeline, video, csv_path=tmp_path / "faces.csv", timeline_png=tmp_path / "t.png")
     assert str(error.value) == f"{tmp_path / 'faces.csv'}: cannot be written (No space left on device)"
     assert [p.name for p in tmp_path.iterdir()] == ["in.avi"]
+
+
+# --- targets that are not regular files --------------------------------------------------------
+# Never a real device here, even with a bug planted: replacing /dev/null would break the machine.
+# FIFOs and links in tmp_path show the behaviour; the device case is mocked.
+
+def fifo_with_reader(path: Path) -> int:
+    """A FIFO at `path` and a non-blocking read end on it: a writer opens it without waiting, and a
+    read never hangs (b"" when nothing was written)."""
+    os.mkfifo(path)
+    return os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+
+
+def read_all(fd: int) -> bytes:
+    try:
+        return os.read(fd, 1 << 16)
+    except BlockingIOError:  # a writer is still open and wrote nothing
+        return b""
+    finally:
+        os.close(fd)
+
+
+def test_a_symlinked_output_stays_a_link_and_its_file_gets_the_content(tmp_path):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "faces.csv"
+    target.write_text("old\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    with atomic_output(link) as path:
+        path.write_text("a,b\n")
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_text() == "a,b\n"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["faces.csv", "link.csv", "real"], "no partial left"
+    dangling = tmp_path / "new.csv"  # a link to a file not made yet: the file is made
+    dangling.symlink_to(tmp_path / "real" / "later.csv")
+    with atomic_output(dangling) as path:
+        path.write_text("c\n")
+    assert dangling.is_symlink() and (tmp_path / "real" / "later.csv").read_text() == "c\n"
+
+
+def test_a_fifo_output_is_written_to_not_replaced(tmp_path):
+    fifo = tmp_path / "faces.csv"
+    reader = fifo_with_reader(fifo)
+    with atomic_output(fifo) as path:
+        path.write_text("a,b\n")
+    assert read_all(reader) == b"a,b\n"
+    assert stat.S_ISFIFO(fifo.lstat().st_mode) and [p.name for p in tmp_path.iterdir()] == ["faces.csv"]
+    link = tmp_path / "link.csv"  # a link to a FIFO: written through both
+    link.symlink_to(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    with atomic_output(link) as path:
+        path.write_text("c\n")
+    assert read_all(reader) == b"c\n" and link.is_symlink() and stat.S_ISFIFO(fifo.lstat().st_mode)
+
+
+def test_a_failed_write_to_a_fifo_leaves_it_in_place(tmp_path):
+    fifo = tmp_path / "faces.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(MediaError) as error:
+        with atomic_output(fifo):
+            raise OSError(errno.EPIPE, "Broken pipe")
+    assert str(error.value) == f"{fifo}: cannot be written (Broken pipe)"
+    assert stat.S_ISFIFO(fifo.lstat().st_mode), "the FIFO was not ours to remove"
+
+
+def test_a_device_output_is_written_in_place_and_its_errors_are_one_line(tmp_path, monkeypatch):
+    # a regular file that is_special_file calls a device: what `--csv /dev/null` and `/dev/full` get
+    device = tmp_path / "full"
+    device.write_text("")
+    inode = device.stat().st_ino
+    monkeypatch.setattr(files, "is_special_file", lambda path: Path(path) == device)
+    with atomic_output(device) as path:
+        assert path == device
+        path.write_text("a,b\n")
+    assert device.stat().st_ino == inode and device.read_text() == "a,b\n", "written in place, not replaced"
+    with pytest.raises(MediaError) as error:
+        with atomic_output(device):
+            raise OSError(errno.ENOSPC, "No space left on device")  # what /dev/full answers
+    assert str(error.value) == f"{device}: cannot be written (No space left on device)"
+    assert device.stat().st_ino == inode, "a device is never removed"
+    assert [p.name for p in tmp_path.iterdir()] == ["full"]
+
+
+def test_is_special_file(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "to-fifo").symlink_to(tmp_path / "fifo")
+    (tmp_path / "dangling").symlink_to(tmp_path / "missing")
+    assert is_special_file(os.devnull)  # only stat()ed
+    assert is_special_file(tmp_path / "fifo") and is_special_file(tmp_path / "to-fifo")
+    for name in ("file", "dangling", "missing", "."):
+        assert not is_special_file(tmp_path / name), name
+
+
+def test_no_timeline_is_derived_beside_a_device_or_fifo(tmp_path):
+    os.mkfifo(tmp_path / "fifo.csv")
+    assert default_timeline(None, str(tmp_path / "fifo.csv")) is None
+    assert default_timeline(str(tmp_path / "v.mp4"), str(tmp_path / "fifo.csv")) == tmp_path / "v_timeline.png"
+    assert default_timeline(None, os.devnull) is None
+    assert default_timeline(None, str(tmp_path / "f.csv")) == tmp_path / "f_timeline.png"
+
+
+def test_ferkit_video_writes_a_csv_into_a_fifo_and_makes_no_timeline_beside_it(ferkit, tiny_model_dir, tmp_path):
+    video = write_video(tmp_path / "in.avi", 6)
+    fifo = tmp_path / "faces.csv"
+    reader = fifo_with_reader(fifo)
+    code, out, err = ferkit("video", video, "--csv", fifo, "--model", tiny_model_dir)
+    assert (code, err) == (0, "")
+    lines = read_all(reader).decode().splitlines()
+    assert lines[0].startswith("frame,time_s,face_id,") and len(lines) == 7  # a header and 6 frames, no faces
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["faces.csv", "in.avi"], "no faces_timeline.png"

@@ -13,6 +13,8 @@ import errno
 import json
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -393,3 +395,47 @@ def test_run_predict_checks_every_file_before_loading_the_model_or_making_the_fo
         run_predict([*inputs, missing], Config(), out_dir=out_dir)
     assert message(excinfo) == f"{missing}: no such file"
     assert stub.configs == [] and stub.seen == [] and not out_dir.exists()
+
+
+def test_run_predict_refuses_to_overwrite_an_input_before_any_work(stub, inputs, tmp_path):
+    # `--out` the photos' own folder (the copy faces.jpg would replace faces.jpg), a link to an input,
+    # and another input's folder (a/faces.jpg's copy would be b/faces.jpg, an input too): refused
+    # before the model loads, every input unchanged
+    faces, none, one = inputs
+    before = {path: path.read_bytes() for path in inputs}
+    with pytest.raises(MediaError) as excinfo:
+        run_predict(inputs, Config(), out_dir=faces.parent)
+    assert message(excinfo) == f"{faces}: an output may not overwrite an input photo (choose another --out folder)"
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "none.png").symlink_to(none)
+    with pytest.raises(MediaError) as excinfo:
+        run_predict([faces, none], Config(), out_dir=linked)
+    assert message(excinfo) == \
+           f"{linked / 'none.png'}: an output may not overwrite an input photo (choose another --out folder)"
+    other = tmp_path / "b" / "faces.jpg"
+    other.parent.mkdir()
+    write_photo(other, seed=1)
+    with pytest.raises(MediaError) as excinfo:
+        run_predict([faces, other], Config(), out_dir=other.parent)
+    assert message(excinfo) == f"{other}: an output may not overwrite an input photo (choose another --out folder)"
+    assert stub.configs == [] and stub.seen == []
+    assert {path: path.read_bytes() for path in inputs} == before
+
+
+def test_a_name_that_is_not_utf8_keeps_its_format_and_is_printed_readably(capsys, stub, inputs, tmp_path):
+    # OpenCV's haveImageWriter crashed (segfault) on such a name; the name is not printable as it is
+    # (strict JSON parsers refuse lone surrogates), so its bytes are shown as \\xNN
+    probe = "import os, pathlib; from ferkit.inference.images import annotated_name; " \
+            "print(ascii(annotated_name(pathlib.Path(os.fsdecode(b'a\\xff\\xfeb.jpg')), set())))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (0, "'a\\udcff\\udcfeb.jpg'\n"), "a crash here takes no pytest with it"
+    faces = inputs[0].rename(inputs[0].with_name(os.fsdecode(b"a\xff\xfeb.jpg")))
+    shown = str(tmp_path / "in") + "/a\\xff\\xfeb.jpg"
+    assert run_predict([faces], Config(), out_dir=tmp_path / "out") == 0
+    assert capsys.readouterr().out == f"{shown}: 2 faces\n{HAPPY_LINE}\n{ANGRY_LINE}\n"
+    assert os.listdir(os.fsencode(tmp_path / "out")) == [b"a\xff\xfeb.jpg"]
+    expected = cv2.imencode(".jpg", draw_faces(read_image(faces), [HAPPY, ANGRY]))[1].tobytes()
+    assert (tmp_path / "out" / faces.name).read_bytes() == expected
+    assert run_predict([faces], Config(), as_json=True) == 0
+    assert json.loads(capsys.readouterr().out)["images"][0]["path"] == shown

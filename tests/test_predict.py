@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 
 import cv2
 import numpy as np
 import pytest
-from conftest import bright_box_detector
+from conftest import bright_box_detector, run_ferkit
 
 from ferkit.cli import main
 from ferkit.config import Config, DetectorConfig, PipelineConfig
@@ -214,6 +215,26 @@ def test_annotated_copy_of_a_file_without_image_extension_is_png(ferkit, tmp_pat
     code, out, err = ferkit("predict", upload, "--out", tmp_path / "out", "--model", tiny_model_dir)
     assert code == 0, err
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["upload.png"]
+
+
+def test_cli_refuses_an_out_folder_that_would_overwrite_the_photo(ferkit, tmp_path, tiny_model_dir, blank_png):
+    original = blank_png.read_bytes()
+    code, out, err = ferkit("predict", blank_png, "--out", tmp_path, "--model", tiny_model_dir)
+    assert (code, out) == (2, "")
+    assert err == f"ferkit predict: error: {blank_png}: an output may not overwrite an input photo " \
+                  "(choose another --out folder)\n"
+    assert blank_png.read_bytes() == original
+
+
+def test_cli_photo_named_in_bytes_that_are_not_utf8(tmp_path, tiny_model_dir, blank_png):
+    # the name crashed OpenCV (exit 139, no message): now read, annotated under its own name, and
+    # printed with its odd bytes as \\xNN; in a fresh interpreter, so a crash cannot take pytest along
+    photo = blank_png.rename(tmp_path / os.fsdecode(b"a\xff\xfeb.png"))
+    done = run_ferkit("predict", photo, "--out", tmp_path / "out", "--model", tiny_model_dir)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == f"{tmp_path}/a\\xff\\xfeb.png: 0 faces\n"
+    assert os.listdir(os.fsencode(tmp_path / "out")) == [b"a\xff\xfeb.png"]
+    assert np.array_equal(read_image(tmp_path / "out" / photo.name), read_image(photo)), "no face: nothing drawn"
 
 
 # --- the bundled ferplus model ---------------------------------------------------------------

@@ -10,10 +10,14 @@ tests use real files written by conftest.write_video to show the same rules on O
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
-from conftest import write_video
+from conftest import run_ferkit, write_video
 
 from ferkit.errors import MediaError
 from ferkit.video import source as source_module
@@ -122,6 +126,19 @@ def test_an_image_is_refused_before_opening(tmp_path, monkeypatch):
     with pytest.raises(MediaError) as error:
         VideoSource(path)
     assert str(error.value) == f"{path}: is an image, not a video (use `ferkit predict` for images)"
+
+
+def test_a_name_that_is_not_utf8_is_refused_before_opencv_sees_it(tmp_path):
+    # cv2.haveImageReader crashed (segfault) on it; run in a fresh interpreter so a crash fails only this test
+    video = write_video(tmp_path / "v.mp4", 3).rename(tmp_path / os.fsdecode(b"v\xff.mp4"))
+    probe = "import sys; from ferkit.video.source import VideoSource; VideoSource(sys.argv[1])"
+    done = subprocess.run([sys.executable, "-c", probe, str(video)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.splitlines()[-1] == \
+           f"ferkit.errors.MediaError: {tmp_path}/v\\xff.mp4: the file name is not valid UTF-8; rename it"
+    done = run_ferkit("video", video, "--csv", tmp_path / "f.csv")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"ferkit video: error: {tmp_path}/v\\xff.mp4: the file name is not valid UTF-8; rename it\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [video.name], "no output"
 
 
 def test_a_capture_that_does_not_open(scripted, fake_file):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,21 @@ def require_file(path: str | Path) -> Path:
     if not path.is_file():
         raise MediaError(f"{path}: not a file")
     return path
+
+
+def is_utf8_name(path: str | Path) -> bool:
+    """Whether `path` is valid UTF-8. Python holds other bytes as lone surrogates, which OpenCV's
+    name-taking calls crash on (segfault) and text columns (Parquet, CSV) refuse."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(path: str | Path) -> str:
+    """`path` as text any output takes: bytes that are not UTF-8 shown as \\xNN, the rest as it is."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 NAME_MAX = 255  # bytes in one file name (Linux, macOS, Windows)
@@ -60,15 +76,36 @@ def prepare_parent(target: str | Path) -> Path:
     return target
 
 
+def is_special_file(path: str | Path) -> bool:
+    """Whether `path` exists and, links followed, is not a regular file or folder: a device, a FIFO or
+    a socket. Such a target is written to as it is (never replaced) and gets no outputs beside it."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # missing, a dangling link, a name the OS refuses: not one
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 @contextmanager
 def atomic_output(target: str | Path):
     """Yield a partial path to write; it becomes `target` on success and is removed on any failure,
-    so an output file is either complete or absent, never truncated."""
+    so an output file is either complete or absent, never truncated.
+
+    A symbolic link stays: the file it points to is replaced. A device, FIFO or socket (`--csv
+    /dev/null`) is written to directly, since replacing it would destroy it (as root, /dev/null).
+    """
     target = prepare_parent(target)
-    partial = partial_path(target)
+    real = Path(os.path.realpath(target)) if target.is_symlink() else target
+    if is_special_file(real):
+        try:
+            yield real
+        except OSError as exc:  # nothing to remove: the file was there before and is not ours
+            raise MediaError(f"{target}: cannot be written ({exc.strerror or exc})") from None
+        return
+    partial = partial_path(real)
     try:
         yield partial
-        os.replace(partial, target)
+        os.replace(partial, real)
     except OSError as exc:
         remove_quietly(partial)
         raise MediaError(f"{target}: cannot be written ({exc.strerror or exc})") from None

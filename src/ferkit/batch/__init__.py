@@ -24,8 +24,8 @@ import pyarrow.compute as pc
 from ..config import Config
 from ..errors import FerkitError, MediaError
 from ..inference.pipeline import Pipeline
-from .inputs import Item, expand_inputs
-from .outputs import OutputFolder
+from .inputs import Item, expand_inputs, outside
+from .outputs import OutputFolder, output_folders
 from .summary import failed_row, photo_row, summary_table, video_row, write_summary
 from .tasks import one_line
 
@@ -35,7 +35,8 @@ ENGINES = {"local": "ferkit.batch.local", "ray": "ferkit.batch.ray_engine"}
 # Photo rows go to a new Parquet part every PHOTOS_PER_PART rows or FLUSH_EVERY_S seconds (and at the
 # end, Ctrl-C included): few parts, and a killed run loses at most that much finished work.
 PHOTOS_PER_PART, FLUSH_EVERY_S = 2000, 30.0
-KIND_ERRORS = {"missing": "no such file, folder or match", "unknown": "not a photo or video type ferkit knows"}
+KIND_ERRORS = {"missing": "no such file, folder or match", "unknown": "not a photo or video type ferkit knows",
+               "bad-name": "the file name is not valid UTF-8; rename it"}
 
 
 @dataclass
@@ -56,18 +57,25 @@ def analyse(paths, out, engine: str = "local", config: Config | None = None, *, 
 
     engine: "local" (a process pool of `workers`, default one per core) or "ray" (`address`: None
     starts a private local Ray, "auto" or "ray://host:port" joins a cluster; `workers` caps the
-    photo actors). Inputs whose outputs are complete are skipped unless `force`. Returns the run
-    summary, one row per input (see summary.SUMMARY_SCHEMA), also written as summary.parquet/.csv.
+    photo actors). Inputs whose outputs are complete are skipped unless `force`; files inside
+    OUT/videos and OUT/.partial (the run's own outputs, when OUT is in an input folder) are no
+    inputs. Returns the run summary, one row per input (see summary.SUMMARY_SCHEMA), also written
+    as summary.parquet/.csv.
     Raises FerkitError only for what stops the whole run (no inputs, bad model, unwritable out).
     """
     if engine not in ENGINES:
         raise FerkitError(f"unknown engine {engine!r} (use {' or '.join(ENGINES)})")
     if workers is not None and workers < 1:
         raise FerkitError(f"workers must be at least 1, not {workers}")
-    items = expand_inputs(paths)
+    found = expand_inputs(paths)
+    # `batch DIR --out DIR`: a rerun must not take its own timelines (or annotated videos) for inputs,
+    # nor may an annotated video replace an input; photos/ holds only Parquet, no input
+    videos, _, staging = output_folders(out)
+    items = outside(found, (videos, staging))
     if not items:
         specs = [paths] if isinstance(paths, (str, Path)) else paths
-        raise MediaError(f"no photos or videos found in {', '.join(map(str, specs))}")
+        ours = f" outside {videos} and {staging}, where this run writes" if found else ""
+        raise MediaError(f"no photos or videos found in {', '.join(map(str, specs))}{ours}")
     config = config or Config()
     Pipeline.from_config(config)  # a bad model or detector fails here, once, not in every worker
     runner = importlib.import_module(ENGINES[engine])  # ImportError-free: ray_engine explains a missing extra

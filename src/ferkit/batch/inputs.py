@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ..files import VIDEO_SUFFIXES
+from ..files import VIDEO_SUFFIXES, is_utf8_name, printable
 
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pgm", ".ppm"})
 LIST_SUFFIXES = frozenset({".txt", ".lst", ".list"})
@@ -22,7 +22,7 @@ class Item:
     photo | unknown) and `key`, the stable name of its outputs (videos/KEY.csv, ...)."""
 
     source: str
-    kind: str
+    kind: str  # also "missing", or "bad-name" (not valid UTF-8: its source is the printable form)
     key: str
 
 
@@ -44,12 +44,35 @@ def expand_inputs(specs) -> list[Item]:
     found: dict[str, tuple[str, str]] = {}  # source -> (kind, key before de-clashing)
     for spec in [specs] if isinstance(specs, (str, Path)) else specs:
         for source, kind, name in expand_one(str(spec)):
+            if not is_utf8_name(source):  # OpenCV crashes on such a name and the summary cannot hold it
+                kind = "missing" if kind == "missing" else "bad-name"
+                source, name = printable(source), printable(name)
             found.setdefault(source, (kind, name))
     return unique_keys(found)
 
 
-def expand_one(spec: str):
-    """(source, kind, output name) triples for one spec."""
+def outside(items: list[Item], folders) -> list[Item]:
+    """The items not inside any of `folders` (links resolved): a run's own outputs, in an output
+    folder that is also an input folder, are never its inputs, and never overwrite one."""
+    folders = [folder for folder in map(resolved, folders) if folder]
+
+    def inside(source: str) -> bool:
+        path = resolved(source)
+        return path is not None and any(path.is_relative_to(folder) for folder in folders)
+
+    return [item for item in items if is_url(item.source) or not inside(item.source)]
+
+
+def resolved(path) -> Path | None:
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # a link loop: reported (a failed row, a folder error) elsewhere
+        return None
+
+
+def expand_one(spec: str, lists: frozenset[Path] = frozenset()):
+    """(source, kind, output name) triples for one spec; `lists`: the list files it was found
+    through, which it may not name again (a cycle)."""
     if is_url(spec):
         yield spec, media_kind(spec), Path(urlparse(spec).path).stem or "url"
         return
@@ -60,7 +83,7 @@ def expand_one(spec: str):
             if kind != "unknown":  # a folder's other files (notes, .DS_Store) are not inputs
                 yield str(file.absolute()), kind, str(file.relative_to(path).with_suffix(""))
     elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
-        yield from expand_list(path)
+        yield from expand_list(path, lists)
     elif path.is_file():
         yield str(path.absolute()), media_kind(path.name), path.stem
     elif glob.has_magic(spec):
@@ -74,16 +97,18 @@ def expand_one(spec: str):
         yield str(path.absolute()), "missing", path.stem
 
 
-def expand_list(path: Path):
+def expand_list(path: Path, lists: frozenset[Path] = frozenset()):
     """A list file: one path, folder, glob or URL per line; blank lines and # comments skipped;
-    relative paths are relative to the list file's folder."""
+    relative paths are relative to the list file's folder. A list naming itself, or one it was
+    reached through (a.txt names b.txt, which names a.txt), is skipped: its entries are in already."""
+    lists = lists | {path.resolve()}
     for line in path.read_text(errors="replace").splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             entry = line if is_url(line) or Path(line).is_absolute() else str(path.parent / line)
-            if Path(entry).suffix.lower() in LIST_SUFFIXES and Path(entry).resolve() == path.resolve():
-                continue  # a list that names itself
-            yield from expand_one(entry)
+            if Path(entry).suffix.lower() in LIST_SUFFIXES and Path(entry).resolve() in lists:
+                continue
+            yield from expand_one(entry, lists)
 
 
 def unique_keys(found: dict[str, tuple[str, str]]) -> list[Item]:

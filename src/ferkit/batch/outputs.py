@@ -26,10 +26,15 @@ from .inputs import Item
 from .tasks import PHOTO_SCHEMA, video_files
 
 
+def output_folders(out: str | Path) -> tuple[Path, Path, Path]:
+    """(videos, photos, staging): the folders of `out` that a run writes."""
+    return Path(out) / "videos", Path(out) / "photos", Path(out) / ".partial"
+
+
 class OutputFolder:
     def __init__(self, out: str | Path):
         self.root = Path(out)
-        self.videos, self.photos, self.staging = self.root / "videos", self.root / "photos", self.root / ".partial"
+        self.videos, self.photos, self.staging = output_folders(out)
         try:
             for folder in (self.videos, self.photos):
                 folder.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from .inputs import Item
 
 SUMMARY_SCHEMA = pa.schema([
     ("input", pa.string()),  # absolute path or URL
-    ("kind", pa.string()),  # video | photo | missing | unknown
+    ("kind", pa.string()),  # video | photo | missing | unknown | bad-name
     ("status", pa.string()),  # done (this run) | skipped (complete from an earlier run) | failed
     ("frames", pa.int64()),  # frames analysed (1 for a photo)
     ("faces", pa.int64()),  # face ids seen in a video; faces found in a photo

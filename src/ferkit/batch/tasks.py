@@ -116,6 +116,17 @@ def analyse_video(config: Config, item: Item, staging: Path, annotate: bool = Fa
     return result
 
 
+def failed_video(item: Item, error: str) -> dict:
+    """What analyse_video returns for a video whose worker never returned (it died)."""
+    return {"item": item, "summary": None, "error": error, "files": {}, "elapsed_s": 0.0, "node": None}
+
+
+def failed_photos(sources: list[str], error: str) -> pa.Table:
+    """What analyse_photos returns for photos whose worker never returned (it died)."""
+    return pa.Table.from_pylist([{"path": source, "elapsed_s": 0.0, "node": None, "error": error}
+                                 for source in sources], schema=PHOTO_RESULT_SCHEMA)
+
+
 def analyse_photos(config: Config, sources: list[str]) -> pa.Table:
     """Every face of every photo (PHOTO_RESULT_SCHEMA); a photo without faces is one row with empty
     face columns, a failed one a row with its error. Decodes here, in the worker."""

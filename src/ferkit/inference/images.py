@@ -14,7 +14,7 @@ import numpy as np
 
 from ..config import Config
 from ..errors import MediaError
-from ..files import atomic_output, require_file
+from ..files import atomic_output, printable, require_file
 from ..vision.draw import draw_faces
 from .pipeline import Face, Pipeline
 
@@ -65,7 +65,9 @@ COLOUR_FORMATS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".ti
 def annotated_name(path: Path, taken: set[str]) -> str:
     """The input's file name (PNG when its format holds no colour or OpenCV cannot write it), made
     unique within one run."""
-    keep = path.suffix.lower() in COLOUR_FORMATS and cv2.haveImageWriter(path.name)
+    # OpenCV picks the writer by extension only; never the name itself: a name that is not valid
+    # UTF-8 (a surrogate-escaped str) crashes haveImageWriter (segfault)
+    keep = path.suffix.lower() in COLOUR_FORMATS and cv2.haveImageWriter("image" + path.suffix.lower())
     name = path.name if keep else path.stem + ".png"
     stem, suffix, n = Path(name).stem, Path(name).suffix, 1
     while name in taken:
@@ -99,15 +101,18 @@ def prepare_out_dir(out_dir: str | Path) -> Path:
 def run_predict(paths, config: Config, as_json: bool = False, out_dir: str | Path | None = None) -> int:
     """`ferkit predict`: print each image's faces (text or one JSON object); annotated copies in out_dir."""
     paths = [require_file(p) for p in paths]  # fail on a missing file before loading the model
+    taken: set[str] = set()
+    targets = [Path(out_dir) / annotated_name(path, taken) for path in paths] if out_dir else [None] * len(paths)
+    refuse_overwriting_inputs(paths, targets)
     out = prepare_out_dir(out_dir) if out_dir else None
     pipeline = Pipeline.from_config(config)
-    results, taken = [], set()
-    for path in paths:
+    results = []
+    for path, target in zip(paths, targets):
         image = read_image(path)
         faces = pipeline.analyse(image)
-        results.append({"path": str(path), **faces_report(faces)})
+        results.append({"path": printable(path), **faces_report(faces)})
         if out:
-            write_image(draw_faces(image, faces), out / annotated_name(path, taken))
+            write_image(draw_faces(image, faces), target)
         if not as_json:
             print_faces(path, faces)
     if as_json:
@@ -115,8 +120,25 @@ def run_predict(paths, config: Config, as_json: bool = False, out_dir: str | Pat
     return 0
 
 
+def refuse_overwriting_inputs(paths: list[Path], targets: list[Path | None]) -> None:
+    """MediaError, before any work, when an annotated copy would replace an input photo (`--out` is
+    the photo's own folder); by file identity, so links and other spellings of the path count too."""
+    inputs = {file_id(path) for path in paths} - {None}
+    for target in targets:
+        if target is not None and file_id(target) in inputs:
+            raise MediaError(f"{target}: an output may not overwrite an input photo (choose another --out folder)")
+
+
+def file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except (OSError, ValueError):  # missing (a new output), or a name the OS refuses
+        return None
+    return info.st_dev, info.st_ino
+
+
 def print_faces(path: Path, faces: list[Face]) -> None:
-    print(f"{path}: {len(faces)} face{'s' if len(faces) != 1 else ''}")
+    print(f"{printable(path)}: {len(faces)} face{'s' if len(faces) != 1 else ''}")
     for face in faces:
         top = sorted(face.to_dict()["scores"].items(), key=lambda item: -item[1])[:3]
         print(f"  box {list(face.box)}: {face.emotion} ({', '.join(f'{k} {v:.0%}' for k, v in top)})")

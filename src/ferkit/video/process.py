@@ -14,7 +14,7 @@ from typing import Callable
 
 from ..config import Config
 from ..errors import MediaError
-from ..files import atomic_output, require_file
+from ..files import atomic_output, is_special_file, require_file
 from ..inference.pipeline import Pipeline
 from .progress import ProgressBar
 from .overlap import ReadAhead, WriteBehind
@@ -122,8 +122,9 @@ def summarise(source: VideoSource, history: FaceHistory, frames: int, elapsed: f
 
 
 def default_timeline(out: str | None, csv_path: str | None) -> Path | None:
-    """The timeline chart goes beside the CSV (or else the video): NAME_timeline.png."""
-    base = csv_path or out
+    """The timeline chart goes beside the CSV (or else the video): NAME_timeline.png. Never beside a
+    device or FIFO: `--csv /dev/null` must not create /dev/null_timeline.png."""
+    base = next((path for path in (csv_path, out) if path and not is_special_file(path)), None)
     return Path(base).with_name(Path(base).stem + "_timeline.png") if base else None
 
 

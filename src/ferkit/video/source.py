@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from ..errors import MediaError
-from ..files import require_file
+from ..files import is_utf8_name, printable, require_file
 
 DEFAULT_FPS = 30.0  # when a container does not say
 # CAP_PROP_FRAME_COUNT is an estimate for some containers (no_face.mp4 reports 98 frames and
@@ -28,6 +28,8 @@ class VideoSource:
 
     def __init__(self, path: str | Path):
         self.path = require_file(path)
+        if not is_utf8_name(self.path):  # OpenCV takes names as UTF-8 and crashes (segfault) on others
+            raise MediaError(f"{printable(self.path)}: the file name is not valid UTF-8; rename it")
         if self.path.stat().st_size == 0:
             raise MediaError(f"{self.path}: the file is empty")
         if cv2.haveImageReader(str(self.path)):
