@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from conftest import wait_until, write_video
 
@@ -209,6 +211,13 @@ def folder_messages(job):
          "the video has 9 frames; this server takes at most 3 per job"),
         (MediaError(f"cannot read {folder}x{sep}y"), f"cannot read the job folderx{sep}y"),  # a sibling's name
     ]
+
+
+def test_reason_names_the_upload_the_video(manager, job):
+    """Not by the name the server gave it (upload.mp4): the client never sent that name."""
+    job.input_path = job.folder / "upload.mp4"
+    exc = MediaError(f"{job.input_path}: frame 5 of 30 cannot be read (the file is damaged or truncated)")
+    assert manager._reason(job, exc) == "the video: frame 5 of 30 cannot be read (the file is damaged or truncated)"
 
 
 def test_reason_for_ferkit_errors_strips_the_job_folder(manager, job):
@@ -755,6 +764,17 @@ def test_submit_names_the_upload_by_its_type(manager, video, scripted):
         typed = manager.submit(upload, filename="blob", mimetype="video/x-msvideo")
     settle(manager, typed)
     assert typed.input_path == typed.folder / "upload.video" and typed.state == "done"
+
+
+@pytest.mark.parametrize("image", [".png", ".jpg"])
+def test_submit_refuses_an_image_whatever_its_name_says(manager, tmp_path, image):
+    """FFmpeg would open it as a one-frame video: refused at once, with no server name or CLI advice."""
+    photo = tmp_path / f"photo{image}"
+    assert cv2.imwrite(str(photo), np.full((60, 80, 3), 200, np.uint8))
+    with photo.open("rb") as upload, pytest.raises(MediaError) as refused:
+        manager.submit(upload, filename="clip.mp4")
+    assert str(refused.value) == "not a video: the upload is an image (photos go to /api/predict)"
+    assert len(manager) == 0 and list(manager.root.iterdir()) == []
 
 
 def test_submit_after_close_is_refused(manager, video):

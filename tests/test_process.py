@@ -106,6 +106,18 @@ def test_summary_of_a_scripted_run_as_a_whole(scripted, video, tmp_path, monkeyp
     json.dumps(summary)
 
 
+@pytest.mark.parametrize("every", [1, 3, 9, 10, 20, 39])
+def test_any_detect_every_shows_a_still_face_from_its_second_detection_round(tmp_path, every):
+    """A still square for 40 frames, the default track_max_missed (8) and track_min_hits (2): the face
+    is confirmed at frame `every` (the second round) and shown to the last frame, 39 / 7.5 = 5.2 s.
+    A --detect-every of 10 or more found no face at all when coasting ended tracks between rounds."""
+    still = write_video(tmp_path / "still.avi", box_frames([[(60, 40, 40, 40)]] * FRAMES, SIZE), fps=FPS)
+    pipeline = Pipeline(ConstantClassifier(), bright_box_detector(), PipelineConfig(detect_every=every))
+    summary = process_video(pipeline, still)
+    assert summary["faces"] == {"1": {"frames": FRAMES - every, "first_s": round(every / FPS, 3), "last_s": 5.2,
+                                      "emotion": "happy", "shares": HAPPY_ONLY}}
+
+
 def test_summarise_rounds_and_counts(tmp_path):
     """summarise alone, with a given processing time: fps = frames / elapsed to 1 decimal."""
     source = SimpleNamespace(path=tmp_path / "v.mp4", fps=60000 / 1001, width=640, height=360)

@@ -1,4 +1,5 @@
-"""The IoU tracker: the IoU threshold at its boundary, track lifetime to the frame, id numbering."""
+"""The IoU tracker: the IoU threshold at its boundary, track lifetime to the frame (and to the next
+detection round, however far apart rounds are), id numbering."""
 
 from __future__ import annotations
 
@@ -45,15 +46,34 @@ def test_iou_threshold_boundary(height, continues):
 
 @pytest.mark.parametrize("age", ["coast", "update"])
 def test_a_track_dies_after_exactly_max_missed_frames(age):
+    """Once a detection round has missed it (the first missed frame here), coasting ages it as
+    much as further empty rounds do."""
     tracker = IouTracker(min_iou=0.3, max_missed=3, min_hits=1)
     tracker.update(np.array([FACE]))
     for missed in (1, 2, 3):
-        tracker.coast() if age == "coast" else tracker.update(np.zeros((0, 4)))
+        tracker.coast() if age == "coast" and missed > 1 else tracker.update(np.zeros((0, 4)))
         assert [(t.face_id, t.frames_since_seen) for t in tracker.tracks] == [(1, missed)]
     tracker.coast() if age == "coast" else tracker.update(np.zeros((0, 4)))
     assert tracker.tracks == [], "gone on the 4th frame without a match"
     tracker.update(np.array([FACE]))
     assert [t.face_id for t in tracker.tracks] == [2], "ids are never reused"
+
+
+@pytest.mark.parametrize("matched", [True, False])
+def test_a_track_lives_to_the_next_detection_round_however_far_off(matched):
+    """--detect-every 10 with the default max_missed 8 and min_hits 2: coasting alone (9 frames
+    between two rounds) never ends a track, so the second round can confirm it; a round that
+    misses it then ends it at once, since it is past max_missed frames."""
+    tracker = IouTracker(min_iou=0.3, max_missed=8, min_hits=2)
+    tracker.update(np.array([FACE]))
+    for _ in range(9):
+        tracker.coast()
+    assert [(t.face_id, t.frames_since_seen, t.missed_rounds) for t in tracker.tracks] == [(None, 9, 0)]
+    tracker.update(np.array([FACE]) if matched else np.zeros((0, 4)))
+    if matched:
+        assert [(t.face_id, t.frames_since_seen, t.missed_rounds, t.hits) for t in tracker.tracks] == [(1, 0, 0, 2)]
+    else:
+        assert tracker.tracks == []
 
 
 def test_a_match_resets_the_age():

@@ -450,6 +450,16 @@ def test_real_video_with_one_face(haar, videos, tmp_path):
 
 
 @pytest.mark.shared
+@pytest.mark.parametrize("every", [9, 10, 30])
+def test_real_video_with_one_face_at_any_detect_every(haar, videos, every):
+    """The face is confirmed at the second detection round (frame `every`) and shown to the last
+    frame: 72 - every frames. From 10 on, no face was found at all (tracks ended between rounds)."""
+    pipeline = Pipeline(haar.classifier, haar.detector, PipelineConfig(detect_every=every))
+    summary = process_video(pipeline, videos / "single_face.mp4")
+    assert summary["faces_seen"] == 1 and summary["faces"]["1"]["frames"] == 72 - every
+
+
+@pytest.mark.shared
 def test_real_video_without_faces(haar, videos):
     """no_face.mp4 reports 98 frames and decodes 95: a frame-count estimate, not a damaged file."""
     summary = process_video(haar, videos / "no_face.mp4")

@@ -356,7 +356,9 @@ def test_tracker_drops_one_off_detections_and_lost_faces():
     assert [(t.face_id, t.box.tolist()) for t in tracker.tracks] == [(1, [0, 0, 50, 50])]
     for _ in range(3):
         tracker.coast()
-    assert tracker.tracks == [], "a face unseen for more than max_missed frames is gone"
+    assert [t.face_id for t in tracker.tracks] == [1], "past max_missed, but no detection round has missed it yet"
+    tracker.update([])
+    assert tracker.tracks == [], "a face unseen for more than max_missed frames, and by a detection round, is gone"
     tracker.update([[0, 0, 50, 50]])
     tracker.update([[0, 0, 50, 50]])
     assert tracker.tracks[0].face_id == 2, "a face coming back after its track died gets a new id"

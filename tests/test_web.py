@@ -525,6 +525,17 @@ def test_bad_video_upload_leaves_nothing_behind(app, client, data, status):
     assert len(app.extensions["ferkit"].jobs) == 0
 
 
+@pytest.mark.parametrize("name, mimetype", [("photo.mp4", "application/octet-stream"), ("photo", "video/mp4"),
+                                             ("photo.jpg", "video/mp4")])
+def test_a_photo_sent_as_a_video_is_415_at_submit(app, client, name, mimetype):
+    """A JPEG named .mp4 or typed video/*: FFmpeg opens it as a one-frame video, so it was taken (202)
+    and failed later, naming the server's upload.mp4 and advising `ferkit predict`."""
+    jpeg = cv2.imencode(".jpg", np.full((120, 160, 3), 90, np.uint8))[1].tobytes()
+    error = assert_json_error(client.post("/jobs", data={"video": (io.BytesIO(jpeg), name, mimetype)}), 415)
+    assert error["error"]["message"] == "not a video: the upload is an image (photos go to /api/predict)"
+    assert list(app.extensions["ferkit"].jobs.root.iterdir()) == [] and len(app.extensions["ferkit"].jobs) == 0
+
+
 def test_closing_the_app_removes_its_temporary_jobs_folder(make_app):
     app = make_app(jobs_dir=None)
     root = app.extensions["ferkit"].jobs.root

@@ -17,9 +17,10 @@ import cv2
 import numpy as np
 import pytest
 from conftest import (FakeCapture, ferkit_threads, png_bytes, serve_on_loopback, temporary_jobs_folders, wait_until,
-                      write_video)
+                      write_photo, write_video)
 
 from ferkit.cli import main as cli_main
+from ferkit.web import server as server_module
 from ferkit.web.engines import broadcast
 from ferkit.web.server import announce
 
@@ -348,6 +349,85 @@ def test_an_unwritable_jobs_dir_is_a_one_line_error(tiny_model_dir, tmp_path, ca
     assert cli_main(["serve", "--model", str(tiny_model_dir), "--port", "0", "--jobs-dir", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"ferkit serve: error: --jobs-dir {bad}: not a writable folder (") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("host", ["nonexistent.invalid", "256.1.1.1"])
+def test_a_host_that_does_not_resolve_is_a_one_line_error(tiny_model_dir, capsys, host):
+    """waitress said only "ValueError: Invalid host/port specified." in a traceback; the resolver's reason
+    (what getaddrinfo says here: it differs between resolvers) now comes in one line, before the model loads."""
+    with pytest.raises(socket.gaierror) as failed:
+        socket.getaddrinfo(host, 0, socket.AF_UNSPEC, socket.SOCK_STREAM, socket.IPPROTO_TCP, socket.AI_PASSIVE)
+    assert cli_main(["serve", "--model", str(tiny_model_dir), "--host", host, "--port", "0"]) == 2
+    assert capsys.readouterr().err == f"ferkit serve: error: cannot listen on {host}:0: {failed.value.strerror}\n"
+
+
+@pytest.fixture
+def serve_once(monkeypatch):
+    """`ferkit serve ARGS` in this process, its server returning at once as on Ctrl+C: (exit code, stderr,
+    whether the app was made, i.e. the model loaded)."""
+    from waitress.server import BaseWSGIServer
+
+    made = []
+    monkeypatch.setattr(BaseWSGIServer, "run", lambda server: None)
+    create_app = server_module.create_app
+    monkeypatch.setattr(server_module, "create_app", lambda config: made.append(1) or create_app(config))
+
+    def run(capsys, *args):
+        code = cli_main(["serve", "--port", "0", *map(str, args)])
+        return code, capsys.readouterr().err, bool(made)
+
+    return run
+
+
+def text_as_mp4(tmp_path):
+    (tmp_path / "notes.mp4").write_text("not a video\n")
+    return tmp_path / "notes.mp4"
+
+
+def photo_as_mp4(tmp_path):
+    return write_photo(tmp_path / "photo.png").rename(tmp_path / "photo.mp4")
+
+
+@pytest.mark.parametrize("make_source, reason", [
+    (lambda tmp: tmp / "missing.mp4", "no such file"),
+    (lambda tmp: tmp, "not a file"),  # a folder
+    (lambda tmp: (tmp / "empty.mp4").touch() or tmp / "empty.mp4", "the file is empty"),
+    (text_as_mp4, "not a video OpenCV can read (corrupt, or an unsupported format)"),
+    (lambda tmp: write_photo(tmp / "photo.jpg"), "is an image, not a video (use `ferkit predict` for images)"),
+    (photo_as_mp4, "is an image, not a video (use `ferkit predict` for images)"),
+    (lambda tmp: "-1", "a camera index is 0 or more"),
+])
+def test_a_source_that_cannot_work_is_a_one_line_error_at_start(serve_once, capsys, tiny_model_dir, tmp_path,
+                                                               make_source, reason):
+    """Such a source used to start the server, whose stream then said "video source unavailable; retrying"
+    forever: now it is refused before the model loads."""
+    source = make_source(tmp_path)
+    code, err, loaded = serve_once(capsys, "--model", tiny_model_dir, f"--source={source}")
+    assert (code, err, loaded) == (2, f"ferkit serve: error: --source {source}: {reason}\n", False)
+
+
+def test_a_camera_that_opens_without_a_frame_is_a_one_line_error_at_start(serve_once, capsys, tiny_model_dir,
+                                                                         monkeypatch):
+    monkeypatch.setattr(broadcast, "open_capture", lambda source: FakeCapture(0))
+    code, err, loaded = serve_once(capsys, "--model", tiny_model_dir, "--source", "0")
+    assert (code, err, loaded) == (2, "ferkit serve: error: --source 0: the camera opens but gives no frame\n", False)
+
+
+@pytest.mark.parametrize("source, reason", [("99", "the camera cannot be opened"),
+                                            ("rtsp://127.0.0.1:9/none", "the stream cannot be opened")])
+def test_a_camera_or_stream_that_cannot_be_opened_is_one_line_at_start(tiny_model_dir, source, reason):
+    """Through a real process: nothing else (no OpenCV or FFmpeg warning) on stderr."""
+    result = subprocess.run([sys.executable, "-m", "ferkit.cli", "serve", "--model", str(tiny_model_dir), "--port",
+                             "0", "--source", source], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr, result.stdout) == (2, f"ferkit serve: error: --source {source}: "
+                                                                    f"{reason}\n", "")
+
+
+@pytest.mark.parametrize("kind", ["camera", "file"])
+def test_a_source_that_works_starts_the_server(serve_once, capsys, tiny_model_dir, tmp_path, monkeypatch, kind):
+    monkeypatch.setattr(broadcast, "open_capture", lambda source: FakeCapture(3))
+    source = "0" if kind == "camera" else write_video(tmp_path / "clip.avi", frames=3)
+    assert serve_once(capsys, "--model", tiny_model_dir, "--source", source) == (0, "", True)
 
 
 def start_serve(args: list[str]) -> tuple[subprocess.Popen, tuple[str, int]]:

@@ -107,7 +107,7 @@ class PipelineConfig:
     classify_per_frame: int = 4
     smoothing: float = 0.5  # weight of the newest scores in each track's moving average (1 = none)
     track_iou: float = 0.3  # minimum overlap for a detection to continue a track
-    track_max_missed: int = 8  # frames a track survives without a matching detection
+    track_max_missed: int = 8  # frames a track survives without a matching detection (always to the next round)
     track_min_hits: int = 2  # detection rounds before a track is shown (drops one-off false detections)
     tta: bool = False  # test-time augmentation (mirror) in the classifier
     # ONNX Runtime threads per classifier call: batches are a few 48x48 faces, and one thread costs

@@ -37,6 +37,7 @@ class Track:
     face_id: int | None  # None until confirmed, so ids count only faces that were shown
     box: np.ndarray  # x, y, w, h
     frames_since_seen: int = 0
+    missed_rounds: int = 0  # detection rounds since the last match
     hits: int = 1  # detection rounds that matched this track
     scores: np.ndarray | None = None  # smoothed expression scores
     det_score: float = float("nan")  # the detector's confidence at the last match (NaN: none)
@@ -53,6 +54,10 @@ class IouTracker:
 
     A track is confirmed (gets an id) once `min_hits` detection rounds matched it: a one-off false
     detection (a hand, a patterned shirt) then never shows up as a face.
+
+    A track dies once it has gone more than `max_missed` frames without a match and has missed at
+    least one detection round: however far apart the rounds are (a --detect-every above max_missed),
+    the detector always gets one more look at it, or no track could ever reach its second hit.
     """
 
     def __init__(self, min_iou: float = 0.3, max_missed: int = 8, min_hits: int = 1):
@@ -69,17 +74,18 @@ class IouTracker:
         pairs = greedy_matches(overlap, self.min_iou)
         for t, d in pairs:
             track = self.tracks[t]
-            track.box, track.frames_since_seen, track.hits = boxes[d], 0, track.hits + 1
+            track.box, track.frames_since_seen, track.missed_rounds, track.hits = boxes[d], 0, 0, track.hits + 1
             track.det_score, track.landmarks = float(det_scores[d]), None if landmarks is None else landmarks[d]
         matched_tracks, matched_boxes = {t for t, _ in pairs}, {d for _, d in pairs}
         for t, track in enumerate(self.tracks):
             if t not in matched_tracks:
                 track.frames_since_seen += 1
+                track.missed_rounds += 1
         for d in range(len(boxes)):
             if d not in matched_boxes:
                 self.tracks.append(Track(None, boxes[d], det_score=float(det_scores[d]),
                                          landmarks=None if landmarks is None else landmarks[d]))
-        self.tracks = [t for t in self.tracks if t.frames_since_seen <= self.max_missed]
+        self.drop_expired()
         self.confirm()
 
     def confirm(self) -> None:
@@ -91,4 +97,8 @@ class IouTracker:
         """A frame without detection: tracks keep their boxes and grow older."""
         for track in self.tracks:
             track.frames_since_seen += 1
-        self.tracks = [t for t in self.tracks if t.frames_since_seen <= self.max_missed]
+        self.drop_expired()
+
+    def drop_expired(self) -> None:
+        """Drop tracks past max_missed frames, but only once a detection round has missed them."""
+        self.tracks = [t for t in self.tracks if t.frames_since_seen <= self.max_missed or not t.missed_rounds]

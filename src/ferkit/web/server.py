@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import tempfile
 import threading
 from pathlib import Path
@@ -20,6 +21,7 @@ from ..config import Config
 from ..errors import FerkitError
 from .app import SECURITY_HEADERS, create_app
 from .auth import COOKIE, TokenAuth, is_loopback
+from .engines.broadcast import check_source
 from .responses import error_json, upload_limit_message
 from .services import EXTENSION
 
@@ -156,19 +158,31 @@ def check_jobs_dir(folder: Path) -> None:
         raise FerkitError(f"--jobs-dir {folder}: not a writable folder ({exc.strerror or exc})") from None
 
 
+def check_host(host: str, port: int) -> None:
+    """--host must resolve to an address to bind (waitress would say only "Invalid host/port
+    specified.", as a traceback); resolved as waitress does, before the model loads."""
+    try:
+        socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, socket.IPPROTO_TCP, socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:  # UnicodeError: a name IDNA cannot encode (a label over 63 chars)
+        reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "not a valid address or host name"
+        raise FerkitError(f"cannot listen on {host}:{port}: {reason}") from None
+
+
 def serve(config: Config) -> int:
     """Serve until Ctrl+C or SIGTERM; the exit code. Running jobs are stopped and every job's
     files removed on the way out."""
+    check_host(config.serve.host, config.serve.port)
     if config.serve.jobs_dir:
         check_jobs_dir(Path(config.serve.jobs_dir))
+    check_source(config.serve.source)
     app = create_app(config)
     services = app.extensions[EXTENSION]
     try:
         server = make_server(config, app)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: waitress's word for an address it cannot resolve
         services.close()
-        raise FerkitError(f"cannot listen on {config.serve.host}:{config.serve.port}: "
-                          f"{exc.strerror or exc}") from None
+        reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "not a valid address or host name"
+        raise FerkitError(f"cannot listen on {config.serve.host}:{config.serve.port}: {reason}") from None
     announce(config, app, server)
 
     def stop(signum, frame):

@@ -4,12 +4,14 @@ One `FrameBroadcaster` thread owns the capture and a FaceStream and serves every
 with the first viewer and stops when none has watched for `stream_idle_s`. Viewers wait on a
 Condition for the newest JPEG, so a slow or departed viewer never slows the others down. A source
 that drops is reopened with exponential back-off; meanwhile viewers get a frame saying so, and
-`status()["error"]` says it too (the page shows it).
+`status()["error"]` says it too (the page shows it). `check_source` refuses at start a source that
+cannot work at all (`ferkit serve` calls it before loading the model).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -19,7 +21,9 @@ import cv2
 import numpy as np
 
 from ...config import ServeConfig
+from ...errors import MediaError
 from ...inference.pipeline import Pipeline
+from ...video.source import VideoSource
 from ...vision.draw import draw_faces, encode_jpeg
 from .limits import Busy
 
@@ -43,6 +47,48 @@ def open_capture(source: int | str) -> cv2.VideoCapture | None:
         return capture
     capture.release()
     return None
+
+
+def check_source(source: str | int | None,
+                 open_source: Callable[[int | str], cv2.VideoCapture | None] | None = None) -> None:
+    """MediaError (one line) for a --source that cannot work, said at start: reopening with back-off
+    is for a source that worked and then dropped. A local path must be a video with a readable
+    frame; a camera index (0 or more), a device such as /dev/video0 or a URL must open and give
+    a frame now."""
+    source = parse_source(source)
+    if source is None:
+        return
+    if isinstance(source, str) and re.fullmatch(r"-\d+", source) and not Path(source).exists():
+        raise MediaError(f"--source {source}: a camera index is 0 or more")
+    if isinstance(source, str) and "://" not in source and not is_device(Path(source)):
+        try:
+            VideoSource(source).close()
+        except MediaError as exc:
+            raise MediaError(f"--source {exc}") from None
+        return
+    what = "the camera" if isinstance(source, int) else "the stream" if "://" in source else "the device"
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its warnings would surround our one line
+    try:
+        capture = (open_source or open_capture)(source)
+        if capture is None:
+            raise MediaError(f"--source {source}: {what} cannot be opened")
+        try:
+            ok, frame = capture.read()
+        finally:
+            capture.release()
+        if not ok or frame is None:
+            raise MediaError(f"--source {source}: {what} opens but gives no frame")
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def is_device(path: Path) -> bool:
+    """A character device (a V4L2 camera, /dev/video0): opened as a capture, not read as a file."""
+    try:
+        return path.is_char_device()
+    except OSError:
+        return False
 
 
 def mjpeg_part(jpeg: bytes) -> bytes:

@@ -105,6 +105,13 @@ def upload_suffix(filename: str | None, mimetype: str | None) -> str:
     raise MediaError(f"not a video file (expected one of {', '.join(sorted(VIDEO_SUFFIXES))})")
 
 
+def refuse_images(path: Path) -> None:
+    """MediaError for a photo, whatever its name or type says: FFmpeg would open it as a one-frame
+    video, and the job would fail later (VideoSource refuses images)."""
+    if cv2.haveImageReader(str(path)):
+        raise MediaError("not a video: the upload is an image (photos go to /api/predict)")
+
+
 def count_readable_frames(path: Path) -> int:
     """The video's frame count (estimated from its header); MediaError when no frame decodes."""
     capture = cv2.VideoCapture(str(path))
@@ -186,7 +193,8 @@ class JobManager:
     # --- jobs ----------------------------------------------------------------------------------------
     def submit(self, upload: BinaryIO, filename: str | None = None, mimetype: str | None = None) -> Job:
         """Save the upload into a new job folder and queue it. Refuses, leaving nothing behind:
-        MediaError if it is no video, JobTooLarge past a limit, Busy when the queue or disk is full."""
+        MediaError if it is no video (an image, or no frame decodes), JobTooLarge past a limit,
+        Busy when the queue or disk is full."""
         suffix = upload_suffix(filename, mimetype)
         size = upload_size(upload) or 0
         with self._lock:
@@ -207,6 +215,7 @@ class JobManager:
             job.folder.mkdir()
             job.input_path = job.folder / f"upload{suffix}"
             self._save(upload, job.input_path)
+            refuse_images(job.input_path)
             job.total_frames = count_readable_frames(job.input_path)
             if job.total_frames > self.max_frames:
                 raise JobTooLarge(f"the video has {job.total_frames} frames; this server takes at most "
@@ -286,8 +295,9 @@ class JobManager:
     def _reason(self, job: Job, exc: Exception) -> str:
         if is_disk_full(exc):
             return "the server's disk is full; the job was stopped and its files removed"
-        if isinstance(exc, FerkitError):  # a clear message, minus the server's own paths
-            return str(exc).replace(str(job.folder) + os.sep, "").replace(str(job.folder), "the job folder")
+        if isinstance(exc, FerkitError):  # a clear message, minus the server's own paths and names
+            message = str(exc).replace(str(job.input_path), "the video") if job.input_path else str(exc)
+            return message.replace(str(job.folder) + os.sep, "").replace(str(job.folder), "the job folder")
         return "processing failed"
 
     def _progress(self, job: Job, done: int, total: int) -> None:
