@@ -125,3 +125,130 @@ def test_broken_files_are_model_errors(models):
     (models / "keras_only" / "model.json").write_text("{not json")
     with pytest.raises(ModelError, match="not a Keras model architecture"):
         FacialExpressionModel(models / "keras_only")
+
+
+def yunet_path():
+    from ferkit.config import package_data_dir
+    from ferkit.vision.detectors import YUNET_FILE
+
+    return package_data_dir("detectors", YUNET_FILE)
+
+
+NEEDS = "ferkit needs (batch, 48, 48, 1) faces in and (batch, 7) scores out"
+
+
+def test_an_onnx_model_that_is_not_a_face_classifier_is_refused_at_load():
+    """The face detector is a loadable ONNX model with the wrong shapes: refused when loaded, not with an
+    ONNX Runtime error at the first face."""
+    path = yunet_path()
+    with pytest.raises(ModelError) as error:
+        FacialExpressionModel(path)
+    assert str(error.value) == (f"{path}: not a facial expression classifier: it takes (1, 3, height, width) "
+                                f"and returns (1, anchors, 1); {NEEDS}")
+
+
+def linear_onnx(path, input_shape, output_shape, input_type=None, classes: int = 7):
+    """softmax(flatten(x) @ W) with the given declared shapes; W fits a 48x48x1 input."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    input_type = TensorProto.FLOAT if input_type is None else input_type
+    nodes = [helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT),
+             helper.make_node("Flatten", ["xf"], ["flat"], axis=1),
+             helper.make_node("MatMul", ["flat", "W"], ["z"]),
+             helper.make_node("Softmax", ["z"], ["probs"], axis=1)]
+    weights = np.full((48 * 48, classes), 0.001, np.float32)
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", input_type, input_shape)],
+                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, output_shape)],
+                              [helper.make_tensor("W", TensorProto.FLOAT, weights.shape, weights.ravel())])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("input_shape, output_shape, input_type, classes, takes, returns", [
+    (["batch", 48, 48, 1], ["batch", 7], None, 7, None, None),  # the one that loads
+    ([None, 48, 48, 1], [None, 7], None, 7, None, None),  # unnamed batch axes are dynamic too
+    (["batch", 48, 48, 1], ["batch", 5], None, 5, "(batch, 48, 48, 1)", "(batch, 5)"),
+    (["batch", 48, 48], ["batch", 7], None, 7, "(batch, 48, 48)", "(batch, 7)"),
+    ([1, 48, 48, 1], [1, 7], None, 7, "(1, 48, 48, 1)", "(1, 7)"),  # a fixed batch fails on two faces
+    (["batch", 48, 48, 1], ["batch", 7], 2, 7, "uint8 (batch, 48, 48, 1)", "(batch, 7)"),
+], ids=["fits", "unnamed batch", "5 classes", "no channel axis", "fixed batch", "uint8 input"])
+def test_onnx_shapes_and_input_type_are_checked_at_load(tmp_path, input_shape, output_shape, input_type, classes,
+                                                        takes, returns):
+    path = linear_onnx(tmp_path / "m.onnx", input_shape, output_shape, input_type, classes)
+    if takes is None:
+        assert FacialExpressionModel(path).predict_proba(FACES).shape == (3, 7)
+        return
+    with pytest.raises(ModelError) as error:
+        FacialExpressionModel(path)
+    assert str(error.value) == (f"{path}: not a facial expression classifier: it takes {takes} and returns "
+                                f"{returns}; {NEEDS}")
+
+
+@pytest.fixture
+def keras_copy(tiny_model_dir, tmp_path):
+    """The tiny model's model.json and model.weights.h5, in a folder of their own."""
+    folder = tmp_path / "kj"
+    folder.mkdir()
+    for name in ("model.json", "model.weights.h5"):
+        shutil.copy(tiny_model_dir / name, folder / name)
+    return folder
+
+
+def test_valid_json_that_is_not_a_keras_model_is_a_model_error(keras_copy):
+    json_path = keras_copy / "model.json"
+    for text, kind in (('{"a": 1}', "dict"), ("[1, 2]", "list"), ("null", "NoneType"),
+                       ('{"module": "keras.layers", "class_name": "Dense", "config": {"units": 3}}', "Dense")):
+        json_path.write_text(text)
+        with pytest.raises(ModelError) as error:
+            FacialExpressionModel(json_path)
+        assert str(error.value) == f"{json_path}: not a Keras model architecture (it describes a {kind})"
+    # the same without weights beside it: the architecture is what is wrong, not the missing weights
+    (keras_copy / "model.weights.h5").unlink()
+    with pytest.raises(ModelError, match=r"not a Keras model architecture \(it describes a Dense\)"):
+        FacialExpressionModel(json_path)
+
+
+def test_corrupt_keras_weights_are_a_model_error(keras_copy):
+    weights = keras_copy / "model.weights.h5"
+    weights.write_bytes(b"not an HDF5 file" * 100)
+    with pytest.raises(ModelError) as error:
+        FacialExpressionModel(keras_copy)
+    assert str(error.value).startswith(f"{weights}: weights do not load into {keras_copy / 'model.json'} (")
+    assert "\n" not in str(error.value)
+
+
+def keras_net(input_shape, classes):
+    from ferkit.training.backend import setup_keras
+
+    keras = setup_keras("float32")
+    return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(), keras.layers.Dense(classes)])
+
+
+def test_weights_of_another_network_are_a_model_error(keras_copy):
+    other = keras_net((48, 48, 1), 7)
+    other.save_weights(str(keras_copy / "model.weights.h5"))
+    with pytest.raises(ModelError) as error:
+        FacialExpressionModel(keras_copy)
+    message = str(error.value)
+    assert message.startswith(f"{keras_copy / 'model.weights.h5'}: weights do not load into "
+                              f"{keras_copy / 'model.json'} (") and "\n" not in message
+
+
+def test_a_keras_model_with_other_shapes_is_refused_at_load(tmp_path):
+    net = keras_net((32, 32, 3), 5)
+    (tmp_path / "model.json").write_text(net.to_json())
+    net.save_weights(str(tmp_path / "model.weights.h5"))
+    with pytest.raises(ModelError) as error:
+        FacialExpressionModel(tmp_path)
+    assert str(error.value) == (f"{tmp_path / 'model.json'}: not a facial expression classifier: it takes "
+                                f"(None, 32, 32, 3) and returns (None, 5); {NEEDS}")
+    # a model never built declares no shapes at all
+    keras = pytest.importorskip("keras")
+    (tmp_path / "model.json").write_text(keras.Sequential([keras.layers.Dense(3)]).to_json())
+    with pytest.raises(ModelError) as error:
+        FacialExpressionModel(tmp_path)
+    assert str(error.value) == (f"{tmp_path / 'model.json'}: not a facial expression classifier: it takes "
+                                f"no input and returns nothing; {NEEDS}")

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import pytest
@@ -88,6 +89,13 @@ def malformed_csv(tiny_csv):
     return path
 
 
+def yunet():
+    from ferkit.config import package_data_dir
+    from ferkit.vision.detectors import YUNET_FILE
+
+    return package_data_dir("detectors", YUNET_FILE)
+
+
 BAD_EVALUATE = {
     "missing data file": (lambda csv, model, tmp: ["--data", str(tmp / "absent.csv"), "--model", str(model)],
                           "no such file"),
@@ -99,6 +107,10 @@ BAD_EVALUATE = {
                          "expected a .onnx file"),
     "empty split": (lambda csv, model, tmp: ["--data", str(csv()), "--model", str(model), "--split", "Nope"],
                     "split Nope is empty or absent (present: Training, PublicTest)"),
+    "not a classifier": (lambda csv, model, tmp: ["--data", str(csv()), "--model", str(yunet())],
+                         f"{yunet()}: not a facial expression classifier: it takes (1, 3, height, width) and "
+                         "returns (1, anchors, 1); ferkit needs (batch, 48, 48, 1) faces in and (batch, 7) scores "
+                         "out"),
 }
 
 
@@ -319,3 +331,136 @@ def test_imports_and_library_calls_leave_process_settings_alone(tiny_model_dir):
     state = json.loads(result.stdout.strip().splitlines()[-1])
     state["env"] = [name for name in state["env"] if name != "LD_LIBRARY_PATH"]  # set by cv2's own loader
     assert state == {"env": ["OPENCV_IO_MAX_IMAGE_PIXELS"], "backend": "svg", "policy": "mixed_bfloat16"}
+
+
+# --- output folders that cannot be written: one line, before any work ----------------------------
+
+def not_writable(monkeypatch, folder):
+    """`folder` reads as not writable, as for a user without permission there (these tests may run as root,
+    whom no mode bits stop)."""
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, *args, **kwargs: (
+        False if Path(path) == folder and mode & os.W_OK else real(path, mode, *args, **kwargs)))
+
+
+OUT_PROBLEMS = {  # --out, and the message after "PATH: "
+    "an existing file": (lambda tmp: tmp / "text.jpg", "is a file, not a folder"),
+    "below a file": (lambda tmp: tmp / "text.jpg" / "e",
+                     "cannot be created ({tmp}/text.jpg is a file, not a folder)"),
+    "an unwritable folder": (lambda tmp: tmp / "ro", "folder is not writable"),
+    "in an unwritable folder": (lambda tmp: tmp / "ro" / "e", "cannot be created ({tmp}/ro is not writable)"),
+}
+# each command's work that must not start (patched to fail the test) and its arguments besides --out
+OUT_COMMANDS = {
+    "evaluate": ("ferkit.inference.classifier.FacialExpressionModel.predict_proba",
+                 lambda csv, model: ["--data", csv, "--model", model]),
+    "explore": ("ferkit.evaluation.explore.load_dataset", lambda csv, model: ["--data", csv]),
+    "ensemble": ("ferkit.training.ensemble.build_ensemble", lambda csv, model: [model, "--data", csv]),
+}
+
+
+@pytest.mark.parametrize("problem", OUT_PROBLEMS)
+@pytest.mark.parametrize("command", OUT_COMMANDS)
+def test_an_unusable_out_is_one_error_line_before_any_work(command, problem, tiny_csv, tiny_model_dir, tmp_path,
+                                                           monkeypatch, capsys):
+    make_out, detail = OUT_PROBLEMS[problem]
+    (tmp_path / "text.jpg").write_text("not a folder")
+    (tmp_path / "ro").mkdir()
+    not_writable(monkeypatch, tmp_path / "ro")
+    work, make_args = OUT_COMMANDS[command]
+    monkeypatch.setattr(work, lambda *args, **kwargs: pytest.fail(f"{command} started its work"))
+    out = make_out(tmp_path)
+    code = main([command, *map(str, make_args(tiny_csv(), tiny_model_dir)), "--out", str(out)])
+    line = assert_one_error_line(code, capsys.readouterr().err, command)
+    assert line == f"ferkit {command}: error: {out}: {detail.format(tmp=tmp_path)}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ro", "text.jpg"] and not any((tmp_path / "ro").iterdir())
+
+
+@pytest.mark.parametrize("command", OUT_COMMANDS)
+def test_an_output_file_name_taken_by_a_folder_is_refused_before_any_work(command, tiny_csv, tiny_model_dir,
+                                                                          tmp_path, monkeypatch, capsys):
+    taken = {"evaluate": "report.txt", "explore": "class_balance.png", "ensemble": "calibration.json"}[command]
+    (tmp_path / "out" / taken).mkdir(parents=True)
+    work, make_args = OUT_COMMANDS[command]
+    monkeypatch.setattr(work, lambda *args, **kwargs: pytest.fail(f"{command} started its work"))
+    code = main([command, *map(str, make_args(tiny_csv(), tiny_model_dir)), "--out", str(tmp_path / "out")])
+    line = assert_one_error_line(code, capsys.readouterr().err, command)
+    assert line == f"ferkit {command}: error: {tmp_path / 'out' / taken}: is a folder, not a file name"
+
+
+# --- calibrate ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def model_copy(tiny_model_dir, tmp_path):
+    """A copy of the tiny model's folder, for commands that write into it."""
+    import shutil
+
+    return Path(shutil.copytree(tiny_model_dir, tmp_path / "mymodel"))
+
+
+@pytest.mark.parametrize("holdout", ["nan", "inf", "-0.1", "1"])
+def test_calibrate_refuses_a_holdout_train_refuses(holdout, tiny_csv, model_copy, capsys):
+    code = main(["calibrate", "--data", str(tiny_csv()), "--model", str(model_copy), "--holdout", holdout])
+    line = assert_one_error_line(code, capsys.readouterr().err, "calibrate")
+    assert line == (f"ferkit calibrate: error: --holdout {float(holdout)}: expected a share from 0 to below 1, "
+                    "such as 0.1")
+    assert not (model_copy / "calibration.json").exists()
+
+
+def test_calibrate_takes_a_model_file_and_writes_beside_it(tiny_csv, model_copy, capsys):
+    data = tiny_csv({"Training": 70, "PublicTest": 14})
+    for name in ("model.onnx", "model.json"):
+        assert main(["calibrate", "--data", str(data), "--model", str(model_copy / name), "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert json.loads((model_copy / "calibration.json").read_text()) == result
+        card = (model_copy / "MODEL_CARD.md").read_text()
+        assert card.count("## Calibration") == 1 and f"Temperature {result['temperature']:.3f}, fitted" in card
+    assert sorted(p.name for p in model_copy.iterdir() if p.name.startswith(".")) == []  # no partial files left
+
+
+def test_calibrate_refuses_a_file_that_is_not_its_folders_model_before_any_work(tiny_csv, model_copy, monkeypatch,
+                                                                                capsys):
+    import shutil
+
+    other = Path(shutil.copy(model_copy / "model.onnx", model_copy / "other.onnx"))
+    card = model_copy / "MODEL_CARD.md"
+    card.write_text("# card\n")
+    monkeypatch.setattr("ferkit.evaluation.calibration.fit_temperature", lambda *a: pytest.fail("fitted"))
+    code = main(["calibrate", "--data", str(tiny_csv()), "--model", str(other)])
+    line = assert_one_error_line(code, capsys.readouterr().err, "calibrate")
+    assert line == (f"ferkit calibrate: error: {other}: a calibration belongs to a model folder's own model.onnx or "
+                    "model.json; pass a model folder or a bundled name")
+    assert not (model_copy / "calibration.json").exists() and card.read_text() == "# card\n"
+
+
+def test_calibrate_refuses_an_unwritable_model_folder_before_any_work(tiny_csv, model_copy, monkeypatch, capsys):
+    not_writable(monkeypatch, model_copy)
+    monkeypatch.setattr("ferkit.evaluation.calibration.fit_temperature", lambda *a: pytest.fail("fitted"))
+    code = main(["calibrate", "--data", str(tiny_csv()), "--model", str(model_copy / "model.onnx")])
+    line = assert_one_error_line(code, capsys.readouterr().err, "calibrate")
+    assert line == f"ferkit calibrate: error: {model_copy}: folder is not writable"
+
+
+# --- explore's sample grid ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("per_class", [51, 100_000])
+def test_explore_refuses_more_than_50_faces_per_class(per_class, tiny_csv, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("ferkit.evaluation.explore.plot_samples", lambda *a: pytest.fail("drew the grid"))
+    code = main(["explore", "--data", str(tiny_csv()), "--out", str(tmp_path / "x"), "--per-class", str(per_class)])
+    line = assert_one_error_line(code, capsys.readouterr().err, "explore")
+    assert line == f"ferkit explore: error: --per-class {per_class}: expected 1 to 50 sample faces per class"
+    assert not (tmp_path / "x").exists()
+
+
+def test_explore_grid_has_no_more_columns_than_faces(tiny_csv, tmp_path):
+    data = tiny_csv(10)  # at most 2 faces a class
+    assert main(["explore", "--data", str(data), "--out", str(tmp_path / "x"), "--per-class", "50"]) == 0
+    # 2 columns of 1.1 inches and 7 rows of 1.2 at 90 dpi, not 50 columns (4950 pixels) of empty axes
+    assert cv2.imread(str(tmp_path / "x" / "samples.png")).shape == (756, 198, 3)
+
+
+def test_an_unbounded_range_says_inf(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data", "x.csv", "--learning-rate", "inf"])
+    line = assert_one_error_line(exit_info.value.code, capsys.readouterr().err, "train")
+    assert line == "ferkit train: error: argument --learning-rate: inf is outside (0, inf) (see ferkit train --help)"

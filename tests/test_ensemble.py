@@ -329,3 +329,69 @@ def test_shipped_accurate_is_the_weighted_mean_of_its_members_on_real_faces(shar
     assert (shipped.argmax(1) == expected.argmax(1)).mean() >= 0.97  # 99.7% measured
     assert np.abs(shipped - as_is).mean() > 2 * off  # 0.0126 measured
     assert min(np.abs(shipped - single).mean() for single in singles) > 4 * off  # 0.0227 measured
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_ensemble_refuses_non_finite_weights(bad, members, tmp_path):
+    from ferkit.errors import ModelError
+
+    with pytest.raises(ModelError) as error:
+        build_ensemble(members, tmp_path / "x.onnx", [1, bad, 1], views=1)
+    assert str(error.value) == (f"ensemble weights [1.0, {bad}, 1.0]: expected 3 finite non-negative numbers, "
+                                "not all 0")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_cli_ensemble_refuses_nan_weights_before_writing(members, tmp_path, tiny_csv, capsys):
+    out = tmp_path / "ensn"
+    code = main(["ensemble", str(members[0]), "--out", str(out), "--data", str(tiny_csv()), "--weights", "nan"])
+    assert code == 2 and capsys.readouterr().err == (
+        "ferkit ensemble: error: ensemble weights [nan]: expected 1 finite non-negative numbers, not all 0\n")
+    assert not out.exists()
+
+
+def yunet_path():
+    from ferkit.config import package_data_dir
+    from ferkit.vision.detectors import YUNET_FILE
+
+    return package_data_dir("detectors", YUNET_FILE)
+
+
+def test_a_member_that_is_not_a_classifier_is_refused_and_nothing_is_left(members, tmp_path, tiny_csv):
+    from ferkit.errors import ModelError
+
+    out = tmp_path / "ens"
+    with pytest.raises(ModelError) as error:
+        make_ensemble([str(members[0]), str(yunet_path())], out, tiny_csv(), views=1)
+    assert str(error.value) == (f"{yunet_path()}: not a facial expression classifier: it takes "
+                                "(1, 3, height, width) and returns (1, anchors, 1); ferkit needs (batch, 48, 48, 1) "
+                                "faces in and (batch, 7) scores out")
+    assert not out.exists()
+
+
+def test_ensemble_out_in_a_members_folder_is_refused(members, tmp_path, tiny_csv, capsys):
+    folder = members[1].parent
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    code = main(["ensemble", *map(str, members), "--out", str(folder), "--data", str(tiny_csv()), "--no-tta"])
+    assert code == 2 and capsys.readouterr().err == (
+        f"ferkit ensemble: error: {folder}: is the folder of member {members[1]}; the ensemble would replace its "
+        "model.onnx (choose another --out)\n")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_a_failed_ensemble_leaves_its_out_folder_as_it_was(members, tmp_path, tiny_csv):
+    from ferkit.errors import DataError
+
+    no_publictest = tiny_csv(70, splits=("Training",))  # fails after the graph is built and calibrated
+    fresh = tmp_path / "fresh"
+    with pytest.raises(DataError, match="split PublicTest is empty or absent"):
+        make_ensemble([str(m) for m in members[:2]], fresh, no_publictest, views=1)
+    assert not fresh.exists()
+    # a model folder that is there already keeps its files, byte for byte, and gets no partial ones
+    good = tmp_path / "good"
+    make_ensemble([str(members[0])], good, tiny_csv({"Training": 70, "PublicTest": 7}), views=1)
+    before = {p.name: p.read_bytes() for p in good.iterdir()}
+    assert sorted(before) == ["MODEL_CARD.md", "calibration.json", "confusion.png", "metrics.json", "model.onnx"]
+    with pytest.raises(DataError, match="split PublicTest is empty or absent"):
+        make_ensemble([str(m) for m in members[:2]], good, no_publictest, views=1)
+    assert {p.name: p.read_bytes() for p in good.iterdir()} == before

@@ -67,7 +67,9 @@ def int_range(low: int, high: int | None = None):
 
 def float_range(low: float, high: float | None = None, low_open: bool = False, high_open: bool = False):
     """argparse type: a finite number in an interval, e.g. float_range(0, 1, low_open=True) for (0, 1]."""
-    interval = f"{'(' if low_open else '['}{low:g}, {'' if high is None else f'{high:g}'}{')' if high_open else ']'}"
+    # no upper bound reads (low, inf): infinity itself is refused too, as not finite
+    upper = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
+    interval = f"{'(' if low_open else '['}{low:g}, {upper}"
 
     def parse(text: str) -> float:
         try:
@@ -106,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explore", help="sample faces per class and the class balance, as plots")
     p.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz) or image folder root")
     p.add_argument("--out", default="explore", help="folder for the PNG files")
-    p.add_argument("--per-class", type=int_range(1), default=8, help="sample faces per class")
+    p.add_argument("--per-class", type=int_range(1), default=8, help="sample faces per class (at most 50)")
 
     t = TrainConfig()
     p = sub.add_parser("train", help="train a model; writes a run folder")
@@ -168,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("calibrate", help="fit a model's temperature on the Training holdout (calibrated scores)")
     p.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz)")
-    p.add_argument("--model", default="default", help="bundled model name or model folder (calibration.json goes there)")
+    p.add_argument("--model", default="default",
+                   help="bundled model name, model folder, or its model.onnx/model.json "
+                        "(calibration.json goes in the folder)")
     p.add_argument("--holdout", type=float, default=t.holdout, help="share of Training held out (as in training)")
     p.add_argument("--holdout-seed", type=int, default=t.holdout_seed)
     p.add_argument("--labels", choices=["fer2013", "ferplus"], default="fer2013",
@@ -340,11 +344,10 @@ def cmd_serve(args, command: str) -> int:
 
 
 def cmd_calibrate(args, command: str) -> int:
-    from .evaluation.calibration import calibrate, write_card_section
-    from .inference.classifier import CARD_FILE, resolve_model
+    from .evaluation.calibration import calibrate
 
-    result = calibrate(args.model, args.data, args.holdout, args.holdout_seed, labels=args.labels)
-    write_card_section(resolve_model(args.model) / CARD_FILE, result)
+    # calibrate writes the card too: it alone knows the model's folder (a model.onnx path names its file)
+    result = calibrate(args.model, args.data, args.holdout, args.holdout_seed, labels=args.labels, card=True)
     if args.json:
         print(json.dumps(result))
     else:

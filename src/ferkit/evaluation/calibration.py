@@ -12,8 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelError
-from ..inference.classifier import CALIBRATION_FILE, FacialExpressionModel, apply_temperature
+from ..errors import FerkitError, ModelError
+from ..files import atomic_output
+from ..inference.classifier import (CALIBRATION_FILE, CARD_FILE, JSON_FILE, ONNX_FILE, FacialExpressionModel,
+                                    apply_temperature)
+from .outputs import check_output_folder
 
 ECE_BINS = 15
 
@@ -64,15 +67,26 @@ def calibration_report(probs: np.ndarray, labels: np.ndarray, temperature: float
             "nll_before": negative_log_likelihood(probs, labels), "nll_after": negative_log_likelihood(after, labels)}
 
 
+def check_holdout(holdout: float) -> None:
+    """The share `ferkit train` accepts (the same words): from 0 to below 1; NaN is none of these."""
+    if not 0 <= holdout < 1:
+        raise FerkitError(f"--holdout {holdout}: expected a share from 0 to below 1, such as 0.1")
+
+
 def calibrate(model: str | Path, data: str | Path, holdout: float = 0.1, holdout_seed: int = 42,
-              report_split: str = "PublicTest", labels: str = "fer2013") -> dict:
+              report_split: str = "PublicTest", labels: str = "fer2013", card: bool = False) -> dict:
     """Fit `model`'s temperature on the Training holdout of `data` (against `labels`: the label set the
-    model was trained on); write calibration.json in its folder."""
+    model was trained on); write calibration.json in its folder, and with `card` the calibration section
+    of its MODEL_CARD.md. Everything is checked before the fit, so a refusal writes nothing."""
     from ..data import load_dataset
 
+    check_holdout(holdout)
     classifier = FacialExpressionModel.load(model)
-    if classifier.path.parent != classifier.folder:
-        raise ModelError(f"{model}: calibration is stored in a model's folder; pass a model folder or bundled name")
+    # the classifier applies a folder's calibration.json to the folder's own model file only
+    if classifier.path.parent != classifier.folder or classifier.path.name not in (ONNX_FILE, JSON_FILE):
+        raise ModelError(f"{model}: a calibration belongs to a model folder's own {ONNX_FILE} or {JSON_FILE}; "
+                         "pass a model folder or a bundled name")
+    check_output_folder(classifier.folder, (CALIBRATION_FILE, CARD_FILE))
     dataset = load_dataset(data, labels)
     _, fit_set = dataset.split("Training").holdout(holdout, holdout_seed)
     reported = dataset.split(report_split)
@@ -85,7 +99,10 @@ def calibrate(model: str | Path, data: str | Path, holdout: float = 0.1, holdout
         **{k: round(v, 4) for k, v in calibration_report(
             classifier.predict_proba(reported.images, calibrated=False), reported.hard_labels, temperature).items()},
     }
-    (classifier.folder / CALIBRATION_FILE).write_text(json.dumps(result, indent=2) + "\n")
+    with atomic_output(classifier.folder / CALIBRATION_FILE) as partial:
+        partial.write_text(json.dumps(result, indent=2) + "\n")
+    if card:
+        write_card_section(classifier.folder / CARD_FILE, result)
     return result
 
 
@@ -105,4 +122,5 @@ def write_card_section(card: Path, result: dict) -> None:
         f"(negative log-likelihood {result['nll_before']:.3f} -> {result['nll_after']:.3f}). "
         "The predicted class does not change.", "",
     ]
-    card.write_text(text + "\n" + "\n".join(section))
+    with atomic_output(card) as partial:
+        partial.write_text(text + "\n" + "\n".join(section))

@@ -10,12 +10,17 @@ import numpy as np
 
 from ..data import FaceDataset, load_dataset
 from ..errors import DataError
+from ..files import atomic_output
 from ..inference.classifier import FacialExpressionModel
 from .metrics import classification_report, format_report
+from .outputs import check_output_folder
 from .plots import plot_confusion
 
 # Evaluated by default, first present wins: FER2013's validation split, else an image tree's held-out one.
 DEFAULT_EVAL_SPLITS = ("PublicTest", "test", "val", "validation")
+OUTPUT_FILES = ("confusion.png", "report.txt")
+
+
 def evaluate(data: str | Path, model: str | Path = "default", split: str | None = None, labels: str = "fer2013",
              ferplus_votes: str | Path | None = None, tta: bool = False, out: str | Path | None = None) -> dict:
     """classification_report() of `model` on `split`, plus "model" and "tta"; with `out`, also
@@ -23,6 +28,8 @@ def evaluate(data: str | Path, model: str | Path = "default", split: str | None 
     # Anything printed on the way goes to stderr: `ferkit evaluate --json` owns stdout.
     with contextlib.redirect_stdout(sys.stderr):
         classifier = FacialExpressionModel.load(model)  # before the data: a wrong name fails fast
+        if out:  # and an unusable --out before a whole split is scored
+            check_output_folder(out, OUTPUT_FILES)
         dataset = load_dataset(data, labels, ferplus_votes)
         split = split or default_eval_split(dataset)
         subset = dataset.split(split)
@@ -46,8 +53,10 @@ def default_eval_split(dataset: FaceDataset) -> str:
 
 
 def write_outputs(report: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+    """confusion.png and report.txt in `out` (created), each complete or absent."""
     heading = f"model {report['model']}{' with TTA' if report['tta'] else ''}"
-    plot_confusion(np.asarray(report["confusion"]), out / "confusion.png",
-                   f"{Path(report['model']).name} on {report['split']}: {report['accuracy']:.2%}")
-    (out / "report.txt").write_text(f"{heading}\n{format_report(report)}\n")
+    with atomic_output(out / OUTPUT_FILES[0]) as partial:
+        plot_confusion(np.asarray(report["confusion"]), partial,
+                       f"{Path(report['model']).name} on {report['split']}: {report['accuracy']:.2%}")
+    with atomic_output(out / OUTPUT_FILES[1]) as partial:
+        partial.write_text(f"{heading}\n{format_report(report)}\n")

@@ -49,6 +49,39 @@ def resolve_model(spec: str | Path = "default", models_dir: str | Path | None = 
     raise ModelError(f"model {spec!r} not found: not a file, a run folder or a bundled model (bundled: {available})")
 
 
+FACE_INPUT, SCORES_OUTPUT = ("batch", IMAGE_SIZE, IMAGE_SIZE, 1), ("batch", len(CLASS_NAMES))
+FLOAT_TYPES = ("float", "float32")  # ONNX Runtime's and Keras's names for the faces' dtype
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(":")
+
+
+def check_classifier_io(path: str | Path, inputs: list[tuple[tuple, str]], outputs: list[tuple]) -> None:
+    """ModelError unless a model takes one float (batch, 48, 48, 1) input and returns (batch, 7) scores first.
+
+    `inputs` are (shape, dtype) pairs, `outputs` shapes, as the model declares them: a named axis or None
+    matches any size, and a shape of None (not declared) anything. The batch axis must be free: a fixed
+    batch fails on the second face.
+    Checked at load, so that another network (the face detector, say) is one error line, not a runtime
+    error at the first face or, in the web app, at every request."""
+    def fits(shape, expected) -> bool:
+        return shape is None or len(shape) == len(expected) and not isinstance(shape[0], int) and all(
+            not isinstance(size, int) or size == want for size, want in zip(shape[1:], expected[1:]))
+
+    def describe(shape) -> str:
+        return "(unknown)" if shape is None else f"({', '.join(map(str, shape))})"
+
+    if len(inputs) == 1 and inputs[0][1] in FLOAT_TYPES and fits(inputs[0][0], FACE_INPUT) \
+            and outputs and fits(outputs[0], SCORES_OUTPUT):
+        return
+    takes = " and ".join(describe(shape) if dtype in FLOAT_TYPES else f"{dtype} {describe(shape)}"
+                         for shape, dtype in inputs) or "no input"
+    returns = describe(outputs[0]) if outputs else "nothing"
+    raise ModelError(f"{path}: not a facial expression classifier: it takes {takes} and returns {returns}; "
+                     f"ferkit needs {describe(FACE_INPUT)} faces in and {describe(SCORES_OUTPUT)} scores out")
+
+
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     """softmax(log(p) / T): T > 1 softens over-confident probabilities; the ranking (and so the
     predicted class) never changes."""
@@ -143,7 +176,10 @@ class FacialExpressionModel:
             session = ort.InferenceSession(graph_for_this_cpu(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
-        input_name = session.get_inputs()[0].name
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        check_classifier_io(path, [(i.shape, i.type.removeprefix("tensor(").removesuffix(")")) for i in inputs],
+                            [o.shape for o in outputs])
+        input_name = inputs[0].name
         return lambda batch: session.run(None, {input_name: batch})[0]
 
     @staticmethod
@@ -156,12 +192,21 @@ class FacialExpressionModel:
         try:
             model = keras.models.model_from_json(json_path.read_text())
         except (ValueError, TypeError, KeyError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{json_path}: not a Keras model architecture ({exc})") from None
+            raise ModelError(f"{json_path}: not a Keras model architecture ({first_line(exc)})") from None
         finally:
             keras.config.set_dtype_policy(previous)  # the global policy is the caller's
+        # valid JSON of anything else ({"a": 1}, one layer) comes back as that thing, not as an error
+        if not isinstance(model, keras.Model):
+            raise ModelError(f"{json_path}: not a Keras model architecture (it describes a {type(model).__name__})")
+        # a model never built (no input shape) has no inputs or outputs attribute at all
+        check_classifier_io(json_path, [(tuple(t.shape), t.dtype) for t in getattr(model, "inputs", None) or []],
+                            [tuple(t.shape) for t in getattr(model, "outputs", None) or []])
         if not weights_path.is_file():
             raise ModelError(f"{weights_path}: weights file not found")
-        model.load_weights(str(weights_path))
+        try:
+            model.load_weights(str(weights_path))
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # h5py's OSError for a damaged file
+            raise ModelError(f"{weights_path}: weights do not load into {json_path} ({first_line(exc)})") from None
         # predict_on_batch runs without gradients and returns numpy (calling the model returns a torch
         # tensor that requires grad, which numpy cannot convert)
         return lambda batch: model.predict_on_batch(batch).astype(np.float32)

@@ -9,12 +9,16 @@ averaged: one call, no flag. Each view costs one more pass of every member.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelError
-from ..inference.classifier import ONNX_FILE
+from ..errors import MediaError, ModelError
+from ..files import atomic_output
+from ..inference.classifier import CALIBRATION_FILE, CARD_FILE, METRICS_FILE, ONNX_FILE, check_classifier_io
 from ..labels import IMAGE_SIZE, NUM_CLASSES
 from .quantize import CALIBRATION_FACES
 
@@ -33,6 +37,39 @@ def member_onnx(spec: str | Path) -> Path:
     if path.suffix != ".onnx" or not path.is_file():
         raise ModelError(f"{spec}: an ensemble member needs an ONNX file ({ONNX_FILE} in its folder)")
     return path
+
+
+def check_weights(weights: list[float] | None, members: int) -> np.ndarray:
+    """The members' weights normalised to sum 1 (equal by default); ModelError for anything else than
+    `members` finite non-negative numbers, not all 0 (NaN or inf would make every score NaN)."""
+    if not members:
+        raise ModelError("an ensemble needs at least one member")
+    if weights is None:
+        return np.full(members, 1.0 / members)
+    array = np.asarray(weights, np.float64)
+    if len(array) != members or not np.isfinite(array).all() or np.any(array < 0) or array.sum() <= 0:
+        raise ModelError(f"ensemble weights {array.tolist()}: expected {members} finite non-negative numbers, "
+                         "not all 0")
+    return array / array.sum()
+
+
+def declared_shape(value) -> tuple | None:
+    """An ONNX graph input's or output's shape: sizes, axis names, None for an unnamed axis; None if undeclared."""
+    tensor = value.type.tensor_type
+    if not tensor.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim)
+
+
+def check_member(path: Path, member) -> None:
+    """ModelError unless the member is a 48x48 -> 7 classifier, the check FacialExpressionModel makes at load:
+    another network would otherwise build into a graph that fails at its first face."""
+    from onnx import TensorProto
+
+    weights = {tensor.name for tensor in member.graph.initializer}
+    inputs = [(declared_shape(i), TensorProto.DataType.Name(i.type.tensor_type.elem_type).lower())
+              for i in member.graph.input if i.name not in weights]
+    check_classifier_io(path, inputs, [declared_shape(o) for o in member.graph.output])
 
 
 def opset_of(model) -> int:
@@ -80,12 +117,7 @@ def build_ensemble(members: list[str | Path], out: str | Path, weights: list[flo
     from onnx import TensorProto, compose, helper
 
     paths = [member_onnx(m) for m in members]
-    if not paths:
-        raise ModelError("an ensemble needs at least one member")
-    weights = np.full(len(paths), 1.0 / len(paths)) if weights is None else np.asarray(weights, np.float64)
-    if len(weights) != len(paths) or np.any(weights < 0) or weights.sum() <= 0:
-        raise ModelError(f"ensemble weights {weights.tolist()}: expected {len(paths)} non-negative numbers")
-    weights = weights / weights.sum()
+    weights = check_weights(weights, len(paths))
     if views not in VIEW_COUNTS:
         raise ModelError(f"{views} test-time views: expected one of {', '.join(map(str, VIEW_COUNTS))}")
 
@@ -99,6 +131,7 @@ def build_ensemble(members: list[str | Path], out: str | Path, weights: list[flo
     summands = []
     for i, path in enumerate(paths):
         member = onnx.load(str(path))
+        check_member(path, member)
         if opset_of(member) != OPSET:
             member = onnx.version_converter.convert_version(member, OPSET)
         member = compose.add_prefix(member, f"m{i}_")
@@ -126,10 +159,9 @@ def build_ensemble(members: list[str | Path], out: str | Path, weights: list[flo
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="ferkit")
     model.ir_version = 9
     onnx.checker.check_model(model)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(out))
-    return out
+    with atomic_output(out) as partial:  # a failed save leaves no truncated graph behind
+        onnx.save(model, str(partial))
+    return Path(out)
 
 
 def build_int8_ensemble(members: list[str | Path], out: str | Path, faces: np.ndarray,
@@ -145,11 +177,52 @@ def build_int8_ensemble(members: list[str | Path], out: str | Path, faces: np.nd
         return quantize_onnx(float_graph, out, faces, member_views=len(members) * views)
 
 
+ENSEMBLE_FILES = (ONNX_FILE, CALIBRATION_FILE, METRICS_FILE, "confusion.png", CARD_FILE)
+
+
 def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, weights: list[float] | None = None,
                   views: int = 4, command: str = "", int8: bool = False) -> dict:
     """Build, calibrate and score an ensemble model folder: model.onnx, calibration.json, metrics.json,
     confusion.png and MODEL_CARD.md, like a trained run's. With `int8`, the graph is quantized
-    (`quantize.py`) before the temperature is fitted, so the temperature is the int8 graph's."""
+    (`quantize.py`) before the temperature is fitted, so the temperature is the int8 graph's.
+
+    The files are made in a hidden folder inside `out_dir` and moved in only when all are done: a
+    failure leaves `out_dir` as it was (a model folder there keeps working), never a half-made model."""
+    from ..evaluation.outputs import check_output_folder
+
+    out_dir = Path(out_dir)
+    member_paths = [member_onnx(m) for m in members]
+    check_weights(weights, len(member_paths))
+    for member, path in zip(members, member_paths):
+        if path.resolve().parent == out_dir.resolve():
+            raise ModelError(f"{out_dir}: is the folder of member {member}; the ensemble would replace its "
+                             f"{ONNX_FILE} (choose another --out)")
+    check_output_folder(out_dir, ENSEMBLE_FILES)
+    created = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".ensemble-", suffix=".partial", dir=out_dir))
+    except OSError as exc:
+        raise MediaError(f"{out_dir}: cannot be written ({exc.strerror or exc})") from None
+    try:
+        metrics = write_ensemble(members, member_paths, stage, out_dir.name, data, weights, views, command, int8)
+        try:
+            for name in ENSEMBLE_FILES:
+                os.replace(stage / name, out_dir / name)
+        except OSError as exc:
+            raise MediaError(f"{out_dir}: cannot be written ({exc.strerror or exc})") from None
+    except BaseException:
+        if created:  # nothing of this run is left, not even the folder
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return metrics
+
+
+def write_ensemble(members: list[str], member_paths: list[Path], folder: Path, name: str, data: str | Path,
+                   weights: list[float] | None, views: int, command: str, int8: bool) -> dict:
+    """make_ensemble's files, written in `folder`; `name` is the model's, for the card and the chart."""
     import json
     import time
 
@@ -157,34 +230,31 @@ def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, wei
     from ..evaluation.calibration import calibrate, write_card_section
     from ..evaluation.metrics import classification_report, format_report
     from ..evaluation.plots import plot_confusion
-    from ..inference.classifier import CARD_FILE, METRICS_FILE, FacialExpressionModel
+    from ..inference.classifier import FacialExpressionModel
 
-    out_dir = Path(out_dir)
-    member_paths = [member_onnx(m) for m in members]
     if int8:
         from .quantize import calibration_faces
 
-        build_int8_ensemble(member_paths, out_dir / ONNX_FILE, calibration_faces(data), weights, views)
+        build_int8_ensemble(member_paths, folder / ONNX_FILE, calibration_faces(data), weights, views)
     else:
-        build_ensemble(member_paths, out_dir / ONNX_FILE, weights, views)
-    calibration = calibrate(out_dir, data)
+        build_ensemble(member_paths, folder / ONNX_FILE, weights, views)
+    calibration = calibrate(folder, data)
     dataset = load_dataset(data, "fer2013")
     split = dataset.split("PublicTest")
-    model = FacialExpressionModel(out_dir)
+    model = FacialExpressionModel(folder)
     report = classification_report(split.hard_labels, model.predict_proba(split.images).argmax(1), "PublicTest")
     metrics = {
         "model": "ensemble", "members": [str(m) for m in members],
-        "weights": (np.full(len(members), 1 / len(members)) if weights is None else
-                    np.asarray(weights) / np.sum(weights)).round(4).tolist(),
+        "weights": check_weights(weights, len(members)).round(4).tolist(),
         "views_in_graph": views, "int8": int8, "data": str(data), "val_split": "PublicTest",
         "evaluation": report, "accuracy": report["accuracy"], "calibration": calibration, "command": command,
-        "onnx_bytes": (out_dir / ONNX_FILE).stat().st_size, "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "onnx_bytes": (folder / ONNX_FILE).stat().st_size, "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-    plot_confusion(np.asarray(report["confusion"]), out_dir / "confusion.png",
-                   f"{out_dir.name} on PublicTest: {report['accuracy']:.2%}")
+    (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    plot_confusion(np.asarray(report["confusion"]), folder / "confusion.png",
+                   f"{name} on PublicTest: {report['accuracy']:.2%}")
     lines = [
-        f"# Model card: {out_dir.name}", "",
+        f"# Model card: {name}", "",
         f"- An ensemble of {len(members)} networks averaged inside one ONNX graph "
         f"(weights {', '.join(f'{w:.3f}' for w in metrics['weights'])}): {', '.join(f'`{m}`' for m in members)}."
         if len(members) > 1 else f"- One network, `{members[0]}`, in an ONNX graph of its own.",
@@ -201,6 +271,6 @@ def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, wei
         "`metrics.json`.",
         "", "```", format_report(report), "```", "", "![confusion matrix](confusion.png)", "",
     ]
-    (out_dir / CARD_FILE).write_text("\n".join(lines))
-    write_card_section(out_dir / CARD_FILE, calibration)
+    (folder / CARD_FILE).write_text("\n".join(lines))
+    write_card_section(folder / CARD_FILE, calibration)
     return metrics
