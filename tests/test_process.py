@@ -11,6 +11,7 @@ model is loaded.
 from __future__ import annotations
 
 import io
+import os
 import json
 import re
 import sys
@@ -191,6 +192,17 @@ def test_check_outputs_refuses_the_input_as_an_output(here):
     with pytest.raises(MediaError) as error:
         check_outputs(here / "in.mp4", {"video": Path("out.mp4"), "csv": Path("in.mp4")}, None)
     assert str(error.value) == "in.mp4: an output may not overwrite the input video"  # as given, not resolved
+
+
+def test_check_outputs_refuses_a_video_folder_whose_name_is_not_utf8(here):
+    """cv2.VideoWriter segfaults on such a path: refused by name, before OpenCV sees it."""
+    folder = here / os.fsdecode(b"clips\xff")
+    folder.mkdir()
+    with pytest.raises(MediaError) as error:
+        check_outputs(here / "in.mp4", {"video": folder / "out.mp4"}, None)
+    assert str(error.value) == (f"{here}/clips\\xff/out.mp4: its folder's name is not valid UTF-8; "
+                                "choose another folder")
+    check_outputs(here / "in.mp4", {"csv": folder / "out.csv"}, None)  # Python writes the CSV: any name will do
 
 
 def test_check_outputs_refuses_one_file_for_two_outputs(here):

@@ -182,6 +182,26 @@ def test_csv_box_columns_of_a_non_square_face(tmp_path):
     assert rows[1] == {**empty, "frame": "8", "time_s": "0.400"}
 
 
+def test_a_csv_that_fails_as_it_closes_names_itself(tmp_path):
+    """The last buffered rows reach the disk at close: a full disk then is this file's error, one line."""
+    from ferkit.errors import MediaError
+    from ferkit.video.writers import CsvWriter
+
+    class FullAtClose:
+        def __init__(self, file):
+            self.file = file
+
+        def close(self):
+            self.file.close()
+            raise OSError(28, "No space left on device")
+
+    writer = CsvWriter(tmp_path / "partial.csv", tmp_path / "faces.csv")
+    writer.file = FullAtClose(writer.file)
+    with pytest.raises(MediaError) as error:
+        writer.close()
+    assert str(error.value) == f"{tmp_path / 'faces.csv'}: cannot be written (No space left on device)"
+
+
 def test_csv_of_a_wide_face_in_a_video(squares, tmp_path):
     video = write_video(tmp_path / "wide.avi", box_frames([[(30, 40, 64, 32)]] * 12, SIZE))
     process_video(squares, video, csv_path=tmp_path / "faces.csv")

@@ -342,6 +342,18 @@ def test_a_busy_port_is_a_one_line_error_and_leaves_nothing(tiny_model_dir, caps
     assert ferkit_threads() == threads and temporary_jobs_folders() == folders
 
 
+def test_a_jobs_dir_whose_name_is_not_utf8_is_refused(tmp_path):
+    """Uploads there are probed by name with OpenCV, which segfaults on such names. Called directly: with the
+    check gone, `ferkit serve` would start and never return."""
+    from ferkit.errors import FerkitError
+
+    bad = tmp_path / os.fsdecode(b"jobs\xfe")
+    with pytest.raises(FerkitError) as error:
+        server_module.check_jobs_dir(bad)
+    assert str(error.value) == f"--jobs-dir {tmp_path}/jobs\\xfe: its name is not valid UTF-8; choose another folder"
+    assert not bad.exists()
+
+
 @pytest.mark.parametrize("make_bad", [lambda tmp: tmp / "a-file", lambda tmp: tmp / "a-file" / "below"])
 def test_an_unwritable_jobs_dir_is_a_one_line_error(tiny_model_dir, tmp_path, capsys, make_bad):
     (tmp_path / "a-file").write_text("not a folder")

@@ -14,7 +14,7 @@ from typing import Callable
 
 from ..config import Config
 from ..errors import MediaError
-from ..files import atomic_output, is_special_file, require_file
+from ..files import atomic_output, is_special_file, is_utf8_name, printable, require_file
 from ..inference.pipeline import Pipeline
 from .progress import ProgressBar
 from .overlap import ReadAhead, WriteBehind
@@ -79,6 +79,9 @@ def check_outputs(input_path: Path, outputs: dict[str, Path], fourcc: str | None
             raise MediaError(f"{path}: an output may not overwrite the input video")
         if resolved.count(full) > 1:
             raise MediaError(f"{path}: the same file is given for two outputs")
+    if "video" in outputs and not is_utf8_name(outputs["video"].resolve().parent):
+        # OpenCV's VideoWriter crashes (segfault) on such a path; the file's own name is made safe later
+        raise MediaError(f"{printable(outputs['video'])}: its folder's name is not valid UTF-8; choose another folder")
     if "video" in outputs and not fourcc:
         video_fourcc(outputs["video"])
     if "timeline" in outputs and outputs["timeline"].suffix.lower() not in TIMELINE_FORMATS:

@@ -116,7 +116,10 @@ class CsvWriter:
         self.file.close()  # a second call does nothing
 
     def close(self) -> None:
-        self.release()
+        try:  # the buffered last rows are written here: a full disk shows up now, named as this file's
+            self.file.close()
+        except OSError as exc:
+            raise MediaError(f"{self.target}: cannot be written ({exc.strerror or exc})") from None
 
 
 class FaceHistory:

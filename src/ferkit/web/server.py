@@ -19,6 +19,7 @@ from werkzeug.http import parse_cookie
 
 from ..config import Config
 from ..errors import FerkitError
+from ..files import is_utf8_name, printable
 from .app import SECURITY_HEADERS, create_app
 from .auth import COOKIE, TokenAuth, is_loopback
 from .engines.broadcast import check_source
@@ -150,6 +151,8 @@ def announce(config: Config, app, server: BaseWSGIServer) -> None:
 def check_jobs_dir(folder: Path) -> None:
     """--jobs-dir must be a folder this process can write to (made if missing): said at start, not
     at the first upload."""
+    if not is_utf8_name(folder.resolve()):  # uploads are probed by name with OpenCV, which crashes on such names
+        raise FerkitError(f"--jobs-dir {printable(folder)}: its name is not valid UTF-8; choose another folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
