@@ -962,6 +962,22 @@ def test_yunet_model_errors_name_the_file(tmp_path, monkeypatch):
         create_detector(DetectorConfig(detector_model=str(junk)))
 
 
+def test_a_classifier_given_as_the_yunet_model_is_one_line_on_stderr(tmp_path, capfd):
+    """OpenCV's reason for refusing another network runs over several lines, and its log prints one more:
+    the user sees one line, OpenCV's log included (capfd: that log is written by C++, not Python)."""
+    from ferkit.cli import main as cli_main
+    from ferkit.config import default_models_dir
+
+    not_yunet = tmp_path / "classifier.onnx"
+    not_yunet.write_bytes((default_models_dir() / "fast" / "model.onnx").read_bytes())
+    photo = tmp_path / "grey.png"
+    cv2.imwrite(str(photo), np.full((64, 96, 3), 128, np.uint8))
+    assert cli_main(["predict", str(photo), "--detector-model", str(not_yunet)]) == 2
+    out, err = capfd.readouterr()
+    assert out == "" and err.startswith(f"ferkit predict: error: {not_yunet}: not a YuNet model OpenCV can load (")
+    assert err.count("\n") == 1 and err.endswith(")\n")
+
+
 def test_an_unknown_detector_name_lists_the_known_ones():
     with pytest.raises(FerkitError) as error:
         create_detector(DetectorConfig(name="mtcnn"))

@@ -319,11 +319,16 @@ class YuNetDetector(FaceDetector):
         if not path.is_file():
             where = "" if self.cfg.detector_model else " (the bundled model is missing: reinstall ferkit)"
             raise FerkitError(f"{path}: YuNet model file not found{where}")
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its own log would surround our line
         try:
             return cv2.FaceDetectorYN.create(str(path), "", (320, 320), self.cfg.detect_threshold,
                                              self.cfg.nms_threshold)
-        except cv2.error as exc:
-            raise FerkitError(f"{path}: not a YuNet model OpenCV can load ({exc.err})") from None
+        except cv2.error as exc:  # OpenCV's reason runs over several lines: its first says enough
+            reason = next((line.strip(" >:") for line in (exc.err or "").splitlines() if line.strip(" >:")), "")
+            raise FerkitError(f"{path}: not a YuNet model OpenCV can load ({reason or 'no reason given'})") from None
+        finally:
+            cv2.utils.logging.setLogLevel(level)
 
     def _detect(self, small: np.ndarray, min_size: int) -> np.ndarray:
         bgr = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR) if small.ndim == 2 else small
