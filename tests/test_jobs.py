@@ -1081,3 +1081,40 @@ def test_the_web_upload_and_batch_take_the_same_video_containers():
     with pytest.raises(MediaError):
         jobs_module.upload_suffix("notes.txt", "text/plain")
     assert media_kind("notes.txt") == "unknown"
+
+
+def test_a_new_server_removes_the_temporary_jobs_folders_of_dead_servers(tmp_path, monkeypatch):
+    """kill -9 leaves a server's temporary jobs folder (uploads included) behind: the next server deletes it
+    once its pid is gone and it is older than the job TTL; live servers' folders and young ones stay."""
+    import os
+    import time
+
+    from ferkit.web.engines import jobs as jobs_module
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = 2**22 + 7  # above Linux's largest pid: never alive
+    old = time.time() - 7200
+
+    def leave(name: str, age: float) -> Path:
+        root = tmp_path / name
+        (root / ("a" * 32)).mkdir(parents=True)
+        (root / ("a" * 32) / "upload.mp4").write_bytes(b"someone's video")
+        os.utime(root, (age, age))
+        return root
+
+    leave(f"ferkit-jobs-{dead}-abandoned", old)
+    leave(f"ferkit-jobs-{dead}-young", time.time())
+    leave(f"ferkit-jobs-{os.getpid()}-alive", old)
+    leave("ferkit-jobs-nopid", old)  # an older server's name: no owner to check, left alone
+    (tmp_path / "other-folder").mkdir()
+    manager = JobManager(None, ServeConfig(job_ttl=3600))
+    try:
+        mine = manager.root
+        assert mine.parent == tmp_path and mine.name.startswith(f"ferkit-jobs-{os.getpid()}-")
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([
+            f"ferkit-jobs-{dead}-young", f"ferkit-jobs-{os.getpid()}-alive", "ferkit-jobs-nopid", "other-folder",
+            mine.name])
+        assert jobs_module.remove_abandoned_roots(tmp_path, 3600) == []  # a second look finds nothing more
+    finally:
+        manager.close()
+    assert not mine.exists()

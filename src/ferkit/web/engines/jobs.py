@@ -155,6 +155,39 @@ def upload_size(upload: BinaryIO) -> int | None:
         return None
 
 
+TEMP_PREFIX = "ferkit-jobs-"
+
+
+def remove_abandoned_roots(folder: Path, min_age_s: float, now: float | None = None) -> list[str]:
+    """Delete the temporary jobs folders of servers that died without cleaning up (kill -9, a crash):
+    named for a pid that no longer runs here, and untouched for `min_age_s` (a live server in another pid
+    namespace sharing this folder keeps its jobs); their names."""
+    now = time.time() if now is None else now
+    removed = []
+    for root in folder.glob(f"{TEMP_PREFIX}*"):
+        match = re.fullmatch(rf"{TEMP_PREFIX}(\d+)-.+", root.name)
+        if not match or not root.is_dir() or root.is_symlink() or pid_alive(int(match[1])):
+            continue
+        try:
+            if now - root.stat().st_mtime <= min_age_s or root.stat().st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(root, ignore_errors=True)
+        removed.append(root.name)
+    return removed
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except PermissionError:  # alive, another user's
+        return True
+    except (ProcessLookupError, OverflowError):  # gone, or no pid at all
+        return False
+    return True
+
+
 class JobManager:
     def __init__(self, pipeline: Pipeline, cfg: ServeConfig):
         self.pipeline, self.ttl_s = pipeline, cfg.job_ttl
@@ -179,7 +212,10 @@ class JobManager:
         """The jobs folder, with the worker pool and the janitor; made on first use (lock held)."""
         if self._root is None:
             if self._jobs_dir is None:
-                self._root = Path(tempfile.mkdtemp(prefix="ferkit-jobs-"))
+                remove_abandoned_roots(Path(tempfile.gettempdir()), self.ttl_s)
+                # the owner's pid in the name: a server killed with -9 leaves its folder, and the next one
+                # can tell it is abandoned (uploads are never kept)
+                self._root = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
                 self._remove_root = weakref.finalize(self, shutil.rmtree, str(self._root), True)
             else:
                 self._jobs_dir.mkdir(parents=True, exist_ok=True)
