@@ -227,6 +227,7 @@ def keras_net(input_shape, classes):
     return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(), keras.layers.Dense(classes)])
 
 
+@pytest.mark.filterwarnings("ignore:Skipping nested container:UserWarning")  # Keras says what the error says
 def test_weights_of_another_network_are_a_model_error(keras_copy):
     other = keras_net((48, 48, 1), 7)
     other.save_weights(str(keras_copy / "model.weights.h5"))
