@@ -29,6 +29,15 @@ def test_models_lists_the_bundled_models_and_marks_the_default(capsys):
     assert default in rows and rows[default].endswith("(default)")
 
 
+def test_models_says_what_each_bundled_graph_holds_and_its_card_accuracy(capsys):
+    assert main(["models", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "accurate": "6 networks x 2 views, int8, PublicTest accuracy 71.33% (FER2013 labels)",
+        "fast": "1 network x 2 views, int8, PublicTest accuracy 69.52% (FER2013 labels) (default)",
+        "ferplus": "compact, PublicTest accuracy 83.26% (FER+ labels, the votes' argmax)",
+    }
+
+
 def test_models_with_no_models_found_says_so_and_fails(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FERKIT_MODELS_DIR", str(tmp_path))
     assert main(["models"]) == 2

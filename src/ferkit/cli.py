@@ -278,6 +278,21 @@ def cmd_evaluate(args, command: str) -> int:
     return 0
 
 
+def model_summary(card: dict) -> str:
+    """One line for `ferkit models`: what the graph holds, and its card's accuracy on the labels it was scored on."""
+    kind = card.get("model", "?")
+    if kind == "ensemble":  # what `ferkit ensemble` built: say how many networks and views it runs
+        n, views = len(card.get("members", [])), card.get("views_in_graph", 1)
+        kind = f"{n} network{'s' * (n != 1)} x {views} view{'s' * (views != 1)}{', int8' * bool(card.get('int8'))}"
+    accuracy = card.get("accuracy")
+    if not accuracy:
+        return f"{kind}, no metrics"
+    # a FER+ card scores the argmax of the votes, not the FER+ majority protocol its model card also reports
+    labels = "FER2013 labels" if card.get("train", {}).get("labels", "fer2013") == "fer2013" else \
+        "FER+ labels, the votes' argmax"
+    return f"{kind}, {card.get('val_split', '?')} accuracy {accuracy:.2%} ({labels})"
+
+
 def cmd_models(args, command: str) -> int:
     if args.architectures:
         from .training.backend import setup_keras
@@ -297,11 +312,7 @@ def cmd_models(args, command: str) -> int:
         default = resolve_model("default").name
         rows = {}
         for name in list_bundled_models():
-            card = FacialExpressionModel.load(name).card
-            accuracy = card.get("accuracy")
-            labels = card.get("train", {}).get("labels", "fer2013")
-            rows[name] = (f"{card.get('model', '?')}, {card.get('val_split', '?')} accuracy {accuracy:.2%} "
-                          f"({labels} labels)" if accuracy else "no metrics") + (" (default)" if name == default else "")
+            rows[name] = model_summary(FacialExpressionModel.load(name).card) + (" (default)" if name == default else "")
     if args.json:
         print(json.dumps(rows))
     else:

@@ -6,8 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, FerkitError
 from ..labels import CLASS_NAMES, NUM_CLASSES
+
+
+def check_holdout(holdout: float) -> None:
+    """--holdout, for `train` and `calibrate` alike: a share from 0 to below 1 (NaN is none of these)."""
+    if not 0 <= holdout < 1:
+        raise FerkitError(f"--holdout {holdout}: expected a share from 0 to below 1, such as 0.1")
 
 
 @dataclass

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FerkitError, ModelError
+from ..data.dataset import check_holdout
+from ..errors import ModelError
 from ..files import atomic_output
 from ..inference.classifier import (CALIBRATION_FILE, CARD_FILE, JSON_FILE, ONNX_FILE, FacialExpressionModel,
                                     apply_temperature)
@@ -65,12 +66,6 @@ def calibration_report(probs: np.ndarray, labels: np.ndarray, temperature: float
     after = apply_temperature(probs, temperature)
     return {"ece_before": expected_calibration_error(probs, labels), "ece_after": expected_calibration_error(after, labels),
             "nll_before": negative_log_likelihood(probs, labels), "nll_after": negative_log_likelihood(after, labels)}
-
-
-def check_holdout(holdout: float) -> None:
-    """The share `ferkit train` accepts (the same words): from 0 to below 1; NaN is none of these."""
-    if not 0 <= holdout < 1:
-        raise FerkitError(f"--holdout {holdout}: expected a share from 0 to below 1, such as 0.1")
 
 
 def calibrate(model: str | Path, data: str | Path, holdout: float = 0.1, holdout_seed: int = 42,

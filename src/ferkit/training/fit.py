@@ -21,6 +21,7 @@ import numpy as np
 from ..config import DISTILL_MODES, TRAIN_VIEWS, TrainConfig
 from ..data import FaceDataset, class_weights, default_splits, load_dataset
 from ..data.augment import Augmentation
+from ..data.dataset import check_holdout
 from ..errors import FerkitError
 from .backend import setup_keras
 from .export import CHECKPOINT_FILE, export_run, score_run
@@ -132,8 +133,7 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
         raise FerkitError("--distill-mode consistent needs --teacher MODEL (the model whose scores are the targets)")
     if cfg.views not in TRAIN_VIEWS:
         raise FerkitError(f"--views {cfg.views}: expected {' or '.join(map(str, TRAIN_VIEWS))}")
-    if not 0 <= cfg.holdout < 1:
-        raise FerkitError(f"--holdout {cfg.holdout}: expected a share from 0 to below 1, such as 0.1")
+    check_holdout(cfg.holdout)
     run_dir = run_folder(cfg)
     if run_dir.exists() and any(run_dir.iterdir()) and not cfg.resume:
         raise FerkitError(f"{run_dir} already holds a run: pass --resume to continue it, or --name for a new one")
