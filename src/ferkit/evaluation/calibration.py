@@ -14,10 +14,9 @@ import numpy as np
 
 from ..data.dataset import check_holdout
 from ..errors import ModelError
-from ..files import atomic_output
+from ..files import atomic_output, check_output_folder
 from ..inference.classifier import (CALIBRATION_FILE, CARD_FILE, JSON_FILE, ONNX_FILE, FacialExpressionModel,
                                     apply_temperature)
-from .outputs import check_output_folder
 
 ECE_BINS = 15
 

@@ -10,10 +10,9 @@ import numpy as np
 
 from ..data import FaceDataset, load_dataset
 from ..errors import DataError
-from ..files import atomic_output
+from ..files import atomic_output, check_output_folder
 from ..inference.classifier import FacialExpressionModel
 from .metrics import classification_report, format_report
-from .outputs import check_output_folder
 from .plots import plot_confusion
 
 # Evaluated by default, first present wins: FER2013's validation split, else an image tree's held-out one.

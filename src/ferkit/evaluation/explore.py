@@ -8,9 +8,8 @@ import numpy as np
 
 from ..data import FaceDataset, default_splits, load_dataset
 from ..errors import DataError, FerkitError
-from ..files import atomic_output
+from ..files import atomic_output, check_output_folder
 from ..labels import CLASS_NAMES
-from .outputs import check_output_folder
 from .plots import new_figure
 
 # The sample grid is 7 x N subplots, drawn one by one: 50 a class took 7 s (8: 2 s) on a 2-core machine;

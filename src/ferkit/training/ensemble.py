@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MediaError, ModelError
-from ..files import atomic_output
+from ..files import atomic_output, check_output_folder
 from ..inference.classifier import CALIBRATION_FILE, CARD_FILE, METRICS_FILE, ONNX_FILE, check_classifier_io
 from ..labels import IMAGE_SIZE, NUM_CLASSES
 from .quantize import CALIBRATION_FACES
@@ -188,8 +188,6 @@ def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, wei
 
     The files are made in a hidden folder inside `out_dir` and moved in only when all are done: a
     failure leaves `out_dir` as it was (a model folder there keeps working), never a half-made model."""
-    from ..evaluation.outputs import check_output_folder
-
     out_dir = Path(out_dir)
     member_paths = [member_onnx(m) for m in members]
     check_weights(weights, len(member_paths))
