@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import errno
+import html
 import io
 import json
 import re
@@ -339,6 +340,41 @@ def test_a_frame_while_the_tab_is_busy_is_dropped_with_its_reason(pipeline):
         sessions.process("bbbbbbbb", frame)  # another tab is not held up
         assert sessions._sessions["bbbbbbbb"].dropped == 0
     sessions.process("aaaaaaaa", frame)  # and the tab goes on once its frame is done
+
+
+# --- query parameters -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method, path, name", [
+    ("POST", "/api/predict?model=accurate", "model"), ("GET", "/api/health?detector=haar", "detector"),
+    ("POST", "/api/frame?session=abcdefgh&sesion=x", "sesion"), ("GET", "/?min-face=-5", "min-face"),
+    ("GET", "/jobs/" + "0" * 32 + "/timeline.png?downlaod=1", "downlaod"), ("GET", "/video_feed?token=x", "token")])
+def test_an_unknown_query_parameter_is_a_400_naming_it(client, method, path, name):
+    """Each route reads only the parameters it names; any other is an error, not silently ignored."""
+    response = client.open(path, method=method, data=png_bytes(), content_type="image/png")
+    assert response.status_code == 400 and b"Traceback" not in response.data
+    message = response.get_json()["error"]["message"] if response.is_json else html.unescape(response.get_data(
+        as_text=True))
+    assert f"unknown query parameter '{name}'" in message
+
+
+def test_a_model_parameter_says_where_the_model_is_chosen(client, tiny_model_dir):
+    body = assert_json_error(client.post("/api/predict?model=accurate", data=png_bytes(),
+                                         content_type="image/png"), 400)
+    assert "serve --model NAME" in body["error"]["message"]
+    assert repr(tiny_model_dir.name) in body["error"]["message"]  # the model this server does run
+
+
+@pytest.mark.parametrize("path, takes", [("/api/frame?x=1", "it takes session"), ("/api/stream?x=1", "it takes none")])
+def test_the_400_lists_what_the_route_takes(client, path, takes):
+    response = client.open(path, method="POST" if "frame" in path else "GET", data=png_bytes(),
+                           content_type="image/png")
+    assert takes in assert_json_error(response, 400)["error"]["message"]
+
+
+def test_the_parameters_the_page_sends_are_accepted(client):
+    assert client.get("/?token=whatever").status_code == 200  # loopback: no token needed, and it does no harm
+    assert client.get("/video_feed?reconnect=123").status_code == 503  # no source: past the query check
+    assert client.post("/api/frame?session=abcdefgh", data=b"xx", content_type="image/jpeg").status_code == 415
+    assert client.get("/static/app.js?v=2").status_code == 200  # static files take any cache-busting parameter
 
 
 # --- /video_feed -------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from .. import __version__
 from ..inference.images import faces_report, predict_image, read_image
 from ..vision.draw import draw_faces, encode_jpeg
 from .engines.sessions import SESSION_ID
+from .params import accepts
 from .services import services
 
 IMAGE_FIELD = "image"
@@ -67,6 +68,7 @@ def annotate():
 
 
 @bp.post("/frame")
+@accepts("session")
 def frame():
     """One browser-camera frame (JPEG body) of the tab `?session=ID` -> its faces, with stable ids."""
     session_id = request.args.get("session", "")

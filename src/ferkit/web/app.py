@@ -20,7 +20,7 @@ from werkzeug.exceptions import (HTTPException, InternalServerError, RequestEnti
 from ..config import Config
 from ..errors import MediaError
 from ..inference.pipeline import Pipeline
-from . import api, auth, pages, routes_jobs, routes_stream
+from . import api, auth, pages, params, routes_jobs, routes_stream
 from .auth import TokenAuth
 from .engines.broadcast import FrameBroadcaster
 from .engines.jobs import JobManager, JobTooLarge
@@ -66,6 +66,7 @@ def create_app(config: Config | None = None, pipeline: Pipeline | None = None) -
         CameraSessions(pipeline, serve.camera_sessions, serve.camera_session_ttl_s),
         Slots(serve.max_inflight, "images"), TokenAuth(serve))
     auth.register(app, services.auth)
+    params.register(app, pipeline.classifier.name)  # after auth: a stranger learns nothing from a 400
     for blueprint in (pages.bp, api.bp, routes_stream.bp, routes_jobs.bp):
         app.register_blueprint(blueprint)
     app.after_request(security_headers)

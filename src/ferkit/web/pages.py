@@ -8,6 +8,7 @@ from ..labels import CLASS_NAMES
 from ..vision.draw import EMOTION_COLOURS
 from .engines.jobs import ARTIFACTS
 from .routes_jobs import VIDEO_FIELD
+from .params import accepts
 from .services import services
 
 bp = Blueprint("pages", __name__)
@@ -19,6 +20,7 @@ def css_colour(bgr: tuple[int, int, int]) -> str:
 
 
 @bp.get("/")
+@accepts("token")  # auth trades it for a cookie; it may stay when a cookie already let the request in
 def index():
     shared = services()
     return render_template(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, request, send_file, url_for
 
 from .engines.jobs import ARTIFACTS, Job, JobManager
+from .params import accepts
 from .services import services
 
 VIDEO_FIELD = "video"
@@ -49,6 +50,7 @@ def delete(job_id: str):
 
 
 @bp.get("/<job_id>/<name>")
+@accepts("download")
 def artifact(job_id: str, name: str):
     job = job_or_404(job_id)
     if name not in ARTIFACTS or name not in job.artifacts():

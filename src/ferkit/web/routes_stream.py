@@ -5,12 +5,14 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort
 
 from .engines.broadcast import BOUNDARY
+from .params import accepts
 from .services import services
 
 bp = Blueprint("stream", __name__)
 
 
 @bp.get("/video_feed")
+@accepts("reconnect")  # the page adds it so a reconnect is not served from cache
 def video_feed():
     broadcaster = services().broadcaster
     if not broadcaster.configured:
