@@ -146,7 +146,8 @@ def test_predict_raw_image_without_faces(client, content_type):
     assert response.get_json() == {"images": [{"path": None, "faces": []}]}
 
 
-FIELD_HINT = "send the image as the multipart form field 'image' (a file) or as the raw body"
+FIELD_HINT = ("send the image as the multipart form field 'image' (a file, its name in UTF-8) "
+              "or as the raw body")
 
 
 @pytest.mark.parametrize("kwargs, status, message", [
@@ -168,6 +169,16 @@ def test_predict_bad_input_is_a_json_error(client, kwargs, status, message):
         assert error["message"] == message
     else:  # the decoder's verdict, naming what was sent
         assert error["message"].startswith("image: not an image OpenCV can read")
+
+
+@pytest.mark.parametrize("path, field", [("/api/predict", "image"), ("/api/annotate", "image"), ("/jobs", "video")])
+def test_a_file_name_that_is_not_utf8_is_named_as_the_likely_cause(client, path, field):
+    """werkzeug drops such a part silently; the 400 must not claim the field was missing and stop there."""
+    body = (b"--XyZ\r\nContent-Disposition: form-data; name=\"" + field.encode()
+            + b"\"; filename=\"a\xff\xfe.png\"\r\n"
+            b"Content-Type: image/png\r\n\r\n" + png_bytes() + b"\r\n--XyZ--\r\n")
+    error = assert_json_error(client.post(path, data=body, content_type="multipart/form-data; boundary=XyZ"), 400)
+    assert f"multipart form field '{field}' (a file, its name in UTF-8)" in error["error"]["message"]
 
 
 def test_a_raw_body_is_read_once_and_not_kept_by_flask(client, monkeypatch, face_photo):
@@ -363,7 +374,8 @@ def test_a_model_parameter_says_where_the_model_is_chosen(client, tiny_model_dir
     assert repr(tiny_model_dir.name) in body["error"]["message"]  # the model this server does run
 
 
-@pytest.mark.parametrize("path, takes", [("/api/frame?x=1", "it takes session"), ("/api/stream?x=1", "it takes none")])
+@pytest.mark.parametrize("path, takes", [("/api/frame?x=1", "it takes session"),
+                                         ("/api/stream?x=1", "it takes none")])
 def test_the_400_lists_what_the_route_takes(client, path, takes):
     response = client.open(path, method="POST" if "frame" in path else "GET", data=png_bytes(),
                            content_type="image/png")

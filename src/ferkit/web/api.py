@@ -21,6 +21,8 @@ from .params import accepts
 from .services import services
 
 IMAGE_FIELD = "image"
+# werkzeug drops a part whose file name is not UTF-8 without a word: the 400 names that cause too
+UPLOAD_PART = "a file, its name in UTF-8"
 PREDICT_WAIT_S = 2.0  # how long /api/predict and /api/annotate wait for a free slot before 429
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -30,7 +32,8 @@ def uploaded_image() -> tuple[str | None, bytes]:
     if request.mimetype == "multipart/form-data":
         upload = request.files.get(IMAGE_FIELD)
         if upload is None:
-            abort(400, f"send the image as the multipart form field {IMAGE_FIELD!r} (a file) or as the raw body")
+            abort(400, f"send the image as the multipart form field {IMAGE_FIELD!r} ({UPLOAD_PART}) "
+                       "or as the raw body")
         name, data = upload.filename or None, upload.read()
     elif request.mimetype.startswith(("text/", "application/json")):
         abort(415, f"expected an image, got {request.mimetype}")

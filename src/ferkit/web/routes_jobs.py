@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, request, send_file, url_for
 
 from .engines.jobs import ARTIFACTS, Job, JobManager
+from .api import UPLOAD_PART
 from .params import accepts
 from .services import services
 
@@ -32,7 +33,7 @@ def job_json(job: Job) -> dict:
 def create():
     upload = request.files.get(VIDEO_FIELD)
     if upload is None:
-        abort(400, f"send the video as the multipart form field {VIDEO_FIELD!r}")
+        abort(400, f"send the video as the multipart form field {VIDEO_FIELD!r} ({UPLOAD_PART})")
     job = manager().submit(upload.stream, upload.filename, upload.mimetype)
     return job_json(job), 202, {"Location": url_for("jobs.status", job_id=job.id)}
 
