@@ -295,6 +295,16 @@ def test_cli_errors_that_stop_the_run(ferkit, tmp_path, tiny_model_dir, args, me
     assert err.count("\n") == 1 and err.startswith(message.replace("EMPTY", str(tmp_path / "EMPTY")))
 
 
+def test_an_out_folder_named_in_bytes_that_are_not_utf8_is_one_error_line(ferkit, tmp_path, tiny_model_dir):
+    # pyarrow takes paths as UTF-8 only: such an --out was a traceback after the whole run
+    photo = write_photo(tmp_path / "p.png")
+    code, out, err = ferkit("batch", photo, "--out", tmp_path / "o\udcff", "--model", tiny_model_dir)
+    assert (code, out) == (2, "")
+    assert err == (f"ferkit batch: error: {tmp_path}/o\\xff: the output folder's name is not valid UTF-8; "
+                   "choose another folder\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png"]
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_and_does_no_input_twice(config, tiny_model_dir, pipeline, tmp_path):
     """SIGKILL the CLI once two videos are done; the rerun skips exactly the finished ones, leaves

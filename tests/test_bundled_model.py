@@ -33,9 +33,19 @@ def test_models_says_what_each_bundled_graph_holds_and_its_card_accuracy(capsys)
     assert main(["models", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {
         "accurate": "6 networks x 2 views, int8, PublicTest accuracy 71.33% (FER2013 labels)",
-        "fast": "1 network x 2 views, int8, PublicTest accuracy 69.52% (FER2013 labels) (default)",
-        "ferplus": "compact, PublicTest accuracy 83.26% (FER+ labels, the votes' argmax)",
+        "fast": "compact x 2 views, int8, PublicTest accuracy 69.52% (FER2013 labels) (default)",
+        "ferplus": "compact, PublicTest accuracy 83.26% (FER+ labels: the votes' argmax, not the majority-vote "
+                   "protocol)",
     }
+
+
+def test_models_figures_are_the_readmes():
+    """`ferkit models` names `fast`'s network as the README does, and the README gives ferplus's figure under both
+    protocols: the majority vote (its headline) and the votes' argmax (what `ferkit models` shows)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "`fast` (the default; package data in `src/ferkit/assets/models/fast`): the `compact` VGG" in readme
+    assert ("84.73%\n  on PublicTest under the FER+ majority-vote protocol (83.26% scoring each face's most-voted "
+            "emotion, the\n  figure `ferkit models` shows)") in readme
 
 
 def test_models_with_no_models_found_says_so_and_fails(tmp_path, monkeypatch, capsys):

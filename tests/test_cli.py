@@ -204,14 +204,16 @@ def config_of(monkeypatch, *argv) -> Config:
 
 
 PIPELINE_FLAGS = ["--model", "mine", "--tta", "--detector", "yunet", "--detector-model", "y.onnx", "--min-face", "33",
-                  "--detect-threshold", "0.42", "--min-neighbors", "7"]
+                  "--detect-threshold", "0.42"]
 
 
 def test_video_flags_reach_the_config(monkeypatch):
     config = config_of(monkeypatch, "video", "in.mp4", *PIPELINE_FLAGS, "--detect-every", "5", "--smoothing", "0.3")
     assert (config.model, config.pipeline.tta) == ("mine", True)
     assert config.detector == DetectorConfig(name="yunet", detector_model="y.onnx", min_face=33,
-                                             detect_threshold=0.42, min_neighbors=7)
+                                             detect_threshold=0.42)
+    haar = config_of(monkeypatch, "video", "in.mp4", "--detector", "haar", "--min-neighbors", "7").detector
+    assert haar == DetectorConfig(name="haar", min_neighbors=7)
     # one classifier thread: a video's frames are read and written on the other core (video/overlap.py)
     assert config.pipeline == PipelineConfig(detect_every=5, smoothing=0.3, tta=True, classifier_threads=1)
 
@@ -219,7 +221,9 @@ def test_video_flags_reach_the_config(monkeypatch):
 def test_predict_flags_reach_the_config(monkeypatch):
     config = config_of(monkeypatch, "predict", "a.jpg", *PIPELINE_FLAGS)
     assert (config.model, config.pipeline.tta, config.detector.min_face) == ("mine", True, 33)
-    assert (config.detector.detect_threshold, config.detector.min_neighbors) == (0.42, 7)
+    assert (config.detector.detect_threshold, config.detector.detector_model) == (0.42, "y.onnx")
+    assert config_of(monkeypatch, "predict", "a.jpg", "--detector", "haar", "--min-neighbors", "7").detector == \
+        DetectorConfig(name="haar", min_neighbors=7)
 
 
 def test_without_flags_the_config_has_its_defaults(monkeypatch):
@@ -407,14 +411,44 @@ def test_calibrate_refuses_a_holdout_train_refuses(holdout, tiny_csv, model_copy
     assert not (model_copy / "calibration.json").exists()
 
 
-def test_calibrate_takes_a_model_file_and_writes_beside_it(tiny_csv, model_copy, capsys):
-    data = tiny_csv({"Training": 70, "PublicTest": 14})
+def labelled_csv(path: Path, rows_per_split: dict[str, int]) -> Path:
+    """A FER2013 CSV whose faces carry their label (pixel 0: 10 + 30 * label) and their row's number modulo 4
+    (pixel 1), which fake_scores reads."""
+    lines = ["emotion,pixels,Usage"]
+    for split, rows in rows_per_split.items():
+        for i in range(rows):
+            pixels = [10 + 30 * (i % 7), i % 4] + [0] * (48 * 48 - 2)
+            lines.append(f"{i % 7},{' '.join(map(str, pixels))},{split}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def fake_scores(monkeypatch, wrong_quarters: int):
+    """Every model scores labelled_csv's faces 0.99 for one class: the next class for rows whose number modulo 4
+    is below `wrong_quarters`, the true one for the others (1: 75% right, overconfident; 4: always wrong)."""
+    import numpy as np
+
+    def predict_proba(self, faces, tta=False, calibrated=True):
+        faces = np.asarray(faces)
+        label = (faces[:, 0, 0].astype(int) - 10) // 30
+        predicted = np.where(faces[:, 0, 1] < wrong_quarters, (label + 1) % 7, label)
+        probs = np.full((len(faces), 7), 0.01 / 6, np.float32)
+        probs[np.arange(len(faces)), predicted] = 0.99
+        return probs
+
+    monkeypatch.setattr("ferkit.inference.classifier.FacialExpressionModel.predict_proba", predict_proba)
+
+
+def test_calibrate_takes_a_model_file_and_writes_beside_it(model_copy, tmp_path, monkeypatch, capsys):
+    data = labelled_csv(tmp_path / "labelled.csv", {"Training": 140, "PublicTest": 28})
+    fake_scores(monkeypatch, wrong_quarters=1)  # overconfident: the fit softens it (temperature 2.067)
     for name in ("model.onnx", "model.json"):
         assert main(["calibrate", "--data", str(data), "--model", str(model_copy / name), "--json"]) == 0
         result = json.loads(capsys.readouterr().out)
         assert json.loads((model_copy / "calibration.json").read_text()) == result
         card = (model_copy / "MODEL_CARD.md").read_text()
         assert card.count("## Calibration") == 1 and f"Temperature {result['temperature']:.3f}, fitted" in card
+        assert result["temperature"] == 2.0671 and result["ece_after"] < result["ece_before"]
     assert sorted(p.name for p in model_copy.iterdir() if p.name.startswith(".")) == []  # no partial files left
 
 
@@ -464,3 +498,164 @@ def test_an_unbounded_range_says_inf(capsys):
         main(["train", "--data", "x.csv", "--learning-rate", "inf"])
     line = assert_one_error_line(exit_info.value.code, capsys.readouterr().err, "train")
     assert line == "ferkit train: error: argument --learning-rate: inf is outside (0, inf) (see ferkit train --help)"
+
+
+# --- serve's token and job lifetime ----------------------------------------------------------------
+
+def serve_config_of(monkeypatch, *argv) -> Config:
+    """The Config that `ferkit serve ARGV` hands to the web server (stubbed: nothing starts)."""
+    seen = []
+    monkeypatch.setattr("ferkit.web.server.serve", lambda config: seen.append(config) or 0)
+    assert main(["serve", *argv]) == 0
+    return seen[0]
+
+
+@pytest.mark.parametrize("token, problem", [
+    ("", "an empty token is refused; give one of at least 16 characters"),
+    ("abc", "a token of 3 characters is too short to guard the server; give at least 16"),
+    ("x" * 15, "a token of 15 characters is too short to guard the server; give at least 16"),
+])
+def test_serve_refuses_an_empty_or_short_token(token, problem, monkeypatch, capsys):
+    monkeypatch.setattr("ferkit.web.server.serve", lambda config: pytest.fail("served"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--token", token])
+    line = assert_one_error_line(exit_info.value.code, capsys.readouterr().err, "serve")
+    assert line == (f"ferkit serve: error: argument --token: {problem}, or leave --token out to have one generated "
+                    "(see ferkit serve --help)")
+
+
+@pytest.mark.parametrize("token, problem", [
+    ("", "an empty token is refused; give one of at least 16 characters"),
+    ("short", "a token of 5 characters is too short to guard the server; give at least 16"),
+])
+def test_serve_refuses_an_empty_or_short_ferkit_token(token, problem, monkeypatch, capsys):
+    monkeypatch.setenv("FERKIT_TOKEN", token)
+    monkeypatch.setattr("ferkit.web.server.serve", lambda config: pytest.fail("served"))
+    code = main(["serve"])
+    line = assert_one_error_line(code, capsys.readouterr().err, "serve")
+    assert line == f"ferkit serve: error: FERKIT_TOKEN: {problem}, or unset FERKIT_TOKEN to have one generated"
+
+
+def test_serve_takes_a_16_character_token_and_the_flag_over_the_environment(monkeypatch):
+    monkeypatch.setenv("FERKIT_TOKEN", "e" * 16)
+    assert serve_config_of(monkeypatch).serve.token == "e" * 16
+    monkeypatch.setenv("FERKIT_TOKEN", "short")  # --token wins; the variable is not read
+    assert serve_config_of(monkeypatch, "--token", "f" * 16).serve.token == "f" * 16
+    monkeypatch.delenv("FERKIT_TOKEN")
+    assert serve_config_of(monkeypatch).serve.token is None  # generated by the server when needed
+
+
+@pytest.mark.parametrize("ttl", ["0", "59"])
+def test_serve_refuses_a_job_ttl_under_a_minute(ttl, monkeypatch, capsys):
+    monkeypatch.setattr("ferkit.web.server.serve", lambda config: pytest.fail("served"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--job-ttl", ttl])
+    line = assert_one_error_line(exit_info.value.code, capsys.readouterr().err, "serve")
+    assert line == f"ferkit serve: error: argument --job-ttl: {ttl} is out of range (60..) (see ferkit serve --help)"
+
+
+def test_serve_takes_a_job_ttl_of_a_minute(monkeypatch):
+    monkeypatch.delenv("FERKIT_TOKEN", raising=False)
+    assert serve_config_of(monkeypatch, "--job-ttl", "60").serve.job_ttl == 60
+
+
+# --- flags that do nothing with the others given: refused, never ignored --------------------------
+
+COMMAND_STUBS = {"predict": "ferkit.inference.images.run_predict", "video": "ferkit.video.process.run_video",
+                 "batch": "ferkit.batch.run_batch", "serve": "ferkit.web.server.serve"}
+COMMAND_ARGS = {"predict": ["a.jpg"], "video": ["in.mp4"], "batch": ["in.mp4", "--out", "o"], "serve": []}
+INAPPLICABLE = [  # flags, and what the error says after "argument "
+    (["--min-neighbors", "3"], "--min-neighbors: needs --detector haar (--detector yunet would ignore it)"),
+    (["--detector", "yunet", "--min-neighbors", "5"],
+     "--min-neighbors: needs --detector haar (--detector yunet would ignore it)"),
+    (["--detector", "haar", "--detector-model", "y.onnx"],
+     "--detector-model: needs --detector yunet (--detector haar would ignore it)"),
+    (["--detector", "haar", "--detect-threshold", "0.7"],
+     "--detect-threshold: needs --detector yunet (--detector haar would ignore it)"),
+]
+
+
+@pytest.mark.parametrize("flags, problem", INAPPLICABLE)
+@pytest.mark.parametrize("command", COMMAND_STUBS)
+def test_a_flag_the_detector_would_ignore_is_one_error_line(command, flags, problem, monkeypatch, capsys):
+    monkeypatch.setattr(COMMAND_STUBS[command], lambda *a, **k: pytest.fail(f"{command} ran"))
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, *COMMAND_ARGS[command], *flags])
+    line = assert_one_error_line(exit_info.value.code, capsys.readouterr().err, command)
+    assert line == f"ferkit {command}: error: argument {problem} (see ferkit {command} --help)"
+
+
+def test_batch_address_without_the_ray_engine_is_one_error_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(COMMAND_STUBS["batch"], lambda *a, **k: pytest.fail("batch ran"))
+    for engine in ([], ["--engine", "local"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["batch", "in.mp4", "--out", str(tmp_path / "o"), "--address", "auto", *engine])
+        line = assert_one_error_line(exit_info.value.code, capsys.readouterr().err, "batch")
+        assert line == ("ferkit batch: error: argument --address: needs --engine ray (--engine local would ignore "
+                        "it) (see ferkit batch --help)")
+    assert not (tmp_path / "o").exists()
+
+
+def test_flags_for_the_detector_in_use_and_the_ray_address_are_taken(monkeypatch):
+    monkeypatch.delenv("FERKIT_TOKEN", raising=False)
+    seen = {}
+    monkeypatch.setattr(COMMAND_STUBS["batch"], lambda *a, **k: seen.update(k) or 0)
+    assert main(["batch", "in.mp4", "--out", "o", "--engine", "ray", "--address", "auto"]) == 0
+    assert (seen["engine"], seen["address"]) == ("ray", "auto")
+    config = serve_config_of(monkeypatch, "--detector", "haar", "--min-neighbors", "2", "--min-face", "30")
+    assert config.detector == DetectorConfig(name="haar", min_neighbors=2, min_face=30)
+    config = serve_config_of(monkeypatch, "--detector-model", "y.onnx", "--detect-threshold", "0.5")
+    assert config.detector == DetectorConfig(detector_model="y.onnx", detect_threshold=0.5)
+
+
+def test_calibrate_refuses_a_temperature_at_the_edge_of_its_range_and_writes_nothing(model_copy, tmp_path,
+                                                                                      monkeypatch, capsys):
+    data = labelled_csv(tmp_path / "labelled.csv", {"Training": 140, "PublicTest": 28})
+    fake_scores(monkeypatch, wrong_quarters=4)  # always wrong: the NLL falls all the way to the highest temperature
+    before = sorted(p.name for p in model_copy.iterdir())
+    code = main(["calibrate", "--data", str(data), "--model", str(model_copy), "--json"])
+    captured = capsys.readouterr()
+    line = assert_one_error_line(code, captured.err, "calibrate")
+    assert line == ("ferkit calibrate: error: the fitted temperature 8.000 is at an edge of its search range "
+                    "(0.25 to 8): 14 holdout faces do not pin it down; nothing written")
+    assert captured.out == "" and sorted(p.name for p in model_copy.iterdir()) == before
+
+
+def test_calibrate_refuses_a_temperature_that_makes_the_holdout_ece_worse(model_copy, tmp_path, monkeypatch, capsys):
+    data = labelled_csv(tmp_path / "labelled.csv", {"Training": 140, "PublicTest": 28})
+    fake_scores(monkeypatch, wrong_quarters=1)  # 0.99 for a class, right on about 3 faces in 4
+    # a temperature inside the range that flattens the scores far past their accuracy
+    monkeypatch.setattr("ferkit.evaluation.calibration.fit_temperature", lambda probs, labels: 7.0)
+    card = model_copy / "MODEL_CARD.md"
+    card.write_text("# card\n")
+    code = main(["calibrate", "--data", str(data), "--model", str(model_copy)])
+    line = assert_one_error_line(code, capsys.readouterr().err, "calibrate")
+    assert line == ("ferkit calibrate: error: the fitted temperature 7.000 makes the expected calibration error on "
+                    "the 14 holdout faces worse (20.43% -> 49.24%); nothing written")
+    assert not (model_copy / "calibration.json").exists() and card.read_text() == "# card\n"
+
+
+# --- --json with names that are not UTF-8 ---------------------------------------------------------
+
+def test_evaluate_json_shows_a_non_utf8_model_path_escaped(tiny_csv, tiny_model_dir, tmp_path, capsys):
+    import shutil
+
+    folder = Path(shutil.copytree(tiny_model_dir, tmp_path / "m\udcff\udcfe"))  # the bytes ff fe in its name
+    assert main(["evaluate", "--data", str(tiny_csv()), "--model", str(folder / "model.json"), "--json"]) == 0
+    out = capsys.readouterr().out
+    out.encode("utf-8")  # strict: no lone surrogates, which strict JSON parsers refuse
+    assert json.loads(out)["model"] == f"{tmp_path}/m\\xff\\xfe/model.json"
+
+
+def test_video_json_shows_non_utf8_output_names_escaped(tiny_model_dir, tmp_path, capsys):
+    from conftest import write_video
+
+    video = write_video(tmp_path / "in.mp4", 4)
+    csv = tmp_path / "c\udcff.csv"
+    assert main(["video", str(video), "--model", str(tiny_model_dir), "--csv", str(csv), "--json",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    out.encode("utf-8")
+    assert json.loads(out)["outputs"] == {"csv": f"{tmp_path}/c\\xff.csv",
+                                          "timeline": f"{tmp_path}/c\\xff_timeline.png"}
+    assert csv.is_file()  # the file itself has the name asked for

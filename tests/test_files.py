@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 from pathlib import Path
@@ -201,3 +202,9 @@ def test_ferkit_video_writes_a_csv_into_a_fifo_and_makes_no_timeline_beside_it(f
     assert lines[0].startswith("frame,time_s,face_id,") and len(lines) == 7  # a header and 6 frames, no faces
     assert stat.S_ISFIFO(fifo.lstat().st_mode)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["faces.csv", "in.avi"], "no faces_timeline.png"
+
+
+def test_printable_json_escapes_non_utf8_names_in_keys_and_values():
+    value = {"a\udcff": ["b\udcfe.jpg", ("é", 1)], "n": 2.5, "none": None, "ok": True}
+    assert files.printable_json(value) == {"a\\xff": ["b\\xfe.jpg", ["é", 1]], "n": 2.5, "none": None, "ok": True}
+    json.dumps(files.printable_json(value), ensure_ascii=False).encode("utf-8")  # strict: valid UTF-8

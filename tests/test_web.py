@@ -668,11 +668,11 @@ def test_serve_flags_reach_serve_config(tiny_model_dir, monkeypatch):
     monkeypatch.setattr("ferkit.web.server.serve", lambda config: seen.append(config) or 0)
     monkeypatch.setenv("FERKIT_TOKEN", "from-the-environment")
     assert cli.main(["serve", "--port", "0", "--threads", "3", "--job-workers", "2", "--job-queue", "7",
-                     "--job-max-frames", "99", "--jobs-max-mb", "5", "--max-inflight", "6", "--job-ttl", "11",
+                     "--job-max-frames", "99", "--jobs-max-mb", "5", "--max-inflight", "6", "--job-ttl", "61",
                      "--no-auth"]) == 0
     serve = seen[0].serve
     assert (serve.port, serve.threads, serve.job_workers, serve.job_queue, serve.job_max_frames, serve.jobs_max_mb,
-            serve.max_inflight, serve.job_ttl, serve.no_auth) == (0, 3, 2, 7, 99, 5, 6, 11, True)
+            serve.max_inflight, serve.job_ttl, serve.no_auth) == (0, 3, 2, 7, 99, 5, 6, 61, True)
     assert serve.token == "from-the-environment"
     assert cli.main(["serve", "--token", "given-on-the-command-line"]) == 0
     assert seen[1].serve.token == "given-on-the-command-line" and seen[1].serve.no_auth is False

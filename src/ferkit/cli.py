@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import DISTILL_MODES, TRAIN_VIEWS, Config, DetectorConfig, PipelineConfig, ServeConfig, TrainConfig
+from .config import (DISTILL_MODES, MIN_JOB_TTL_S, MIN_TOKEN_CHARS, TRAIN_VIEWS, Config, DetectorConfig,
+                     PipelineConfig, ServeConfig, TrainConfig, token_problem)
 from .errors import FerkitError
+from .files import printable_json
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
@@ -27,20 +29,37 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_detector_flags(parser: argparse.ArgumentParser) -> None:
     d = DetectorConfig()
+    # the flags after --detector default to None (then DetectorConfig's): one given for the other detector is seen
     parser.add_argument("--detector", choices=["yunet", "haar"], default=d.name,
                         help="face detector: yunet (bundled, the default) or haar (OpenCV's cascade)")
-    parser.add_argument("--detector-model", help="another YuNet .onnx file (default: the bundled one)")
-    parser.add_argument("--min-face", type=int_range(1), default=d.min_face, help="smallest face side in pixels")
-    parser.add_argument("--detect-threshold", type=float_range(0, 1), default=d.detect_threshold,
-                        help="YuNet confidence, 0..1")
-    parser.add_argument("--min-neighbors", type=int_range(0), default=d.min_neighbors, help="Haar strictness")
+    parser.add_argument("--detector-model", help="yunet: another YuNet .onnx file (default: the bundled one)")
+    parser.add_argument("--min-face", type=int_range(1), help=f"smallest face side in pixels (default {d.min_face})")
+    parser.add_argument("--detect-threshold", type=float_range(0, 1),
+                        help=f"yunet: minimum confidence, 0..1 (default {d.detect_threshold})")
+    parser.add_argument("--min-neighbors", type=int_range(0),
+                        help=f"haar: overlapping hits needed to keep a face (default {d.min_neighbors})")
+
+
+# flag -> (the flag it needs, the value that flag must have): given otherwise, the flag would be ignored
+NEEDS_FLAG = {"detector_model": ("detector", "yunet"), "detect_threshold": ("detector", "yunet"),
+              "min_neighbors": ("detector", "haar"), "address": ("engine", "ray")}
+
+
+def inapplicable_flag(args: argparse.Namespace) -> str | None:
+    """Why a flag the user gave does nothing with the others given, or None."""
+    for dest, (needs, value) in NEEDS_FLAG.items():
+        if getattr(args, dest, None) is not None and getattr(args, needs) != value:
+            return (f"argument --{dest.replace('_', '-')}: needs --{needs} {value} "
+                    f"(--{needs} {getattr(args, needs)} would ignore it)")
+    return None
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
     detector = DetectorConfig()
     if hasattr(args, "detector"):
-        detector = DetectorConfig(name=args.detector, detector_model=args.detector_model, min_face=args.min_face,
-                                  detect_threshold=args.detect_threshold, min_neighbors=args.min_neighbors)
+        given = {name: getattr(args, name) for name in ("detector_model", "min_face", "detect_threshold",
+                                                       "min_neighbors") if getattr(args, name) is not None}
+        detector = DetectorConfig(name=args.detector, **given)
     pipeline = PipelineConfig(tta=getattr(args, "tta", False))
     if getattr(args, "detect_every", None):
         pipeline.detect_every = args.detect_every
@@ -49,6 +68,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
     serve = ServeConfig()
     if args.command == "serve":  # serve's flags are named as ServeConfig's fields
         serve = ServeConfig(**{k: v for k, v in vars(args).items() if k in ServeConfig.__dataclass_fields__})
+        if serve.token is None and "FERKIT_TOKEN" in os.environ:  # --token was checked by argparse
+            serve.token = os.environ["FERKIT_TOKEN"]
+            problem = token_problem(serve.token, "unset FERKIT_TOKEN to have one generated")
+            if problem:
+                raise FerkitError(f"FERKIT_TOKEN: {problem}")
     return Config(model=getattr(args, "model", "default"), detector=detector, pipeline=pipeline, serve=serve)
 
 
@@ -63,6 +87,14 @@ def int_range(low: int, high: int | None = None):
             raise argparse.ArgumentTypeError(f"{value} is out of range ({low}..{high if high is not None else ''})")
         return value
     return parse
+
+
+def token_arg(text: str) -> str:
+    """argparse type of --token: long enough to guard a server reachable from other machines."""
+    problem = token_problem(text, "leave --token out to have one generated")
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def float_range(low: float, high: float | None = None, low_open: bool = False, high_open: bool = False):
@@ -104,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "and apply to images, videos and live video.")
     parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.commands = sub.choices  # each subcommand's parser, for errors found after parsing
 
     p = sub.add_parser("explore", help="sample faces per class and the class balance, as plots")
     p.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz) or image folder root")
@@ -218,8 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (per-video CSV/JSON/timeline, photos/, summary)")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: a process pool here; ray: Ray tasks and actors (pip install \"ferkit[ray]\")")
-    p.add_argument("--address", help="Ray cluster to join (auto, HOST:PORT, ray://HOST:10001); "
-                   "default: a private local Ray")
+    p.add_argument("--address", help="with --engine ray: Ray cluster to join (auto, HOST:PORT, "
+                   "ray://HOST:10001); default: a private local Ray")
     p.add_argument("--workers", type=int_range(1), help="worker processes (local) or photo actors (ray); default one per core")
     p.add_argument("--annotate", action="store_true", help="also write an annotated .mp4 per video")
     p.add_argument("--force", action="store_true", help="redo inputs whose outputs are already complete")
@@ -237,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker threads (each /video_feed viewer holds one)")
     p.add_argument("--max-upload-mb", type=int_range(1, 4096), default=s.max_upload_mb,
                    help="larger uploads are refused (413)")
-    p.add_argument("--job-ttl", type=int_range(0), default=s.job_ttl, help="seconds a video job's results are kept")
+    p.add_argument("--job-ttl", type=int_range(MIN_JOB_TTL_S), default=s.job_ttl,
+                   help=f"seconds a video job's results are kept after it ends (at least {MIN_JOB_TTL_S})")
     p.add_argument("--jobs-dir", help="folder for video jobs (default: a new temporary folder)")
     p.add_argument("--job-workers", type=int_range(1, 64), default=s.job_workers, help="video jobs run at once")
     p.add_argument("--job-queue", type=int_range(0, 10_000), default=s.job_queue,
@@ -246,8 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs-max-mb", type=int_range(1), default=s.jobs_max_mb, help="disk the video jobs may use")
     p.add_argument("--max-inflight", type=int_range(1, 1024), default=s.max_inflight,
                    help="images analysed at once over the API and browser cameras (more get 429)")
-    p.add_argument("--token", default=os.environ.get("FERKIT_TOKEN") or None,
-                   help="access token off loopback (default: $FERKIT_TOKEN, else one generated and printed)")
+    p.add_argument("--token", type=token_arg,
+                   help=f"access token off loopback, at least {MIN_TOKEN_CHARS} characters (default: $FERKIT_TOKEN, "
+                        "else one generated and printed)")
     p.add_argument("--no-auth", action="store_true",
                    help="no token even when reachable from other machines (anyone there gets full access)")
     add_model_flags(p)
@@ -269,7 +304,7 @@ def cmd_evaluate(args, command: str) -> int:
     report = evaluate(args.data, model=args.model, split=args.split, labels=args.labels,
                       ferplus_votes=args.ferplus_votes, tta=args.tta, out=args.out)
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(printable_json(report)))
     else:
         from .evaluation.metrics import format_report
 
@@ -278,19 +313,29 @@ def cmd_evaluate(args, command: str) -> int:
     return 0
 
 
-def model_summary(card: dict) -> str:
-    """One line for `ferkit models`: what the graph holds, and its card's accuracy on the labels it was scored on."""
+def model_summary(card: dict, network: str | None = None) -> str:
+    """One line for `ferkit models`: what the graph holds, and its card's accuracy on the labels it was scored on.
+    `network`: the architecture of a one-network graph (as the README names `fast`: `compact`), when known."""
     kind = card.get("model", "?")
     if kind == "ensemble":  # what `ferkit ensemble` built: say how many networks and views it runs
         n, views = len(card.get("members", [])), card.get("views_in_graph", 1)
-        kind = f"{n} network{'s' * (n != 1)} x {views} view{'s' * (views != 1)}{', int8' * bool(card.get('int8'))}"
+        nets = network if n == 1 and network else f"{n} network{'s' * (n != 1)}"
+        kind = f"{nets} x {views} view{'s' * (views != 1)}{', int8' * bool(card.get('int8'))}"
     accuracy = card.get("accuracy")
     if not accuracy:
         return f"{kind}, no metrics"
     # a FER+ card scores the argmax of the votes, not the FER+ majority protocol its model card also reports
     labels = "FER2013 labels" if card.get("train", {}).get("labels", "fer2013") == "fer2013" else \
-        "FER+ labels, the votes' argmax"
+        "FER+ labels: the votes' argmax, not the majority-vote protocol"
     return f"{kind}, {card.get('val_split', '?')} accuracy {accuracy:.2%} ({labels})"
+
+
+def network_of(folder: Path) -> str | None:
+    """The architecture in a model folder's train_config.json (a one-network graph keeps its network's, as `fast`)."""
+    try:
+        return json.loads((folder / "train_config.json").read_text()).get("model")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def cmd_models(args, command: str) -> int:
@@ -312,9 +357,11 @@ def cmd_models(args, command: str) -> int:
         default = resolve_model("default").name
         rows = {}
         for name in list_bundled_models():
-            rows[name] = model_summary(FacialExpressionModel.load(name).card) + (" (default)" if name == default else "")
+            model = FacialExpressionModel.load(name)
+            default_mark = " (default)" if name == default else ""
+            rows[name] = model_summary(model.card, network_of(model.folder)) + default_mark
     if args.json:
-        print(json.dumps(rows))
+        print(json.dumps(printable_json(rows)))
     else:
         for name, text in rows.items():
             print(f"{name:<12} {text}")
@@ -358,9 +405,10 @@ def cmd_calibrate(args, command: str) -> int:
     from .evaluation.calibration import calibrate
 
     # calibrate writes the card too: it alone knows the model's folder (a model.onnx path names its file)
-    result = calibrate(args.model, args.data, args.holdout, args.holdout_seed, labels=args.labels, card=True)
+    result = calibrate(args.model, args.data, args.holdout, args.holdout_seed, labels=args.labels, card=True,
+                       refuse_poor_fit=True)
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(printable_json(result)))
     else:
         print(f"temperature {result['temperature']:.3f} (fitted on the {result['fit_on']}); expected calibration "
               f"error on {result['reported_on']}: {result['ece_before']:.2%} before, {result['ece_after']:.2%} after")
@@ -387,7 +435,11 @@ def main(argv: list[str] | None = None) -> int:
     # Process-wide settings belong to the entry point, not to imports. FFmpeg's own log lines ("moov
     # atom not found", h264 decode errors) would surround our one-line errors: silenced unless asked for.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    problem = inapplicable_flag(args)
+    if problem:  # argparse's one-line error and exit 2, from the subcommand's parser
+        parser.commands[args.command].error(problem)
     command = "ferkit " + shlex.join(argv)
     try:
         return COMMANDS[args.command](args, command)

@@ -116,6 +116,22 @@ class PipelineConfig:
     classifier_threads: int = 1
 
 
+# `serve --token` and $FERKIT_TOKEN: shorter tokens can be guessed (a generated one has 32 hex digits, 128 bits)
+MIN_TOKEN_CHARS = 16
+# `serve --job-ttl`: results deleted seconds after a job ends are gone before a user can fetch them
+MIN_JOB_TTL_S = 60
+
+
+def token_problem(token: str, unset: str) -> str | None:
+    """Why `token` cannot guard a server, or None; `unset` says how to get a generated one instead."""
+    if len(token) >= MIN_TOKEN_CHARS:
+        return None
+    if not token:
+        return f"an empty token is refused; give one of at least {MIN_TOKEN_CHARS} characters, or {unset}"
+    return (f"a token of {len(token)} characters is too short to guard the server; give at least "
+            f"{MIN_TOKEN_CHARS}, or {unset}")
+
+
 @dataclass
 class ServeConfig:
     host: str = "127.0.0.1"
@@ -123,7 +139,7 @@ class ServeConfig:
     source: str | None = None  # camera index, video file (looped) or stream URL for /video_feed
     threads: int = 8  # WSGI worker threads
     max_upload_mb: int = 64
-    job_ttl: int = 3600  # seconds: video-upload jobs and their files are deleted after this
+    job_ttl: int = 3600  # seconds: video-upload jobs and their files are deleted after this (CLI: >= 60)
     jpeg_quality: int = 80
     stream_max_fps: float = 30.0
     stream_idle_s: float = 10.0  # the /video_feed capture stops after this long without viewers
@@ -131,7 +147,7 @@ class ServeConfig:
     job_workers: int = 1  # videos processed at once (each keeps a CPU core busy)
     camera_sessions: int = 32  # browser tabs with their own tracker at once (oldest dropped first)
     camera_session_ttl_s: float = 120.0  # a tab's tracker is forgotten after this long without frames
-    token: str | None = None  # needed off loopback; None there: one is generated at start
+    token: str | None = None  # needed off loopback; None there: one is generated at start (CLI: >= 16 chars)
     no_auth: bool = False  # serve without a token even off loopback
     job_queue: int = 4  # video jobs waiting beyond the running ones; more are refused (429)
     job_max_frames: int = 36_000  # a longer video is refused, or fails when it passes this

@@ -41,6 +41,18 @@ def printable(path: str | Path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def printable_json(value):
+    """`value` (dicts, lists, strings, numbers) with every string, keys too, in printable() form: json.dumps
+    would write a non-UTF-8 name's lone surrogates as \\udcNN escapes, which strict JSON parsers refuse."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable_json(k): printable_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [printable_json(v) for v in value]
+    return value
+
+
 NAME_MAX = 255  # bytes in one file name (Linux, macOS, Windows)
 
 

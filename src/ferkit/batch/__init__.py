@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from ..config import Config
 from ..errors import FerkitError, MediaError
+from ..files import is_utf8_name, printable
 from ..inference.pipeline import Pipeline
 from .inputs import Item, expand_inputs, outside
 from .outputs import OutputFolder, output_folders
@@ -67,6 +68,8 @@ def analyse(paths, out, engine: str = "local", config: Config | None = None, *, 
         raise FerkitError(f"unknown engine {engine!r} (use {' or '.join(ENGINES)})")
     if workers is not None and workers < 1:
         raise FerkitError(f"workers must be at least 1, not {workers}")
+    if not is_utf8_name(Path(out).resolve()):  # Parquet (pyarrow) takes paths as UTF-8 only: a traceback later
+        raise MediaError(f"{printable(out)}: the output folder's name is not valid UTF-8; choose another folder")
     found = expand_inputs(paths)
     # `batch DIR --out DIR`: a rerun must not take its own timelines (or annotated videos) for inputs,
     # nor may an annotated video replace an input; photos/ holds only Parquet, no input

@@ -19,6 +19,10 @@ from ..inference.classifier import (CALIBRATION_FILE, CARD_FILE, JSON_FILE, ONNX
                                     apply_temperature)
 
 ECE_BINS = 15
+TEMPERATURE_RANGE = (0.25, 8.0)  # fit_temperature's search range
+# The NLL's best temperature can move a well-calibrated model's binned ECE up a little by chance: only a
+# clear loss (more than this, in ECE) is refused
+ECE_LOSS_ALLOWED = 0.01
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -39,7 +43,8 @@ def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
 
 
-def fit_temperature(probs: np.ndarray, labels: np.ndarray, low: float = 0.25, high: float = 8.0) -> float:
+def fit_temperature(probs: np.ndarray, labels: np.ndarray, low: float = TEMPERATURE_RANGE[0],
+                    high: float = TEMPERATURE_RANGE[1]) -> float:
     """The T minimising the NLL of softmax(log p / T): golden-section search on log T (the NLL is
     convex in 1/T, so one minimum)."""
     def nll(log_t: float) -> float:
@@ -67,11 +72,28 @@ def calibration_report(probs: np.ndarray, labels: np.ndarray, temperature: float
             "nll_before": negative_log_likelihood(probs, labels), "nll_after": negative_log_likelihood(after, labels)}
 
 
+def check_fit(temperature: float, probs: np.ndarray, labels: np.ndarray) -> None:
+    """ModelError when a fitted temperature should not replace the model's: at an edge of the search range (the
+    holdout did not pin it down: 2 faces gave 0.25 in an audit), or clearly worse calibrated on the faces it was
+    fitted on."""
+    low, high = TEMPERATURE_RANGE
+    if temperature <= low * 1.01 or temperature >= high / 1.01:
+        raise ModelError(f"the fitted temperature {temperature:.3f} is at an edge of its search range ({low:g} to "
+                         f"{high:g}): {len(labels):,} holdout faces do not pin it down; nothing written")
+    before = expected_calibration_error(probs, labels)
+    after = expected_calibration_error(apply_temperature(probs, temperature), labels)
+    if after > before + ECE_LOSS_ALLOWED:
+        raise ModelError(f"the fitted temperature {temperature:.3f} makes the expected calibration error on the "
+                         f"{len(labels):,} holdout faces worse ({before:.2%} -> {after:.2%}); nothing written")
+
+
 def calibrate(model: str | Path, data: str | Path, holdout: float = 0.1, holdout_seed: int = 42,
-              report_split: str = "PublicTest", labels: str = "fer2013", card: bool = False) -> dict:
+              report_split: str = "PublicTest", labels: str = "fer2013", card: bool = False,
+              refuse_poor_fit: bool = False) -> dict:
     """Fit `model`'s temperature on the Training holdout of `data` (against `labels`: the label set the
     model was trained on); write calibration.json in its folder, and with `card` the calibration section
-    of its MODEL_CARD.md. Everything is checked before the fit, so a refusal writes nothing."""
+    of its MODEL_CARD.md. Everything is checked before the fit, so a refusal writes nothing; with
+    `refuse_poor_fit` (`ferkit calibrate`), a fit that check_fit() refuses writes nothing either."""
     from ..data import load_dataset
 
     check_holdout(holdout)
@@ -84,7 +106,10 @@ def calibrate(model: str | Path, data: str | Path, holdout: float = 0.1, holdout
     dataset = load_dataset(data, labels)
     _, fit_set = dataset.split("Training").holdout(holdout, holdout_seed)
     reported = dataset.split(report_split)
-    temperature = fit_temperature(classifier.predict_proba(fit_set.images, calibrated=False), fit_set.hard_labels)
+    fit_probs = classifier.predict_proba(fit_set.images, calibrated=False)
+    temperature = fit_temperature(fit_probs, fit_set.hard_labels)
+    if refuse_poor_fit:
+        check_fit(temperature, fit_probs, fit_set.hard_labels)
     result = {
         "temperature": round(temperature, 4),
         "labels": labels,

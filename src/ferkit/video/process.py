@@ -14,7 +14,7 @@ from typing import Callable
 
 from ..config import Config
 from ..errors import MediaError
-from ..files import atomic_output, is_special_file, is_utf8_name, printable, require_file
+from ..files import atomic_output, is_special_file, is_utf8_name, printable, printable_json, require_file
 from ..inference.pipeline import Pipeline
 from .progress import ProgressBar
 from .overlap import ReadAhead, WriteBehind
@@ -142,7 +142,7 @@ def run_video(input_path, config: Config, out: str | None = None, csv_path: str 
     finally:
         if bar:
             bar.finish()
-    print(json.dumps(summary) if as_json else format_summary(summary))
+    print(json.dumps(printable_json(summary)) if as_json else format_summary(summary))
     return 0
 
 
