@@ -253,3 +253,25 @@ def test_a_keras_model_with_other_shapes_is_refused_at_load(tmp_path):
         FacialExpressionModel(tmp_path)
     assert str(error.value) == (f"{tmp_path / 'model.json'}: not a facial expression classifier: it takes "
                                 f"no input and returns nothing; {NEEDS}")
+
+
+@pytest.mark.parametrize("vnni", [False, True])
+def test_an_onnx_model_in_a_folder_named_in_bytes_that_are_not_utf8_loads(tiny_model_dir, tmp_path, monkeypatch,
+                                                                          vnni):
+    """onnxruntime takes paths as UTF-8 only: such a folder's graph is handed over as bytes, on either CPU path."""
+    monkeypatch.setattr("ferkit.inference.int8.cpu_has_vnni", lambda: vnni)
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "m\udcff\udcfe")  # the bytes ff fe in its name
+    faces = np.random.default_rng(3).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    copy = FacialExpressionModel.load(folder / "model.onnx")
+    assert copy.backend == "onnx"
+    np.testing.assert_array_equal(copy.predict_proba(faces), FacialExpressionModel.load(
+        tiny_model_dir / "model.onnx").predict_proba(faces))
+
+
+def test_a_broken_onnx_file_in_such_a_folder_is_named_printably(tmp_path):
+    folder = tmp_path / "m\udcff"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(b"not onnx")
+    with pytest.raises(ModelError) as error:
+        FacialExpressionModel.load(folder / "model.onnx")
+    assert str(error.value).startswith(f"{tmp_path}/m\\xff/model.onnx: not a loadable ONNX model (")

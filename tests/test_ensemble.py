@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -400,3 +401,21 @@ def test_a_failed_ensemble_leaves_its_out_folder_as_it_was(members, tmp_path, ti
     with pytest.raises(DataError, match="split PublicTest is empty or absent"):
         make_ensemble([str(m) for m in members[:2]], good, no_publictest, views=1)
     assert {p.name: p.read_bytes() for p in good.iterdir()} == before
+
+
+def test_staging_folders_of_killed_builds_are_swept_and_a_live_ones_kept(members, tmp_path, tiny_csv):
+    """A build killed outright (kill -9) cannot clean up: the next build into the folder does, by process id."""
+    import subprocess
+
+    out = tmp_path / "out"
+    out.mkdir()
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process id that is no longer running (reaped)
+    dead, alive = out / f".ensemble-{gone.pid}-ab12.partial", out / f".ensemble-{os.getppid()}-cd34.partial"
+    other = out / ".ensemble-notapid.partial"  # not named by this version: left alone
+    for folder in (dead, alive, other):
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"half")
+    make_ensemble([str(members[0])], out, tiny_csv({"Training": 70, "PublicTest": 7}), views=1)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == sorted([alive.name, other.name])
+    assert (out / "model.onnx").is_file()

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..config import default_models_dir
 from ..errors import ModelError
+from ..files import is_utf8_name, printable
 from ..labels import CLASS_NAMES, IMAGE_SIZE
 
 ONNX_FILE, JSON_FILE, WEIGHTS_FILE, CARD_FILE, METRICS_FILE = (
@@ -173,9 +174,14 @@ class FacialExpressionModel:
         if threads:
             options.intra_op_num_threads = threads
         try:
-            session = ort.InferenceSession(graph_for_this_cpu(path), options, providers=["CPUExecutionProvider"])
+            graph = graph_for_this_cpu(path)
+            if isinstance(graph, str) and not is_utf8_name(graph):  # onnxruntime takes only UTF-8 paths
+                graph = path.read_bytes()
+            session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        except OSError as exc:
+            raise ModelError(f"{printable(path)}: cannot be read ({exc.strerror or exc})") from None
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
+            raise ModelError(f"{printable(path)}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
         inputs, outputs = session.get_inputs(), session.get_outputs()
         check_classifier_io(path, [(i.shape, i.type.removeprefix("tensor(").removesuffix(")")) for i in inputs],
                             [o.shape for o in outputs])

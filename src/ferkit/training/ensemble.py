@@ -180,6 +180,27 @@ def build_int8_ensemble(members: list[str | Path], out: str | Path, faces: np.nd
 ENSEMBLE_FILES = (ONNX_FILE, CALIBRATION_FILE, METRICS_FILE, "confusion.png", CARD_FILE)
 
 
+STAGE_PREFIX = ".ensemble-"  # + the building process's id: a folder whose process is gone is swept
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep_dead_stages(out_dir: Path) -> None:
+    """Delete the staging folders that builds killed outright (kill -9, the OOM killer) left in `out_dir`."""
+    for stage in out_dir.glob(f"{STAGE_PREFIX}*.partial"):
+        pid = stage.name.removeprefix(STAGE_PREFIX).split("-", 1)[0]
+        if stage.is_dir() and pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(stage, ignore_errors=True)
+
+
 def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, weights: list[float] | None = None,
                   views: int = 4, command: str = "", int8: bool = False) -> dict:
     """Build, calibrate and score an ensemble model folder: model.onnx, calibration.json, metrics.json,
@@ -199,7 +220,8 @@ def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, wei
     created = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=".ensemble-", suffix=".partial", dir=out_dir))
+        sweep_dead_stages(out_dir)
+        stage = Path(tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{os.getpid()}-", suffix=".partial", dir=out_dir))
     except OSError as exc:
         raise MediaError(f"{out_dir}: cannot be written ({exc.strerror or exc})") from None
     try:
