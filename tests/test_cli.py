@@ -305,7 +305,7 @@ def test_bad_value_from_the_command_line_has_no_usage_block():
 SIDE_EFFECTS_SCRIPT = """
 import os, json, sys
 before = dict(os.environ)
-import ferkit  # sets only OPENCV_IO_MAX_IMAGE_PIXELS, and only if unset: it must precede cv2's loading
+import ferkit  # sets only OPENCV_IO_MAX_IMAGE_PIXELS and ORT_DISABLE_TELEMETRY, if unset: before cv2 and onnxruntime
 import ferkit.video.process, ferkit.inference.images, ferkit.evaluation.evaluate, ferkit.evaluation.explore
 import ferkit.web.app
 import matplotlib
@@ -328,13 +328,33 @@ def test_imports_and_library_calls_leave_process_settings_alone(tiny_model_dir):
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}  # as a fresh shell has it
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENCV_", "ORT_"))}  # as a fresh shell has it
     result = subprocess.run([sys.executable, "-c", SIDE_EFFECTS_SCRIPT, str(tiny_model_dir)], capture_output=True,
                             text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr
     state = json.loads(result.stdout.strip().splitlines()[-1])
     state["env"] = [name for name in state["env"] if name != "LD_LIBRARY_PATH"]  # set by cv2's own loader
-    assert state == {"env": ["OPENCV_IO_MAX_IMAGE_PIXELS"], "backend": "svg", "policy": "mixed_bfloat16"}
+    assert state == {"env": ["OPENCV_IO_MAX_IMAGE_PIXELS", "ORT_DISABLE_TELEMETRY"], "backend": "svg",
+                     "policy": "mixed_bfloat16"}
+
+
+def test_loading_and_running_a_model_writes_no_file_anywhere(tmp_path):
+    """onnxruntime's telemetry files (~/.cache/Microsoft/..., $TMPDIR/.ses) stay off; ferkit writes none either."""
+    import os
+    import subprocess
+    import sys
+
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir(), tmp.mkdir()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("OPENCV_", "ORT_"))}, "HOME": str(home),
+           "TMPDIR": str(tmp), "XDG_CACHE_HOME": str(home / ".cache")}
+    script = ("import ferkit, numpy as np\n"
+              "from ferkit.inference.classifier import FacialExpressionModel\n"
+              "print(FacialExpressionModel.load('fast').predict(np.full((1, 48, 48), 90, np.uint8))[0])")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["home", "tmp"]
 
 
 # --- output folders that cannot be written: one line, before any work ----------------------------
