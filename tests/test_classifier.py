@@ -11,7 +11,7 @@ import pytest
 
 from ferkit.errors import ModelError
 from ferkit.inference.classifier import (FacialExpressionModel, apply_temperature, as_batch, list_bundled_models,
-                                         resolve_model)
+                                         resolve_model, tta_views)
 from ferkit.labels import CLASS_NAMES
 
 
@@ -275,3 +275,188 @@ def test_a_broken_onnx_file_in_such_a_folder_is_named_printably(tmp_path):
     with pytest.raises(ModelError) as error:
         FacialExpressionModel.load(folder / "model.onnx")
     assert str(error.value).startswith(f"{tmp_path}/m\\xff/model.onnx: not a loadable ONNX model (")
+
+
+# --- what metadata a Keras network takes from its folder ------------------------------------------------------
+
+# faces darker on the left than on the right (plus noise): a mirrored view is another input
+ASYMMETRIC = (np.linspace(20, 230, 48)[None, None, :]
+              + np.random.default_rng(4).integers(0, 25, (5, 48, 48))).astype(np.uint8)
+
+
+def four_view_mean(model, faces):
+    """tta_views' four views of each face through the model's network as is, averaged: what tta=True means."""
+    return model._run(tta_views(as_batch(faces))).reshape(4, len(faces), 7).mean(axis=0)
+
+
+def test_the_keras_net_of_the_bundled_ensemble_folder_takes_none_of_the_graphs_metadata():
+    """`fast`'s metrics.json and calibration.json describe its model.onnx (int8, each face's mirror inside):
+    its model.json network gets all four views from tta=True and no temperature fitted for that graph."""
+    folder = resolve_model("fast")
+    card = json.loads((folder / "metrics.json").read_text())
+    assert (card["model"], card["views_in_graph"]) == ("ensemble", 2)
+    keras = FacialExpressionModel(folder / "model.json", folder / "model.weights.h5")
+    np.testing.assert_allclose(keras.predict_proba(ASYMMETRIC, tta=True, calibrated=False),
+                               four_view_mean(keras, ASYMMETRIC), atol=1e-5)
+    np.testing.assert_array_equal(keras.predict_proba(ASYMMETRIC), keras.predict_proba(ASYMMETRIC, calibrated=False))
+    assert (keras.backend, keras.views_in_graph, keras.temperature) == ("keras", 1, 1.0)
+    graph = FacialExpressionModel(folder)  # the ONNX graph keeps what describes it
+    assert (graph.backend, graph.views_in_graph, graph.temperature) == ("onnx", 2, 1.0015)
+
+
+def test_an_ensemble_cards_views_and_temperature_go_to_its_onnx_graph_not_the_keras_net(models):
+    folder = models / "onnx_and_keras"
+    (folder / "metrics.json").write_text(json.dumps({"model": "ensemble", "members": ["a"], "views_in_graph": 2}))
+    (folder / "calibration.json").write_text(json.dumps({"temperature": 2.0}))
+    keras = FacialExpressionModel(folder, folder / "model.weights.h5")
+    onnx = FacialExpressionModel(folder)
+    assert (keras.backend, keras.views_in_graph, keras.temperature) == ("keras", 1, 1.0)
+    assert (onnx.backend, onnx.views_in_graph, onnx.temperature) == ("onnx", 2, 2.0)
+    np.testing.assert_allclose(keras.predict_proba(ASYMMETRIC, tta=True), four_view_mean(keras, ASYMMETRIC),
+                               atol=1e-5)
+
+
+def test_a_plain_run_folders_calibration_applies_to_its_keras_net_and_its_onnx_export(models):
+    folder = models / "onnx_and_keras"
+    (folder / "metrics.json").write_text(json.dumps({"model": "compact", "accuracy": 0.5, "accuracy_tta": 0.52}))
+    (folder / "calibration.json").write_text(json.dumps({"temperature": 2.0}))
+    keras = FacialExpressionModel(folder / "model.json", folder / "model.weights.h5")
+    onnx = FacialExpressionModel(folder)
+    assert (keras.temperature, keras.views_in_graph, onnx.temperature, onnx.views_in_graph) == (2.0, 1, 2.0, 1)
+    raw = keras.predict_proba(ASYMMETRIC, calibrated=False)
+    np.testing.assert_allclose(keras.predict_proba(ASYMMETRIC), apply_temperature(raw, 2.0), atol=1e-6)
+    np.testing.assert_allclose(keras.predict_proba(ASYMMETRIC, tta=True),
+                               apply_temperature(four_view_mean(keras, ASYMMETRIC), 2.0), atol=1e-5)
+
+
+# --- what predict_proba takes ---------------------------------------------------------------------------------
+
+FACE = ASYMMETRIC[0]
+SHAPES = "shape (N, 48, 48[, 1]) or one face (48, 48[, 1])"
+
+
+def with_value(value, row=3, column=40, dtype=np.float32):
+    faces = ASYMMETRIC[:2].astype(dtype)
+    faces[1, row, column] = value
+    return faces
+
+
+@pytest.mark.parametrize("faces, error, message", [
+    (with_value(np.nan), ValueError, "faces contain NaN or infinite values; pass raw 0..255 pixels"),
+    (with_value(-np.inf), ValueError, "faces contain NaN or infinite values; pass raw 0..255 pixels"),
+    (with_value(-3.5), ValueError, "faces must be raw pixels in 0..255; got values from -3.5 to 254"),
+    (with_value(300, dtype=np.int16), ValueError, "faces must be raw pixels in 0..255; got values from 20 to 300"),
+    (ASYMMETRIC[:2] / 340.0, ValueError,
+     "faces look scaled to 0..1 (float, largest value 0.747059); pass raw 0..255 pixels"),
+    (ASYMMETRIC[:2] > 128, TypeError, "faces must be raw pixels 0..255 as integers or floats, got bool"),
+    (ASYMMETRIC[:2] + 1j, TypeError, "faces must be raw pixels 0..255 as integers or floats, got complex"),
+    ([None, None], TypeError, "faces must be raw pixels 0..255 as integers or floats, got objects"),
+    (None, TypeError, "faces must be a numpy array or a list of 48x48 faces, got NoneType"),
+    ("face.jpg", TypeError, "faces must be a numpy array or a list of 48x48 faces, got str"),
+    (b"\xff\xd8", TypeError, "faces must be a numpy array or a list of 48x48 faces, got bytes"),
+    ({"face": FACE}, TypeError, "faces must be a numpy array or a list of 48x48 faces, got dict"),
+    ([FACE, FACE[:, :47]], ValueError,
+     f"faces must be 48x48 grayscale, {SHAPES}; got a list whose items' shapes differ: (48, 48), (48, 47)"),
+    ((FACE, FACE[:, :47], FACE[:46]), ValueError, f"faces must be 48x48 grayscale, {SHAPES}; got a tuple whose "
+                                                   "items' shapes differ: (48, 48), (48, 47), (46, 48)"),
+], ids=["nan", "-inf", "negative", "above 255", "scaled to 0..1", "bool", "complex", "None items", "None", "str",
+        "bytes", "dict", "ragged list", "ragged tuple"])
+def test_what_is_not_raw_pixels_is_a_one_line_error(models, faces, error, message):
+    model = FacialExpressionModel(models / "onnx_and_keras")
+    for call in (model.predict_proba, model.predict):
+        with pytest.raises(error) as raised:
+            call(faces)
+        assert str(raw := raised.value) == message and type(raw) is error
+
+
+def test_raw_pixels_at_the_range_ends_and_an_all_black_float_face_are_taken(models):
+    model = FacialExpressionModel(models / "onnx_and_keras")
+    edges = with_value(255.0, dtype=np.float64)
+    edges[0, 0, 0] = 0.0
+    black = np.zeros((1, 48, 48), np.float32)  # max 0: nothing to tell it from a scaled face, and nothing wrong
+    np.testing.assert_array_equal(model.predict_proba(edges), model.predict_proba(edges.astype(np.uint8)))
+    np.testing.assert_array_equal(model.predict_proba(black), model.predict_proba(black.astype(np.uint8)))
+
+
+def test_an_empty_list_is_an_empty_batch(models):
+    model = FacialExpressionModel(models / "onnx_and_keras")
+    for faces in ([], np.zeros((0, 48, 48), np.uint8)):
+        probs = model.predict_proba(faces, tta=True)
+        assert (probs.shape, probs.dtype, model.predict(faces).shape) == ((0, 7), np.float32, (0,))
+
+
+def test_one_face_with_a_channel_axis_is_one_face(models):
+    model = FacialExpressionModel(models / "onnx_and_keras")
+    assert as_batch(FACE[..., None]).shape == (1, 48, 48, 1)
+    one = model.predict_proba(FACE[..., None])
+    assert one.shape == (1, 7)
+    np.testing.assert_array_equal(one, model.predict_proba(FACE))
+    np.testing.assert_array_equal(one, model.predict_proba(ASYMMETRIC)[:1])
+
+
+def test_predict_emotion_takes_one_face_only(models):
+    model = FacialExpressionModel(models / "onnx_and_keras")
+    model._run = lambda batch: np.eye(7, dtype=np.float32)[[5] * len(batch)]  # surprise
+    assert [model.predict_emotion(face) for face in (FACE, FACE[..., None], FACE[None])] == ["surprise"] * 3
+    for faces, count in ((ASYMMETRIC[:3], 3), (np.zeros((0, 48, 48)), 0), ([], 0)):
+        with pytest.raises(ValueError) as error:
+            model.predict_emotion(faces)
+        assert str(error.value) == f"predict_emotion takes one face, got {count}; predict() takes a batch"
+
+
+# --- arguments of the loader ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("threads, error, message", [
+    ("2", TypeError, "threads must be a positive int, 0 or None, got str '2'"),
+    (True, TypeError, "threads must be a positive int, 0 or None, got bool True"),
+    (2.0, TypeError, "threads must be a positive int, 0 or None, got float 2.0"),
+    (-1, ValueError, "threads must be a positive int, 0 or None (ONNX Runtime's default), got -1"),
+], ids=["str", "bool", "float", "negative"])
+def test_threads_must_be_a_whole_number_of_threads(models, threads, error, message):
+    with pytest.raises(error) as raised:
+        FacialExpressionModel(models / "onnx_and_keras", threads=threads)
+    assert str(raw := raised.value) == message and type(raw) is error
+
+
+def test_threads_none_zero_or_a_positive_int_load(models):
+    """0 is ONNX Runtime's own default, as PipelineConfig's classifier_threads = 0 says."""
+    expected = FacialExpressionModel(models / "onnx_and_keras").predict_proba(ASYMMETRIC)
+    for threads in (None, 0, 1, np.int64(2)):
+        model = FacialExpressionModel(models / "onnx_and_keras", threads=threads)
+        np.testing.assert_array_equal(model.predict_proba(ASYMMETRIC), expected)
+
+
+@pytest.mark.parametrize("spec, error, message", [
+    (None, TypeError, "model must be a str or Path (a bundled model's name, a run folder or a .onnx/.json file), "
+                      "got NoneType"),
+    (3, TypeError, "model must be a str or Path (a bundled model's name, a run folder or a .onnx/.json file), "
+                   "got int"),
+    ("", ModelError, "model is empty: pass a bundled model's name, a run folder or a .onnx/.json file"),
+    ("  ", ModelError, "model is empty: pass a bundled model's name, a run folder or a .onnx/.json file"),
+], ids=["None", "int", "empty", "blank"])
+def test_a_model_spec_that_names_nothing_is_a_one_line_error(models, spec, error, message):
+    with pytest.raises(error) as raised:
+        FacialExpressionModel.load(spec, models)
+    assert str(raw := raised.value) == message and type(raw) is error
+    with pytest.raises(error) as raised:
+        FacialExpressionModel(spec)
+    assert str(raised.value) == message.replace("model ", "model_file ", 1)
+
+
+def test_weights_given_with_an_onnx_model_are_refused_not_ignored(models):
+    folder = models / "onnx_and_keras"
+    weights = folder / "model.weights.h5"
+    with pytest.raises(ModelError) as error:
+        FacialExpressionModel(folder / "model.onnx", weights)
+    assert str(error.value) == (f"{folder / 'model.onnx'}: an ONNX model takes no weights file (got {weights}); "
+                                "weights go with a .json architecture")
+    (folder / "model.json").unlink()  # a folder given with weights loads its model.json: here there is none
+    with pytest.raises(ModelError) as error:
+        FacialExpressionModel(folder, weights)
+    assert str(error.value) == f"{folder}: no model.json in this folder to load the weights {weights} into"
+    with pytest.raises(TypeError) as raised:
+        FacialExpressionModel(folder / "model.onnx", 3)
+    assert str(raised.value) == "weights_file must be a str or Path (a .weights.h5 file), got int"
+    with pytest.raises(ModelError) as raised:
+        FacialExpressionModel(folder / "model.onnx", "")
+    assert str(raised.value) == "weights_file is empty: pass a .weights.h5 file"

@@ -332,7 +332,7 @@ def test_the_coarse_pass_shrinks_the_frame_to_max_side_and_the_min_size_with_it(
     assert detector.detect(frame, 50).tolist() == [] and log == [("pass", 0.5, 25)]  # boxes only
 
 
-@pytest.mark.parametrize("min_face, passed", [(6, 8), (13, 13), (0, 8)])
+@pytest.mark.parametrize("min_face, passed", [(6, 8), (13, 13), (1, 8)])  # DetectorConfig refuses min_face 0
 def test_the_coarse_pass_looks_for_faces_of_at_least_8_pixels(min_face, passed):
     detector = ScriptedDetector(DetectorConfig(min_face=min_face))
     log = record_passes(detector)

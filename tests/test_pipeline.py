@@ -3,6 +3,8 @@ averaging, when faces show and hide, which detection rounds scan fully, and the 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -272,10 +274,148 @@ def test_tta_views_are_the_face_mirrored_zoomed_and_both():
 def test_large_batches_run_in_chunks_in_order(counting_model):
     sizes = []
     counting_model._run = lambda batch: sizes.append(len(batch)) or np.repeat(batch.mean(axis=(1, 2, 3))[:, None], 7, 1)
-    faces = np.broadcast_to(np.arange(MAX_BATCH + 88, dtype=np.float32)[:, None, None], (MAX_BATCH + 88, 48, 48))
+    # one distinct grey per face, within the 0..255 the classifier accepts
+    values = np.linspace(0, 255, MAX_BATCH + 88, dtype=np.float32)
+    faces = np.broadcast_to(values[:, None, None], (MAX_BATCH + 88, 48, 48))
     out = counting_model.predict_proba(faces)
     assert sizes == [MAX_BATCH, 88]
-    np.testing.assert_allclose(out[:, 0], np.arange(MAX_BATCH + 88))
+    np.testing.assert_allclose(out[:, 0], values, rtol=1e-6)
     assert counting_model.predict_proba(np.zeros((0, 48, 48))).shape == (0, 7) and sizes == [MAX_BATCH, 88]
     counting_model.predict_proba(faces, tta=True)
     assert sizes[2:] == [4 * MAX_BATCH, 4 * 88], "every chunk gets its four views"
+
+
+# --- a change of frame size --------------------------------------------------------------
+
+WIDE = (90, 40, 60, 50)  # inside a 160x120 frame, past the right edge of a 100x100 one
+
+
+def inside(box, frame) -> bool:
+    x, y, w, h = box
+    return x >= 0 and y >= 0 and w > 0 and h > 0 and x + w <= frame.shape[1] and y + h <= frame.shape[0]
+
+
+def test_a_new_frame_size_starts_tracking_afresh():
+    """detect_every 3: frames 4 and 5 would be coast frames showing the old box (outside a 100x100 or
+    1x1 frame, classified from edge padding); each new size instead gets a detection round of its own."""
+    small, tiny = np.zeros((100, 100, 3), np.uint8), np.zeros((1, 1, 3), np.uint8)
+    frames = [FRAME] * 4 + [small, tiny] + [FRAME] * 3
+    detector = ScriptedDetector([[WIDE], [WIDE], [], [], [WIDE]])  # frames 0, 3, 4 (small), 5 (tiny), 6
+    classifier = ScriptedClassifier(scores(*np.ones((20, 7))))
+    faces_stream = stream(detector, classifier, detect_every=3, track_min_hits=1)
+    shown = [[(face.box, face.face_id) for face in faces_stream.process(frame)] for frame in frames]
+    # ids go on counting after a restart: id 1 is never reused for another face
+    assert shown == [[(WIDE, 1)]] * 4 + [[], []] + [[(WIDE, 2)]] * 3
+    assert len(detector.min_sizes) == 5 and [n for n, _ in classifier.calls] == [1] * 7
+    # the round on a new size is a stream's first: a full scan with the fine pass, no old regions
+    assert detector.passes[2:5] == [{"fine": True, "regions": None, "scan": True}] * 3
+
+
+def test_the_first_detection_round_on_a_new_size_decides_what_shows():
+    small = np.zeros((100, 100, 3), np.uint8)
+    found = (10, 20, 50, 40)
+    faces_stream = stream(ScriptedDetector([[WIDE], [found], [found]]), ScriptedClassifier(scores(*np.ones((9, 7)))),
+                          detect_every=3, track_min_hits=1)
+    seen = [(frame, faces_stream.process(frame)) for frame in [FRAME, small, small, small, small]]
+    assert [[(face.box, face.face_id) for face in faces] for _, faces in seen] == [[(WIDE, 1)]] + [[(found, 2)]] * 4
+    assert all(inside(face.box, frame) for frame, faces in seen for face in faces)
+
+
+def test_a_change_of_channels_at_the_same_size_keeps_the_tracks():
+    gray = np.zeros(FRAME.shape[:2], np.uint8)
+    detector = ScriptedDetector([[BOX]])
+    faces_stream = stream(detector, ScriptedClassifier(scores(*np.ones((9, 7)))), detect_every=3, track_min_hits=1)
+    shown = [[(face.box, face.face_id) for face in faces_stream.process(frame)] for frame in [FRAME, gray, FRAME]]
+    assert shown == [[(BOX, 1)]] * 3 and len(detector.min_sizes) == 1
+
+
+# --- the images analyse and process take ---------------------------------------------------
+
+class RecordingDetector(ScriptedDetector):
+    """Finds BOX in every frame and keeps the frames it was given."""
+
+    def __init__(self):
+        super().__init__(iter(lambda: [BOX], None))
+        self.frames = []
+
+    def detect_faces(self, frame, min_size=None, **passes):
+        self.frames.append(frame)
+        return super().detect_faces(frame, min_size, **passes)
+
+
+class CropRecorder(ScriptedClassifier):
+    def __init__(self):
+        super().__init__(scores(*np.ones((20, 7))))
+        self.crops = []
+
+    def predict_proba(self, crops, tta=False):
+        self.crops.append(crops.copy())
+        return super().predict_proba(crops, tta)
+
+
+COLOUR = np.random.default_rng(5).integers(0, 256, (120, 160, 3), np.uint8)
+
+
+def what_is_seen(image, via: str):
+    """(frames the detector got, crops the classifier got, faces) for one image through analyse or a stream."""
+    detector, classifier = RecordingDetector(), CropRecorder()
+    pipeline = Pipeline(classifier, detector, PipelineConfig(track_min_hits=1))
+    faces = pipeline.analyse(image) if via == "analyse" else pipeline.stream().process(image)
+    return detector.frames, classifier.crops, [(face.box, face.scores.tolist()) for face in faces]
+
+
+@pytest.mark.parametrize("via", ["analyse", "process"])
+def test_bgra_is_seen_as_its_bgr_image_and_one_channel_as_2d(via):
+    alpha = np.random.default_rng(6).integers(0, 256, COLOUR.shape[:2], np.uint8)
+    frames, crops, faces = what_is_seen(COLOUR, via)
+    assert frames[0] is COLOUR, "BGR goes through as it is"
+    bgra_frames, bgra_crops, bgra_faces = what_is_seen(np.dstack([COLOUR, alpha]), via)
+    assert bgra_frames[0].shape == (120, 160, 3) and bgra_frames[0].dtype == np.uint8
+    np.testing.assert_array_equal(bgra_frames[0], COLOUR)  # alpha dropped, colours untouched
+    np.testing.assert_array_equal(bgra_crops[0], crops[0])
+    assert bgra_faces == faces == [(BOX, [1 / 7] * 7)]
+
+    gray = COLOUR[:, :, 1]
+    frames_2d, crops_2d, faces_2d = what_is_seen(gray, via)
+    frames_1, crops_1, faces_1 = what_is_seen(gray[:, :, None], via)
+    assert frames_1[0].shape == (120, 160)
+    np.testing.assert_array_equal(frames_1[0], frames_2d[0])
+    np.testing.assert_array_equal(crops_1[0], crops_2d[0])
+    assert faces_1 == faces_2d == [(BOX, [1 / 7] * 7)]
+
+
+EXPECTED = "image must be a uint8 numpy array (H, W) grayscale, (H, W, 1), (H, W, 3) BGR or (H, W, 4) BGRA, got "
+TO_UINT8 = ": convert it, e.g. cv2.convertScaleAbs(image), or (image * 255).astype(np.uint8) for floats in 0..1"
+READ_IMAGE = ": decode the file first with ferkit.inference.images.read_image(path or bytes)"
+
+
+@pytest.mark.parametrize("image, error, message", [
+    (None, TypeError, EXPECTED + "None (cv2.imread returns None for a file it cannot read; "
+                                 "ferkit.inference.images.read_image raises an error saying why)"),
+    ("face.jpg", TypeError, EXPECTED + "str" + READ_IMAGE),
+    (b"\xff\xd8\xff", TypeError, EXPECTED + "bytes" + READ_IMAGE),
+    (Path("face.jpg"), TypeError, EXPECTED + type(Path()).__name__ + READ_IMAGE),  # PosixPath or WindowsPath
+    (COLOUR.tolist(), TypeError, EXPECTED + "list"),
+    (np.zeros((0, 0, 3), np.uint8), ValueError, "image is empty (shape (0, 0, 3))"),
+    (np.zeros((0, 10), np.uint8), ValueError, "image is empty (shape (0, 10))"),
+    (np.zeros((0, 10, 3), np.uint8), ValueError, "image is empty (shape (0, 10, 3))"),
+    (np.zeros((12, 10, 2), np.uint8), ValueError, EXPECTED + "shape (12, 10, 2)"),
+    (np.zeros((12, 10, 5), np.uint8), ValueError, EXPECTED + "shape (12, 10, 5)"),
+    (COLOUR[None], ValueError, EXPECTED + "shape (1, 120, 160, 3)"),
+    (np.zeros(10, np.uint8), ValueError, EXPECTED + "shape (10,)"),
+    (COLOUR.astype(np.float32) / 255, TypeError, "image must be uint8 (0..255), got float32" + TO_UINT8),
+    (COLOUR.astype(np.float64), TypeError, "image must be uint8 (0..255), got float64" + TO_UINT8),
+    (COLOUR.astype(np.uint16) * 256, TypeError, "image must be uint8 (0..255), got uint16" + TO_UINT8),
+    (COLOUR > 128, TypeError, "image must be uint8 (0..255), got bool" + TO_UINT8),
+    (COLOUR.astype(np.int64), TypeError, "image must be uint8 (0..255), got int64" + TO_UINT8),
+], ids=["None", "str", "bytes", "Path", "list", "0x0", "0x10", "0x10x3", "2ch", "5ch", "4d", "1d", "float01",
+        "float64", "uint16", "bool", "int64"])
+@pytest.mark.parametrize("via", ["analyse", "process"])
+def test_images_other_than_uint8_gray_bgr_or_bgra_are_refused_in_one_line(image, error, message, via):
+    detector = ScriptedDetector([])  # never asked: a detector run would raise StopIteration
+    pipeline = Pipeline(ScriptedClassifier([]), detector, PipelineConfig())
+    call = pipeline.analyse if via == "analyse" else pipeline.stream().process
+    with pytest.raises(error) as caught:
+        call(image)
+    assert str(caught.value) == message and "\n" not in message
+    assert detector.min_sizes == []

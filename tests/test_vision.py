@@ -438,3 +438,41 @@ def test_a_crowd_is_classified_in_turns_and_keeps_its_det_scores():
     assert sorted(np.bincount(list(last_call.values()), minlength=len(CLASS_NAMES)).tolist()) == [0, 0, 0, 0, 2, 2, 2]
     assert [face.det_score for face in seen[0]] == pytest.approx(np.linspace(0.9, 0.75, 6), abs=1e-6)
     assert seen[0][0].to_dict()["det_score"] == 0.9
+
+
+# --- images in other channel layouts through the real pipeline (s33 H3, M3) ------------------
+
+@pytest.fixture(scope="module")
+def yunet_pipeline():
+    from ferkit.config import PipelineConfig
+    from ferkit.inference.classifier import FacialExpressionModel
+    from ferkit.inference.pipeline import Pipeline
+
+    return Pipeline(FacialExpressionModel.load("fast"), create_detector(DetectorConfig()), PipelineConfig())
+
+
+def face_rows(faces) -> list:
+    return [(face.box, face.face_id, face.det_score, face.scores.tolist()) for face in faces]
+
+
+@pytest.mark.shared
+def test_bgra_and_one_channel_photos_give_exactly_the_faces_of_bgr_and_2d(photos, yunet_pipeline):
+    """YuNet takes 1 or 3 channels: BGRA raised cv2.error, (H, W, 1) too; now converted where they enter."""
+    image = read_image(photos / "multi_face.jpg")
+    bgr = face_rows(yunet_pipeline.analyse(image))
+    assert len(bgr) == 5
+    assert face_rows(yunet_pipeline.analyse(cv2.cvtColor(image, cv2.COLOR_BGR2BGRA))) == bgr
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    flat = face_rows(yunet_pipeline.analyse(gray))
+    assert len(flat) == 5 and face_rows(yunet_pipeline.analyse(gray[:, :, None])) == flat
+
+
+@pytest.mark.shared
+def test_a_bgra_video_stream_gives_exactly_the_faces_of_bgr(shared_dir, yunet_pipeline):
+    capture = cv2.VideoCapture(str(shared_dir / "data" / "media" / "videos" / "single_face.mp4"))
+    frames = [capture.read()[1] for _ in range(7)]  # detection rounds on frames 0, 3 and 6
+    capture.release()
+    bgr, bgra = yunet_pipeline.stream(), yunet_pipeline.stream()
+    shown = [face_rows(bgr.process(frame)) for frame in frames]
+    assert [len(faces) for faces in shown] == [0, 0, 0, 1, 1, 1, 1], "shown from the second detection round"
+    assert [face_rows(bgra.process(cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA))) for frame in frames] == shown

@@ -6,6 +6,8 @@ and hand the relevant section down; modules never keep settings of their own.
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -62,8 +64,59 @@ def default_shared_dir() -> Path:
     return Path(os.environ.get("FERKIT_SHARED_DIR", REPO_ROOT.parent / "shared"))
 
 
+@dataclass(frozen=True)
+class Allowed:
+    """The values a numeric or boolean config field takes: `kind` int, float or bool; an interval
+    for numbers (None: unbounded). The CLI's argparse ranges (cli.py) are the same intervals."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def describe(self) -> str:
+        if self.kind is bool:
+            return "True or False"
+        if self.kind is int and self.high is None:
+            return f"a whole number >= {self.low:g}"
+        low = "(-inf" if self.low is None else f"{'(' if self.low_open else '['}{self.low:g}"
+        high = "inf)" if self.high is None else f"{self.high:g}{')' if self.high_open else ']'}"
+        return f"{'a whole number' if self.kind is int else 'a number'} in {low}, {high}"
+
+    def problem(self, value) -> type[Exception] | None:
+        """TypeError for a value of the wrong type, ValueError for one out of range, None when it fits."""
+        if self.kind is bool:
+            return None if isinstance(value, bool) else TypeError
+        # bool is an int to Python, but True as a face count is a mistake; numpy numbers pass
+        kind = numbers.Integral if self.kind is int else numbers.Real
+        if isinstance(value, bool) or not isinstance(value, kind):
+            return TypeError
+        if not isinstance(value, numbers.Integral) and not math.isfinite(value):  # NaN, inf
+            return ValueError
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return ValueError
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            return ValueError
+        return None
+
+
+def check_fields(section, allowed: dict[str, Allowed]) -> None:
+    """One-line TypeError or ValueError naming the first field of `section` outside its allowed values.
+    Checked when the config is built: a bad value would otherwise give wrong results silently, or
+    fail at the first frame with an OpenCV error that names no field."""
+    for name, rule in allowed.items():
+        value = getattr(section, name)
+        error = rule.problem(value)
+        if error:
+            raise error(f"{type(section).__name__}.{name} must be {rule.describe()}, "
+                        f"got {value!r} ({type(value).__name__})")
+
+
 @dataclass
 class DetectorConfig:
+    """Face detector settings; a value outside DETECTOR_ALLOWED raises TypeError/ValueError when built."""
+
     name: str = "yunet"  # --detector: yunet (bundled, the default) | haar (OpenCV's cascade)
     detector_model: str | None = None  # another YuNet .onnx file; default: the bundled one
     # Pixels, in the original frame. 20 measured: on the dlib group photos (faces 37-45 px) YuNet
@@ -80,9 +133,30 @@ class DetectorConfig:
     # the scale where a min_face face is 20 pixels, on a copy of at most this width/height
     fine_max_side: int = 1920
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise TypeError/ValueError for a field outside DETECTOR_ALLOWED (also run at construction)."""
+        check_fields(self, DETECTOR_ALLOWED)
+
+
+# The ranges of --min-face, --detect-threshold and --min-neighbors are cli.py's; the others have no flag
+DETECTOR_ALLOWED = {
+    "min_face": Allowed(int, 1),
+    "scale_factor": Allowed(float, 1, low_open=True),  # OpenCV's cascade needs a pyramid step above 1
+    "min_neighbors": Allowed(int, 0),
+    "detect_threshold": Allowed(float, 0, 1),
+    "nms_threshold": Allowed(float, 0, 1),  # an IoU
+    "max_side": Allowed(int, 1),
+    "fine_max_side": Allowed(int, 1),
+}
+
 
 @dataclass
 class PipelineConfig:
+    """Per-frame path settings; a value outside PIPELINE_ALLOWED raises TypeError/ValueError when built."""
+
     detect_every: int = 3  # run the detector on every k-th frame; track in between (video only)
     # While faces are tracked, detection rounds look only for faces of about their size (10x faster
     # with Haar); every k-th round searches down to the smallest size, for new small faces.
@@ -113,7 +187,34 @@ class PipelineConfig:
     # ONNX Runtime threads per classifier call: batches are a few 48x48 faces, and one thread costs
     # half the CPU time of two on a 2-core machine; the other core reads and writes a video's frames
     # (video/overlap.py) or runs another stream. Measured in docs/real-faces.md.
-    classifier_threads: int = 1
+    classifier_threads: int = 1  # 0: ONNX Runtime's own default (every core)
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise TypeError/ValueError for a field outside PIPELINE_ALLOWED (also run at construction)."""
+        check_fields(self, PIPELINE_ALLOWED)
+
+
+# The ranges of --detect-every and --smoothing are cli.py's; the others have no flag
+PIPELINE_ALLOWED = {
+    "detect_every": Allowed(int, 1),
+    "full_scan_every": Allowed(int, 1),
+    "fine_scan_every": Allowed(int, 1),
+    "crop_margin": Allowed(float, 0),
+    "align": Allowed(bool),
+    "crop_scale": Allowed(float, 0, low_open=True),
+    "crop_shift": Allowed(float, -0.5, 0.5),  # beyond half the crop, the face leaves it
+    "max_faces": Allowed(int, 1),
+    "classify_per_frame": Allowed(int, 1),
+    "smoothing": Allowed(float, 0, 1, low_open=True),  # 0 would never take in new scores
+    "track_iou": Allowed(float, 0, 1, low_open=True),  # 0 would match boxes that do not overlap
+    "track_max_missed": Allowed(int, 0),
+    "track_min_hits": Allowed(int, 1),
+    "tta": Allowed(bool),
+    "classifier_threads": Allowed(int, 0),
+}
 
 
 # `serve --token` and $FERKIT_TOKEN: shorter tokens can be guessed (a generated one has 32 hex digits, 128 bits)
@@ -213,12 +314,31 @@ class TrainConfig:
 
 @dataclass
 class Config:
+    """Every setting of ferkit. `detector` takes a DetectorConfig or a detector name ("haar" means
+    DetectorConfig(name="haar")); the detector and pipeline sections are checked when built."""
+
     model: str = "default"  # bundled model name, run folder, or .onnx / .json file
     models_dir: Path = field(default_factory=default_models_dir)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        # Config(detector="haar") reads as the detector's name: the DetectorConfig it stands for
+        if isinstance(self.detector, str):
+            self.detector = DetectorConfig(name=self.detector)
+        self.validate()
+
+    def validate(self) -> None:
+        """TypeError/ValueError for a section of the wrong type or a detector or pipeline field out of range.
+        Run at construction and by Pipeline.from_config (fields may be set after construction)."""
+        for name, kind, extra in (("detector", DetectorConfig, " or a detector name ('yunet' or 'haar')"),
+                                  ("pipeline", PipelineConfig, "")):
+            section = getattr(self, name)
+            if not isinstance(section, kind):
+                raise TypeError(f"Config.{name} must be a {kind.__name__}{extra}, got {type(section).__name__}")
+            section.validate()
 
     def to_dict(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}

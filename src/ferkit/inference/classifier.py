@@ -8,6 +8,7 @@ their own model and have not exported it.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -32,8 +33,20 @@ def list_bundled_models(models_dir: str | Path | None = None) -> list[str]:
     return sorted(p.name for p in models_dir.iterdir() if (p / ONNX_FILE).is_file() or (p / JSON_FILE).is_file())
 
 
+MODEL_SPEC = "a bundled model's name, a run folder or a .onnx/.json file"
+
+
+def check_path(value, what: str = "model", wanted: str = MODEL_SPEC) -> None:
+    """TypeError unless `value` is a str or a path; ModelError for "" (which Path would read as the cwd)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{what} must be a str or Path ({wanted}), got {type(value).__name__}")
+    if isinstance(value, str) and not value.strip():
+        raise ModelError(f"{what} is empty: pass {wanted}")
+
+
 def resolve_model(spec: str | Path = "default", models_dir: str | Path | None = None) -> Path:
     """A bundled model's name, "default", a run folder, or a .onnx/.json file -> an existing path."""
+    check_path(spec)
     models_dir = Path(models_dir or default_models_dir())
     spec = str(spec)
     if spec == "default":
@@ -94,22 +107,97 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+ONE_FACE = (IMAGE_SIZE, IMAGE_SIZE)
+SHAPES = "shape (N, 48, 48[, 1]) or one face (48, 48[, 1])"
+
+
+def item_shapes(items) -> str:
+    """The distinct shapes of a list's items, for the error that says they differ."""
+    shapes = []
+    for item in items:
+        try:
+            shape = str(np.shape(item))
+        except ValueError:  # an item that is itself ragged
+            shape = "uneven"
+        if shape not in shapes:
+            shapes.append(shape)
+    return ", ".join(shapes[:4])
+
+
+def pixel_array(faces) -> np.ndarray:
+    """`faces` as a numpy array of integer or float numbers; a one-line TypeError or ValueError otherwise."""
+    if not isinstance(faces, (np.ndarray, list, tuple)) and not hasattr(faces, "__array__") \
+            and not hasattr(faces, "__array_interface__"):
+        raise TypeError(f"faces must be a numpy array or a list of 48x48 faces, got {type(faces).__name__}")
+    try:
+        array = np.asarray(faces)
+    except ValueError:  # numpy's "inhomogeneous shape" text for a ragged list says nothing about faces
+        if not isinstance(faces, (list, tuple)):
+            raise
+        raise ValueError(f"faces must be 48x48 grayscale, {SHAPES}; got a {type(faces).__name__} whose items' "
+                         f"shapes differ: {item_shapes(faces)}") from None
+    if array.dtype.kind not in "iuf":  # bool and complex would be cast silently; strings, None fail obscurely
+        kind = {"b": "bool", "c": "complex", "O": "objects"}.get(array.dtype.kind, f"dtype {array.dtype}")
+        raise TypeError(f"faces must be raw pixels 0..255 as integers or floats, got {kind}")
+    return array
+
+
+def check_pixels(faces: np.ndarray) -> None:
+    """ValueError unless every value is a raw pixel, finite and in 0..255 (a wrong input gives a confident
+    but meaningless prediction, never an error, further on)."""
+    if faces.size == 0 or faces.dtype == np.uint8:
+        return
+    if faces.dtype.kind == "f" and not np.isfinite(faces).all():
+        raise ValueError("faces contain NaN or infinite values; pass raw 0..255 pixels")
+    low, high = faces.min(), faces.max()
+    if low < 0 or high > 255:
+        raise ValueError(f"faces must be raw pixels in 0..255; got values from {low:g} to {high:g}")
+    # faces / 255 is the usual mistake, and every face then comes out 'angry' with no error; no real face
+    # in 0..255 has all its pixels at or below 1 (an all-black face, all 0, still passes)
+    if faces.dtype.kind == "f" and 0 < high <= 1:
+        raise ValueError(f"faces look scaled to 0..1 (float, largest value {high:g}); pass raw 0..255 pixels")
+
+
 def as_batch(faces) -> np.ndarray:
-    """Faces as float32 (N, 48, 48, 1) raw pixels; accepts one face or a batch, with or without channel."""
-    faces = np.asarray(faces)
-    if faces.ndim == 2:
-        faces = faces[None]
+    """Faces as float32 (N, 48, 48, 1) raw pixels. Accepts one face, (48, 48) or (48, 48, 1), or a batch,
+    (N, 48, 48) or (N, 48, 48, 1), as an array or a list; [] is no faces. Pixels are raw 0..255 values,
+    integer or float: NaN, inf, values outside 0..255, floats scaled to 0..1, bool and complex are refused."""
+    faces = pixel_array(faces)
+    if faces.shape == (0,):  # [] is an empty batch, as np.zeros((0, 48, 48)) is
+        faces = faces.reshape(0, *ONE_FACE)
+    if faces.shape in (ONE_FACE, ONE_FACE + (1,)):
+        faces = faces.reshape(1, *ONE_FACE)
     if faces.ndim == 4 and faces.shape[-1] == 1:
         faces = faces[..., 0]
-    if faces.ndim != 3 or faces.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-        raise ValueError(f"faces must be 48x48 grayscale, shape (N, 48, 48[, 1]); got {faces.shape}")
+    if faces.ndim != 3 or faces.shape[1:] != ONE_FACE:
+        raise ValueError(f"faces must be 48x48 grayscale, {SHAPES}; got {faces.shape}")
+    check_pixels(faces)
     return faces.astype(np.float32)[..., None]
 
 
 def zoomed(batch: np.ndarray) -> np.ndarray:
     """Each (N, 48, 48, 1) face zoomed about 10%: 2 pixels cropped each side, enlarged back."""
     crop = IMAGE_SIZE // 20
-    return np.stack([cv2.resize(f[crop:-crop, crop:-crop], (IMAGE_SIZE, IMAGE_SIZE)) for f in batch[..., 0]])[..., None]
+    return np.stack([cv2.resize(f[crop:-crop, crop:-crop], (IMAGE_SIZE, IMAGE_SIZE))
+                     for f in batch[..., 0]])[..., None]
+
+
+def check_threads(threads) -> None:
+    """None or 0 (ONNX Runtime's default, every core: PipelineConfig's classifier_threads = 0), or a positive int.
+    Checked here: onnxruntime's own error for "2" is a 4-line pybind message, and -1 it takes silently."""
+    if threads is None:
+        return
+    if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, (int, np.integer)):
+        raise TypeError(f"threads must be a positive int, 0 or None, got {type(threads).__name__} {threads!r}")
+    if threads < 0:
+        raise ValueError(f"threads must be a positive int, 0 or None (ONNX Runtime's default), got {threads}")
+
+
+def describes_another_graph(card: dict) -> bool:
+    """True for the metrics.json of a graph built from networks (`ferkit ensemble`: "model" "ensemble",
+    members, views inside): it and the folder's calibration.json describe model.onnx, not the one network
+    in a model.json beside it (the bundled `fast`). A trained run's metrics.json names its architecture."""
+    return card.get("model") == "ensemble" or "views_in_graph" in card
 
 
 def tta_views(batch: np.ndarray) -> np.ndarray:
@@ -129,7 +217,12 @@ class FacialExpressionModel:
 
     EMOTIONS_LIST = list(CLASS_NAMES)
 
-    def __init__(self, model_file: str | Path, weights_file: str | Path | None = None, *, threads: int | None = None):
+    def __init__(self, model_file: str | Path, weights_file: str | Path | None = None, *,
+                 threads: int | None = None):
+        check_path(model_file, "model_file")
+        if weights_file is not None:
+            check_path(weights_file, "weights_file", "a .weights.h5 file")
+        check_threads(threads)
         path = Path(model_file)
         self.folder = path if path.is_dir() else path.parent
         if path.is_dir():
@@ -137,18 +230,25 @@ class FacialExpressionModel:
                 path = path / ONNX_FILE
             elif (path / JSON_FILE).is_file():
                 path, weights_file = path / JSON_FILE, weights_file or path / WEIGHTS_FILE
+            elif weights_file is not None:
+                raise ModelError(f"{path}: no {JSON_FILE} in this folder to load the weights {weights_file} into")
             else:
                 raise ModelError(f"{path}: no {ONNX_FILE} or {JSON_FILE} in this folder")
         if not path.is_file():
             raise ModelError(f"{path}: no such model file")
+        if path.suffix == ".onnx" and weights_file is not None:  # it would be ignored: the graph holds its weights
+            raise ModelError(f"{path}: an ONNX model takes no weights file (got {weights_file}); "
+                             f"weights go with a .json architecture")
         self.path = path
-        self.name = self.folder.name if path.parent == self.folder and path.name in (ONNX_FILE, JSON_FILE) else path.stem
-        # a folder's calibration belongs to the folder's own model, not to any file beside it
-        calibration = self.folder / CALIBRATION_FILE
         own_model = path.parent == self.folder and path.name in (ONNX_FILE, JSON_FILE)
+        self.name = self.folder.name if own_model else path.stem
+        # a folder's calibration belongs to the folder's own model, not to any file beside it, and an ensemble's
+        # (views in the graph, its temperature) to its model.onnx, not to the network in its model.json
+        described = own_model and not (path.suffix == ".json" and describes_another_graph(self.card))
+        calibration = self.folder / CALIBRATION_FILE
         self.temperature = float(json.loads(calibration.read_text())["temperature"]) \
-            if own_model and calibration.is_file() else 1.0
-        self.views_in_graph = int(self.card.get("views_in_graph", 1)) if own_model else 1
+            if described and calibration.is_file() else 1.0
+        self.views_in_graph = int(self.card.get("views_in_graph", 1)) if described else 1
         if path.suffix == ".onnx":
             self.backend = "onnx"
             self._run = self._load_onnx(path, threads)
@@ -159,7 +259,8 @@ class FacialExpressionModel:
             raise ModelError(f"{path}: expected a .onnx file, a .json architecture or a model folder")
 
     @classmethod
-    def load(cls, spec: str | Path = "default", models_dir: str | Path | None = None, **kwargs) -> "FacialExpressionModel":
+    def load(cls, spec: str | Path = "default", models_dir: str | Path | None = None,
+             **kwargs) -> "FacialExpressionModel":
         return cls(resolve_model(spec, models_dir), **kwargs)
 
     @staticmethod
@@ -171,8 +272,8 @@ class FacialExpressionModel:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
+        if threads:  # None and 0 leave ONNX Runtime's default
+            options.intra_op_num_threads = int(threads)
         try:
             graph = graph_for_this_cpu(path)
             if isinstance(graph, str) and not is_utf8_name(graph):  # onnxruntime takes only UTF-8 paths
@@ -227,12 +328,13 @@ class FacialExpressionModel:
         return apply_temperature(raw, self.temperature) if calibrated else raw
 
     def _predict_raw(self, faces, tta: bool) -> np.ndarray:
-        batch = as_batch(faces)
-        if len(batch) > MAX_BATCH:
-            return np.concatenate([self._predict_raw(batch[i:i + MAX_BATCH], tta)
-                                   for i in range(0, len(batch), MAX_BATCH)])
+        batch = as_batch(faces)  # checked once: a chunk of float32 pixels is not checked again
         if len(batch) == 0:
             return np.zeros((0, len(CLASS_NAMES)), np.float32)
+        return np.concatenate([self._predict_chunk(batch[i:i + MAX_BATCH], tta)
+                               for i in range(0, len(batch), MAX_BATCH)])
+
+    def _predict_chunk(self, batch: np.ndarray, tta: bool) -> np.ndarray:
         if not tta or self.views_in_graph >= 4:  # a graph with all four views inside: TTA is already done
             return self._run(batch).astype(np.float32)
         # a graph that adds each face's mirror itself gets the as-is and zoomed faces: four views either way
@@ -245,7 +347,11 @@ class FacialExpressionModel:
         return np.asarray(CLASS_NAMES)[self.predict_proba(faces, tta).argmax(axis=1)]
 
     def predict_emotion(self, face) -> str:
-        """The seed's one-face call, spelled correctly."""
+        """The seed's one-face call, spelled correctly: one face, (48, 48) or (48, 48, 1), or a batch of one.
+        Several faces (or none) are a ValueError: predict() names each face of a batch."""
+        count = len(as_batch(face))
+        if count != 1:
+            raise ValueError(f"predict_emotion takes one face, got {count}; predict() takes a batch")
         return str(self.predict(face)[0])
 
     @property

@@ -53,7 +53,8 @@ def faces_report(faces: list[Face]) -> dict:
 
 
 def predict_image(pipeline: Pipeline, image: np.ndarray) -> dict:
-    """Every face of a decoded image, largest first; an image without faces gives an empty list."""
+    """Every face of a decoded image, largest first; an image without faces gives an empty list.
+    `image`: uint8 grayscale, BGR or BGRA, as Pipeline.analyse takes it (read_image gives BGR)."""
     return faces_report(pipeline.analyse(image))
 
 

@@ -8,7 +8,9 @@ video, camera or browser tab, so many streams can share one loaded model.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePath
 
+import cv2
 import numpy as np
 
 from ..config import Config, PipelineConfig
@@ -47,6 +49,39 @@ class Face:
         return data
 
 
+IMAGE_EXPECTED = "a uint8 numpy array (H, W) grayscale, (H, W, 1), (H, W, 3) BGR or (H, W, 4) BGRA"
+
+
+def as_frame(image) -> np.ndarray:
+    """The image as the detector and crops take it, checked once where it enters (analyse, process).
+
+    uint8 only: 2-D and (H, W, 3) BGR pass unchanged, (H, W, 1) becomes 2-D, and (H, W, 4) BGRA
+    drops its alpha (BGR). Anything else is a one-line TypeError or ValueError saying what is
+    expected, not an OpenCV error from deep inside a detector (or, for floats, no faces at all).
+    """
+    if image is None:
+        raise TypeError(f"image must be {IMAGE_EXPECTED}, got None (cv2.imread returns None for a file it "
+                        "cannot read; ferkit.inference.images.read_image raises an error saying why)")
+    if isinstance(image, (str, bytes, bytearray, PurePath)):
+        raise TypeError(f"image must be {IMAGE_EXPECTED}, got {type(image).__name__}: decode the file first "
+                        "with ferkit.inference.images.read_image(path or bytes)")
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image must be {IMAGE_EXPECTED}, got {type(image).__name__}")
+    channels = image.shape[2] if image.ndim == 3 else None
+    if image.ndim not in (2, 3) or channels not in (None, 1, 3, 4):
+        raise ValueError(f"image must be {IMAGE_EXPECTED}, got shape {image.shape}")
+    if image.size == 0:
+        raise ValueError(f"image is empty (shape {image.shape})")
+    if image.dtype != np.uint8:
+        raise TypeError(f"image must be uint8 (0..255), got {image.dtype}: convert it, e.g. "
+                        "cv2.convertScaleAbs(image), or (image * 255).astype(np.uint8) for floats in 0..1")
+    if channels == 1:
+        return image[:, :, 0]
+    if channels == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)  # the detector takes 1 or 3 channels; alpha is dropped
+    return image
+
+
 def det_score(value) -> float | None:
     """A detector confidence for Face: None where the detector gives none (NaN)."""
     return None if value is None or not np.isfinite(value) else float(value)
@@ -58,6 +93,7 @@ class Pipeline:
 
     @classmethod
     def from_config(cls, config: Config) -> "Pipeline":
+        config.validate()  # fields may have been set after the Config was built
         classifier = FacialExpressionModel.load(config.model, config.models_dir,
                                                 threads=config.pipeline.classifier_threads)
         return cls(classifier, create_detector(config.detector), config.pipeline)
@@ -72,7 +108,12 @@ class Pipeline:
         return self.classifier.predict_proba(self.crops(frame, boxes, landmarks), tta=self.cfg.tta)
 
     def analyse(self, image: np.ndarray) -> list[Face]:
-        """Every face of a still image (largest first), no tracking or smoothing."""
+        """Every face of a still image (largest first), no tracking or smoothing.
+
+        `image`: uint8 (H, W) grayscale, (H, W, 1), (H, W, 3) BGR, or (H, W, 4) BGRA (alpha dropped);
+        anything else raises TypeError or ValueError (see as_frame).
+        """
+        image = as_frame(image)
         found = self.detector.detect_faces(image, fine=True)[: self.cfg.max_faces]
         scores = self.classify(image, found.boxes, found.landmarks)
         return [Face(tuple(int(v) for v in box), s, det_score=det_score(d))
@@ -90,9 +131,25 @@ class FaceStream:
         self.tracker = IouTracker(self.cfg.track_iou, self.cfg.track_max_missed, self.cfg.track_min_hits)
         self.frame_index = 0
         self.detection_round = 0
+        self.frame_size: tuple[int, int] | None = None  # (height, width) of the frames tracked so far
+
+    def restart(self) -> None:
+        """Forget every track, as for a new video; face ids go on counting, so none names two faces."""
+        next_id = self.tracker.next_id
+        self.tracker = IouTracker(self.cfg.track_iou, self.cfg.track_max_missed, self.cfg.track_min_hits)
+        self.tracker.next_id = next_id
+        self.frame_index = self.detection_round = 0
 
     def process(self, frame: np.ndarray) -> list[Face]:
-        """The faces of the next frame, with stable ids and smoothed scores; [] when none is in view."""
+        """The faces of the next frame, with stable ids and smoothed scores; [] when none is in view.
+
+        `frame`: as Pipeline.analyse takes an image. A frame of another size than the last starts
+        tracking afresh with a detection round on it: the old boxes belong to another image.
+        """
+        frame = as_frame(frame)
+        if self.frame_size is not None and frame.shape[:2] != self.frame_size:
+            self.restart()
+        self.frame_size = frame.shape[:2]
         if self.frame_index % max(1, self.cfg.detect_every) == 0:
             found = self.detect(frame)
             self.tracker.update(found.boxes, found.scores, found.landmarks)
