@@ -13,6 +13,7 @@ from ferkit.config import default_models_dir
 from ferkit.inference.classifier import FacialExpressionModel, resolve_model
 
 MODELS = default_models_dir()
+GROUP_PHOTO = "data/media/photos/multi_face.jpg"  # 1000x667, five faces
 
 
 def test_bundled_models_are_package_data_not_a_checkout_folder():
@@ -108,3 +109,20 @@ def test_publictest_accuracy_matches_the_card_and_beats_the_seed(shared_dir, cap
     assert report["n"] == 3589
     assert report["accuracy"] == pytest.approx(card["accuracy"], abs=1e-6)
     assert report["accuracy"] >= 0.66  # the seed reached 62.9%; issue 2 asks for 66% or more
+
+
+def test_the_readmes_python_example_runs_as_written(shared_dir, tiny_model_dir):
+    """README.md's "In Python" block, with `runs/x` a trained run folder, `photo.jpg` a group photo, and
+    `faces` the (N, 48, 48) array its comment describes: it runs, and every line does what it says."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("In Python:\n\n```python\n", 1)[1].split("```", 1)[0]
+    assert 'read_image("photo.jpg")' in block and '"runs/x/model.json"' in block
+    code = block.replace("runs/x/", f"{tiny_model_dir}/").replace("photo.jpg", str(shared_dir / GROUP_PHOTO))
+    faces = np.stack([np.full((48, 48), 30, np.uint8), np.tile(np.arange(48, dtype=np.uint8) * 5, (48, 1))])
+    namespace = {"faces": faces}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["model"].backend == "keras" and namespace["bgr_image"].shape == (667, 1000, 3)
+    found = namespace["faces"]
+    assert len(found) == 5 and list(found[0].to_dict()) == ["box", "emotion", "scores", "det_score"]
+    assert [f.box[2] * f.box[3] for f in found] == sorted((f.box[2] * f.box[3] for f in found), reverse=True)
+    assert namespace["stream"].process(namespace["bgr_image"]) == []  # shown from its second detection round
