@@ -186,7 +186,11 @@ def test_cli_ensemble_and_calibrate(members, tmp_path, tiny_csv, capsys):
     data = tiny_csv({"Training": 70, "PublicTest": 14})
     out = tmp_path / "ens"
     assert main(["ensemble", *map(str, members[:2]), "--out", str(out), "--data", str(data), "--no-tta"]) == 0
-    assert "2 members" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "2 members" in captured.out and "temperature 8.000" in captured.out
+    # built all the same (the fit is the ensemble's only one), but the user is told
+    assert captured.err == ("ferkit ensemble: warning: the fitted temperature 8.000 is at an edge of its search range "
+                            "(0.25 to 8): 7 holdout faces do not pin it down; its scores may be badly calibrated\n")
     assert json.loads((out / "metrics.json").read_text())["views_in_graph"] == 1
     # the random members are sure and mostly wrong: the 7 holdout faces' best temperature is the search's upper
     # end, which `ferkit calibrate` refuses (the ensemble keeps the one it fitted itself)

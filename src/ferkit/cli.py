@@ -422,6 +422,12 @@ def cmd_ensemble(args, command: str) -> int:
                             int8=args.int8)
     print(f"{args.out}: {len(args.members)} members, PublicTest accuracy {metrics['accuracy']:.2%}, "
           f"temperature {metrics['calibration']['temperature']:.3f}")
+    from .evaluation.calibration import edge_problem
+
+    # the model is built either way (calibrate refuses such a fit; here it is the ensemble's only one): say so
+    problem = edge_problem(metrics["calibration"]["temperature"], metrics["calibration"]["fit_faces"])
+    if problem:
+        print(f"ferkit ensemble: warning: {problem}; its scores may be badly calibrated", file=sys.stderr)
     return 0
 
 

@@ -72,14 +72,22 @@ def calibration_report(probs: np.ndarray, labels: np.ndarray, temperature: float
             "nll_before": negative_log_likelihood(probs, labels), "nll_after": negative_log_likelihood(after, labels)}
 
 
+def edge_problem(temperature: float, faces: int) -> str | None:
+    """What is wrong with a temperature at (within 1% of) an edge of the search range, or None."""
+    low, high = TEMPERATURE_RANGE
+    if low * 1.01 < temperature < high / 1.01:
+        return None
+    return (f"the fitted temperature {temperature:.3f} is at an edge of its search range ({low:g} to {high:g}): "
+            f"{faces:,} holdout faces do not pin it down")
+
+
 def check_fit(temperature: float, probs: np.ndarray, labels: np.ndarray) -> None:
     """ModelError when a fitted temperature should not replace the model's: at an edge of the search range (the
     holdout did not pin it down: 2 faces gave 0.25 in an audit), or clearly worse calibrated on the faces it was
     fitted on."""
-    low, high = TEMPERATURE_RANGE
-    if temperature <= low * 1.01 or temperature >= high / 1.01:
-        raise ModelError(f"the fitted temperature {temperature:.3f} is at an edge of its search range ({low:g} to "
-                         f"{high:g}): {len(labels):,} holdout faces do not pin it down; nothing written")
+    problem = edge_problem(temperature, len(labels))
+    if problem:
+        raise ModelError(f"{problem}; nothing written")
     before = expected_calibration_error(probs, labels)
     after = expected_calibration_error(apply_temperature(probs, temperature), labels)
     if after > before + ECE_LOSS_ALLOWED:
@@ -114,6 +122,7 @@ def calibrate(model: str | Path, data: str | Path, holdout: float = 0.1, holdout
         "temperature": round(temperature, 4),
         "labels": labels,
         "fit_on": f"Training holdout ({holdout:.0%}, seed {holdout_seed}, {len(fit_set):,} faces)",
+        "fit_faces": len(fit_set),
         "reported_on": f"{report_split} ({len(reported):,} faces)",
         **{k: round(v, 4) for k, v in calibration_report(
             classifier.predict_proba(reported.images, calibrated=False), reported.hard_labels, temperature).items()},
