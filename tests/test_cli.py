@@ -187,6 +187,32 @@ def test_train_with_unknown_model_exits_2(tiny_csv, tmp_path, capsys):
     assert "unknown model 'nope'" in assert_one_error_line(code, capsys.readouterr().err, "train")
 
 
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", "."])
+def test_train_name_must_be_a_folder_name_not_a_path(tiny_csv, tmp_path, capsys, name):
+    out = tmp_path / "deep" / "runs"
+    code = main(["train", "--data", str(tiny_csv()), "--out", str(out), "--name", name, "--precision", "float32"])
+    assert assert_one_error_line(code, capsys.readouterr().err, "train") == (
+        f"ferkit train: error: --name {name!r}: a run folder's name, without '/' (--out says where it goes)")
+    assert list(tmp_path.iterdir()) == []  # nothing made, inside --out or outside it
+
+
+def test_train_resume_with_no_run_there_is_refused_not_a_fresh_start(tiny_csv, tmp_path, capsys):
+    code = main(["train", "--data", str(tiny_csv()), "--out", str(tmp_path), "--name", "typo", "--resume",
+                 "--precision", "float32"])
+    assert assert_one_error_line(code, capsys.readouterr().err, "train") == (
+        f"ferkit train: error: {tmp_path / 'typo'}: no interrupted run to resume there (drop --resume to start one)")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_out_that_cannot_be_made_is_one_line(tiny_csv, capsys):
+    # /proc takes no new folders, even from root, for whom os.access says yes: the mkdir itself must be caught
+    code = main(["train", "--data", str(tiny_csv({"Training": 64, "PublicTest": 32})), "--out", "/proc/ferkit-runs",
+                 "--name", "x",
+                 "--precision", "float32"])
+    assert assert_one_error_line(code, capsys.readouterr().err, "train").startswith(
+        "ferkit train: error: /proc/ferkit-runs/x: cannot be created (")
+
+
 # --- pipeline flags: from the command line into the Config ---------------------------------------
 
 def config_of(monkeypatch, *argv) -> Config:

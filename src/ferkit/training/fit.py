@@ -22,7 +22,8 @@ from ..config import DISTILL_MODES, TRAIN_VIEWS, TrainConfig
 from ..data import FaceDataset, class_weights, default_splits, load_dataset
 from ..data.augment import Augmentation
 from ..data.dataset import check_holdout
-from ..errors import FerkitError
+from ..errors import FerkitError, MediaError
+from ..files import check_output_folder
 from .backend import setup_keras
 from .export import CHECKPOINT_FILE, export_run, score_run
 
@@ -134,8 +135,15 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
     if cfg.views not in TRAIN_VIEWS:
         raise FerkitError(f"--views {cfg.views}: expected {' or '.join(map(str, TRAIN_VIEWS))}")
     check_holdout(cfg.holdout)
+    if cfg.name is not None and (Path(cfg.name).name != cfg.name or cfg.name in ("", ".", "..")):
+        # a name with a separator or '..' would put the run outside --out (--name ../../x wrote /x)
+        raise FerkitError(f"--name {cfg.name!r}: a run folder's name, without '/' (--out says where it goes)")
     run_dir = run_folder(cfg)
-    if run_dir.exists() and any(run_dir.iterdir()) and not cfg.resume:
+    check_output_folder(run_dir)
+    started_before = run_dir.is_dir() and any(run_dir.iterdir())
+    if cfg.resume and not started_before:  # a mistyped --name or --out: it would start afresh, saying nothing
+        raise FerkitError(f"{run_dir}: no interrupted run to resume there (drop --resume to start one)")
+    if started_before and not cfg.resume:
         raise FerkitError(f"{run_dir} already holds a run: pass --resume to continue it, or --name for a new one")
     if cfg.resume and (run_dir / "metrics.json").exists() and not (run_dir / BACKUP_DIR).exists():
         # a finished run has no BackupAndRestore state left: resuming would silently restart from scratch
@@ -155,7 +163,10 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
         val_set, pick_split = test_set, val_split
     print(f"data: {len(train_set)} training faces ({train_split}), {len(val_set)} validation faces "
           f"({pick_split}), {len(test_set)} faces scored at the end ({val_split})")
-    run_dir.mkdir(parents=True, exist_ok=True)  # only now: a bad --data leaves no empty run folder behind
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)  # only now: a bad --data leaves no empty run folder behind
+    except OSError as exc:  # what os.access cannot foresee: /proc, a full or read-only file system
+        raise MediaError(f"{run_dir}: cannot be created ({exc.strerror or exc})") from None
 
     # 2. batches
     targets = train_set.one_hot()
