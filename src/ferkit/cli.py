@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import (DISTILL_MODES, MIN_JOB_TTL_S, MIN_TOKEN_CHARS, TRAIN_VIEWS, Config, DetectorConfig,
-                     PipelineConfig, ServeConfig, TrainConfig, token_problem)
+from .config import (DETECTOR_ALLOWED, DISTILL_MODES, MIN_JOB_TTL_S, MIN_TOKEN_CHARS, PIPELINE_ALLOWED, TRAIN_VIEWS,
+                     Allowed, Config, DetectorConfig, PipelineConfig, ServeConfig, TrainConfig, token_problem)
 from .errors import FerkitError
 from .files import printable_json
 
@@ -33,10 +33,11 @@ def add_detector_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", choices=["yunet", "haar"], default=d.name,
                         help="face detector: yunet (bundled, the default) or haar (OpenCV's cascade)")
     parser.add_argument("--detector-model", help="yunet: another YuNet .onnx file (default: the bundled one)")
-    parser.add_argument("--min-face", type=int_range(1), help=f"smallest face side in pixels (default {d.min_face})")
-    parser.add_argument("--detect-threshold", type=float_range(0, 1),
+    parser.add_argument("--min-face", type=flag_type(DETECTOR_ALLOWED["min_face"]),
+                        help=f"smallest face side in pixels (default {d.min_face})")
+    parser.add_argument("--detect-threshold", type=flag_type(DETECTOR_ALLOWED["detect_threshold"]),
                         help=f"yunet: minimum confidence, 0..1 (default {d.detect_threshold})")
-    parser.add_argument("--min-neighbors", type=int_range(0),
+    parser.add_argument("--min-neighbors", type=flag_type(DETECTOR_ALLOWED["min_neighbors"]),
                         help=f"haar: overlapping hits needed to keep a face (default {d.min_neighbors})")
 
 
@@ -97,6 +98,13 @@ def token_arg(text: str) -> str:
     return text
 
 
+def flag_type(rule: Allowed):
+    """argparse type of a flag that sets a config field: the field's own range (config.py), stated once."""
+    if rule.kind is int:
+        return int_range(int(rule.low), None if rule.high is None else int(rule.high))
+    return float_range(rule.low, rule.high, rule.low_open, rule.high_open)
+
+
 def float_range(low: float, high: float | None = None, low_open: bool = False, high_open: bool = False):
     """argparse type: a finite number in an interval, e.g. float_range(0, 1, low_open=True) for (0, 1]."""
     # no upper bound reads (low, inf): infinity itself is refused too, as not finite
@@ -125,9 +133,9 @@ class Parser(argparse.ArgumentParser):
 
 def add_stream_flags(parser: argparse.ArgumentParser) -> None:
     p = PipelineConfig()
-    parser.add_argument("--detect-every", type=int_range(1),
+    parser.add_argument("--detect-every", type=flag_type(PIPELINE_ALLOWED["detect_every"]),
                         help=f"run the detector every k-th frame (default {p.detect_every})")
-    parser.add_argument("--smoothing", type=float_range(0, 1, low_open=True),
+    parser.add_argument("--smoothing", type=flag_type(PIPELINE_ALLOWED["smoothing"]),
                         help=f"weight of the newest scores, in (0, 1]; 1 = no smoothing (default {p.smoothing})")
 
 

@@ -67,7 +67,7 @@ def default_shared_dir() -> Path:
 @dataclass(frozen=True)
 class Allowed:
     """The values a numeric or boolean config field takes: `kind` int, float or bool; an interval
-    for numbers (None: unbounded). The CLI's argparse ranges (cli.py) are the same intervals."""
+    for numbers (None: unbounded). The CLI's flags for these fields parse with the same (cli.flag_type)."""
 
     kind: type
     low: float | None = None
@@ -141,7 +141,7 @@ class DetectorConfig:
         check_fields(self, DETECTOR_ALLOWED)
 
 
-# The ranges of --min-face, --detect-threshold and --min-neighbors are cli.py's; the others have no flag
+# --min-face, --detect-threshold and --min-neighbors take these ranges (cli.flag_type); the others have no flag
 DETECTOR_ALLOWED = {
     "min_face": Allowed(int, 1),
     "scale_factor": Allowed(float, 1, low_open=True),  # OpenCV's cascade needs a pyramid step above 1
@@ -197,7 +197,7 @@ class PipelineConfig:
         check_fields(self, PIPELINE_ALLOWED)
 
 
-# The ranges of --detect-every and --smoothing are cli.py's; the others have no flag
+# --detect-every and --smoothing take these ranges (cli.flag_type); the others have no flag
 PIPELINE_ALLOWED = {
     "detect_every": Allowed(int, 1),
     "full_scan_every": Allowed(int, 1),
