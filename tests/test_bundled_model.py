@@ -33,7 +33,7 @@ def test_models_lists_the_bundled_models_and_marks_the_default(capsys):
 def test_models_says_what_each_bundled_graph_holds_and_its_card_accuracy(capsys):
     assert main(["models", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {
-        "accurate": "6 networks x 2 views, int8, PublicTest accuracy 71.33% (FER2013 labels)",
+        "accurate": "6 networks x 2 views, int8, PublicTest accuracy 71.41% (FER2013 labels)",
         "fast": "compact x 2 views, int8, PublicTest accuracy 69.52% (FER2013 labels) (default)",
         "ferplus": "compact, PublicTest accuracy 83.26% (FER+ labels: the votes' argmax, not the majority-vote "
                    "protocol)",
