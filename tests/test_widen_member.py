@@ -23,6 +23,9 @@ spec.loader.exec_module(widen)
 @pytest.fixture(autouse=True)
 def float32_policy():
     setup_keras("float32")
+    import keras
+
+    keras.utils.set_random_seed(0)  # the nets' random starts decide whether the faces get different answers
 
 
 def narrow_and_wide(dense=(8, 12)):
@@ -72,3 +75,59 @@ def test_nets_of_different_designs_or_a_narrower_target_are_refused():
     headless = build_vgg_family((16, 16, 1), 7, widths=(6, 13), name="headless")
     with pytest.raises(ValueError, match="same layers"):
         widen.widen_weights(narrow, headless)
+
+
+def bright_faces(count, seed):
+    """Faces unlike each other in brightness and in where the light falls."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 1, 16, dtype=np.float32)
+    return np.stack([rng.uniform(0, 60) + 180 * (ramp[:, None] if i % 2 else ramp[None, :]) * np.ones((16, 16))
+                     + rng.normal(0, 12, (16, 16)) for i in range(count)])[..., None].astype(np.float32)
+
+
+def test_a_net_without_a_hidden_dense_layer_gets_an_identity_one_then_widens():
+    narrow, _ = narrow_and_wide()
+    headless = build_vgg_family((16, 16, 1), 7, widths=(4, 8), name="headless")
+    rng = np.random.default_rng(4)
+    for layer in headless.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            gamma, beta, mean, var = (w.numpy() for w in layer.weights)
+            layer.set_weights([rng.uniform(0.5, 2, gamma.shape), rng.normal(0, 0.5, beta.shape),
+                               rng.normal(0, 0.5, mean.shape), rng.uniform(0.5, 2, var.shape)])
+    measured_on, probe = bright_faces(48, seed=2), bright_faces(10, seed=7)
+    deep = widen.with_identity_head(headless, measured_on)
+    expected = headless.predict(probe, verbose=0)
+    np.testing.assert_allclose(deep.predict(probe, verbose=0), expected, atol=1e-5)
+    assert np.ptp(expected, axis=0).max() > 1e-3  # a hundred times the tolerance: the faces' answers differ
+    hidden = [layer for layer in deep.layers if type(layer).__name__ == "Dense"][0]
+    np.testing.assert_array_equal(hidden.weights[0].numpy(), np.eye(8, dtype=np.float32))
+    # the new BatchNorm holds the pooled features' own statistics, so training starts near the identity too
+    pooled = keras_model(headless, measured_on)
+    norm = [layer for layer in deep.layers if type(layer).__name__ == "BatchNormalization"][-1]
+    gamma, beta, mean, var = (w.numpy() for w in norm.weights)
+    np.testing.assert_allclose(mean, pooled.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(var, pooled.var(axis=0), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(gamma, np.sqrt(pooled.var(axis=0) + norm.epsilon), rtol=1e-4)
+    assert np.abs(var - 1).max() > 0.05  # measured, not a default
+    wide = build_vgg_family((16, 16, 1), 7, widths=(6, 13), dense_units=12, name="wide")
+    widen.widen_weights(deep, wide, seed=3)
+    np.testing.assert_allclose(wide.predict(probe, verbose=0), expected, atol=1e-5)
+
+
+def keras_model(net, faces):
+    import keras
+
+    dense = [layer for layer in net.layers if type(layer).__name__ == "Dense"][0]
+    return keras.ops.convert_to_numpy(keras.Model(net.inputs, dense.input)(faces, training=False))
+
+
+def test_widening_a_net_without_a_hidden_dense_layer_asks_for_faces_first(tmp_path, capsys):
+    from ferkit.inference.classifier import WEIGHTS_FILE
+    from ferkit.models.registry import create_model
+
+    narrow = create_model("compact")
+    (tmp_path / "model.json").write_text(narrow.to_json())
+    narrow.save_weights(tmp_path / WEIGHTS_FILE)
+    assert widen.main([str(tmp_path), "--to", "vgg", "--out", str(tmp_path / "wide")]) == 2
+    assert "--data is needed" in capsys.readouterr().err
+    assert not (tmp_path / "wide").exists()
