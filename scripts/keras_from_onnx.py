@@ -66,7 +66,7 @@ def rebuild_from_onnx(net, onnx_path: Path, faces: np.ndarray) -> None:
             if len(folded) != 3:
                 raise ValueError(f"{onnx_path}: {layer.name} is not exported as Sub, Mul and Add")
             mean, scale, beta = (folded[op].reshape(-1) for op in ("Sub", "Mul", "Add"))
-            probe = keras.Model(net.inputs, layer.input)
+            probe = keras.Model(net.input, layer.input)
             inputs = np.concatenate([keras.ops.convert_to_numpy(probe(faces[i:i + BATCH], training=False))
                                      for i in range(0, len(faces), BATCH)])
             var = inputs.reshape(-1, inputs.shape[-1]).var(axis=0)

@@ -79,7 +79,7 @@ def with_identity_head(narrow, faces: np.ndarray):
     new[-1].set_weights([w.numpy() for w in old[-1].weights])
     hidden, norm = new[-3], new[-2]
     hidden.set_weights([np.eye(features, dtype=np.float32)])
-    pooled = keras.Model(narrow.inputs, dense[0].input)
+    pooled = keras.Model(narrow.input, dense[0].input)
     values = np.concatenate([keras.ops.convert_to_numpy(pooled(faces[i:i + 256], training=False))
                              for i in range(0, len(faces), 256)])
     mean, var = values.mean(axis=0), values.var(axis=0)

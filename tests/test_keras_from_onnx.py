@@ -37,7 +37,7 @@ def exported(tmp_path_factory):
     sample = faces(32, seed=9)
     for layer in net.layers:  # BatchNorm statistics near its input's but off them, and gamma, beta not 1, 0
         if type(layer).__name__ == "BatchNormalization":
-            inputs = keras.ops.convert_to_numpy(keras.Model(net.inputs, layer.input)(sample))
+            inputs = keras.ops.convert_to_numpy(keras.Model(net.input, layer.input)(sample))
             inputs = inputs.reshape(-1, inputs.shape[-1])
             shape = inputs.shape[-1:]
             layer.set_weights([rng.uniform(0.5, 2, shape), rng.normal(0, 0.3, shape),
@@ -71,7 +71,7 @@ def test_batchnorm_variance_is_measured_on_the_faces_and_gamma_keeps_the_ratio(e
     conv = next(layer for layer in original.layers if type(layer).__name__ == "Conv2D")
     first_bn = next(layer for layer in fresh.layers if type(layer).__name__ == "BatchNormalization")
     original_bn = next(layer for layer in original.layers if type(layer).__name__ == "BatchNormalization")
-    inputs = keras.ops.convert_to_numpy(keras.Model(original.inputs, conv.output)(measured_on))
+    inputs = keras.ops.convert_to_numpy(keras.Model(original.input, conv.output)(measured_on))
     gamma, beta, mean, var = (w.numpy() for w in first_bn.weights)
     o_gamma, o_beta, o_mean, o_var = (w.numpy() for w in original_bn.weights)
     np.testing.assert_allclose(var, inputs.reshape(-1, inputs.shape[-1]).var(axis=0), rtol=1e-4)

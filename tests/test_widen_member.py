@@ -118,7 +118,7 @@ def keras_model(net, faces):
     import keras
 
     dense = [layer for layer in net.layers if type(layer).__name__ == "Dense"][0]
-    return keras.ops.convert_to_numpy(keras.Model(net.inputs, dense.input)(faces, training=False))
+    return keras.ops.convert_to_numpy(keras.Model(net.input, dense.input)(faces, training=False))
 
 
 def test_widening_a_net_without_a_hidden_dense_layer_asks_for_faces_first(tmp_path, capsys):
