@@ -112,6 +112,54 @@ def test_a_file_the_system_cannot_read_is_a_media_error_with_the_reason(tmp_path
     assert excinfo.value.__cause__ is None and excinfo.value.__suppress_context__
 
 
+def png_header(width: int, height: int) -> bytes:
+    """A PNG's signature, IHDR chunk (8-bit grey) and an empty IDAT: a header with no pixels behind it."""
+    import zlib
+
+    def chunk(body: bytes) -> bytes:
+        return struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + chunk(b"IDAT")
+
+
+def test_the_pixel_cap_is_read_from_the_header_to_the_pixel():
+    # 8000 x 8000 is exactly the cap: allowed through to OpenCV (which then finds no pixel data);
+    # one row more is refused by the header check, naming the declared size
+    with pytest.raises(MediaError) as at_cap:
+        read_image(png_header(8000, 8000))
+    assert message(at_cap) == f"image: {NOT_AN_IMAGE}"
+    with pytest.raises(MediaError) as over:
+        read_image(png_header(8000, 8001))
+    assert message(over) == "image: too many pixels (8000 x 8001; at most 64,000,000 are decoded)"
+    with pytest.raises(MediaError) as wide:
+        read_image(png_header(64_000_001, 1))
+    assert message(wide) == "image: too many pixels (64000001 x 1; at most 64,000,000 are decoded)"
+
+
+def test_a_decompression_bomb_is_refused_even_when_cv2_was_imported_first(tmp_path):
+    # OpenCV reads OPENCV_IO_MAX_IMAGE_PIXELS once, when cv2 loads: a program that imports cv2 before
+    # ferkit decodes 81 megapixels (the probe proves it does), yet read_image must still refuse them
+    bomb = tmp_path / "bomb.png"
+    ok, encoded = cv2.imencode(".png", np.zeros((9000, 9000), np.uint8))
+    bomb.write_bytes(encoded.tobytes())
+    probe = f"""
+import cv2, numpy as np
+decoded = cv2.imdecode(np.fromfile({str(bomb)!r}, np.uint8), cv2.IMREAD_GRAYSCALE)
+print("cv2 decodes", decoded.shape)
+from ferkit.errors import MediaError
+from ferkit.inference.images import read_image
+try:
+    read_image({str(bomb)!r})
+except MediaError as err:
+    print(err)
+"""
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_IO_MAX_IMAGE_PIXELS"}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "cv2 decodes (9000, 9000)", f"{bomb}: too many pixels (9000 x 9000; at most 64,000,000 are decoded)"]
+
+
 # --- read_image: decoded pixels ------------------------------------------------------------------
 
 def test_a_grey_file_becomes_three_equal_channels(tmp_path):

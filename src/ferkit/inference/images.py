@@ -5,13 +5,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from .. import MAX_IMAGE_PIXELS
 from ..config import Config
 from ..errors import MediaError
 from ..files import atomic_output, printable, require_file
@@ -30,6 +33,7 @@ def read_image(source: str | Path | bytes) -> np.ndarray:
         name, data = str(source), read_bytes(Path(source))
     if data.size == 0:
         raise MediaError(f"{name}: the file is empty")
+    refuse_too_many_pixels(name, data)
     try:
         image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     except cv2.error:  # e.g. more pixels than OpenCV's decoding limit
@@ -37,6 +41,29 @@ def read_image(source: str | Path | bytes) -> np.ndarray:
     if image is None:
         raise MediaError(f"{name}: not an image OpenCV can read (corrupt, unsupported, or too many pixels)")
     return image
+
+
+def refuse_too_many_pixels(name: str, data: np.ndarray) -> None:
+    """MediaError where the file's header declares more than MAX_IMAGE_PIXELS, before anything is decoded.
+
+    OpenCV's own cap (OPENCV_IO_MAX_IMAGE_PIXELS, set when ferkit is imported) is read once, when cv2 loads,
+    so a program that imported cv2 first would decode a gigapixel bomb; this check holds either way. A format
+    Pillow does not know, or a corrupt header, is left to OpenCV."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # the first MiB holds the header (JPEG's size follows its EXIF block, at most 64 KiB)
+            with Image.open(io.BytesIO(data[:1 << 20].tobytes())) as header:
+                width, height = header.size
+    except Image.DecompressionBombError:  # Pillow's own limit, far above ours
+        width, height = None, None
+    except Exception:  # noqa: BLE001 - unknown or corrupt to Pillow: OpenCV decides
+        return
+    if width is None or width * height > MAX_IMAGE_PIXELS:
+        declared = f"{width} x {height}; " if width is not None else ""
+        raise MediaError(f"{name}: too many pixels ({declared}at most {MAX_IMAGE_PIXELS:,} are decoded)")
 
 
 def read_bytes(path: Path) -> np.ndarray:
