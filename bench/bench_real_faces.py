@@ -60,6 +60,8 @@ CONFIGS = {  # name -> Config changes
     "haar": {"detector": {"name": "haar", "min_face": 40}, "pipeline": {"align": False}},  # the old default
     "yunet": {"detector": {"name": "yunet"}, "pipeline": {"align": False}},
     "yunet+align": {"detector": {"name": "yunet"}, "pipeline": {"align": True}},
+    # the same, scoring as if the seven expressions were equally common (`--uniform-prior`)
+    "yunet+align+uniform": {"detector": {"name": "yunet"}, "pipeline": {"align": True, "uniform_prior": True}},
 }
 
 
@@ -425,13 +427,14 @@ def main(argv=None) -> int:
         results = {name: score_tw(pipelines[name], rows, images) for name in names}
         types = sorted({row["performance"] for row in rows})
         print(f"\n== tw-faces: {len(rows)} posed photos, largest face per image (no face counts as wrong)")
-        print(f"  {'':<12} {'overall':>7} {'no face':>7} " + " ".join(f"{c[:7]:>7}" for c in CLASS_NAMES)
+        w = max(12, *map(len, names))  # the names column, as wide as the longest config's name
+        print(f"  {'':<{w}} {'overall':>7} {'no face':>7} " + " ".join(f"{c[:7]:>7}" for c in CLASS_NAMES)
               + " | " + " ".join(f"{t[:8]:>8}" for t in types))
         for name, result in results.items():
-            print(f"  {name:<12} {str(result.overall):>7} {result.no_face:>7} "
+            print(f"  {name:<{w}} {str(result.overall):>7} {result.no_face:>7} "
                   + " ".join(f"{str(result.per_class[c]):>7}" for c in CLASS_NAMES) + " | "
                   + " ".join(f"{str(result.per_type[t]):>8}" for t in types))
-        print(f"  {'(images)':<12} {len(rows):>7} {'':>7} " + " ".join(f"{results[names[0]].per_class[c].total:>7}"
+        print(f"  {'(images)':<{w}} {len(rows):>7} {'':>7} " + " ".join(f"{results[names[0]].per_class[c].total:>7}"
               for c in CLASS_NAMES) + " | " + " ".join(f"{results[names[0]].per_type[t].total:>8}" for t in types))
 
     if "tilt" in parts:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from ferkit.errors import ModelError
-from ferkit.inference.classifier import (FacialExpressionModel, apply_temperature, as_batch, list_bundled_models,
-                                         resolve_model, tta_views)
+from ferkit.inference.classifier import (FacialExpressionModel, apply_temperature, apply_uniform_prior, as_batch,
+                                         list_bundled_models, resolve_model, tta_views)
 from ferkit.labels import CLASS_NAMES
 
 
@@ -93,6 +93,45 @@ def test_a_folders_calibration_applies_to_its_own_model_only(models):
     np.testing.assert_allclose(calibrated.predict_proba(FACES), apply_temperature(raw, 2.0), atol=1e-6)
     shutil.copy(folder / "model.onnx", folder / "other.onnx")
     assert FacialExpressionModel(folder / "other.onnx").temperature == 1.0
+
+
+def test_a_uniform_prior_divides_by_the_class_shares_and_renormalises():
+    probs = np.array([[0.30, 0.05, 0.10, 0.25, 0.10, 0.10, 0.10], [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.4]])
+    shares = np.array([0.1, 0.05, 0.1, 0.25, 0.2, 0.1, 0.2])
+    got = apply_uniform_prior(probs, shares)
+    # by hand, row 1: p / share = 3, 1, 1, 1, 0.5, 1, 0.5 (sum 8); row 2: 1, 2, 1, 0.4, 0.5, 1, 2 (sum 7.9)
+    np.testing.assert_allclose(got[0], np.array([3, 1, 1, 1, 0.5, 1, 0.5]) / 8, rtol=1e-6)
+    np.testing.assert_allclose(got[1], np.array([1, 2, 1, 0.4, 0.5, 1, 2]) / 7.9, rtol=1e-6)
+    assert got.dtype == np.float32 and got[1].argmax() == 1  # neutral's 0.4 loses to disgust's rarer 0.1
+
+
+def test_predict_proba_with_a_uniform_prior_uses_the_calibrated_scores_and_the_models_own_labels(models):
+    folder = models / "onnx_and_keras"
+    (folder / "calibration.json").write_text(json.dumps({"temperature": 2.0, "labels": "ferplus"}))
+    model = FacialExpressionModel(folder)
+    assert model.labels == "ferplus"
+    shares = np.array([2467, 191, 652, 7528, 3515, 3562, 10309]) / 28224  # FER+ majority labels, Training
+    np.testing.assert_allclose(model.class_shares(), shares, rtol=1e-12)
+    calibrated = model.predict_proba(FACES)
+    np.testing.assert_allclose(model.predict_proba(FACES, uniform_prior=True), apply_uniform_prior(calibrated, shares),
+                               atol=1e-6)
+    # a file beside the folder's model has no calibration: FER2013's own Training shares (disgust 436 of 28,709)
+    shutil.copy(folder / "model.onnx", folder / "other.onnx")
+    other = FacialExpressionModel(folder / "other.onnx")
+    assert other.labels == "fer2013" and other.class_shares()[1] == pytest.approx(436 / 28709, rel=1e-12)
+    model._run = lambda batch: np.tile(np.float32([0.2, 0.02, 0.1, 0.26, 0.12, 0.1, 0.2]), (len(batch), 1))
+    assert model.predict(FACES[:1]).tolist() == ["happy"]
+    assert model.predict(FACES[:1], uniform_prior=True).tolist() == ["disgust"]
+
+
+def test_a_uniform_prior_for_a_model_whose_class_shares_are_unknown_is_refused(models):
+    folder = models / "onnx_and_keras"
+    (folder / "calibration.json").write_text(json.dumps({"temperature": 1.0, "labels": "folders"}))
+    model = FacialExpressionModel(folder)
+    model._run = None  # refused before any face is run
+    with pytest.raises(ModelError, match=r"^onnx_and_keras: its training labels \(folders\) have no known class "
+                                         r"shares; a uniform prior needs a model trained on fer2013 or ferplus labels$"):
+        model.predict_proba(FACES, uniform_prior=True)
 
 
 def test_predict_names_the_top_class(models):

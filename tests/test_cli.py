@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from conftest import run_ferkit
 
@@ -50,6 +51,41 @@ def test_evaluate_custom_split_tta_and_outputs(tiny_csv, tiny_model_dir, tmp_pat
     assert cv2.imread(str(out / "confusion.png")) is not None
     text = (out / "report.txt").read_text()
     assert "with TTA" in text and f"split PrivateTest: accuracy {report['accuracy']:.4f} on 5 faces" in text
+
+
+def test_evaluate_with_a_uniform_prior_scores_the_reweighted_argmax(tiny_csv, tiny_model_dir, tmp_path, capsys):
+    from ferkit.data import load_dataset
+    from ferkit.inference.classifier import FacialExpressionModel, apply_uniform_prior
+
+    data = tiny_csv(6)
+    model = FacialExpressionModel(tiny_model_dir)
+    faces = load_dataset(data, "fer2013").split("PublicTest")
+    probs = model.predict_proba(faces.images)
+    plain, reweighted = probs.argmax(1), apply_uniform_prior(probs, model.class_shares()).argmax(1)
+    assert (plain != reweighted).any()  # the tiny model's answers move, so the two reports differ
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--data", str(data), "--model", str(tiny_model_dir), "--uniform-prior", "--json",
+                 "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["uniform_prior"] is True and report["tta"] is False
+    assert report["accuracy"] == pytest.approx(float(np.mean(reweighted == faces.hard_labels)))
+    assert report["confusion"] == confusion(faces.hard_labels, reweighted)
+    assert (out / "report.txt").read_text().startswith(f"model {tiny_model_dir} with a uniform prior\n")
+    assert main(["evaluate", "--data", str(data), "--model", str(tiny_model_dir), "--tta", "--uniform-prior"]) == 0
+    assert capsys.readouterr().out.startswith(f"model {tiny_model_dir} with TTA and a uniform prior\n")
+    assert main(["evaluate", "--data", str(data), "--model", str(tiny_model_dir), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["uniform_prior"] is False
+    assert report["accuracy"] == pytest.approx(float(np.mean(plain == faces.hard_labels)))
+    assert report["confusion"] == confusion(faces.hard_labels, plain)
+
+
+def confusion(truth, predicted) -> list[list[int]]:
+    """Rows true class, columns predicted, counted by hand."""
+    table = [[0] * 7 for _ in range(7)]
+    for t, p in zip(truth, predicted):
+        table[int(t)][int(p)] += 1
+    return table
 
 
 def test_evaluate_uses_a_lone_split_by_default(tiny_csv, tiny_model_dir, capsys):
@@ -230,7 +266,7 @@ def config_of(monkeypatch, *argv) -> Config:
 
 
 PIPELINE_FLAGS = ["--model", "mine", "--tta", "--detector", "yunet", "--detector-model", "y.onnx", "--min-face", "33",
-                  "--detect-threshold", "0.42"]
+                  "--detect-threshold", "0.42", "--uniform-prior"]
 
 
 def test_video_flags_reach_the_config(monkeypatch):
@@ -241,12 +277,15 @@ def test_video_flags_reach_the_config(monkeypatch):
     haar = config_of(monkeypatch, "video", "in.mp4", "--detector", "haar", "--min-neighbors", "7").detector
     assert haar == DetectorConfig(name="haar", min_neighbors=7)
     # one classifier thread: a video's frames are read and written on the other core (video/overlap.py)
-    assert config.pipeline == PipelineConfig(detect_every=5, smoothing=0.3, tta=True, classifier_threads=1)
+    assert config.pipeline == PipelineConfig(detect_every=5, smoothing=0.3, tta=True, classifier_threads=1,
+                                             uniform_prior=True)
+    assert config_of(monkeypatch, "video", "in.mp4").pipeline.uniform_prior is False
 
 
 def test_predict_flags_reach_the_config(monkeypatch):
     config = config_of(monkeypatch, "predict", "a.jpg", *PIPELINE_FLAGS)
     assert (config.model, config.pipeline.tta, config.detector.min_face) == ("mine", True, 33)
+    assert config.pipeline.uniform_prior is True
     assert (config.detector.detect_threshold, config.detector.detector_model) == (0.42, "y.onnx")
     assert config_of(monkeypatch, "predict", "a.jpg", "--detector", "haar", "--min-neighbors", "7").detector == \
         DetectorConfig(name="haar", min_neighbors=7)
@@ -474,7 +513,7 @@ def fake_scores(monkeypatch, wrong_quarters: int):
     is below `wrong_quarters`, the true one for the others (1: 75% right, overconfident; 4: always wrong)."""
     import numpy as np
 
-    def predict_proba(self, faces, tta=False, calibrated=True):
+    def predict_proba(self, faces, tta=False, calibrated=True, uniform_prior=False):
         faces = np.asarray(faces)
         label = (faces[:, 0, 0].astype(int) - 10) // 30
         predicted = np.where(faces[:, 0, 1] < wrong_quarters, (label + 1) % 7, label)

@@ -26,8 +26,8 @@ class ScriptedClassifier:
         self.rows = iter(np.asarray(rows, np.float64))
         self.calls = []
 
-    def predict_proba(self, crops, tta=False):
-        self.calls.append((len(crops), tta))
+    def predict_proba(self, crops, tta=False, uniform_prior=False):
+        self.calls.append((len(crops), tta) + ((True,) if uniform_prior else ()))
         return np.stack([next(self.rows) for _ in crops]) if len(crops) else np.zeros((0, 7))
 
 
@@ -147,6 +147,39 @@ def test_the_tta_setting_reaches_the_classifier(tta):
     pipeline.analyse(FRAME)
     pipeline.stream().process(FRAME)
     assert classifier.calls == [(1, tta), (1, tta)]
+
+
+def test_the_uniform_prior_setting_reaches_the_classifier():
+    classifier = ScriptedClassifier(scores(*np.ones((4, 7))))
+    pipeline = Pipeline(classifier, ScriptedDetector([[BOX], [BOX]]),
+                        PipelineConfig(uniform_prior=True, track_min_hits=1))
+    pipeline.analyse(FRAME)
+    pipeline.stream().process(FRAME)
+    assert classifier.calls == [(1, False, True), (1, False, True)]
+
+
+def test_a_uniform_prior_reweights_a_real_models_scores_and_needs_known_class_shares(tiny_model_dir, tmp_path):
+    import json
+    import shutil
+
+    from ferkit.config import Config
+    from ferkit.errors import ModelError
+    from ferkit.inference.classifier import apply_uniform_prior
+
+    shutil.copytree(tiny_model_dir, tmp_path / "models" / "mine")
+    config = Config(model="mine", models_dir=tmp_path / "models", pipeline=PipelineConfig(uniform_prior=True))
+    faces = np.random.default_rng(4).integers(0, 256, (2, 48, 48)).astype(np.uint8)
+    pipeline = Pipeline.from_config(config)
+    model = pipeline.classifier
+    expected = apply_uniform_prior(model.predict_proba(faces), model.class_shares())
+    pipeline.crops = lambda frame, boxes, landmarks=None: faces
+    np.testing.assert_allclose(pipeline.classify(FRAME, np.zeros((2, 4))), expected, atol=1e-6)
+    assert np.abs(expected - model.predict_proba(faces)).max() > 0.01
+    (tmp_path / "models" / "mine" / "calibration.json").write_text(json.dumps({"temperature": 1.0, "labels": "x"}))
+    with pytest.raises(ModelError, match="its training labels \\(x\\) have no known class shares"):
+        Pipeline.from_config(config)
+    config.pipeline.uniform_prior = False
+    assert Pipeline.from_config(config).cfg.uniform_prior is False  # without the prior the same model loads
 
 
 def test_fine_passes_and_region_passes_of_a_stream():
@@ -348,7 +381,7 @@ class CropRecorder(ScriptedClassifier):
         super().__init__(scores(*np.ones((20, 7))))
         self.crops = []
 
-    def predict_proba(self, crops, tta=False):
+    def predict_proba(self, crops, tta=False, uniform_prior=False):
         self.crops.append(crops.copy())
         return super().predict_proba(crops, tta)
 

@@ -42,7 +42,7 @@ HAPPY_ONLY = {name: 1.0 if name == "happy" else 0.0 for name in CLASS_NAMES}
 class ConstantClassifier:
     """Stands in for FacialExpressionModel: SCORES for every crop."""
 
-    def predict_proba(self, crops, tta=False):
+    def predict_proba(self, crops, tta=False, uniform_prior=False):
         return np.tile(SCORES, (len(crops), 1))
 
 

@@ -25,6 +25,9 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="default",
                         help="bundled model name (see `ferkit models`), run folder, or .onnx/.json file")
     parser.add_argument("--tta", action="store_true", help="test-time augmentation (mirror and zoom views)")
+    parser.add_argument("--uniform-prior", action="store_true",
+                        help="score as if the seven expressions were equally common (more disgust and fear found "
+                             "on posed photos, fewer faces right on FER2013-like material; docs/real-faces.md)")
 
 
 def add_detector_flags(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +64,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         given = {name: getattr(args, name) for name in ("detector_model", "min_face", "detect_threshold",
                                                        "min_neighbors") if getattr(args, name) is not None}
         detector = DetectorConfig(name=args.detector, **given)
-    pipeline = PipelineConfig(tta=getattr(args, "tta", False))
+    pipeline = PipelineConfig(tta=getattr(args, "tta", False), uniform_prior=getattr(args, "uniform_prior", False))
     if getattr(args, "detect_every", None):
         pipeline.detect_every = args.detect_every
     if getattr(args, "smoothing", None) is not None:
@@ -310,13 +313,14 @@ def cmd_evaluate(args, command: str) -> int:
     from .evaluation.evaluate import evaluate
 
     report = evaluate(args.data, model=args.model, split=args.split, labels=args.labels,
-                      ferplus_votes=args.ferplus_votes, tta=args.tta, out=args.out)
+                      ferplus_votes=args.ferplus_votes, tta=args.tta, out=args.out, uniform_prior=args.uniform_prior)
     if args.json:
         print(json.dumps(printable_json(report)))
     else:
+        from .evaluation.evaluate import model_heading
         from .evaluation.metrics import format_report
 
-        print(f"model {report['model']}{' with TTA' if args.tta else ''}")
+        print(model_heading(report))
         print(format_report(report))
     return 0
 

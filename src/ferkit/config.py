@@ -184,6 +184,10 @@ class PipelineConfig:
     track_max_missed: int = 8  # frames a track survives without a matching detection (always to the next round)
     track_min_hits: int = 2  # detection rounds before a track is shown (drops one-off false detections)
     tta: bool = False  # test-time augmentation (mirror) in the classifier
+    # Scores as if the seven expressions were equally common (the model's probabilities divided by its training
+    # split's class shares). Measured (docs/real-faces.md): tw-faces 52.9% -> 58.2% with `accurate` (disgust 15% ->
+    # 53%), the FER2013 Training holdout 72.8% -> 70.6%: off by default, for posed or balanced material.
+    uniform_prior: bool = False
     # ONNX Runtime threads per classifier call: batches are a few 48x48 faces, and one thread costs
     # half the CPU time of two on a 2-core machine; the other core reads and writes a video's frames
     # (video/overlap.py) or runs another stream. Measured in docs/real-faces.md.
@@ -213,6 +217,7 @@ PIPELINE_ALLOWED = {
     "track_max_missed": Allowed(int, 0),
     "track_min_hits": Allowed(int, 1),
     "tta": Allowed(bool),
+    "uniform_prior": Allowed(bool),
     "classifier_threads": Allowed(int, 0),
 }
 

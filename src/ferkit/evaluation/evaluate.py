@@ -21,23 +21,33 @@ OUTPUT_FILES = ("confusion.png", "report.txt")
 
 
 def evaluate(data: str | Path, model: str | Path = "default", split: str | None = None, labels: str = "fer2013",
-             ferplus_votes: str | Path | None = None, tta: bool = False, out: str | Path | None = None) -> dict:
-    """classification_report() of `model` on `split`, plus "model" and "tta"; with `out`, also
-    writes confusion.png and report.txt there."""
+             ferplus_votes: str | Path | None = None, tta: bool = False, out: str | Path | None = None,
+             uniform_prior: bool = False) -> dict:
+    """classification_report() of `model` on `split`, plus "model", "tta" and "uniform_prior"; with `out`,
+    also writes confusion.png and report.txt there."""
     # Anything printed on the way goes to stderr: `ferkit evaluate --json` owns stdout.
     with contextlib.redirect_stdout(sys.stderr):
         classifier = FacialExpressionModel.load(model)  # before the data: a wrong name fails fast
+        if uniform_prior:
+            classifier.class_shares()  # and a model whose class shares are unknown
         if out:  # and an unusable --out before a whole split is scored
             check_output_folder(out, OUTPUT_FILES)
         dataset = load_dataset(data, labels, ferplus_votes)
         split = split or default_eval_split(dataset)
         subset = dataset.split(split)
-        predicted = classifier.predict_proba(subset.images, tta=tta).argmax(axis=1)
+        predicted = classifier.predict_proba(subset.images, tta=tta, uniform_prior=uniform_prior).argmax(axis=1)
         name = classifier.name if str(model) == "default" else str(model)  # say which model "default" is
-        report = {**classification_report(subset.hard_labels, predicted, split), "model": name, "tta": tta}
+        report = {**classification_report(subset.hard_labels, predicted, split), "model": name, "tta": tta,
+                  "uniform_prior": uniform_prior}
         if out:
             write_outputs(report, Path(out))
     return report
+
+
+def model_heading(report: dict) -> str:
+    """"model NAME", and how it was run where that is not plain: "with TTA", "with a uniform prior"."""
+    ways = [way for key, way in (("tta", "TTA"), ("uniform_prior", "a uniform prior")) if report.get(key)]
+    return f"model {report['model']}{' with ' + ' and '.join(ways) if ways else ''}"
 
 
 def default_eval_split(dataset: FaceDataset) -> str:
@@ -53,7 +63,7 @@ def default_eval_split(dataset: FaceDataset) -> str:
 
 def write_outputs(report: dict, out: Path) -> None:
     """confusion.png and report.txt in `out` (created), each complete or absent."""
-    heading = f"model {report['model']}{' with TTA' if report['tta'] else ''}"
+    heading = model_heading(report)
     with atomic_output(out / OUTPUT_FILES[0]) as partial:
         plot_confusion(np.asarray(report["confusion"]), partial,
                        f"{Path(report['model']).name} on {report['split']}: {report['accuracy']:.2%}")

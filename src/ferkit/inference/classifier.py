@@ -17,7 +17,7 @@ import numpy as np
 from ..config import default_models_dir
 from ..errors import ModelError
 from ..files import is_utf8_name, printable
-from ..labels import CLASS_NAMES, IMAGE_SIZE
+from ..labels import CLASS_NAMES, IMAGE_SIZE, TRAINING_COUNTS
 
 ONNX_FILE, JSON_FILE, WEIGHTS_FILE, CARD_FILE, METRICS_FILE = (
     "model.onnx", "model.json", "model.weights.h5", "MODEL_CARD.md", "metrics.json")
@@ -105,6 +105,13 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     logits -= logits.max(axis=1, keepdims=True)
     exp = np.exp(logits)
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def apply_uniform_prior(probs: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """p(class | face) as if every class were equally common: p / share, renormalised (Bayes' rule under
+    label shift; `shares` are the training split's). Rare classes (disgust: 1.5% of FER2013) gain most."""
+    weighted = probs / shares
+    return (weighted / weighted.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 ONE_FACE = (IMAGE_SIZE, IMAGE_SIZE)
@@ -246,8 +253,9 @@ class FacialExpressionModel:
         # (views in the graph, its temperature) to its model.onnx, not to the network in its model.json
         described = own_model and not (path.suffix == ".json" and describes_another_graph(self.card))
         calibration = self.folder / CALIBRATION_FILE
-        self.temperature = float(json.loads(calibration.read_text())["temperature"]) \
-            if described and calibration.is_file() else 1.0
+        fitted = json.loads(calibration.read_text()) if described and calibration.is_file() else {}
+        self.temperature = float(fitted.get("temperature", 1.0))
+        self.labels = str(fitted.get("labels", "fer2013"))  # what it learnt from: the shares a uniform prior undoes
         self.views_in_graph = int(self.card.get("views_in_graph", 1)) if described else 1
         if path.suffix == ".onnx":
             self.backend = "onnx"
@@ -318,14 +326,26 @@ class FacialExpressionModel:
         # tensor that requires grad, which numpy cannot convert)
         return lambda batch: model.predict_on_batch(batch).astype(np.float32)
 
-    def predict_proba(self, faces, tta: bool = False, calibrated: bool = True) -> np.ndarray:
+    def predict_proba(self, faces, tta: bool = False, calibrated: bool = True,
+                      uniform_prior: bool = False) -> np.ndarray:
         """(N, 7) probabilities, columns in CLASS_NAMES order; rows sum to 1.
 
-        Calibrated by the model's fitted temperature (calibration.json) unless `calibrated=False`.
+        Calibrated by the model's fitted temperature (calibration.json) unless `calibrated=False`; with
+        `uniform_prior`, then divided by the training split's class shares (`class_shares`) and renormalised.
         Large inputs run in chunks of MAX_BATCH faces so memory stays flat on a whole test set.
         """
+        shares = self.class_shares() if uniform_prior else None  # an unknown label set fails before the work
         raw = self._predict_raw(faces, tta)
-        return apply_temperature(raw, self.temperature) if calibrated else raw
+        probs = apply_temperature(raw, self.temperature) if calibrated else raw
+        return apply_uniform_prior(probs, shares) if uniform_prior else probs
+
+    def class_shares(self) -> np.ndarray:
+        """(7,) share of each class in the Training split this model learnt from (its calibration's labels)."""
+        if self.labels not in TRAINING_COUNTS:
+            raise ModelError(f"{self.name}: its training labels ({self.labels}) have no known class shares; "
+                             f"a uniform prior needs a model trained on {' or '.join(TRAINING_COUNTS)} labels")
+        counts = np.asarray(TRAINING_COUNTS[self.labels], np.float64)
+        return counts / counts.sum()
 
     def _predict_raw(self, faces, tta: bool) -> np.ndarray:
         batch = as_batch(faces)  # checked once: a chunk of float32 pixels is not checked again
@@ -342,9 +362,9 @@ class FacialExpressionModel:
         out = self._run(views).reshape(len(views) // len(batch), len(batch), len(CLASS_NAMES))
         return out.mean(axis=0).astype(np.float32)
 
-    def predict(self, faces, tta: bool = False) -> np.ndarray:
+    def predict(self, faces, tta: bool = False, uniform_prior: bool = False) -> np.ndarray:
         """Expression names, one per face."""
-        return np.asarray(CLASS_NAMES)[self.predict_proba(faces, tta).argmax(axis=1)]
+        return np.asarray(CLASS_NAMES)[self.predict_proba(faces, tta, uniform_prior=uniform_prior).argmax(axis=1)]
 
     def predict_emotion(self, face) -> str:
         """The seed's one-face call, spelled correctly: one face, (48, 48) or (48, 48, 1), or a batch of one.

@@ -96,6 +96,8 @@ class Pipeline:
         config.validate()  # fields may have been set after the Config was built
         classifier = FacialExpressionModel.load(config.model, config.models_dir,
                                                 threads=config.pipeline.classifier_threads)
+        if config.pipeline.uniform_prior:
+            classifier.class_shares()  # a model without known class shares fails here, not at the first face
         return cls(classifier, create_detector(config.detector), config.pipeline)
 
     def crops(self, frame: np.ndarray, boxes: np.ndarray, landmarks=None) -> np.ndarray:
@@ -105,7 +107,8 @@ class Pipeline:
 
     def classify(self, frame: np.ndarray, boxes: np.ndarray, landmarks=None) -> np.ndarray:
         """(N, 7) scores for the faces at `boxes` ((N, 5, 2) landmarks: aligned crops), in one batch."""
-        return self.classifier.predict_proba(self.crops(frame, boxes, landmarks), tta=self.cfg.tta)
+        return self.classifier.predict_proba(self.crops(frame, boxes, landmarks), tta=self.cfg.tta,
+                                             uniform_prior=self.cfg.uniform_prior)
 
     def analyse(self, image: np.ndarray) -> list[Face]:
         """Every face of a still image (largest first), no tracking or smoothing.
