@@ -124,6 +124,20 @@ def test_predict_proba_with_a_uniform_prior_uses_the_calibrated_scores_and_the_m
     assert model.predict(FACES[:1], uniform_prior=True).tolist() == ["disgust"]
 
 
+def test_without_calibration_labels_a_run_folders_train_config_names_them(models):
+    folder = models / "onnx_and_keras"
+    (folder / "train_config.json").write_text(json.dumps({"model": "compact", "labels": "ferplus"}))
+    assert FacialExpressionModel(folder).labels == "ferplus"
+    (folder / "calibration.json").write_text(json.dumps({"temperature": 1.5, "labels": "fer2013"}))
+    assert FacialExpressionModel(folder).labels == "fer2013"  # the calibration's word first
+    (folder / "calibration.json").unlink()
+    shutil.copy(folder / "model.onnx", folder / "other.onnx")
+    assert FacialExpressionModel(folder / "other.onnx").labels == "fer2013"  # another file: not that run's
+    for broken in ("{not json", "[1, 2]"):
+        (folder / "train_config.json").write_text(broken)
+        assert FacialExpressionModel(folder).labels == "fer2013"
+
+
 def test_a_uniform_prior_for_a_model_whose_class_shares_are_unknown_is_refused(models):
     folder = models / "onnx_and_keras"
     (folder / "calibration.json").write_text(json.dumps({"temperature": 1.0, "labels": "folders"}))

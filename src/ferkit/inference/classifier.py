@@ -107,6 +107,14 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def trained_labels(folder: Path) -> str | None:
+    """The labels a run folder's model was trained on (its train_config.json), or None where that is unreadable."""
+    try:
+        return json.loads((folder / "train_config.json").read_text()).get("labels")
+    except (OSError, ValueError, AttributeError):  # absent, unreadable, not JSON, not an object
+        return None
+
+
 def apply_uniform_prior(probs: np.ndarray, shares: np.ndarray) -> np.ndarray:
     """p(class | face) as if every class were equally common: p / share, renormalised (Bayes' rule under
     label shift; `shares` are the training split's). Rare classes (disgust: 1.5% of FER2013) gain most."""
@@ -255,7 +263,8 @@ class FacialExpressionModel:
         calibration = self.folder / CALIBRATION_FILE
         fitted = json.loads(calibration.read_text()) if described and calibration.is_file() else {}
         self.temperature = float(fitted.get("temperature", 1.0))
-        self.labels = str(fitted.get("labels", "fer2013"))  # what it learnt from: the shares a uniform prior undoes
+        # what it learnt from, for the class shares a uniform prior undoes: the calibration's word, else the run's
+        self.labels = str(fitted.get("labels") or (trained_labels(self.folder) if described else None) or "fer2013")
         self.views_in_graph = int(self.card.get("views_in_graph", 1)) if described else 1
         if path.suffix == ".onnx":
             self.backend = "onnx"
