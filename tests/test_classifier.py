@@ -138,6 +138,34 @@ def test_without_calibration_labels_a_run_folders_train_config_names_them(models
         assert FacialExpressionModel(folder).labels == "fer2013"
 
 
+def test_a_runs_own_class_counts_come_before_its_labels_table(models):
+    folder = models / "onnx_and_keras"
+    counts = [5, 1, 2, 8, 4, 3, 7]
+    (folder / "train_config.json").write_text(json.dumps({"labels": "ferplus", "class_counts": counts}))
+    (folder / "calibration.json").write_text(json.dumps({"temperature": 2.0, "labels": "ferplus"}))
+    model = FacialExpressionModel(folder)
+    np.testing.assert_allclose(model.class_shares(), np.array(counts) / 30, rtol=1e-12)
+    calibrated = model.predict_proba(FACES)
+    np.testing.assert_allclose(model.predict_proba(FACES, uniform_prior=True),
+                               apply_uniform_prior(calibrated, np.array(counts) / 30), atol=1e-6)
+    shutil.copy(folder / "model.onnx", folder / "other.onnx")  # another file: not that run's counts
+    assert FacialExpressionModel(folder / "other.onnx").class_shares()[1] == pytest.approx(436 / 28709, rel=1e-12)
+    # counts a run cannot have recorded stand aside for the labels' table (FER+: disgust 191 of 28,224)
+    for broken in ([1, 2, 3], [1, 2, 3, 4, 5, 6, "x"], [1, 2, 3, 4, 5, 6, -1], [0] * 7, [1, 2, 3, 4, 5, 6, None], "7"):
+        (folder / "train_config.json").write_text(json.dumps({"labels": "ferplus", "class_counts": broken}))
+        assert FacialExpressionModel(folder).class_shares()[1] == pytest.approx(191 / 28224, rel=1e-12), broken
+
+
+def test_a_uniform_prior_for_a_class_the_run_never_saw_is_refused(models):
+    folder = models / "onnx_and_keras"
+    (folder / "train_config.json").write_text(json.dumps({"class_counts": [5, 0, 2, 8, 4, 0, 7]}))
+    model = FacialExpressionModel(folder)
+    model._run = None  # refused before any face is run
+    with pytest.raises(ModelError, match=r"^onnx_and_keras: it was trained without disgust, surprise faces; "
+                                         r"a uniform prior needs every class in the training data$"):
+        model.predict_proba(FACES, uniform_prior=True)
+
+
 def test_a_uniform_prior_for_a_model_whose_class_shares_are_unknown_is_refused(models):
     folder = models / "onnx_and_keras"
     (folder / "calibration.json").write_text(json.dumps({"temperature": 1.0, "labels": "folders"}))

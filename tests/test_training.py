@@ -12,7 +12,7 @@ import pytest
 
 from ferkit.config import TrainConfig
 from ferkit.errors import FerkitError
-from ferkit.inference.classifier import FacialExpressionModel
+from ferkit.inference.classifier import FacialExpressionModel, apply_uniform_prior
 from ferkit.labels import CLASS_NAMES
 from ferkit.training.backend import setup_keras
 
@@ -260,6 +260,9 @@ def test_class_weights_weigh_each_face_by_its_class(tiny_csv, tmp_path, batches_
     expected = [common, common, common, rare, rare, rare, rare, common, common, common]
     np.testing.assert_allclose(batches_seen[0]["weights"], expected, rtol=1e-6)
     np.testing.assert_array_equal(batches_seen[0]["targets"], np.eye(7)[training_faces(data).labels])
+    # what the net learnt from is balanced, so a uniform prior has nothing to undo: 10 / 7 faces a class
+    assert json.loads((tmp_path / "smoke" / "train_config.json").read_text())["class_counts"] == [1.43] * 7
+    np.testing.assert_allclose(FacialExpressionModel(tmp_path / "smoke").class_shares(), np.full(7, 1 / 7), rtol=1e-12)
 
 
 def test_mixup_reaches_the_training_batches_only(tiny_csv, tmp_path, batches_seen):
@@ -321,6 +324,37 @@ def test_training_with_ferplus_votes_mixed_into_the_targets(tiny_csv, tmp_path, 
     np.testing.assert_allclose(batches_seen[0]["targets"], targets, atol=1e-6)
     np.testing.assert_array_equal(batches_seen[0]["images"], training_faces(data).images)  # no face dropped
     assert metrics["train"]["ferplus_weight"] == 0.25 and metrics["evaluation"]["n"] == 2
+    # the run's class counts are its targets summed per class, not the four FER2013 labels counted
+    counts = json.loads((tmp_path / "runs" / "smoke" / "train_config.json").read_text())["class_counts"]
+    assert counts == [0.85, 1.0, 0.75, 0.9, 0.15, 0.1, 0.25]
+
+
+def write_face_tree(root, counts: dict[str, dict[str, int]]) -> None:
+    """root/<split>/<class>/<n>.png, `counts[split][class]` random faces each."""
+    import cv2
+
+    rng = np.random.default_rng(5)
+    for split, per_class in counts.items():
+        for name, count in per_class.items():
+            (root / split / name).mkdir(parents=True)
+            for n in range(count):
+                cv2.imwrite(str(root / split / name / f"{n}.png"), rng.integers(0, 256, (48, 48), np.uint8))
+
+
+def test_a_model_trained_on_image_folders_carries_that_trees_class_shares(tmp_path):
+    tree = {"train": {"angry": 1, "disgust": 6, "fear": 1, "happy": 2, "sad": 1, "surprise": 3, "neutral": 1},
+            "val": {"happy": 2, "sad": 1}}
+    write_face_tree(tmp_path / "faces", tree)
+    fit.train(smoke_config(tmp_path / "faces", tmp_path / "runs", holdout=0.0))
+    run_dir = tmp_path / "runs" / "smoke"
+    assert json.loads((run_dir / "train_config.json").read_text())["class_counts"] == [1, 6, 1, 2, 1, 3, 1]
+    model = FacialExpressionModel(run_dir)
+    assert model.labels == "fer2013"  # the labels' table would give disgust 1.5%; the tree gives it 6 of 15
+    shares = np.array([1, 6, 1, 2, 1, 3, 1]) / 15
+    np.testing.assert_allclose(model.class_shares(), shares, rtol=1e-12)
+    faces = np.random.default_rng(6).integers(0, 256, (4, 48, 48)).astype(np.uint8)
+    np.testing.assert_allclose(model.predict_proba(faces, uniform_prior=True),
+                               apply_uniform_prior(model.predict_proba(faces), shares), atol=1e-6)
 
 
 def test_bad_data_leaves_no_run_folder(tiny_csv, tmp_path):

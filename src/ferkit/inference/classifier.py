@@ -107,12 +107,26 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def trained_labels(folder: Path) -> str | None:
-    """The labels a run folder's model was trained on (its train_config.json), or None where that is unreadable."""
+def run_config(folder: Path) -> dict:
+    """A run folder's train_config.json ({} where it is absent, unreadable or not a JSON object)."""
     try:
-        return json.loads((folder / "train_config.json").read_text()).get("labels")
-    except (OSError, ValueError, AttributeError):  # absent, unreadable, not JSON, not an object
+        config = json.loads((folder / "train_config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def trained_class_counts(config: dict) -> np.ndarray | None:
+    """(7,) the run's `class_counts` (its training targets summed per class, sample weights included), or
+    None where the run predates them or they are malformed: the labels' table stands in then."""
+    counts = config.get("class_counts")
+    if not isinstance(counts, list) or len(counts) != len(CLASS_NAMES):
         return None
+    try:
+        counts = np.asarray(counts, np.float64)
+    except (TypeError, ValueError):
+        return None
+    return counts if np.isfinite(counts).all() and (counts >= 0).all() and counts.sum() > 0 else None
 
 
 def apply_uniform_prior(probs: np.ndarray, shares: np.ndarray) -> np.ndarray:
@@ -263,8 +277,12 @@ class FacialExpressionModel:
         calibration = self.folder / CALIBRATION_FILE
         fitted = json.loads(calibration.read_text()) if described and calibration.is_file() else {}
         self.temperature = float(fitted.get("temperature", 1.0))
-        # what it learnt from, for the class shares a uniform prior undoes: the calibration's word, else the run's
-        self.labels = str(fitted.get("labels") or (trained_labels(self.folder) if described else None) or "fer2013")
+        # what it learnt from, for the class shares a uniform prior undoes: the run's own class counts where it
+        # recorded them (an image-folder tree has shares of its own), else the labels' table: the calibration's
+        # word on the labels, else the run's
+        run = run_config(self.folder) if described else {}
+        self.labels = str(fitted.get("labels") or run.get("labels") or "fer2013")
+        self.class_counts = trained_class_counts(run)
         self.views_in_graph = int(self.card.get("views_in_graph", 1)) if described else 1
         if path.suffix == ".onnx":
             self.backend = "onnx"
@@ -349,7 +367,14 @@ class FacialExpressionModel:
         return apply_uniform_prior(probs, shares) if uniform_prior else probs
 
     def class_shares(self) -> np.ndarray:
-        """(7,) share of each class in the Training split this model learnt from (its calibration's labels)."""
+        """(7,) share of each class in what this model learnt from: its run's class counts, else the Training
+        split's counts for its labels."""
+        if self.class_counts is not None:
+            missing = [name for name, count in zip(CLASS_NAMES, self.class_counts) if count == 0]
+            if missing:  # p / 0: a class it never saw cannot be given its share back
+                raise ModelError(f"{self.name}: it was trained without {', '.join(missing)} faces; "
+                                 "a uniform prior needs every class in the training data")
+            return self.class_counts / self.class_counts.sum()
         if self.labels not in TRAINING_COUNTS:
             raise ModelError(f"{self.name}: its training labels ({self.labels}) have no known class shares; "
                              f"a uniform prior needs a model trained on {' or '.join(TRAINING_COUNTS)} labels")

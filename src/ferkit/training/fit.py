@@ -99,6 +99,13 @@ def load_initial_weights(model, spec: str) -> None:
                           f"{str(error).splitlines()[0]}") from None
 
 
+def class_counts(targets: np.ndarray, weights: np.ndarray | None) -> list[float]:
+    """Each class's faces in what the net learns from: its targets summed, each face by its sample weight
+    (`--class-weights` makes them equal). A uniform prior divides by these shares (`--uniform-prior`)."""
+    totals = (targets if weights is None else targets * weights[:, None]).sum(axis=0, dtype=np.float64)
+    return [round(float(total), 2) for total in totals]
+
+
 def teacher_targets(teacher: str, faces: np.ndarray, onehot: np.ndarray, weight: float) -> np.ndarray:
     """Distillation targets: the teacher's probabilities mixed with the true labels."""
     from ..inference.classifier import FacialExpressionModel
@@ -218,7 +225,8 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
     ]
     if schedule_of(cfg, spec) == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-6))
-    (run_dir / "train_config.json").write_text(json.dumps({**asdict(cfg), "command": command}, indent=2))
+    (run_dir / "train_config.json").write_text(json.dumps(
+        {**asdict(cfg), "command": command, "class_counts": class_counts(train_set.one_hot(), weights)}, indent=2))
     model.fit(train_batches, validation_data=val_batches, epochs=cfg.epochs, callbacks=callbacks,
               verbose=1 if sys.stdout.isatty() else 2)
 
