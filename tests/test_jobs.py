@@ -1058,7 +1058,8 @@ def test_job_to_dict_reports_progress_and_expiry_exactly(monkeypatch, tmp_path):
     job = jobs_module.Job(id="job_abc", folder=tmp_path, created=990.0, state="running", done_frames=2,
                           total_frames=3, error=None, summary=None)
     assert job.to_dict(ttl_s=60) == {"id": "job_abc", "state": "running", "progress": 0.6667, "done_frames": 2,
-                                     "total_frames": 3, "error": None, "summary": None, "expires_in_s": None}
+                                     "total_frames": 3, "uniform_prior": False, "error": None, "summary": None,
+                                     "expires_in_s": None}
     job.done_frames = 7  # the header's count was low: progress stops at 1
     assert job.to_dict(ttl_s=60)["progress"] == 1.0
     job.total_frames = 0  # unknown total

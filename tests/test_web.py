@@ -307,6 +307,123 @@ def test_frame_bad_image(client):
     assert_json_error(client.post("/api/frame?session=abcdefgh", data=b"xx", content_type="image/jpeg"), 415)
 
 
+# --- ?uniform_prior= per request (photo, camera tab, video job) -------------------------------------------------
+def face_scores(body: dict) -> tuple[list, np.ndarray]:
+    """(boxes, (N, 7) scores) of one /api/predict or /api/annotate answer."""
+    faces = body["images"][0]["faces"]
+    return [face["box"] for face in faces], np.array([[face["scores"][n] for n in CLASS_NAMES] for face in faces])
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("route", ["/api/predict", "/api/annotate"])
+def test_uniform_prior_per_request_divides_by_the_class_shares(app, client, face_photo, route):
+    from ferkit.inference.classifier import apply_uniform_prior
+
+    data = face_photo.read_bytes()
+    post = lambda query: client.post(f"{route}{query}", data={"image": (io.BytesIO(data), "p.jpg")}).get_json()
+    boxes, plain = face_scores(post(""))
+    shared = app.extensions["ferkit"].pipeline
+    shares = shared.classifier.class_shares()
+    assert len(boxes) >= 3 and shares[1] == pytest.approx(436 / 28709)  # the tiny model: FER2013's shares
+    for on in ("1", "true", "ON"):
+        uniform_boxes, uniform = face_scores(post(f"?uniform_prior={on}"))
+        assert uniform_boxes == boxes
+        np.testing.assert_allclose(uniform, apply_uniform_prior(plain, shares), atol=2e-3)  # scores: 4 decimals
+        assert (uniform[:, 1] > plain[:, 1]).all()  # disgust, the rarest class, gains on every face
+    for off in ("0", "false", "Off"):
+        assert face_scores(post(f"?uniform_prior={off}")) == (boxes, pytest.approx(plain, abs=1e-9))
+    assert shared.cfg.uniform_prior is False  # the request's setting never touched the shared pipeline
+
+
+def test_a_server_started_with_the_uniform_prior_lets_a_request_turn_it_off(pipeline, tiny_model_dir, tmp_path):
+    from dataclasses import replace
+
+    from ferkit.inference.pipeline import Pipeline
+
+    uniform = Pipeline(pipeline.classifier, pipeline.detector, replace(pipeline.cfg, uniform_prior=True))
+    app = create_app(Config(model=str(tiny_model_dir), serve=ServeConfig(jobs_dir=str(tmp_path))), uniform)
+    try:
+        with app.test_request_context("/api/predict?uniform_prior=0"):
+            from ferkit.web.params import request_pipeline
+
+            off = request_pipeline()
+        assert off.cfg.uniform_prior is False and off.classifier is pipeline.classifier
+        with app.test_request_context("/api/predict"):
+            assert request_pipeline() is uniform  # no parameter: the server's own
+        page = app.test_client().get("/").get_data(as_text=True)
+        assert re.search(r'<input id="uniform-prior" type="checkbox" checked>', page)
+    finally:
+        app.extensions["ferkit"].close()
+
+
+@pytest.mark.parametrize("route", ["/api/predict", "/api/annotate", "/api/frame?session=abcdefgh", "/jobs"])
+def test_a_bad_uniform_prior_value_is_a_400_before_the_upload_is_read(app, client, route):
+    joiner = "&" if "?" in route else "?"
+    body = assert_json_error(client.post(f"{route}{joiner}uniform_prior=maybe", data=b"not even an image",
+                                         content_type="image/jpeg"), 400)
+    assert body["error"]["message"] == "?uniform_prior= takes 1 or 0 (true or false), got 'maybe'"
+    assert app.extensions["ferkit"].jobs._jobs == {} and len(app.extensions["ferkit"].cameras) == 0
+
+
+def test_a_model_without_known_class_shares_refuses_the_uniform_prior_and_the_page_disables_it(
+        pipeline, tiny_model_dir, tmp_path):
+    from ferkit.inference.classifier import FacialExpressionModel
+    from ferkit.inference.pipeline import Pipeline
+
+    classifier = FacialExpressionModel(tiny_model_dir)
+    classifier.labels = "folders"  # as a model whose calibration names labels ferkit has no counts for
+    app = create_app(Config(model=str(tiny_model_dir), serve=ServeConfig(jobs_dir=str(tmp_path))),
+                     Pipeline(classifier, pipeline.detector, pipeline.cfg))
+    try:
+        client = app.test_client()
+        body = assert_json_error(client.post("/api/predict?uniform_prior=1", data=png_bytes(),
+                                             content_type="image/png"), 400)
+        assert body["error"]["message"] == (f"{tiny_model_dir.name}: its training labels (folders) have no known "
+                                            "class shares; a uniform prior needs a model trained on fer2013 or "
+                                            "ferplus labels")
+        assert client.post("/api/predict?uniform_prior=0", data=png_bytes(), content_type="image/png").status_code == 200
+        page = client.get("/").get_data(as_text=True)
+        assert re.search(r'<input id="uniform-prior" type="checkbox" disabled>', page)
+    finally:
+        app.extensions["ferkit"].close()
+
+
+@pytest.mark.shared
+def test_a_camera_tab_switching_the_prior_keeps_its_faces(app, client, face_photo):
+    data = face_photo.read_bytes()
+    cameras = app.extensions["ferkit"].cameras
+    frames = 2 * app.extensions["ferkit"].pipeline.cfg.detect_every
+    post = lambda query: client.post(f"/api/frame?session=tab-prior-01{query}", data=data,
+                                     content_type="image/jpeg").get_json()
+    before = [post("&uniform_prior=0") for _ in range(frames)][-1]["faces"]
+    stream = cameras._sessions["tab-prior-01"].stream
+    assert stream.pipeline.cfg.uniform_prior is False and len(before) >= 3
+    after = post("&uniform_prior=1")["faces"]
+    assert stream.pipeline.cfg.uniform_prior is True and stream.pipeline.classifier is app.extensions["ferkit"].pipeline.classifier
+    assert sorted(face["face_id"] for face in after) == sorted(face["face_id"] for face in before)
+    # the faces classified on the switched frame moved towards the uniform prior: disgust up, none down
+    moved = {face["face_id"]: face["scores"]["disgust"] for face in after}
+    gains = [moved[face["face_id"]] - face["scores"]["disgust"] for face in before]
+    assert max(gains) > 0 and min(gains) >= 0
+    assert post("")["faces"] and stream.pipeline is app.extensions["ferkit"].pipeline  # no parameter: the server's
+
+
+def test_a_video_job_runs_with_the_prior_its_upload_asked_for(app, client, tmp_path, monkeypatch):
+    from ferkit.video import process as process_module
+
+    used = []
+    real = process_module.process_video
+    monkeypatch.setattr(process_module, "process_video",
+                        lambda pipeline, *args, **kwargs: used.append(pipeline.cfg.uniform_prior) or real(
+                            pipeline, *args, **kwargs))
+    video = write_video(tmp_path / "upload.avi", frames=6, fps=12.0)
+    jobs = [client.post(f"/jobs{query}", data={"video": (video.open("rb"), "v.avi")}).get_json()
+            for query in ("?uniform_prior=1", "", "?uniform_prior=0")]
+    assert [job["uniform_prior"] for job in jobs] == [True, False, False]
+    assert [wait_for_job(client, job["id"])["state"] for job in jobs] == ["done"] * 3
+    assert sorted(used) == [False, False, True] and used.count(True) == 1
+
+
 def test_camera_sessions_are_bounded_and_expire(pipeline):
     now = [0.0]
     sessions = CameraSessions(pipeline, max_sessions=2, ttl_s=10, clock=lambda: now[0])

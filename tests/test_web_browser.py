@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from conftest import serve_on_loopback, wait_until, write_video
 
@@ -200,6 +201,45 @@ def test_photo_upload_shows_annotated_image_and_table(page, server, video_path):
     cells = rows.first.locator("td").all_inner_texts()
     assert cells[2] in CLASS_NAMES and len(cells) == 3 + len(CLASS_NAMES)
     screenshot(page, "web-photo.png")
+
+
+def table_scores(page) -> list[list[float]]:
+    """The photo table's scores, a row per face (columns: #, box, expression, then the classes)."""
+    rows = page.locator("#photo-faces tbody tr")
+    return [[float(v) for v in rows.nth(i).locator("td").all_inner_texts()[3:]] for i in range(rows.count())]
+
+
+def test_the_uniform_prior_box_reaches_photos_camera_frames_and_videos(page, server, video_path, tmp_path):
+    from ferkit.inference.classifier import apply_uniform_prior
+    from ferkit.labels import TRAINING_COUNTS
+
+    sent = []
+    page.on("request", lambda request: sent.append(request.url) if request.method == "POST" else None)
+    photo = video_path.parents[1] / "photos" / Path(PHOTO).name
+    page.goto(server)
+    assert not page.is_checked("#uniform-prior") and page.is_enabled("#uniform-prior")  # the server's setting: off
+    page.set_input_files("#photo-file", str(photo))
+    page.click("#photo-form button[type=submit]")
+    page.wait_for_selector("#photo-faces tbody tr", timeout=30_000)
+    plain = table_scores(page)
+    page.check("#uniform-prior")
+    page.evaluate("document.getElementById('photo-faces').tBodies[0].replaceChildren()")
+    page.click("#photo-form button[type=submit]")
+    page.wait_for_selector("#photo-faces tbody tr", timeout=30_000)
+    uniform = table_scores(page)
+    assert [url.split(server)[1] for url in sent] == ["/api/annotate?uniform_prior=0", "/api/annotate?uniform_prior=1"]
+    shares = np.asarray(TRAINING_COUNTS["fer2013"], np.float64) / sum(TRAINING_COUNTS["fer2013"])
+    np.testing.assert_allclose(uniform, apply_uniform_prior(np.asarray(plain), shares), atol=3e-3)  # 3 decimals shown
+    page.click("#camera-start")
+    page.wait_for_function("() => parseFloat(document.getElementById('camera-fps').textContent) > 0", timeout=60_000)
+    page.click("#camera-stop")
+    frames = [url for url in sent if "/api/frame" in url]
+    assert frames and all(url.endswith("&uniform_prior=1") for url in frames)
+    page.uncheck("#uniform-prior")
+    page.set_input_files("#video-file", str(write_clip(video_path, tmp_path / "clip.avi", frames=6)))
+    page.click("#video-form button[type=submit]")
+    page.wait_for_selector("#video-result:not([hidden])", timeout=120_000)
+    assert [url.split(server)[1] for url in sent if "/jobs" in url] == ["/jobs?uniform_prior=0"]
 
 
 def test_video_upload_progress_then_playable_results(page, server, video_path, tmp_path):

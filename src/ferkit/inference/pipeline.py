@@ -7,7 +7,7 @@ video, camera or browser tab, so many streams can share one loaded model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePath
 
 import cv2
@@ -99,6 +99,15 @@ class Pipeline:
         if config.pipeline.uniform_prior:
             classifier.class_shares()  # a model without known class shares fails here, not at the first face
         return cls(classifier, create_detector(config.detector), config.pipeline)
+
+    def with_uniform_prior(self, on: bool) -> "Pipeline":
+        """This pipeline with `uniform_prior` set (itself when it already is): the same classifier and detector,
+        so one loaded model serves requests that ask for either prior."""
+        if on == self.cfg.uniform_prior:
+            return self
+        if on:
+            self.classifier.class_shares()  # a model without known class shares is refused here
+        return Pipeline(self.classifier, self.detector, replace(self.cfg, uniform_prior=on))
 
     def crops(self, frame: np.ndarray, boxes: np.ndarray, landmarks=None) -> np.ndarray:
         """(N, 48, 48) grey faces at `boxes` as the classifier sees them ((N, 5, 2) landmarks: aligned)."""

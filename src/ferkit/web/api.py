@@ -17,7 +17,7 @@ from .. import __version__
 from ..inference.images import faces_report, predict_image, read_image
 from ..vision.draw import draw_faces, encode_jpeg
 from .engines.sessions import SESSION_ID
-from .params import accepts
+from .params import UNIFORM_PRIOR, accepts, request_pipeline
 from .services import services
 
 IMAGE_FIELD = "image"
@@ -52,36 +52,41 @@ def health():
 
 
 @bp.post("/predict")
+@accepts(UNIFORM_PRIOR)
 def predict():
+    pipeline = request_pipeline()  # a bad parameter is answered before the upload is read
     name, data = uploaded_image()
     with services().inference.take(PREDICT_WAIT_S):
-        return {"images": [{"path": name, **predict_image(services().pipeline, read_image(data))}]}
+        return {"images": [{"path": name, **predict_image(pipeline, read_image(data))}]}
 
 
 @bp.post("/annotate")
+@accepts(UNIFORM_PRIOR)
 def annotate():
     """/api/predict's answer plus the annotated image as a JPEG data URL (for the page's photo upload)."""
+    pipeline = request_pipeline()
     name, data = uploaded_image()
     with services().inference.take(PREDICT_WAIT_S):
         image = read_image(data)
-        faces = services().pipeline.analyse(image)
+        faces = pipeline.analyse(image)
         jpeg = encode_jpeg(draw_faces(image, faces), services().config.serve.jpeg_quality)
     return {"images": [{"path": name, **faces_report(faces)}],
             "annotated": "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()}
 
 
 @bp.post("/frame")
-@accepts("session")
+@accepts("session", UNIFORM_PRIOR)
 def frame():
     """One browser-camera frame (JPEG body) of the tab `?session=ID` -> its faces, with stable ids."""
     session_id = request.args.get("session", "")
     if not SESSION_ID.fullmatch(session_id):
         abort(400, "?session= must be 8-64 letters, digits, '-' or '_' (one random id per browser tab)")
+    pipeline = request_pipeline()
     _, data = uploaded_image()
     with services().inference.take():  # a camera sends its next frame soon: drop this one if busy
         image = read_image(data)
         started = time.perf_counter()
-        faces = services().cameras.process(session_id, image)
+        faces = services().cameras.process(session_id, image, pipeline)
     return {**faces_report(faces), "width": image.shape[1], "height": image.shape[0],
             "server_ms": round(1000 * (time.perf_counter() - started), 1)}
 

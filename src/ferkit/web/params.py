@@ -8,9 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from typing import TYPE_CHECKING
+
 from flask import Flask, abort, current_app, request
 
+from ..errors import ModelError
+from .services import services
+
+if TYPE_CHECKING:
+    from ..inference.pipeline import Pipeline
+
 ATTRIBUTE = "query_params"
+UNIFORM_PRIOR = "uniform_prior"  # the name `--uniform-prior` and PipelineConfig.uniform_prior have
+SWITCH = {"1": True, "true": True, "on": True, "0": False, "false": False, "off": False}
 
 
 def accepts(*names: str) -> Callable:
@@ -39,3 +49,18 @@ def register(app: Flask, model: str) -> None:
         for name in request.args:
             if name not in allowed:
                 abort(400, unknown_message(name, allowed, model))
+
+
+def request_pipeline() -> Pipeline:
+    """The shared pipeline, with this request's `?uniform_prior=1|0` over the server's own setting (one tab
+    may want every expression equally likely while another keeps the training prior)."""
+    pipeline = services().pipeline
+    value = request.args.get(UNIFORM_PRIOR)
+    if value is None:
+        return pipeline
+    if value.lower() not in SWITCH:
+        abort(400, f"?{UNIFORM_PRIOR}= takes 1 or 0 (true or false), got {value[:20]!r}")
+    try:
+        return pipeline.with_uniform_prior(SWITCH[value.lower()])
+    except ModelError as exc:  # a model whose class shares are unknown
+        abort(400, str(exc))

@@ -6,7 +6,7 @@ from flask import Blueprint, abort, request, send_file, url_for
 
 from .engines.jobs import ARTIFACTS, Job, JobManager
 from .api import UPLOAD_PART
-from .params import accepts
+from .params import UNIFORM_PRIOR, accepts, request_pipeline
 from .services import services
 
 VIDEO_FIELD = "video"
@@ -30,11 +30,13 @@ def job_json(job: Job) -> dict:
 
 
 @bp.post("")
+@accepts(UNIFORM_PRIOR)
 def create():
+    pipeline = request_pipeline()
     upload = request.files.get(VIDEO_FIELD)
     if upload is None:
         abort(400, f"send the video as the multipart form field {VIDEO_FIELD!r} ({UPLOAD_PART})")
-    job = manager().submit(upload.stream, upload.filename, upload.mimetype)
+    job = manager().submit(upload.stream, upload.filename, upload.mimetype, pipeline)
     return job_json(job), 202, {"Location": url_for("jobs.status", job_id=job.id)}
 
 

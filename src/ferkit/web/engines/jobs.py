@@ -78,6 +78,7 @@ class Job:
     cancelled: bool = False
     filename: str | None = None  # as uploaded; only ever shown back, never used as a path
     input_path: Path | None = field(default=None)
+    pipeline: Pipeline | None = field(default=None, repr=False)  # the manager's, or one the upload asked for
 
     @property
     def active(self) -> bool:
@@ -91,7 +92,8 @@ class Job:
         progress = 1.0 if self.state == "done" else self.done_frames / self.total_frames if self.total_frames else 0.0
         expires_in = None if self.finished is None else max(0.0, self.finished + ttl_s - time.time())
         return {"id": self.id, "state": self.state, "progress": round(min(progress, 1.0), 4),
-                "done_frames": self.done_frames, "total_frames": self.total_frames, "error": self.error,
+                "done_frames": self.done_frames, "total_frames": self.total_frames,
+                "uniform_prior": bool(self.pipeline and self.pipeline.cfg.uniform_prior), "error": self.error,
                 "summary": self.summary, "expires_in_s": None if expires_in is None else round(expires_in)}
 
 
@@ -227,10 +229,11 @@ class JobManager:
         return self._root
 
     # --- jobs ----------------------------------------------------------------------------------------
-    def submit(self, upload: BinaryIO, filename: str | None = None, mimetype: str | None = None) -> Job:
-        """Save the upload into a new job folder and queue it. Refuses, leaving nothing behind:
-        MediaError if it is no video (an image, or no frame decodes), JobTooLarge past a limit,
-        Busy when the queue or disk is full."""
+    def submit(self, upload: BinaryIO, filename: str | None = None, mimetype: str | None = None,
+               pipeline: Pipeline | None = None) -> Job:
+        """Save the upload into a new job folder and queue it, for `pipeline` (default: the manager's).
+        Refuses, leaving nothing behind: MediaError if it is no video (an image, or no frame decodes),
+        JobTooLarge past a limit, Busy when the queue or disk is full."""
         suffix = upload_suffix(filename, mimetype)
         size = upload_size(upload) or 0
         with self._lock:
@@ -245,7 +248,7 @@ class JobManager:
                 raise Busy(f"the jobs folder is at its limit of {self.max_bytes // 2**20} MB; retry when older "
                            "results have expired or been deleted", status=503, retry_after=60)
             job_id = secrets.token_hex(16)
-            job = Job(job_id, root / job_id, time.time(), filename=filename)
+            job = Job(job_id, root / job_id, time.time(), filename=filename, pipeline=pipeline or self.pipeline)
             self._jobs[job_id] = job  # holds its place in the queue while the upload is saved
         try:
             job.folder.mkdir()
@@ -299,7 +302,7 @@ class JobManager:
         state, error, summary = "failed", "processing failed", None
         try:
             fourcc, suffix = browser_video_format()
-            summary = process_video(self.pipeline, job.input_path, out_video=job.folder / f"annotated{suffix}",
+            summary = process_video(job.pipeline, job.input_path, out_video=job.folder / f"annotated{suffix}",
                                     csv_path=job.folder / "frames.csv", timeline_png=job.folder / "timeline.png",
                                     progress_callback=lambda done, total: self._progress(job, done, total),
                                     fourcc=fourcc)

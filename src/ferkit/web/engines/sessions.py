@@ -40,14 +40,18 @@ class CameraSessions:
     def __contains__(self, session_id: str) -> bool:
         return session_id in self._sessions
 
-    def process(self, session_id: str, frame: np.ndarray) -> list[Face]:
+    def process(self, session_id: str, frame: np.ndarray, pipeline: Pipeline | None = None) -> list[Face]:
         """The faces of one frame of this tab's video (ids and smoothing carried from its last
-        frames); Busy when the tab's previous frame is still in progress (this one is dropped)."""
+        frames); Busy when the tab's previous frame is still in progress (this one is dropped).
+        `pipeline`: this frame's (the shared one with the tab's own uniform prior); the tab's tracks go on."""
         session = self._session(session_id)
         if not session.lock.acquire(blocking=False):
             session.dropped += 1
             raise Busy("frame dropped: this tab's previous frame is still being processed")
         try:
+            # the same classifier and detector either way: faces keep their ids, and their smoothed scores
+            # move to the other prior over the next frames
+            session.stream.pipeline = pipeline or self.pipeline
             return session.stream.process(frame)
         finally:
             session.lock.release()

@@ -24,6 +24,11 @@ function setStatus(element, text, isError = false) {
   element.classList.toggle("error", isError);
 }
 
+// this tab's choice of prior, sent with each photo, video and camera frame (the server's setting by default)
+function priorParam() {
+  return `uniform_prior=${$("uniform-prior").checked ? 1 : 0}`;
+}
+
 async function errorMessage(response) {
   try {
     const body = await response.json();
@@ -192,7 +197,7 @@ async function cameraLoop(video) {
     const frame = await grabFrame(video, canvas);
     const started = performance.now();
     try {
-      const response = await fetch(`/api/frame?session=${camera.session}`, {
+      const response = await fetch(`/api/frame?session=${camera.session}&${priorParam()}`, {
         method: "POST", body: frame, headers: { "Content-Type": "image/jpeg" },
       });
       if (response.status === 429) {  // the server dropped this frame (busy): the next one a moment later
@@ -230,7 +235,7 @@ async function analysePhoto(event) {
   if (!file) return setStatus(status, "Choose a photo first.", true);
   if (file.size > CONFIG.max_upload_mb * 2 ** 20) return setStatus(status, `Larger than ${CONFIG.max_upload_mb} MB.`, true);
   setStatus(status, "Analysing…");
-  const response = await fetch("/api/annotate", { method: "POST", body: new FormData($("photo-form")) });
+  const response = await fetch(`/api/annotate?${priorParam()}`, { method: "POST", body: new FormData($("photo-form")) });
   if (!response.ok) return setStatus(status, await errorMessage(response), true);
   const result = await response.json();
   const faces = result.images[0].faces;
@@ -265,7 +270,7 @@ function uploadVideo(event) {
   const form = new FormData();
   form.append(CONFIG.video_field, file);
   const request = new XMLHttpRequest();  // fetch() cannot report upload progress
-  request.open("POST", "/jobs");
+  request.open("POST", `/jobs?${priorParam()}`);
   request.upload.onprogress = (e) => {
     if (e.lengthComputable) setStatus(status, `Uploading… ${percent(e.loaded / e.total)}`);
   };
