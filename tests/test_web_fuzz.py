@@ -137,6 +137,7 @@ def test_fuzz_query_strings(make_app, cases, query, raw, route):
     cases["query strings"] = cases.get("query strings", 0) + 1
     guarded = make_app(host="0.0.0.0", token="fuzz-token-0123456789").test_client()
     for client in (make_app().test_client(), guarded):
-        for qs in (quote(query, safe="=&"), raw.decode("latin-1"), "session=" + quote(query), "token=" + quote(query)):
+        for qs in (quote(query, safe="=&"), raw.decode("latin-1"), "session=" + quote(query), "token=" + quote(query),
+                   "session=fuzz-tab-1&uniform_prior=" + quote(query)):
             method = "POST" if route in ("/api/frame", "/api/predict") else "GET"
             check(client.open(route + "?" + qs, method=method, data=png_bytes(16, 16), content_type="image/png"))
