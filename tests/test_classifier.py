@@ -151,7 +151,8 @@ def test_a_runs_own_class_counts_come_before_its_labels_table(models):
     shutil.copy(folder / "model.onnx", folder / "other.onnx")  # another file: not that run's counts
     assert FacialExpressionModel(folder / "other.onnx").class_shares()[1] == pytest.approx(436 / 28709, rel=1e-12)
     # counts a run cannot have recorded stand aside for the labels' table (FER+: disgust 191 of 28,224)
-    for broken in ([1, 2, 3], [1, 2, 3, 4, 5, 6, "x"], [1, 2, 3, 4, 5, 6, -1], [0] * 7, [1, 2, 3, 4, 5, 6, None], "7"):
+    for broken in ([1, 2, 3], [1, 2, 3, 4, 5, 6, "x"], [1, 2, 3, 4, 5, 6, -1], [0] * 7, [1, 2, 3, 4, 5, 6, None],
+                   "7"):
         (folder / "train_config.json").write_text(json.dumps({"labels": "ferplus", "class_counts": broken}))
         assert FacialExpressionModel(folder).class_shares()[1] == pytest.approx(191 / 28224, rel=1e-12), broken
 

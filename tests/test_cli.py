@@ -321,12 +321,12 @@ def test_every_train_flag_is_a_train_config_field_and_reaches_it(monkeypatch):
     argv = ["train", "--data", "d.csv", "--epochs", "3", "--batch-size", "16", "--teacher", "fast", "--distill-weight",
             "0.25", "--class-weights", "--labels", "ferplus", "--ferplus-mode", "soft", "--learning-rate", "0.002",
             "--limit", "50", "--holdout", "0.2", "--augment", "strong", "--ema", "0.995",
-            "--ferplus-weight", "0.3", "--mixup", "0.2", "--distill-mode", "consistent"]
+            "--ferplus-weight", "0.3", "--mixup", "0.2", "--distill-mode", "consistent", "--no-publictest"]
     assert main(argv) == 0
     assert seen == [(replace(TrainConfig(), data="d.csv", epochs=3, batch_size=16, teacher="fast", distill_weight=0.25,
                              class_weights=True, labels="ferplus", ferplus_mode="soft", learning_rate=0.002, limit=50,
                              holdout=0.2, augment="strong", ema=0.995, ferplus_weight=0.3, mixup=0.2,
-                             distill_mode="consistent"),
+                             distill_mode="consistent", no_publictest=True),
                      "ferkit " + " ".join(argv))]
 
 

@@ -71,6 +71,36 @@ def test_holdout_zero_picks_on_the_reported_split_and_says_so(tiny_csv, tmp_path
     assert "slightly optimistic" in (fit.run_folder(cfg) / "MODEL_CARD.md").read_text()
 
 
+def test_no_publictest_leaves_the_reported_split_unscored_until_evaluate(tiny_csv, tmp_path, monkeypatch, capsys):
+    from ferkit.cli import main as cli_main
+
+    data = tiny_csv({"Training": 60, "PublicTest": 24})
+    monkeypatch.setattr(fit, "score_run", lambda *args, **kwargs: pytest.fail("the reported split was scored"))
+    metrics = fit.train(smoke_config(data, tmp_path, no_publictest=True, epochs=2))
+    run_dir = tmp_path / "smoke"
+    val_accuracy = [float(row["val_accuracy"]) for row in csv.DictReader((run_dir / "history.csv").open())]
+    assert metrics["pick_accuracy"] == round(max(val_accuracy), 4)
+    assert (metrics["evaluation"], metrics["accuracy"], metrics["accuracy_tta"]) == (None, None, None)
+    assert json.loads((run_dir / "metrics.json").read_text()) == metrics
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == (f"{run_dir}: best epoch {metrics['best_epoch']}, Training holdout (10%, seed 42) accuracy "
+                    f"{metrics['pick_accuracy']:.4f}; PublicTest not scored (--no-publictest): "
+                    f"ferkit evaluate --model {run_dir} --data {data}")
+    card = (run_dir / "MODEL_CARD.md").read_text()
+    assert "**PublicTest accuracy: not scored yet** (`--no-publictest`); the best epoch read" in card
+    assert "confusion" not in card and not (run_dir / "confusion.png").exists()
+    assert (run_dir / "model.onnx").is_file()
+    assert cli_main(["evaluate", "--model", str(run_dir), "--data", str(data), "--json"]) == 0  # scored when asked
+    assert json.loads(capsys.readouterr().out)["n"] == 24
+
+
+def test_no_publictest_needs_a_holdout(tiny_csv, tmp_path):
+    with pytest.raises(FerkitError, match=r"^--no-publictest needs --holdout > 0: with 0 the reported split picks "
+                                          r"every epoch$"):
+        fit.train(smoke_config(tiny_csv(), tmp_path, holdout=0.0, no_publictest=True))
+    assert not (tmp_path / "smoke").exists()
+
+
 @pytest.mark.parametrize("holdout", [-0.1, 1.0])
 def test_holdout_out_of_range_is_refused(tiny_csv, tmp_path, holdout):
     with pytest.raises(FerkitError, match="--holdout"):

@@ -381,7 +381,8 @@ def test_a_model_without_known_class_shares_refuses_the_uniform_prior_and_the_pa
         assert body["error"]["message"] == (f"{tiny_model_dir.name}: its training labels (folders) have no known "
                                             "class shares; a uniform prior needs a model trained on fer2013 or "
                                             "ferplus labels")
-        assert client.post("/api/predict?uniform_prior=0", data=png_bytes(), content_type="image/png").status_code == 200
+        off = client.post("/api/predict?uniform_prior=0", data=png_bytes(), content_type="image/png")
+        assert off.status_code == 200
         page = client.get("/").get_data(as_text=True)
         assert re.search(r'<input id="uniform-prior" type="checkbox" disabled>', page)
     finally:
@@ -399,7 +400,8 @@ def test_a_camera_tab_switching_the_prior_keeps_its_faces(app, client, face_phot
     stream = cameras._sessions["tab-prior-01"].stream
     assert stream.pipeline.cfg.uniform_prior is False and len(before) >= 3
     after = post("&uniform_prior=1")["faces"]
-    assert stream.pipeline.cfg.uniform_prior is True and stream.pipeline.classifier is app.extensions["ferkit"].pipeline.classifier
+    assert stream.pipeline.cfg.uniform_prior is True
+    assert stream.pipeline.classifier is app.extensions["ferkit"].pipeline.classifier
     assert sorted(face["face_id"] for face in after) == sorted(face["face_id"] for face in before)
     # the faces classified on the switched frame moved towards the uniform prior: disgust up, none down
     moved = {face["face_id"]: face["scores"]["disgust"] for face in after}

@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", type=float_range(0, 1, high_open=True), default=t.ema, metavar="MOMENTUM",
                    help="score and keep a moving average of the weights, e.g. 0.999 (0: off)")
     p.add_argument("--jit-compile", action="store_true", help="compile the training step (torch.compile): for GPU runs, measured first; slow to compile on a CPU")
+    p.add_argument("--no-publictest", action="store_true",
+                   help="do not score the reported split (--val-split, PublicTest) at the end: decide on the "
+                        "holdout first, then `ferkit evaluate --model RUN` (needs --holdout > 0)")
 
     p = sub.add_parser("evaluate", help="accuracy, per-class scores and confusion matrix on a split")
     p.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz) or image folder root")

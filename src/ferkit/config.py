@@ -315,6 +315,9 @@ class TrainConfig:
     # 21% busy in eager mode (docs/models.md). Not for this CPU: no faster in bench_training, and a
     # smoke run with --ema spent 10 minutes recompiling (torch.dynamo's limit) without ending an epoch.
     jit_compile: bool = False
+    # leave the reported split (val_split: PublicTest) unscored at the end, so no figure of it is seen before
+    # a decision made on the holdout; `ferkit evaluate --model RUN` scores it later. Needs holdout > 0.
+    no_publictest: bool = False
 
 
 @dataclass

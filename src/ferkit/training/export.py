@@ -60,6 +60,15 @@ def score_run(run_dir: Path, faces: np.ndarray, labels: np.ndarray, split: str, 
     return metrics
 
 
+def record_unscored(run_dir: Path, info: dict) -> dict:
+    """metrics.json and the card of a run trained with --no-publictest: the reported split is left unscored."""
+    metrics = {**info, "evaluation": None, "accuracy": None, "accuracy_tta": None,
+               "onnx_bytes": (run_dir / ONNX_FILE).stat().st_size, "exported": time.strftime("%Y-%m-%d %H:%M:%S")}
+    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    write_card(run_dir, metrics)
+    return metrics
+
+
 def picked_on_reported_split(metrics: dict) -> bool:
     return metrics.get("pick_split", metrics.get("val_split")) == metrics.get("val_split")
 
@@ -81,6 +90,17 @@ def pick_note(metrics: dict) -> list[str]:
 def write_card(run_dir: Path, metrics: dict) -> None:
     report = metrics["evaluation"]
     train = metrics.get("train", {})
+    if report is None:  # --no-publictest: what the card would report is left for `ferkit evaluate`
+        scored = (f"not scored on `{metrics.get('val_split')}` (trained with `--no-publictest`; "
+                  f"`ferkit evaluate --model {run_dir} --data {metrics.get('data')}` scores it)")
+        results = [f"- **{metrics.get('val_split')} accuracy: not scored yet** (`--no-publictest`); the best epoch "
+                   f"read {metrics.get('pick_accuracy', 0):.2%} on {pick_description(metrics)}."]
+        report_lines = []
+    else:
+        scored = f"scored on `{report['split']}` ({report['n']:,} faces)"
+        results = [f"- **{report['split']} accuracy: {report['accuracy']:.2%}** (with test-time augmentation: "
+                   f"{metrics['accuracy_tta']:.2%}); macro F1 {report['macro_f1']:.3f}.", *pick_note(metrics)]
+        report_lines = ["```", format_report(report), "```", ""]
     lines = [
         f"# Model card: {run_dir.name}", "",
         f"- Architecture: `{metrics.get('model')}` ({metrics.get('parameters', 0):,} parameters), "
@@ -88,7 +108,7 @@ def write_card(run_dir: Path, metrics: dict) -> None:
         "(angry, disgust, fear, happy, sad, surprise, neutral).",
         f"- Data: {metrics.get('data')} (labels: {train.get('labels', 'fer2013')}); "
         f"trained on `{metrics.get('train_split')}` ({metrics.get('train_rows', 0):,} faces), "
-        f"best epoch chosen on {pick_description(metrics)}; scored on `{report['split']}` ({report['n']:,} faces).",
+        f"best epoch chosen on {pick_description(metrics)}; {scored}.",
         f"- Command: `{metrics.get('command')}`",
         f"- Seed: {train.get('seed')}; precision {train.get('precision')}; batch size {train.get('batch_size')}; "
         f"augmentation {train.get('augment')}"
@@ -101,12 +121,10 @@ def write_card(run_dir: Path, metrics: dict) -> None:
         f"- Epochs: {metrics.get('epochs_run')} run (of {train.get('epochs')} planned), best epoch "
         f"{metrics.get('best_epoch')}; training time {metrics.get('train_seconds', 0) / 60:.0f} min "
         f"on {metrics.get('hardware', 'CPU')}.",
-        f"- **{report['split']} accuracy: {report['accuracy']:.2%}** "
-        f"(with test-time augmentation: {metrics['accuracy_tta']:.2%}); macro F1 {report['macro_f1']:.3f}.",
-        *pick_note(metrics),
+        *results,
         f"- Files: `model.json` + `model.weights.h5` (Keras), `model.onnx` ({metrics['onnx_bytes'] / 1e6:.1f} MB, "
-        "ONNX Runtime), `curves.png`, `confusion.png`, `history.csv`, `metrics.json`.",
-        "", "```", format_report(report), "```", "",
-        "![training curves](curves.png)", "", "![confusion matrix](confusion.png)", "",
+        f"ONNX Runtime), `curves.png`, {'`confusion.png`, ' * bool(report)}`history.csv`, `metrics.json`.",
+        "", *report_lines,
+        "![training curves](curves.png)", "", *(["![confusion matrix](confusion.png)", ""] if report else []),
     ]
     (run_dir / CARD_FILE).write_text("\n".join(lines))

@@ -25,7 +25,7 @@ from ..data.dataset import check_holdout
 from ..errors import FerkitError, MediaError
 from ..files import check_output_folder
 from .backend import setup_keras
-from .export import CHECKPOINT_FILE, export_run, score_run
+from .export import CHECKPOINT_FILE, export_run, record_unscored, score_run
 
 AUGMENTATIONS = {
     "none": None,
@@ -142,6 +142,8 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
     if cfg.views not in TRAIN_VIEWS:
         raise FerkitError(f"--views {cfg.views}: expected {' or '.join(map(str, TRAIN_VIEWS))}")
     check_holdout(cfg.holdout)
+    if cfg.no_publictest and not cfg.holdout:
+        raise FerkitError("--no-publictest needs --holdout > 0: with 0 the reported split picks every epoch")
     if cfg.name is not None and (Path(cfg.name).name != cfg.name or cfg.name in ("", ".", "..")):
         # a name with a separator or '..' would put the run outside --out (--name ../../x wrote /x)
         raise FerkitError(f"--name {cfg.name!r}: a run folder's name, without '/' (--out says where it goes)")
@@ -238,6 +240,7 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
         "train_split": train_split, "val_split": val_split, "pick_split": pick_split, "pick_rows": len(val_set),
         "train_rows": len(train_set),
         "epochs_run": len(val_acc), "best_epoch": int(np.argmax(val_acc)) + 1,
+        "pick_accuracy": round(max(val_acc), 4),
         # every invocation's epochs, across --resume (a history from before the column: this invocation's)
         "train_seconds": round(sum(history["epoch_seconds"]) if len(history.get("epoch_seconds", [])) == len(val_acc)
                                else time.time() - started),
@@ -247,6 +250,11 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
     keras.backend.clear_session()
     export_run(run_dir, cfg.model, cfg.views)
     shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
+    if cfg.no_publictest:
+        metrics = record_unscored(run_dir, info)
+        print(f"{run_dir}: best epoch {info['best_epoch']}, {pick_split} accuracy {info['pick_accuracy']:.4f}; "
+              f"{val_split} not scored (--no-publictest): ferkit evaluate --model {run_dir} --data {cfg.data}")
+        return metrics
     metrics = score_run(run_dir, test_set.images, test_set.hard_labels, val_split, info)
     print(f"{run_dir}: best epoch {info['best_epoch']}, {val_split} accuracy {metrics['accuracy']:.4f} "
           f"(TTA {metrics['accuracy_tta']:.4f})")
