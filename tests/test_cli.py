@@ -321,12 +321,13 @@ def test_every_train_flag_is_a_train_config_field_and_reaches_it(monkeypatch):
     argv = ["train", "--data", "d.csv", "--epochs", "3", "--batch-size", "16", "--teacher", "fast", "--distill-weight",
             "0.25", "--class-weights", "--labels", "ferplus", "--ferplus-mode", "soft", "--learning-rate", "0.002",
             "--limit", "50", "--holdout", "0.2", "--augment", "strong", "--ema", "0.995",
-            "--ferplus-weight", "0.3", "--mixup", "0.2", "--distill-mode", "consistent", "--no-publictest"]
+            "--ferplus-weight", "0.3", "--mixup", "0.2", "--distill-mode", "consistent", "--no-publictest",
+            "--sam", "0.05"]
     assert main(argv) == 0
     assert seen == [(replace(TrainConfig(), data="d.csv", epochs=3, batch_size=16, teacher="fast", distill_weight=0.25,
                              class_weights=True, labels="ferplus", ferplus_mode="soft", learning_rate=0.002, limit=50,
                              holdout=0.2, augment="strong", ema=0.995, ferplus_weight=0.3, mixup=0.2,
-                             distill_mode="consistent", no_publictest=True),
+                             distill_mode="consistent", no_publictest=True, sam=0.05),
                      "ferkit " + " ".join(argv))]
 
 
@@ -337,7 +338,7 @@ BAD_VALUES = [
     ("predict", "--detect-threshold", "1.5"), ("video", "--detect-every", "two"),
     ("train", "--epochs", "0"), ("train", "--batch-size", "-8"), ("train", "--limit", "0"),
     ("train", "--learning-rate", "0"), ("train", "--distill-weight", "2"), ("train", "--early-stopping", "-1"),
-    ("train", "--ema", "1"), ("train", "--ema", "-0.1"), ("train", "--ferplus-weight", "0.5"),
+    ("train", "--ema", "1"), ("train", "--ema", "-0.1"), ("train", "--sam", "-0.05"), ("train", "--sam", "1.5"), ("train", "--ferplus-weight", "0.5"),
     ("train", "--ferplus-weight", "-0.1"), ("train", "--mixup", "-0.2"), ("train", "--mixup", "nan"),
     ("train", "--distill-mode", "online"),
     ("explore", "--per-class", "0"),

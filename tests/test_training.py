@@ -82,7 +82,9 @@ def test_no_publictest_leaves_the_reported_split_unscored_until_evaluate(tiny_cs
     assert metrics["pick_accuracy"] == round(max(val_accuracy), 4)
     assert (metrics["evaluation"], metrics["accuracy"], metrics["accuracy_tta"]) == (None, None, None)
     assert json.loads((run_dir / "metrics.json").read_text()) == metrics
-    last = capsys.readouterr().out.strip().splitlines()[-1]
+    out = capsys.readouterr().out
+    assert "24 faces left unscored: --no-publictest (PublicTest)" in out
+    last = out.strip().splitlines()[-1]
     assert last == (f"{run_dir}: best epoch {metrics['best_epoch']}, Training holdout (10%, seed 42) accuracy "
                     f"{metrics['pick_accuracy']:.4f}; PublicTest not scored (--no-publictest): "
                     f"ferkit evaluate --model {run_dir} --data {data}")

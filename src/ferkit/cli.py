@@ -202,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", type=float_range(0, 1, high_open=True), default=t.ema, metavar="MOMENTUM",
                    help="score and keep a moving average of the weights, e.g. 0.999 (0: off)")
     p.add_argument("--jit-compile", action="store_true", help="compile the training step (torch.compile): for GPU runs, measured first; slow to compile on a CPU")
+    p.add_argument("--sam", type=float_range(0, 1), default=t.sam, metavar="RHO",
+                   help="sharpness-aware minimisation of radius RHO, e.g. 0.05 (twice the cost of a step; 0: off)")
     p.add_argument("--no-publictest", action="store_true",
                    help="do not score the reported split (--val-split, PublicTest) at the end: decide on the "
                         "holdout first, then `ferkit evaluate --model RUN` (needs --holdout > 0)")

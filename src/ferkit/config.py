@@ -318,6 +318,9 @@ class TrainConfig:
     # leave the reported split (val_split: PublicTest) unscored at the end, so no figure of it is seen before
     # a decision made on the holdout; `ferkit evaluate --model RUN` scores it later. Needs holdout > 0.
     no_publictest: bool = False
+    # sharpness-aware minimisation: each step's gradient is taken at the worst weights within this radius
+    # (Foret et al. 2021, e.g. 0.05; twice the cost of a step); 0: off
+    sam: float = 0.0
 
 
 @dataclass

@@ -117,6 +117,7 @@ def write_card(run_dir: Path, metrics: dict) -> None:
            if train.get("views", 1) == 2 else "")
         + (f"; distilled from `{train['teacher']}` ({train.get('distill_mode', 'fixed')}, weight "
            f"{train.get('distill_weight')})" if train.get("teacher") else "")
+        + (f"; sharpness-aware (SAM, radius {train['sam']})" if train.get("sam") else "")
         + f"; class weights {train.get('class_weights')}.",
         f"- Epochs: {metrics.get('epochs_run')} run (of {train.get('epochs')} planned), best epoch "
         f"{metrics.get('best_epoch')}; training time {metrics.get('train_seconds', 0) / 60:.0f} min "

@@ -170,8 +170,9 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
         pick_split = f"{train_split} holdout ({cfg.holdout:.0%}, seed {cfg.holdout_seed})"
     else:
         val_set, pick_split = test_set, val_split
+    reported = "left unscored: --no-publictest" if cfg.no_publictest else "scored at the end"
     print(f"data: {len(train_set)} training faces ({train_split}), {len(val_set)} validation faces "
-          f"({pick_split}), {len(test_set)} faces scored at the end ({val_split})")
+          f"({pick_split}), {len(test_set)} faces {reported} ({val_split})")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)  # only now: a bad --data leaves no empty run folder behind
     except OSError as exc:  # what os.access cannot foresee: /proc, a full or read-only file system
@@ -204,6 +205,10 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
     model.compile(optimizer=make_optimizer(keras, spec, cfg, len(train_batches)),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=spec.label_smoothing),
                   metrics=["accuracy"], jit_compile=cfg.jit_compile)
+    if cfg.sam:
+        from .sam import use_sam
+
+        use_sam(model, cfg.sam)
 
     # 4. fit; on --resume, BackupAndRestore restores weights, optimizer and epoch
     history_csv = run_dir / "history.csv"
