@@ -7,7 +7,6 @@ the request answered as if it had not been sent.
 from __future__ import annotations
 
 from collections.abc import Callable
-
 from typing import TYPE_CHECKING
 
 from flask import Flask, abort, current_app, request
