@@ -51,18 +51,19 @@ def score_run(run_dir: Path, faces: np.ndarray, labels: np.ndarray, split: str, 
     classifier = FacialExpressionModel(run_dir / ONNX_FILE)
     report = classification_report(labels, classifier.predict_proba(faces).argmax(1), split)
     tta = classification_report(labels, classifier.predict_proba(faces, tta=True).argmax(1), split)
-    metrics = {**info, "evaluation": report, "accuracy": report["accuracy"], "accuracy_tta": tta["accuracy"],
-               "onnx_bytes": (run_dir / ONNX_FILE).stat().st_size, "exported": time.strftime("%Y-%m-%d %H:%M:%S")}
-    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     plot_confusion(np.asarray(report["confusion"]), run_dir / "confusion.png",
                    f"{info.get('model')} on {split}: {report['accuracy']:.2%}")
-    write_card(run_dir, metrics)
-    return metrics
+    return record_run(run_dir, info, report, tta["accuracy"])
 
 
 def record_unscored(run_dir: Path, info: dict) -> dict:
     """metrics.json and the card of a run trained with --no-publictest: the reported split is left unscored."""
-    metrics = {**info, "evaluation": None, "accuracy": None, "accuracy_tta": None,
+    return record_run(run_dir, info, None, None)
+
+
+def record_run(run_dir: Path, info: dict, report: dict | None, accuracy_tta: float | None) -> dict:
+    """metrics.json and MODEL_CARD.md of an exported run; `report` None: the reported split was not scored."""
+    metrics = {**info, "evaluation": report, "accuracy": report and report["accuracy"], "accuracy_tta": accuracy_tta,
                "onnx_bytes": (run_dir / ONNX_FILE).stat().st_size, "exported": time.strftime("%Y-%m-%d %H:%M:%S")}
     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     write_card(run_dir, metrics)
