@@ -745,3 +745,14 @@ def test_video_json_shows_non_utf8_output_names_escaped(tiny_model_dir, tmp_path
     assert json.loads(out)["outputs"] == {"csv": f"{tmp_path}/c\\xff.csv",
                                           "timeline": f"{tmp_path}/c\\xff_timeline.png"}
     assert csv.is_file()  # the file itself has the name asked for
+
+
+def test_model_summary_of_an_unscored_run_gives_its_holdout_figure():
+    from ferkit.cli import model_summary
+
+    card = {"model": "vgg", "val_split": "PublicTest", "pick_split": "Training holdout (10%, seed 42)",
+            "pick_accuracy": 0.7096, "accuracy": None}
+    assert model_summary(card) == "vgg, Training holdout (10%, seed 42) accuracy 70.96% (PublicTest not scored)"
+    assert model_summary({"model": "vgg", "accuracy": None}) == "vgg, no metrics"
+    scored = dict(card, accuracy=0.7044)
+    assert model_summary(scored) == "vgg, PublicTest accuracy 70.44% (FER2013 labels)"

@@ -340,7 +340,11 @@ def model_summary(card: dict, network: str | None = None) -> str:
         kind = f"{nets} x {views} view{'s' * (views != 1)}{', int8' * bool(card.get('int8'))}"
     accuracy = card.get("accuracy")
     if not accuracy:
-        return f"{kind}, no metrics"
+        # a `--no-publictest` run: its holdout figure is all there is until `ferkit evaluate` scores the split
+        pick = card.get("pick_accuracy")
+        if pick is None:
+            return f"{kind}, no metrics"
+        return f"{kind}, {card.get('pick_split', 'holdout')} accuracy {pick:.2%} ({card.get('val_split', '?')} not scored)"
     # a FER+ card scores the argmax of the votes, not the FER+ majority protocol its model card also reports
     labels = "FER2013 labels" if card.get("train", {}).get("labels", "fer2013") == "fer2013" else \
         "FER+ labels: the votes' argmax, not the majority-vote protocol"
