@@ -126,3 +126,4 @@ def test_the_readmes_python_example_runs_as_written(shared_dir, tiny_model_dir):
     assert len(found) == 5 and list(found[0].to_dict()) == ["box", "emotion", "scores", "det_score"]
     assert [f.box[2] * f.box[3] for f in found] == sorted((f.box[2] * f.box[3] for f in found), reverse=True)
     assert namespace["stream"].process(namespace["bgr_image"]) == []  # shown from its second detection round
+    assert [(f.box, f.scores.tolist()) for f in namespace["found"]] == [(f.box, f.scores.tolist()) for f in found]

@@ -1,0 +1,59 @@
+"""`ferkit.analyse`: the whole per-frame path in one call, for scripts and notebooks.
+
+It builds the same `Pipeline` every front end uses, once per distinct settings, and keeps the last few
+(loading `accurate` takes about a second; classifying a face a few milliseconds).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import fields
+from pathlib import PurePath
+
+from ..config import Config, DetectorConfig, PipelineConfig
+from .images import read_image
+from .pipeline import Face, Pipeline
+
+KEPT_PIPELINES = 4  # distinct settings kept loaded; a fifth drops the one used longest ago
+_pipelines: OrderedDict[str, Pipeline] = OrderedDict()
+_lock = threading.Lock()
+
+
+def pipeline_for(model: str = "default", detector: str | DetectorConfig = "yunet", **settings) -> Pipeline:
+    """The kept Pipeline for these settings (built on first use): `settings` are PipelineConfig fields."""
+    known = {f.name for f in fields(PipelineConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise TypeError(f"unknown setting {unknown[0]!r}: the settings are PipelineConfig's fields "
+                        f"({', '.join(sorted(known))})")
+    config = Config(model=str(model), detector=detector, pipeline=PipelineConfig(**settings))
+    key = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    with _lock:
+        if key in _pipelines:
+            _pipelines.move_to_end(key)
+            return _pipelines[key]
+    built = Pipeline.from_config(config)  # outside the lock: a load can take a second
+    with _lock:
+        built = _pipelines.setdefault(key, built)
+        _pipelines.move_to_end(key)
+        while len(_pipelines) > KEPT_PIPELINES:
+            _pipelines.popitem(last=False)
+    return built
+
+
+def analyse(image, model: str = "default", *, detector: str | DetectorConfig = "yunet", **settings) -> list[Face]:
+    """Every face in `image`, largest first: box, expression, the seven scores, detector confidence.
+
+    `image`: a file path, the bytes of an image file, or a uint8 array as `Pipeline.analyse` takes it (BGR,
+    BGRA or grayscale). `model`: a bundled name ("fast", "accurate"), a run folder or a model file.
+    `detector`: "yunet" or "haar" (or a DetectorConfig). Other keywords are PipelineConfig fields, e.g.
+    `uniform_prior=True` or `tta=True`. Bad input raises the same errors as the CLI prints in one line
+    (MediaError for an unreadable file, ModelError for an unknown model, TypeError/ValueError for a bad setting).
+    One pipeline is shared by every call with the same settings: for many threads, give each its own `Pipeline`.
+    """
+    pipeline = pipeline_for(model, detector, **settings)
+    if isinstance(image, (str, PurePath, bytes, bytearray, memoryview)):
+        image = read_image(image)
+    return pipeline.analyse(image)

@@ -1,0 +1,94 @@
+"""`ferkit.analyse` and the top-level names: the shared Pipeline in one call, and `import ferkit` kept light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import ferkit
+from ferkit.config import Config, PipelineConfig
+from ferkit.errors import MediaError, ModelError
+from ferkit.inference import quick
+from ferkit.inference.images import read_image
+from ferkit.inference.pipeline import Pipeline
+
+GROUP_PHOTO = "data/media/photos/multi_face.jpg"  # 1000x667, five faces
+
+
+@pytest.fixture(autouse=True)
+def no_kept_pipelines():
+    quick._pipelines.clear()
+    yield
+    quick._pipelines.clear()
+
+
+def faces_as_tuples(faces):
+    return [(f.box, f.scores.tolist(), f.det_score) for f in faces]
+
+
+def test_import_ferkit_loads_neither_opencv_nor_onnxruntime_until_a_name_is_used():
+    code = ("import sys, ferkit; before = {'cv2', 'onnxruntime'} & set(sys.modules); ferkit.Pipeline; "
+            "print(sorted(before), sorted({'cv2', 'onnxruntime'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[] ['cv2']"  # onnxruntime only when a model loads
+
+
+def test_top_level_names_are_the_package_s_own_objects():
+    from ferkit.inference.classifier import FacialExpressionModel
+    from ferkit.labels import CLASS_NAMES
+
+    assert ferkit.Pipeline is Pipeline and ferkit.Config is Config and ferkit.read_image is read_image
+    assert ferkit.FacialExpressionModel is FacialExpressionModel and ferkit.CLASS_NAMES is CLASS_NAMES
+    assert ferkit.analyse is quick.analyse
+    assert {"analyse", "Pipeline", "PipelineConfig", "Face"} <= set(dir(ferkit)) and "analyse" in ferkit.__all__
+    with pytest.raises(AttributeError, match="module 'ferkit' has no attribute 'analyze_faces'"):
+        ferkit.analyze_faces
+
+
+@pytest.mark.shared
+def test_analyse_is_the_pipeline_on_the_decoded_photo_with_the_settings_given(shared_dir):
+    photo = shared_dir / GROUP_PHOTO
+    image = read_image(photo)
+    plain = Pipeline.from_config(Config(model="fast")).analyse(image)
+    uniform = Pipeline.from_config(Config(model="fast", pipeline=PipelineConfig(uniform_prior=True))).analyse(image)
+    assert len(plain) == 5 and faces_as_tuples(plain) != faces_as_tuples(uniform)
+    assert faces_as_tuples(ferkit.analyse(photo, "fast")) == faces_as_tuples(plain)
+    assert faces_as_tuples(ferkit.analyse(str(photo), "fast", uniform_prior=True)) == faces_as_tuples(uniform)
+    assert faces_as_tuples(ferkit.analyse(photo.read_bytes(), "fast")) == faces_as_tuples(plain)
+    assert faces_as_tuples(ferkit.analyse(image, "fast")) == faces_as_tuples(plain)
+    haar = Pipeline.from_config(Config(model="fast", detector="haar")).analyse(image)
+    assert faces_as_tuples(ferkit.analyse(image, "fast", detector="haar")) == faces_as_tuples(haar)
+    assert all(f.det_score is None for f in haar)  # Haar gives no confidence: the haar pipeline really ran
+
+
+def test_one_pipeline_per_distinct_settings_and_the_oldest_dropped(tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(quick, "KEPT_PIPELINES", 2)
+    model = str(tiny_model_dir)
+    first = quick.pipeline_for(model)
+    assert quick.pipeline_for(model) is first
+    mirrored = quick.pipeline_for(model, tta=True)
+    assert mirrored is not first and mirrored.cfg.tta and not first.cfg.tta
+    assert quick.pipeline_for(model) is first  # used again: now the newest
+    haar = quick.pipeline_for(model, "haar")  # a third: drops the one used longest ago (tta)
+    assert haar.detector is not first.detector and len(quick._pipelines) == 2
+    assert quick.pipeline_for(model) is first and quick.pipeline_for(model, tta=True) is not mirrored
+
+
+def test_analyse_refuses_bad_input_with_the_package_s_errors(tiny_model_dir, tmp_path):
+    model = str(tiny_model_dir)
+    with pytest.raises(TypeError, match="^unknown setting 'smooth': the settings are PipelineConfig's fields \\(align,"):
+        ferkit.analyse(np.zeros((8, 8), np.uint8), model, smooth=0.5)
+    with pytest.raises(TypeError, match="^PipelineConfig.tta must be True or False, got 3"):
+        ferkit.analyse(np.zeros((8, 8), np.uint8), model, tta=3)
+    with pytest.raises(ModelError, match="model 'no-such-model' not found"):
+        ferkit.analyse(np.zeros((8, 8), np.uint8), "no-such-model")
+    with pytest.raises(MediaError, match="missing.jpg: no such file"):
+        ferkit.analyse(tmp_path / "missing.jpg", model)
+    with pytest.raises(MediaError, match="not an image OpenCV can read"):
+        ferkit.analyse(b"not an image", model)
+    with pytest.raises(TypeError, match="image must be a uint8 numpy array"):
+        ferkit.analyse([[0, 1], [2, 3]], model)
+    assert ferkit.analyse(np.zeros((120, 160, 3), np.uint8), model) == []
