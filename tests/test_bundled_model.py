@@ -115,7 +115,7 @@ def test_the_readmes_python_example_runs_as_written(shared_dir, tiny_model_dir):
     """README.md's "In Python" block, with `runs/x` a trained run folder, `photo.jpg` a group photo, and
     `faces` the (N, 48, 48) array its comment describes: it runs, and every line does what it says."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = readme.split("In Python:\n\n```python\n", 1)[1].split("```", 1)[0]
+    block = readme.split("### In Python\n\n```python\n", 1)[1].split("```", 1)[0]
     assert 'read_image("photo.jpg")' in block and '"runs/x/model.json"' in block
     code = block.replace("runs/x/", f"{tiny_model_dir}/").replace("photo.jpg", str(shared_dir / GROUP_PHOTO))
     faces = np.stack([np.full((48, 48), 30, np.uint8), np.tile(np.arange(48, dtype=np.uint8) * 5, (48, 1))])
