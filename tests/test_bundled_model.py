@@ -118,6 +118,7 @@ def test_the_readmes_python_example_runs_as_written(shared_dir, tiny_model_dir):
     block = readme.split("### In Python\n\n```python\n", 1)[1].split("```", 1)[0]
     assert 'read_image("photo.jpg")' in block and '"runs/x/model.json"' in block
     code = block.replace("runs/x/", f"{tiny_model_dir}/").replace("photo.jpg", str(shared_dir / GROUP_PHOTO))
+    code = code.replace("clip.mp4", str(shared_dir / "data/media/videos/single_face.mp4"))
     faces = np.stack([np.full((48, 48), 30, np.uint8), np.tile(np.arange(48, dtype=np.uint8) * 5, (48, 1))])
     namespace = {"faces": faces}
     exec(compile(code, "README.md", "exec"), namespace)
@@ -127,3 +128,4 @@ def test_the_readmes_python_example_runs_as_written(shared_dir, tiny_model_dir):
     assert [f.box[2] * f.box[3] for f in found] == sorted((f.box[2] * f.box[3] for f in found), reverse=True)
     assert namespace["stream"].process(namespace["bgr_image"]) == []  # shown from its second detection round
     assert [(f.box, f.scores.tolist()) for f in namespace["found"]] == [(f.box, f.scores.tolist()) for f in found]
+    assert namespace["index"] == 71 and [f.face_id for f in namespace["video_faces"]] == [1]  # the last frame

@@ -7,15 +7,18 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import write_video
 
 import ferkit
 from ferkit.config import Config, PipelineConfig
 from ferkit.errors import MediaError, ModelError
-from ferkit.inference import quick
+from ferkit import quick
 from ferkit.inference.images import read_image
 from ferkit.inference.pipeline import Pipeline
+from ferkit.video.source import VideoSource
 
 GROUP_PHOTO = "data/media/photos/multi_face.jpg"  # 1000x667, five faces
+VIDEO = "data/media/videos/single_face.mp4"
 
 
 @pytest.fixture(autouse=True)
@@ -92,3 +95,43 @@ def test_analyse_refuses_bad_input_with_the_package_s_errors(tiny_model_dir, tmp
     with pytest.raises(TypeError, match="image must be a uint8 numpy array"):
         ferkit.analyse([[0, 1], [2, 3]], model)
     assert ferkit.analyse(np.zeros((120, 160, 3), np.uint8), model) == []
+
+
+def stream_tuples(frames):
+    return [(i, s, [(f.face_id, f.box, f.scores.tolist()) for f in faces]) for i, s, faces in frames]
+
+
+@pytest.mark.shared
+def test_analyse_video_is_one_stream_over_the_frames_as_ferkit_video_reads_them(shared_dir):
+    video = shared_dir / VIDEO
+    stream = Pipeline.from_config(Config(model="fast", pipeline=PipelineConfig(smoothing=0.3))).stream()
+    expected = stream_tuples((i, s, stream.process(frame)) for i, s, frame in VideoSource(video).frames())
+    got = stream_tuples(ferkit.analyse_video(video, "fast", smoothing=0.3))
+    assert got == expected and len(got) == 72
+    assert [faces != [] for _, _, faces in got[:4]] == [False, False, False, True]  # shown from the 2nd round
+    assert {face[0] for _, _, faces in got for face in faces} == {1}
+    unsmoothed = stream_tuples(ferkit.analyse_video(video, "fast"))  # smoothing 0.5: other scores, same boxes
+    assert unsmoothed != got and [f[1] for f in unsmoothed[5][2]] == [f[1] for f in got[5][2]]
+    again = ferkit.analyse_video(video, "fast", smoothing=0.3)
+    assert stream_tuples(again) == expected  # each call tracks afresh: the ids start again at 1
+
+
+def test_analyse_video_refuses_a_bad_file_at_the_call_and_releases_it_on_break(tiny_model_dir, tmp_path,
+                                                                               monkeypatch):
+    model = str(tiny_model_dir)
+    with pytest.raises(MediaError, match="missing.mp4: no such file"):
+        ferkit.analyse_video(tmp_path / "missing.mp4", model)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(MediaError, match="empty.mp4: the file is empty"):
+        ferkit.analyse_video(tmp_path / "empty.mp4", model)
+    with pytest.raises(TypeError, match="^unknown setting 'fps'"):
+        ferkit.analyse_video(tmp_path / "missing.mp4", model, fps=3)
+    released = []
+    monkeypatch.setattr(VideoSource, "close", lambda self: released.append(self.path.name))
+    frames = ferkit.analyse_video(write_video(tmp_path / "clip.mp4", 12), model)
+    for index, seconds, faces in frames:
+        if index == 2:
+            break
+    assert released == []
+    frames.close()
+    assert released == ["clip.mp4"] and (index, seconds, faces) == (2, pytest.approx(0.1), [])

@@ -22,7 +22,8 @@ _LAZY = {
     "Face": "ferkit.inference.pipeline",
     "FacialExpressionModel": "ferkit.inference.classifier",
     "read_image": "ferkit.inference.images",
-    "analyse": "ferkit.inference.quick",
+    "analyse": "ferkit.quick",
+    "analyse_video": "ferkit.quick",
     "CLASS_NAMES": "ferkit.labels",
 }
 __all__ = sorted(_LAZY)

@@ -1,4 +1,5 @@
-"""`ferkit.analyse`: the whole per-frame path in one call, for scripts and notebooks.
+"""`ferkit.analyse` and `ferkit.analyse_video`: the whole per-frame path in one call, for scripts and notebooks.
+A facade above `inference` and `video`: neither imports it.
 
 It builds the same `Pipeline` every front end uses, once per distinct settings, and keeps the last few
 (loading `accurate` takes about a second; classifying a face a few milliseconds).
@@ -9,12 +10,14 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import PurePath
 
-from ..config import Config, DetectorConfig, PipelineConfig
-from .images import read_image
-from .pipeline import Face, Pipeline
+from .config import Config, DetectorConfig, PipelineConfig
+from .inference.images import read_image
+from .inference.pipeline import Face, Pipeline
+from .video.source import VideoSource
 
 KEPT_PIPELINES = 4  # distinct settings kept loaded; a fifth drops the one used longest ago
 _pipelines: OrderedDict[str, Pipeline] = OrderedDict()
@@ -57,3 +60,16 @@ def analyse(image, model: str = "default", *, detector: str | DetectorConfig = "
     if isinstance(image, (str, PurePath, bytes, bytearray, memoryview)):
         image = read_image(image)
     return pipeline.analyse(image)
+
+
+def analyse_video(video, model: str = "default", *, detector: str | DetectorConfig = "yunet",
+                  **settings) -> Iterator[tuple[int, float, list[Face]]]:
+    """(index, seconds, faces) for every frame of a video file, as `ferkit video` computes them: faces tracked
+    with stable `face_id`s and smoothed scores, shown from their second detection round on.
+
+    Arguments as `analyse`. A missing, corrupt or empty video raises MediaError here, not at the first frame;
+    a video cut short raises it after its last readable frame. Stopping early (break) releases the file.
+    """
+    stream = pipeline_for(model, detector, **settings).stream()  # each call tracks its own faces
+    source = VideoSource(video)
+    return ((index, seconds, stream.process(frame)) for index, seconds, frame in source.frames())
