@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import run_ferkit
 
+import ferkit
 from ferkit.cli import main
 from ferkit.config import Config, DetectorConfig, PipelineConfig
 from ferkit.labels import CLASS_NAMES
@@ -756,3 +757,11 @@ def test_model_summary_of_an_unscored_run_gives_its_holdout_figure():
     assert model_summary({"model": "vgg", "accuracy": None}) == "vgg, no metrics"
     scored = dict(card, accuracy=0.7044)
     assert model_summary(scored) == "vgg, PublicTest accuracy 70.44% (FER2013 labels)"
+
+
+def test_python_dash_m_ferkit_is_the_ferkit_command():
+    ok = subprocess.run([sys.executable, "-m", "ferkit", "--version"], capture_output=True, text=True, timeout=120)
+    assert (ok.returncode, ok.stdout.strip()) == (0, f"ferkit {ferkit.__version__}")
+    bad = subprocess.run([sys.executable, "-m", "ferkit", "predict", "--min-face", "0", "x.jpg"], capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("ferkit predict: error:")
