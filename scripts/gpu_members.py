@@ -68,6 +68,10 @@ MEMBERS = {
     # the same session's second call (g11's lesson: a second, lower cosine added 2 points to g8): g13 continued
     "g14-medium-g13ft-s63": dict(model="medium", optimizer="adamw", learning_rate=1e-3, batch_size=256,
                                  augment="real", ema=0.995, init=".gpu/init/g13-medium-real-s62", seed=63),
+    # thirty-ninth session (runs/m37-plan.md): SAM from scratch, the test two CPU SAM cycles (m36, m37) could not
+    # give: g12's recipe with --sam 0.05, to train beside g12 itself (MEMBERS="g12-vgg-real-s61 g15-vgg-sam-s401")
+    "g15-vgg-sam-s401": dict(model="vgg", optimizer="sgd", learning_rate=0.05, batch_size=256,
+                             augment="real", ema=0.998, sam=0.05, seed=401),
 }
 PER_EPOCH_EXTRA_S = 1.5  # checkpoint + backup writes and the live plot, per epoch
 SAFETY = 1.1  # calibration runs before all members train at once: leave room for contention
@@ -79,7 +83,7 @@ def cli_command(cfg: TrainConfig) -> str:
              f"--batch-size {cfg.batch_size}", f"--epochs {cfg.epochs}", f"--augment {cfg.augment}",
              f"--seed {cfg.seed}", f"--early-stopping {cfg.early_stopping}", f"--out {cfg.out}", f"--name {cfg.name}"]
     flags += ["--jit-compile"] * cfg.jit_compile + [f"--ema {cfg.ema:g}"] * bool(cfg.ema)
-    flags += [f"--init {cfg.init}"] * bool(cfg.init)
+    flags += [f"--init {cfg.init}"] * bool(cfg.init) + [f"--sam {cfg.sam:g}"] * bool(cfg.sam)
     return "ferkit train --data ../shared/data/fer2013/fer2013.csv.gz " + " ".join(flags)
 
 

@@ -40,7 +40,8 @@ def test_packed_data_round_trips_rows_labels_and_order(gpu_members, tiny_csv, tm
 @pytest.mark.parametrize("name, extra", [("g1-vgg-sgd-s1", {}), ("g3-medium-sgd-std-s3", {}),
                                          ("g6-compact-adamw-s6", {}),
                                          ("g6-compact-adamw-s6", {"ema": 0.999, "jit_compile": True}),
-                                         ("g10-medium-sgd-ema-s53", {}), ("g11-compact-g8ft-s55", {})])
+                                         ("g10-medium-sgd-ema-s53", {}), ("g11-compact-g8ft-s55", {}),
+                                         ("g15-vgg-sam-s401", {})])
 def test_card_command_reproduces_the_member_config(gpu_members, name, extra):
     cfg = TrainConfig(data="../shared/data/fer2013/fer2013.csv.gz", out="runs-gpu", name=name, epochs=37,
                       early_stopping=37, **{**gpu_members.MEMBERS[name], **extra})
