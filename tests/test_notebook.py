@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from ferkit.config import default_shared_dir
+
 nbformat = pytest.importorskip("nbformat", reason="nbformat is not installed (pip install -e .[dev])")
 nbclient = pytest.importorskip("nbclient", reason="nbclient is not installed (pip install -e .[dev])")
 pytest.importorskip("ipykernel", reason="ipykernel is not installed: no python3 kernel (pip install -e .[dev])")
@@ -37,3 +39,9 @@ def test_walkthrough_runs_in_small_mode(monkeypatch, tmp_path):
     assert "model.weights.h5" in str(outputs_of(notebook, "architecture = "))
     assert "predicted:" in str(outputs_of(notebook, "FacialExpressionModel(run_dir"))
     assert images_in(outputs_of(notebook, "PHOTO = ")) == 1
+    one_call = str(outputs_of(notebook, "ferkit.analyse(PHOTO"))
+    if (default_shared_dir() / "data" / "media" / "photos" / "multi_face.jpg").is_file():
+        assert one_call.count("trained here:") == 5  # YuNet's five faces, whatever the one-epoch model says
+        assert "accurate: ['happy', 'happy', 'happy', 'happy', 'neutral']" in one_call
+    else:
+        assert "multi_face.jpg not found" in one_call
