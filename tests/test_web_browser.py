@@ -19,6 +19,7 @@ from conftest import serve_on_loopback, wait_until, write_video
 
 from ferkit.config import REPO_ROOT, Config, ServeConfig
 from ferkit.labels import CLASS_NAMES
+from ferkit.video.writers import CSV_COLUMNS
 from ferkit.web import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -170,6 +171,44 @@ def test_camera_faces_get_boxes_labels_chart_and_fps(page, server):
     assert shot.stat().st_size > 10_000
     page.click("#camera-stop")
     assert page.locator("#camera-overlay .face-box").count() == 0
+
+
+def test_camera_csv_is_every_answered_frame_in_ferkit_video_s_columns(page, server):
+    answers = []
+    page.on("response", lambda r: answers.append(r) if "/api/frame" in r.url and r.status == 200 else None)
+    page.goto(server)
+    assert page.is_disabled("#camera-csv")
+    page.click("#camera-start")
+    page.wait_for_selector("#camera-overlay .face-box", timeout=60_000)
+    page.wait_for_function("() => camera.frames >= 6", timeout=30_000)
+    page.click("#camera-stop")
+    with page.expect_download() as download:
+        page.click("#camera-csv")
+    assert download.value.suggested_filename == "camera.csv"
+    data = Path(download.value.path()).read_bytes().decode()
+    lines = data.split("\r\n")
+    assert lines[0] == ",".join(CSV_COLUMNS) and lines[-1] == ""  # Python csv's line ends, as `ferkit video`
+    rows = [line.split(",") for line in lines[1:-1]]
+    frames = sorted({int(row[0]) for row in rows})
+    assert frames == list(range(len(frames))) and len(frames) >= 6
+    expected = []
+    for index, answer in enumerate(answers[: len(frames)]):  # one frame in flight: answers come in frame order
+        faces = answer.json()["faces"]
+        expected += [[str(index), "", "", "", "", "", "", "", *[""] * len(CLASS_NAMES)]] if not faces else [
+            [str(index), str(f["face_id"]), *map(str, f["box"]), "" if f["det_score"] is None else f"{f['det_score']:.4f}",
+             f["emotion"], *(f"{f['scores'][name]:.4f}" for name in CLASS_NAMES)] for f in faces]
+    assert [[row[0], *row[2:]] for row in rows] == expected
+    seconds = [float(row[1]) for row in rows]
+    assert seconds[0] == 0 and seconds == sorted(seconds) and seconds[-1] > 0
+    assert any(row[2] for row in rows)  # faces were found, not only empty frames
+    page.click("#camera-start")  # a new run starts a new CSV: its own frames from 0, none of the first run's
+    page.wait_for_function("() => camera.running && camera.frames >= 2", timeout=30_000)  # after its reset
+    page.click("#camera-stop")
+    with page.expect_download() as download:
+        page.click("#camera-csv")
+    again = [line.split(",") for line in Path(download.value.path()).read_text().splitlines()[1:]]
+    count = page.evaluate("camera.frames")
+    assert sorted({int(row[0]) for row in again}) == list(range(count)) and float(again[0][1]) == 0
 
 
 @pytest.mark.parametrize("script, message", [

@@ -6,6 +6,7 @@ from flask import Blueprint, render_template
 
 from ..errors import ModelError
 from ..labels import CLASS_NAMES
+from ..video.writers import CSV_COLUMNS
 from ..vision.draw import EMOTION_COLOURS
 from .engines.jobs import ARTIFACTS
 from .routes_jobs import VIDEO_FIELD
@@ -38,4 +39,5 @@ def index():
         live_source=shared.broadcaster.configured, model=shared.pipeline.classifier.name,
         class_names=list(CLASS_NAMES), colours={name: css_colour(c) for name, c in EMOTION_COLOURS.items()},
         max_upload_mb=shared.config.serve.max_upload_mb, job_ttl=shared.config.serve.job_ttl,
-        video_field=VIDEO_FIELD, artifacts=list(ARTIFACTS), camera_max_side=shared.config.detector.max_side)
+        video_field=VIDEO_FIELD, artifacts=list(ARTIFACTS), camera_max_side=shared.config.detector.max_side,
+        csv_columns=list(CSV_COLUMNS))

@@ -123,7 +123,10 @@ function showScores(face) {
 }
 
 // ---- browser camera -------------------------------------------------------------------------------
-const camera = { stream: null, running: false, session: newSessionId(), finished: [] };
+const camera = { stream: null, running: false, session: newSessionId(), finished: [], rows: [], frames: 0, t0: null };
+// The camera run's results, one row per face per answered frame (one empty row for a frame without faces), as
+// `ferkit video` writes its CSV. Kept in this page only: the server stores nothing. At most CSV_MAX_ROWS rows.
+const CSV_MAX_ROWS = 200000;
 
 function newSessionId() {
   if (window.crypto && crypto.randomUUID) return crypto.randomUUID().replaceAll("-", "");
@@ -162,6 +165,10 @@ async function startCamera() {
   $("camera-start").disabled = true;
   $("camera-stop").disabled = false;
   camera.running = true;
+  camera.rows = [];
+  camera.frames = 0;
+  camera.t0 = null;
+  $("camera-csv").disabled = true;
   setStatus(status, "Camera on.");
   cameraLoop(video);
 }
@@ -206,12 +213,37 @@ async function cameraLoop(video) {
       }
       if (!response.ok) throw new Error(await errorMessage(response));
       const result = await response.json();
-      if (camera.running) showCameraResult(result, performance.now() - started);
+      if (camera.running) {
+        recordCameraResult(result, started);
+        showCameraResult(result, performance.now() - started);
+      }
     } catch (error) {
       setStatus($("camera-status"), `The server did not answer (${error.message}); retrying…`, true);
       await sleep(1000);
     }
   }
+}
+
+function recordCameraResult(result, sentAt) {
+  if (camera.t0 === null) camera.t0 = sentAt;
+  const frame = camera.frames++;
+  const time = ((sentAt - camera.t0) / 1000).toFixed(3);
+  if (camera.rows.length >= CSV_MAX_ROWS) return;
+  if (!result.faces.length) camera.rows.push([frame, time, ...CONFIG.csv_columns.slice(2).map(() => "")]);
+  for (const face of result.faces) {
+    camera.rows.push([frame, time, face.face_id, ...face.box, face.det_score === null ? "" : face.det_score.toFixed(4),
+      face.emotion, ...CONFIG.class_names.map((name) => face.scores[name].toFixed(4))]);
+  }
+  $("camera-csv").disabled = false;
+}
+
+function downloadCameraCsv() {
+  const lines = [CONFIG.csv_columns, ...camera.rows].map((row) => row.join(",") + "\r\n");  // as Python's csv
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob(lines, { type: "text/csv" }));
+  link.download = "camera.csv";
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
 }
 
 function showCameraResult(result, roundTripMs) {
@@ -336,5 +368,6 @@ buildChart();
 startLiveFeed();
 $("camera-start").addEventListener("click", startCamera);
 $("camera-stop").addEventListener("click", stopCamera);
+$("camera-csv").addEventListener("click", downloadCameraCsv);
 $("photo-form").addEventListener("submit", analysePhoto);
 $("video-form").addEventListener("submit", uploadVideo);
