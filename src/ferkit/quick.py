@@ -11,10 +11,9 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import fields
 from pathlib import PurePath
 
-from .config import Config, DetectorConfig, PipelineConfig
+from .config import Config, DetectorConfig, PipelineConfig, section_fields
 from .inference.images import read_image
 from .inference.pipeline import Face, Pipeline
 from .video.source import VideoSource
@@ -26,8 +25,8 @@ _lock = threading.Lock()
 
 def pipeline_for(model: str = "default", detector: str | DetectorConfig = "yunet", **settings) -> Pipeline:
     """The kept Pipeline for these settings (built on first use): `settings` are PipelineConfig fields."""
-    known = {f.name for f in fields(PipelineConfig)}
-    unknown = sorted(set(settings) - known)
+    known = section_fields(PipelineConfig)
+    unknown = sorted(set(settings) - set(known))
     if unknown:
         raise TypeError(f"unknown setting {unknown[0]!r}: the settings are PipelineConfig's fields "
                         f"({', '.join(sorted(known))})")
