@@ -135,3 +135,75 @@ def test_analyse_video_refuses_a_bad_file_at_the_call_and_releases_it_on_break(t
     assert released == []
     frames.close()
     assert released == ["clip.mp4"] and (index, seconds, faces) == (2, pytest.approx(0.1), [])
+
+
+def test_a_run_folder_changed_on_disk_gets_a_new_pipeline(tiny_model_dir, tmp_path):
+    """A script that retrains or recalibrates a run in place and analyses again must not get the old model."""
+    import os
+    import shutil
+
+    folder = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, folder)
+    first = quick.pipeline_for(str(folder))
+    assert quick.pipeline_for(str(folder)) is first and quick.pipeline_for(folder) is first
+    onnx = folder / "model.onnx"
+    os.utime(onnx, ns=(onnx.stat().st_atime_ns, onnx.stat().st_mtime_ns + 10**9))  # rewritten, same bytes
+    second = quick.pipeline_for(str(folder))
+    assert second is not first and quick.pipeline_for(str(folder)) is second
+    (folder / "calibration.json").write_text('{"temperature": 2.0}')  # a file added beside the model
+    assert quick.pipeline_for(str(folder)) is not second
+    assert quick.files_stamp("fast") == [] and quick.files_stamp(onnx) == [
+        ("model.onnx", onnx.stat().st_size, onnx.stat().st_mtime_ns)]
+
+
+def test_analyse_video_reads_a_camera_by_index_until_the_loop_breaks(tiny_model_dir, tmp_path, monkeypatch):
+    """A camera index opens a live capture (here a clip opened as camera 2), timed from its first frame."""
+    import cv2
+
+    from ferkit.video import source
+
+    clip = write_video(tmp_path / "clip.mp4", 30)
+    opened, released = [], []
+
+    class Camera:
+        def __init__(self, index):
+            opened.append(index)
+            self.capture = cv2.VideoCapture(str(clip))
+
+        def read(self):
+            return self.capture.read()
+
+        def release(self):
+            released.append(True)
+            self.capture.release()
+
+    monkeypatch.setattr(source, "open_capture", lambda index: Camera(index) if index == 2 else None)
+    frames = ferkit.analyse_video(2, str(tiny_model_dir))
+    assert opened == [2] and released == []
+    got = []
+    for index, seconds, faces in frames:
+        got.append((index, seconds, faces))
+        if index == 4:
+            break
+    frames.close()
+    assert [g[0] for g in got] == [0, 1, 2, 3, 4] and got[0][1] < 0.5 and [g[2] for g in got] == [[]] * 5
+    assert all(a[1] <= b[1] for a, b in zip(got, got[1:])) and released == [True]
+    assert [i for i, _, _ in ferkit.analyse_video(2, str(tiny_model_dir))] == list(range(30))  # to its end
+    with pytest.raises(MediaError, match="^1: the camera cannot be opened$"):
+        ferkit.analyse_video(1, str(tiny_model_dir))
+    with pytest.raises(MediaError, match="^-1: a camera index is 0 or more$"):
+        ferkit.analyse_video(-1, str(tiny_model_dir))
+    monkeypatch.setattr(source, "open_capture", lambda index: Camera(index) if index == "rtsp://cam/1" else None)
+    assert len(list(ferkit.analyse_video("rtsp://cam/1", str(tiny_model_dir)))) == 30
+    with pytest.raises(MediaError, match="^rtsp://cam/2: the stream cannot be opened$"):
+        ferkit.analyse_video("rtsp://cam/2", str(tiny_model_dir))
+
+
+def test_a_camera_that_opens_without_a_frame_is_refused_at_the_call(tiny_model_dir, monkeypatch):
+    from conftest import FakeCapture
+
+    from ferkit.video import source
+
+    monkeypatch.setattr(source, "open_capture", lambda index: FakeCapture(0))
+    with pytest.raises(MediaError, match="^0: the camera opens but gives no frame$"):
+        ferkit.analyse_video(0, str(tiny_model_dir))

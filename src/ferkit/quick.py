@@ -11,12 +11,12 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 from .config import Config, DetectorConfig, PipelineConfig, section_fields
 from .inference.images import read_image
 from .inference.pipeline import Face, Pipeline
-from .video.source import VideoSource
+from .video.source import open_video
 
 KEPT_PIPELINES = 4  # distinct settings kept loaded; a fifth drops the one used longest ago
 _pipelines: OrderedDict[str, Pipeline] = OrderedDict()
@@ -31,7 +31,7 @@ def pipeline_for(model: str = "default", detector: str | DetectorConfig = "yunet
         raise TypeError(f"unknown setting {unknown[0]!r}: the settings are PipelineConfig's fields "
                         f"({', '.join(sorted(known))})")
     config = Config(model=str(model), detector=detector, pipeline=PipelineConfig(**settings))
-    key = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    key = json.dumps([config.to_dict(), files_stamp(model)], sort_keys=True, default=str)
     with _lock:
         if key in _pipelines:
             _pipelines.move_to_end(key)
@@ -43,6 +43,17 @@ def pipeline_for(model: str = "default", detector: str | DetectorConfig = "yunet
         while len(_pipelines) > KEPT_PIPELINES:
             _pipelines.popitem(last=False)
     return built
+
+
+def files_stamp(model) -> list:
+    """Name, size and modification time of a model path's files (a run folder's, not its subfolders'): a run
+    retrained or recalibrated in place gets a new pipeline instead of the one loaded before. [] for a name."""
+    path = Path(str(model))
+    try:
+        files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path] if path.is_file() else []
+        return [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    except OSError:
+        return []  # unreadable: Pipeline.from_config says why
 
 
 def analyse(image, model: str = "default", *, detector: str | DetectorConfig = "yunet", **settings) -> list[Face]:
@@ -63,12 +74,15 @@ def analyse(image, model: str = "default", *, detector: str | DetectorConfig = "
 
 def analyse_video(video, model: str = "default", *, detector: str | DetectorConfig = "yunet",
                   **settings) -> Iterator[tuple[int, float, list[Face]]]:
-    """(index, seconds, faces) for every frame of a video file, as `ferkit video` computes them: faces tracked
+    """(index, seconds, faces) for every frame of a video, as `ferkit video` computes them: faces tracked
     with stable `face_id`s and smoothed scores, shown from their second detection round on.
 
-    Arguments as `analyse`. A missing, corrupt or empty video raises MediaError here, not at the first frame;
-    a video cut short raises it after its last readable frame. Stopping early (break) releases the file.
+    `video`: a file path, or a live source: a camera index (an int: 0 is the first webcam), a device such as
+    /dev/video0 or a stream URL (rtsp://, http://), whose seconds count from its first frame and which runs
+    until it stops or the loop breaks. Other arguments as `analyse`. A missing, corrupt or empty video, or a
+    camera that cannot be opened, raises MediaError here, not at the first frame; a video file cut short raises
+    it after its last readable frame. Stopping early (break) releases the file or camera.
     """
     stream = pipeline_for(model, detector, **settings).stream()  # each call tracks its own faces
-    source = VideoSource(video)
+    source = open_video(video)
     return ((index, seconds, stream.process(frame)) for index, seconds, frame in source.frames())

@@ -1,9 +1,11 @@
-"""Reading saved videos: any container OpenCV's FFmpeg reads, with clear errors for bad files."""
+"""Reading videos: saved files (any container OpenCV's FFmpeg reads) and live sources (a camera or a stream URL),
+with clear one-line errors for bad ones."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -90,3 +92,76 @@ class VideoSource:
         if self.frame_count and missing > max(FRAME_COUNT_SLACK, FRAME_COUNT_TOLERANCE * self.frame_count):
             raise MediaError(f"{self.path}: frame {frames_read + 1} of {self.frame_count} cannot be read "
                              "(the file is damaged or truncated)")
+
+
+def open_capture(source: int | str) -> cv2.VideoCapture | None:
+    """An opened capture of a camera index, device or URL; None when it does not open."""
+    capture = cv2.VideoCapture(source)
+    if capture.isOpened():
+        return capture
+    capture.release()
+    return None
+
+
+def is_device(path: Path) -> bool:
+    """A character device (a V4L2 camera, /dev/video0): opened as a capture, not read as a file."""
+    try:
+        return path.is_char_device()
+    except OSError:
+        return False
+
+
+def is_live(source: int | str | Path) -> bool:
+    """A camera index, a device such as /dev/video0 or a stream URL, rather than a saved file."""
+    return isinstance(source, int) or "://" in str(source) or is_device(Path(source))
+
+
+class LiveSource:
+    """A camera (index 0 or more, or a device such as /dev/video0) or a stream URL: frames as they arrive, timed
+    from the first one, until the source stops giving them (a camera: never; break out of the loop).
+
+    Raises MediaError at once for a source that cannot be opened or gives no first frame: a missing camera
+    would otherwise look like a video without frames."""
+
+    def __init__(self, source: int | str, open_source: Callable[[int | str], cv2.VideoCapture | None] | None = None):
+        if isinstance(source, bool) or (isinstance(source, int) and source < 0):
+            raise MediaError(f"{source}: a camera index is 0 or more")
+        self.source = source
+        what = "the camera" if isinstance(source, int) else "the stream" if "://" in source else "the device"
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its warnings would surround our line
+        try:
+            self.capture = (open_source or open_capture)(source)
+            if self.capture is None:
+                raise MediaError(f"{source}: {what} cannot be opened")
+            ok, self.first_frame = self.capture.read()
+            if not ok or self.first_frame is None:
+                self.capture.release()
+                raise MediaError(f"{source}: {what} opens but gives no frame")
+        finally:
+            cv2.utils.logging.setLogLevel(level)
+        self.height, self.width = self.first_frame.shape[:2]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    def frames(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        """(index, seconds since the first frame, BGR frame) until a read fails; closing releases the source."""
+        index, frame, start = 0, self.first_frame, time.monotonic()
+        try:
+            while frame is not None:
+                yield index, time.monotonic() - start, frame
+                index += 1
+                ok, frame = self.capture.read()
+                frame = frame if ok else None
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.capture.release()
+
+
+def open_video(video: int | str | Path) -> VideoSource | LiveSource:
+    """A saved video file as a VideoSource; a camera index (int), device or stream URL as a LiveSource."""
+    return LiveSource(video if isinstance(video, int) else str(video)) if is_live(video) else VideoSource(video)

@@ -23,7 +23,7 @@ import numpy as np
 from ...config import ServeConfig
 from ...errors import MediaError
 from ...inference.pipeline import Pipeline
-from ...video.source import VideoSource
+from ...video.source import LiveSource, VideoSource, is_live, open_capture
 from ...vision.draw import draw_faces, encode_jpeg
 from .limits import Busy
 
@@ -41,14 +41,6 @@ def parse_source(source: str | int | None) -> int | str | None:
     return int(text) if text.isdigit() else text
 
 
-def open_capture(source: int | str) -> cv2.VideoCapture | None:
-    capture = cv2.VideoCapture(source)
-    if capture.isOpened():
-        return capture
-    capture.release()
-    return None
-
-
 def check_source(source: str | int | None,
                  open_source: Callable[[int | str], cv2.VideoCapture | None] | None = None) -> None:
     """MediaError (one line) for a --source that cannot work, said at start: reopening with back-off
@@ -60,35 +52,13 @@ def check_source(source: str | int | None,
         return
     if isinstance(source, str) and re.fullmatch(r"-\d+", source) and not Path(source).exists():
         raise MediaError(f"--source {source}: a camera index is 0 or more")
-    if isinstance(source, str) and "://" not in source and not is_device(Path(source)):
-        try:
+    try:
+        if is_live(source):
+            LiveSource(source, open_source or open_capture).close()
+        else:
             VideoSource(source).close()
-        except MediaError as exc:
-            raise MediaError(f"--source {exc}") from None
-        return
-    what = "the camera" if isinstance(source, int) else "the stream" if "://" in source else "the device"
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its warnings would surround our one line
-    try:
-        capture = (open_source or open_capture)(source)
-        if capture is None:
-            raise MediaError(f"--source {source}: {what} cannot be opened")
-        try:
-            ok, frame = capture.read()
-        finally:
-            capture.release()
-        if not ok or frame is None:
-            raise MediaError(f"--source {source}: {what} opens but gives no frame")
-    finally:
-        cv2.utils.logging.setLogLevel(level)
-
-
-def is_device(path: Path) -> bool:
-    """A character device (a V4L2 camera, /dev/video0): opened as a capture, not read as a file."""
-    try:
-        return path.is_char_device()
-    except OSError:
-        return False
+    except MediaError as exc:
+        raise MediaError(f"--source {exc}") from None
 
 
 def mjpeg_part(jpeg: bytes) -> bytes:
