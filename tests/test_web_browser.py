@@ -211,6 +211,27 @@ def test_camera_csv_is_every_answered_frame_in_ferkit_video_s_columns(page, serv
     assert sorted({int(row[0]) for row in again}) == list(range(count)) and float(again[0][1]) == 0
 
 
+def test_a_full_camera_csv_says_which_frames_it_holds(page, server):
+    """The page keeps at most CSV_MAX_ROWS rows; the button says when that is reached instead of dropping silently."""
+    page.goto(server)
+    page.click("#camera-start")
+    page.wait_for_function("() => camera.frames >= 2", timeout=60_000)
+    full_at = page.evaluate("""() => {  // rows up to the cap, as if the run had gone on for hours
+        while (camera.rows.length < CSV_MAX_ROWS) camera.rows.push(camera.rows[camera.rows.length - 1]);
+        return camera.frames;
+    }""")
+    page.wait_for_function(f"() => camera.frames >= {full_at + 2}", timeout=30_000)
+    page.click("#camera-stop")
+    assert page.inner_text("#camera-csv") == f"Download CSV (full: frames 0-{full_at - 1})"
+    with page.expect_download() as download:
+        page.click("#camera-csv")
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert len(lines) == 1 + page.evaluate("CSV_MAX_ROWS") and int(lines[-1].split(",")[0]) == full_at - 1
+    page.click("#camera-start")  # a new run: an empty CSV again
+    page.wait_for_function("() => camera.running && camera.frames >= 1", timeout=30_000)
+    assert page.inner_text("#camera-csv") == "Download CSV"
+
+
 @pytest.mark.parametrize("script, message", [
     ("navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('no', 'NotAllowedError'))",
      "denied"),

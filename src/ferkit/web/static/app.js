@@ -123,7 +123,9 @@ function showScores(face) {
 }
 
 // ---- browser camera -------------------------------------------------------------------------------
-const camera = { stream: null, running: false, session: newSessionId(), finished: [], rows: [], frames: 0, t0: null };
+const camera = {
+  stream: null, running: false, session: newSessionId(), finished: [], rows: [], frames: 0, t0: null, fullAt: null,
+};
 // The camera run's results, one row per face per answered frame (one empty row for a frame without faces), as
 // `ferkit video` writes its CSV. Kept in this page only: the server stores nothing. At most CSV_MAX_ROWS rows.
 const CSV_MAX_ROWS = 200000;
@@ -168,7 +170,9 @@ async function startCamera() {
   camera.rows = [];
   camera.frames = 0;
   camera.t0 = null;
+  camera.fullAt = null;
   $("camera-csv").disabled = true;
+  $("camera-csv").textContent = "Download CSV";
   setStatus(status, "Camera on.");
   cameraLoop(video);
 }
@@ -228,7 +232,13 @@ function recordCameraResult(result, sentAt) {
   if (camera.t0 === null) camera.t0 = sentAt;
   const frame = camera.frames++;
   const time = ((sentAt - camera.t0) / 1000).toFixed(3);
-  if (camera.rows.length >= CSV_MAX_ROWS) return;
+  if (camera.rows.length >= CSV_MAX_ROWS) {  // full: say so on the button, which keeps the frames before
+    if (camera.fullAt === null) {
+      camera.fullAt = frame;
+      $("camera-csv").textContent = `Download CSV (full: frames 0-${frame - 1})`;
+    }
+    return;
+  }
   if (!result.faces.length) camera.rows.push([frame, time, ...CONFIG.csv_columns.slice(2).map(() => "")]);
   for (const face of result.faces) {
     camera.rows.push([frame, time, face.face_id, ...face.box, face.det_score === null ? "" : face.det_score.toFixed(4),
