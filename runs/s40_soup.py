@@ -56,6 +56,7 @@ if args.bn_faces:
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
 export_model(soup, out)
-shutil.copy(Path(args.folders[0]) / "train_config.json", out / "train_config.json")
+if (Path(args.folders[0]) / "train_config.json").exists():
+    shutil.copy(Path(args.folders[0]) / "train_config.json", out / "train_config.json")
 (out / "soup.txt").write_text("mean of " + " ".join(args.folders) + f" bn_faces={args.bn_faces}\n")
 print("wrote", out)
