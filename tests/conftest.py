@@ -429,6 +429,24 @@ class FakeCapture:
         pass
 
 
+class ClipCamera:
+    """A video file opened as if it were a camera (for `video.source.open_capture`): its frames, then a drop.
+    `released` counts release() calls; `fps` is what the camera says it delivers."""
+
+    def __init__(self, path: Path, fps: float = 25.0):
+        self.capture, self.fps, self.released = cv2.VideoCapture(str(path)), fps, 0
+
+    def read(self):
+        return self.capture.read()
+
+    def get(self, prop):
+        return self.fps if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def release(self):
+        self.released += 1
+        self.capture.release()
+
+
 def wait_for_job(client, job_id: str, timeout: float = 60.0, interval: float = 0.1) -> dict:
     """The job's JSON (through a Flask test client) once it is done or failed; fails after `timeout` s."""
     deadline = time.monotonic() + timeout

@@ -126,7 +126,7 @@ def test_summarise_rounds_and_counts(tmp_path):
     sad = np.eye(len(CLASS_NAMES))[CLASS_NAMES.index("sad")]
     for i, seconds in enumerate([0.0334, 0.0667, 0.1001]):
         history.add(seconds, [Face((0, 0, 9, 9), SCORES, face_id=4)] + ([Face((9, 9, 9, 9), sad, 2)] if i else []))
-    summary = summarise(source, history, 7, 0.3, {"csv": tmp_path / "f.csv"})
+    summary = summarise(source, history, 7, 0.3, {"csv": tmp_path / "f.csv"}, 7 / source.fps)
     assert summary == {
         "input": str(tmp_path / "v.mp4"), "frames": 7,
         "seconds": 0.117,  # 7 / 59.94006 = 0.11678

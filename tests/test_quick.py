@@ -158,28 +158,22 @@ def test_a_run_folder_changed_on_disk_gets_a_new_pipeline(tiny_model_dir, tmp_pa
 
 def test_analyse_video_reads_a_camera_by_index_until_the_loop_breaks(tiny_model_dir, tmp_path, monkeypatch):
     """A camera index opens a live capture (here a clip opened as camera 2), timed from its first frame."""
-    import cv2
+    from conftest import ClipCamera
 
     from ferkit.video import source
 
     clip = write_video(tmp_path / "clip.mp4", 30)
-    opened, released = [], []
+    cameras = []
 
-    class Camera:
-        def __init__(self, index):
-            opened.append(index)
-            self.capture = cv2.VideoCapture(str(clip))
+    def open_capture(index):
+        if index != 2:
+            return None
+        cameras.append(ClipCamera(clip))
+        return cameras[-1]
 
-        def read(self):
-            return self.capture.read()
-
-        def release(self):
-            released.append(True)
-            self.capture.release()
-
-    monkeypatch.setattr(source, "open_capture", lambda index: Camera(index) if index == 2 else None)
+    monkeypatch.setattr(source, "open_capture", open_capture)
     frames = ferkit.analyse_video(2, str(tiny_model_dir))
-    assert opened == [2] and released == []
+    assert len(cameras) == 1 and cameras[0].released == 0
     got = []
     for index, seconds, faces in frames:
         got.append((index, seconds, faces))
@@ -187,13 +181,13 @@ def test_analyse_video_reads_a_camera_by_index_until_the_loop_breaks(tiny_model_
             break
     frames.close()
     assert [g[0] for g in got] == [0, 1, 2, 3, 4] and got[0][1] < 0.5 and [g[2] for g in got] == [[]] * 5
-    assert all(a[1] <= b[1] for a, b in zip(got, got[1:])) and released == [True]
+    assert all(a[1] <= b[1] for a, b in zip(got, got[1:])) and cameras[0].released == 1
     assert [i for i, _, _ in ferkit.analyse_video(2, str(tiny_model_dir))] == list(range(30))  # to its end
     with pytest.raises(MediaError, match="^1: the camera cannot be opened$"):
         ferkit.analyse_video(1, str(tiny_model_dir))
     with pytest.raises(MediaError, match="^-1: a camera index is 0 or more$"):
         ferkit.analyse_video(-1, str(tiny_model_dir))
-    monkeypatch.setattr(source, "open_capture", lambda index: Camera(index) if index == "rtsp://cam/1" else None)
+    monkeypatch.setattr(source, "open_capture", lambda url: ClipCamera(clip) if url == "rtsp://cam/1" else None)
     assert len(list(ferkit.analyse_video("rtsp://cam/1", str(tiny_model_dir)))) == 30
     with pytest.raises(MediaError, match="^rtsp://cam/2: the stream cannot be opened$"):
         ferkit.analyse_video("rtsp://cam/2", str(tiny_model_dir))

@@ -450,6 +450,120 @@ def test_cli_json_summary_and_default_timeline(ferkit, tmp_path, tiny_model_dir,
     assert (tmp_path / "faces_timeline.png").is_file() and err == "", "no progress bar when stderr is not a terminal"
 
 
+def test_cli_duration_stops_a_file_early(ferkit, tmp_path, tiny_model_dir, moving_video):
+    """40 frames at 20 fps: --duration 1.3 keeps the frames before 1.3 s (26), and says 1.3 s."""
+    code, out, err = ferkit("video", moving_video, "--csv", tmp_path / "f.csv", "--json", "--duration", "1.3",
+                            "--model", tiny_model_dir)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert (summary["frames"], summary["seconds"]) == (26, 1.3)
+    assert [int(row["frame"]) for row in read_csv(tmp_path / "f.csv")] == list(range(26))
+
+
+@pytest.mark.parametrize("value, reason", [("0", "0 is outside (0, inf)"), ("-2", "-2 is outside (0, inf)"),
+                                           ("nan", "nan is outside (0, inf)"), ("soon", "'soon' is not a number")])
+def test_cli_bad_duration_is_one_error_line(ferkit, tiny_model_dir, moving_video, value, reason):
+    code, out, err = ferkit("video", moving_video, f"--duration={value}", "--model", tiny_model_dir)
+    assert (code, out, err) == (2, "", f"ferkit video: error: argument --duration: {reason} (see ferkit video --help)\n")
+
+
+@pytest.fixture
+def camera_clip(tmp_path, monkeypatch):
+    """Camera 1 is moving.mp4 (40 frames of a moving square) read as a camera that says it gives 20 fps; any
+    other index opens nothing. Returns the cameras opened."""
+    from conftest import ClipCamera
+
+    from ferkit.video import source
+
+    clip = write_video(tmp_path / "camera.mp4", square_frames(moving_square()))
+    opened = []
+
+    def open_capture(index):
+        if index != 1:
+            return None
+        opened.append(ClipCamera(clip, fps=FPS))
+        return opened[-1]
+
+    monkeypatch.setattr(source, "open_capture", open_capture)
+    return opened
+
+
+def test_a_camera_is_recorded_like_a_file_timed_by_its_own_clock(squares, camera_clip, tmp_path, monkeypatch):
+    """The same tracked faces as the file gives, times from the clock (here 0.25 s a frame), the annotated
+    video paced to that clock (20 fps x 0.25 s: 5 slots a frame), the camera released."""
+    from ferkit.video import source
+
+    ticks = iter(range(10_000))
+    monkeypatch.setattr(source.time, "monotonic", lambda: next(ticks) * 0.25)
+    summary = process_video(squares, 1, out_video=tmp_path / "cam.avi", csv_path=tmp_path / "cam.csv")
+    from_file = process_video(squares, square_video := write_video(tmp_path / "same.mp4",
+                                                                   square_frames(moving_square())),
+                              csv_path=tmp_path / "file.csv")
+    rows, file_rows = read_csv(tmp_path / "cam.csv"), read_csv(tmp_path / "file.csv")
+    assert [{k: v for k, v in r.items() if k != "time_s"} for r in rows] == [
+        {k: v for k, v in r.items() if k != "time_s"} for r in file_rows]
+    assert sorted({float(r["time_s"]) for r in rows}) == [i * 0.25 for i in range(40)]
+    assert (summary["input"], summary["frames"], summary["seconds"], summary["video_fps"]) == ("1", 40, 9.8, 20.0)
+    untimed = [{i: {k: v for k, v in face.items() if not k.endswith("_s")} for i, face in run["faces"].items()}
+               for run in (summary, from_file)]
+    assert untimed[0] == untimed[1] and square_video.is_file()
+    assert (summary["faces"]["1"]["first_s"], summary["faces"]["1"]["last_s"]) == (0.75, 9.75)  # frames 3 and 39
+    assert count_frames(tmp_path / "cam.avi") == (39 * 5 + 1, SIZE)
+    assert [camera.released for camera in camera_clip] == [1]
+
+
+def test_ctrl_c_ends_a_camera_recording_with_its_outputs_whole(squares, camera_clip, tmp_path, monkeypatch):
+    """Ctrl-C is how a camera recording ends: the frames so far are kept. A file interrupted is removed."""
+    from conftest import ClipCamera
+
+    real_read = ClipCamera.read
+
+    def read(self, count=iter(range(10_000))):
+        if next(count) == 12:
+            raise KeyboardInterrupt
+        return real_read(self)
+
+    monkeypatch.setattr(ClipCamera, "read", read)
+    try:
+        summary = process_video(squares, 1, csv_path=tmp_path / "cam.csv", timeline_png=tmp_path / "cam.png")
+    except KeyboardInterrupt:  # uncaught, it would stop pytest itself
+        pytest.fail("Ctrl-C escaped the camera recording")
+    assert summary["frames"] == 12 and [int(r["frame"]) for r in read_csv(tmp_path / "cam.csv")] == list(range(12))
+    assert (tmp_path / "cam.png").is_file() and [camera.released for camera in camera_clip] == [1]
+
+
+def test_a_file_interrupted_leaves_no_output(squares, moving_video, tmp_path):
+    def interrupt(done, total):
+        if done == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        process_video(squares, moving_video, csv_path=tmp_path / "f.csv", progress_callback=interrupt)
+    assert not (tmp_path / "f.csv").exists()
+
+
+def test_cli_records_a_camera_for_its_duration(ferkit, camera_clip, tmp_path, tiny_model_dir, monkeypatch):
+    from ferkit.video import source
+
+    ticks = iter(range(10_000))
+    monkeypatch.setattr(source.time, "monotonic", lambda: next(ticks) * 0.1)
+    code, out, err = ferkit("video", "1", "--csv", tmp_path / "cam.csv", "--duration", "2", "--json",
+                            "--model", tiny_model_dir)
+    assert (code, err) == (0, "recording 1 for 2 s (or Ctrl-C)\n")
+    summary = json.loads(out)
+    assert (summary["input"], summary["frames"], summary["seconds"]) == ("1", 20, 1.95)  # 1.9 s + 1 / 20 fps
+    assert summary["outputs"]["timeline"] == str(tmp_path / "cam_timeline.png")
+
+
+@pytest.mark.parametrize("camera, message", [("0", "0: the camera cannot be opened"),
+                                             ("-1", "-1: a camera index is 0 or more")])
+def test_cli_camera_that_cannot_be_used_is_one_error_line(ferkit, camera_clip, tmp_path, tiny_model_dir, camera,
+                                                          message):
+    code, out, err = ferkit("video", camera, "--csv", tmp_path / "cam.csv", "--model", tiny_model_dir)
+    assert (code, out) == (2, "") and err.splitlines()[-1] == f"ferkit video: error: {message}"
+    assert not (tmp_path / "cam.csv").exists()
+
+
 # --- real media ----------------------------------------------------------------------------
 
 @pytest.fixture

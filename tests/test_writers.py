@@ -195,6 +195,21 @@ def test_annotated_writer_resizes_other_frames_with_inter_area(recorder, tmp_pat
     assert not np.array_equal(written, linear)  # the interpolation matters for these frames
 
 
+def test_a_paced_writer_holds_each_frame_until_the_next_one_s_time(recorder, tmp_path):
+    """A live source's frames come late and unevenly: at 10 fps, frames at 0, 0.1, 0.5 and 0.52 s fill the
+    video's slots 0, 1-4 (the 0.1 s frame held until 0.5 s), 5 and 6 (a frame late for its slot still gets
+    one of its own); an unpaced writer writes each frame once."""
+    frames = [np.full((120, 160, 3), value, np.uint8) for value in (10, 60, 110, 160)]
+    times = [0.0, 0.1, 0.5, 0.52]
+    paced = AnnotatedVideoWriter(tmp_path / "p.avi", tmp_path / "out.avi", 10, (160, 120), paced=True)
+    plain = AnnotatedVideoWriter(tmp_path / "q.avi", tmp_path / "out2.avi", 10, (160, 120))
+    for i, (seconds, frame) in enumerate(zip(times, frames)):
+        paced.add(i, seconds, frame, [])
+        plain.add(i, seconds, frame, [])
+    assert [int(f[0, 0, 0]) for f in recorder[0].frames] == [10, 60, 60, 60, 60, 110, 160]
+    assert [int(f[0, 0, 0]) for f in recorder[1].frames] == [10, 60, 110, 160]
+
+
 def test_annotated_writer_to_a_real_mjpg_file(tmp_path):
     """Frames of two other sizes and one of the right size: all three end up in the video, at the
     writer's size, close to the expected drawn-and-resized frames (MJPG is lossy)."""

@@ -250,8 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_flags(p)
     add_detector_flags(p)
 
-    p = sub.add_parser("video", help="annotate a saved video; per-frame CSV, timeline chart, summary")
-    p.add_argument("input", metavar="INPUT")
+    p = sub.add_parser("video", help="annotate a saved video or record a camera: per-frame CSV, timeline, summary")
+    p.add_argument("input", metavar="INPUT", help="a video file, or a camera index (0), device (/dev/video0) or stream "
+                   "URL, recorded until --duration or Ctrl-C")
+    p.add_argument("--duration", type=float_range(0, low_open=True), metavar="SECONDS",
+                   help="stop after this many seconds of video (default: the whole file; a camera until Ctrl-C)")
     p.add_argument("--out", help="annotated video (.mp4)")
     p.add_argument("--csv", help="per-frame CSV")
     p.add_argument("--timeline", help="timeline chart PNG (default: beside --csv or --out)")
@@ -406,7 +409,7 @@ def cmd_video(args, command: str) -> int:
     from .video.process import run_video
 
     return run_video(args.input, config_from_args(args), out=args.out, csv_path=args.csv,
-                     timeline=args.timeline, as_json=args.json, progress=not args.no_progress)
+                     timeline=args.timeline, as_json=args.json, progress=not args.no_progress, duration=args.duration)
 
 
 def cmd_batch(args, command: str) -> int:

@@ -1,5 +1,5 @@
-"""Saved videos: the one frame loop that turns a video file into an annotated video, a per-frame
-CSV, a timeline chart and a summary. `process_video` serves the CLI and the web app's upload jobs.
+"""The one frame loop that turns a video file, or a camera or stream recorded live, into an annotated video, a
+per-frame CSV, a timeline chart and a summary. `process_video` serves the CLI and the web app's upload jobs.
 """
 
 from __future__ import annotations
@@ -18,29 +18,33 @@ from ..files import atomic_output, is_special_file, is_utf8_name, printable, pri
 from ..inference.pipeline import Pipeline
 from .progress import ProgressBar
 from .overlap import ReadAhead, WriteBehind
-from .source import VideoSource
+from .source import LiveSource, VideoSource, live_input, open_video
 from .writers import TIMELINE_FORMATS, AnnotatedVideoWriter, CsvWriter, FaceHistory, plot_timeline, video_fourcc
 
 ProgressCallback = Callable[[int, int], None]  # (frames done, approximate total; 0 when unknown)
 
 
-def process_video(pipeline: Pipeline, input_path: str | Path, out_video: str | Path | None = None,
+def process_video(pipeline: Pipeline, input_path: str | Path | int, out_video: str | Path | None = None,
                   csv_path: str | Path | None = None, timeline_png: str | Path | None = None,
-                  progress_callback: ProgressCallback | None = None, fourcc: str | None = None) -> dict:
+                  progress_callback: ProgressCallback | None = None, fourcc: str | None = None,
+                  duration: float | None = None) -> dict:
     """Track and classify every face of a video file; write the outputs that were asked for.
 
-    Outputs are complete or absent: on any error (MediaError for bad input or outputs) none of
-    them is left behind. `fourcc` overrides the codec chosen from out_video's extension (the web
+    `input_path` may also be live (a camera index, device or stream URL, see `source.live_input`): it is
+    recorded until `duration` seconds or Ctrl-C, which ends the recording as its end would. `duration` stops
+    a file early too. Outputs are complete or absent: on any error (MediaError for bad input or outputs) none
+    of them is left behind. `fourcc` overrides the codec chosen from out_video's extension (the web
     app passes `browser_video_format()`'s). `progress_callback` is called after every frame; an
     exception it raises stops the run (that is how a caller cancels), outputs removed. Returns
     the summary (see `summarise`).
     """
     outputs = {"video": out_video, "csv": csv_path, "timeline": timeline_png}
     outputs = {kind: Path(path) for kind, path in outputs.items() if path}
-    check_outputs(Path(input_path), outputs, fourcc)
+    live = live_input(input_path) is not None
+    check_outputs(None if live else Path(input_path), outputs, fourcc)
     stream, history = pipeline.stream(), FaceHistory()
     with ExitStack() as stack:
-        source = VideoSource(input_path)
+        source = open_video(input_path)
         stack.callback(source.close)
         sinks, timeline_partial = open_outputs(stack, source, outputs, fourcc)
         # closed first on the way out (an ExitStack unwinds last in, first out): no thread still
@@ -48,21 +52,29 @@ def process_video(pipeline: Pipeline, input_path: str | Path, out_video: str | P
         writer = stack.enter_context(WriteBehind(functools.partial(write_frame, sinks)))
         reader = stack.enter_context(ReadAhead(source.frames()))
         started = time.perf_counter()
-        frames = 0
-        for index, seconds, frame in reader:
-            faces = stream.process(frame)
-            history.add(seconds, faces)
-            writer.add(index, seconds, frame, faces)
-            frames = index + 1
-            if progress_callback:
-                progress_callback(frames, source.frame_count)
+        frames, last = 0, 0.0
+        try:
+            for index, seconds, frame in reader:
+                if duration is not None and seconds >= duration:
+                    break
+                faces = stream.process(frame)
+                history.add(seconds, faces)
+                writer.add(index, seconds, frame, faces)
+                frames, last = index + 1, seconds
+                if progress_callback:
+                    progress_callback(frames, source.frame_count)
+        except KeyboardInterrupt:
+            if not live:
+                raise  # a file stopped midway is an interrupted job: its outputs are removed
         writer.finish()
         elapsed = time.perf_counter() - started
         for sink in sinks:
             sink.close()
+        # a live source's frames come at the camera's pace, not at its nominal rate: its clock says how long
+        span = last + 1 / source.fps if live else frames / source.fps
         if timeline_partial:
-            plot_timeline(history, timeline_partial, frames / source.fps, 1 / source.fps)
-    return summarise(source, history, frames, elapsed, outputs)
+            plot_timeline(history, timeline_partial, span, 1 / source.fps)
+    return summarise(source, history, frames, elapsed, outputs, span)
 
 
 def write_frame(sinks: list, index: int, seconds: float, frame, faces) -> None:
@@ -70,12 +82,12 @@ def write_frame(sinks: list, index: int, seconds: float, frame, faces) -> None:
         sink.add(index, seconds, frame, faces)
 
 
-def check_outputs(input_path: Path, outputs: dict[str, Path], fourcc: str | None) -> None:
-    """Refuse, before any work, outputs that would overwrite the input or each other, or have
-    unusable extensions."""
+def check_outputs(input_path: Path | None, outputs: dict[str, Path], fourcc: str | None) -> None:
+    """Refuse, before any work, outputs that would overwrite the input (a file; None for a live source) or each
+    other, or have unusable extensions."""
     resolved = [path.resolve() for path in outputs.values()]
     for path, full in zip(outputs.values(), resolved):
-        if full == input_path.resolve():
+        if input_path is not None and full == input_path.resolve():
             raise MediaError(f"{path}: an output may not overwrite the input video")
         if resolved.count(full) > 1:
             raise MediaError(f"{path}: the same file is given for two outputs")
@@ -88,13 +100,14 @@ def check_outputs(input_path: Path, outputs: dict[str, Path], fourcc: str | None
         raise MediaError(f"{outputs['timeline']}: the timeline chart must be one of {', '.join(TIMELINE_FORMATS)}")
 
 
-def open_outputs(stack: ExitStack, source: VideoSource, outputs: dict[str, Path], fourcc: str | None):
+def open_outputs(stack: ExitStack, source: VideoSource | LiveSource, outputs: dict[str, Path], fourcc: str | None):
     """(per-frame writers, the timeline's partial path or None), all created before the first frame
     so that unwritable paths fail before any work. `stack` commits or removes them."""
     sinks, timeline_partial = [], None
     if "video" in outputs:
         partial = stack.enter_context(atomic_output(outputs["video"]))
-        sinks.append(AnnotatedVideoWriter(partial, outputs["video"], source.fps, source.size, fourcc))
+        sinks.append(AnnotatedVideoWriter(partial, outputs["video"], source.fps, source.size, fourcc,
+                                          paced=isinstance(source, LiveSource)))
     if "csv" in outputs:
         partial = stack.enter_context(atomic_output(outputs["csv"]))
         sinks.append(CsvWriter(partial, outputs["csv"]))
@@ -113,10 +126,11 @@ def touch(partial: Path, target: Path) -> None:
         raise MediaError(f"{target}: cannot be written ({exc.strerror})") from None
 
 
-def summarise(source: VideoSource, history: FaceHistory, frames: int, elapsed: float, outputs: dict) -> dict:
+def summarise(source: VideoSource | LiveSource, history: FaceHistory, frames: int, elapsed: float, outputs: dict,
+              seconds: float) -> dict:
     """The run in numbers: frames, seconds, processing fps, and per face id its expression shares."""
     return {
-        "input": str(source.path), "frames": frames, "seconds": round(frames / source.fps, 3),
+        "input": str(source.path), "frames": frames, "seconds": round(seconds, 3),
         "video_fps": round(source.fps, 3), "width": source.width, "height": source.height,
         "fps": round(frames / max(elapsed, 1e-9), 1), "faces_seen": len(history.ids),
         "faces": {str(face_id): history.face_summary(face_id) for face_id in history.ids},
@@ -132,13 +146,23 @@ def default_timeline(out: str | None, csv_path: str | None) -> Path | None:
 
 
 def run_video(input_path, config: Config, out: str | None = None, csv_path: str | None = None,
-              timeline: str | None = None, as_json: bool = False, progress: bool = True) -> int:
-    """`ferkit video`: process one video file; print the summary (text, or JSON with as_json)."""
-    require_file(input_path)  # before loading the model
+              timeline: str | None = None, as_json: bool = False, progress: bool = True,
+              duration: float | None = None) -> int:
+    """`ferkit video`: process one video file, or record a camera or stream; print the summary (text, or JSON
+    with as_json)."""
+    live = live_input(input_path)
+    if live is None:
+        require_file(input_path)  # before loading the model
+    elif isinstance(live, int) and live < 0:
+        raise MediaError(f"{live}: a camera index is 0 or more")
     pipeline = Pipeline.from_config(config)
+    if live is not None:
+        until = f"for {duration:g} s (or Ctrl-C)" if duration else "until Ctrl-C"
+        print(f"recording {live} {until}", file=sys.stderr)
     bar = ProgressBar(sys.stderr) if progress and sys.stderr.isatty() else None
     try:
-        summary = process_video(pipeline, input_path, out, csv_path, timeline or default_timeline(out, csv_path), bar)
+        summary = process_video(pipeline, input_path, out, csv_path, timeline or default_timeline(out, csv_path), bar,
+                                duration=duration)
     finally:
         if bar:
             bar.finish()

@@ -4,6 +4,7 @@ with clear one-line errors for bad ones."""
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -111,9 +112,24 @@ def is_device(path: Path) -> bool:
         return False
 
 
+def live_input(source: int | str | Path) -> int | str | None:
+    """What to open live: a camera index (an int, or digits naming no file), a device such as /dev/video0 or a
+    stream URL; None for a saved file (or a path that names nothing, for VideoSource to refuse)."""
+    if isinstance(source, int):
+        return source
+    text = str(source)
+    if "://" in text:
+        return text
+    if Path(text).is_file():
+        return None
+    if re.fullmatch(r"-?\d+", text.strip()):
+        return int(text)
+    return text if is_device(Path(text)) else None
+
+
 def is_live(source: int | str | Path) -> bool:
     """A camera index, a device such as /dev/video0 or a stream URL, rather than a saved file."""
-    return isinstance(source, int) or "://" in str(source) or is_device(Path(source))
+    return live_input(source) is not None
 
 
 class LiveSource:
@@ -126,7 +142,7 @@ class LiveSource:
     def __init__(self, source: int | str, open_source: Callable[[int | str], cv2.VideoCapture | None] | None = None):
         if isinstance(source, bool) or (isinstance(source, int) and source < 0):
             raise MediaError(f"{source}: a camera index is 0 or more")
-        self.source = source
+        self.path = source  # named as VideoSource's, for summaries
         what = "the camera" if isinstance(source, int) else "the stream" if "://" in source else "the device"
         level = cv2.utils.logging.getLogLevel()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its warnings would surround our line
@@ -141,6 +157,9 @@ class LiveSource:
         finally:
             cv2.utils.logging.setLogLevel(level)
         self.height, self.width = self.first_frame.shape[:2]
+        fps = self.capture.get(cv2.CAP_PROP_FPS)  # what the camera says it delivers: an annotated video's rate
+        self.fps = fps if math.isfinite(fps) and 0 < fps <= 1000 else DEFAULT_FPS
+        self.frame_count = 0  # unknown: it runs until stopped
 
     @property
     def size(self) -> tuple[int, int]:
@@ -148,10 +167,12 @@ class LiveSource:
 
     def frames(self) -> Iterator[tuple[int, float, np.ndarray]]:
         """(index, seconds since the first frame, BGR frame) until a read fails; closing releases the source."""
-        index, frame, start = 0, self.first_frame, time.monotonic()
+        index, frame, start = 0, self.first_frame, None
         try:
             while frame is not None:
-                yield index, time.monotonic() - start, frame
+                now = time.monotonic()
+                start = now if start is None else start
+                yield index, now - start, frame
                 index += 1
                 ok, frame = self.capture.read()
                 frame = frame if ok else None
@@ -159,9 +180,13 @@ class LiveSource:
             self.close()
 
     def close(self) -> None:
-        self.capture.release()
+        if self.capture is not None:  # once: the frame loop and its caller both close
+            self.capture.release()
+            self.capture = None
 
 
 def open_video(video: int | str | Path) -> VideoSource | LiveSource:
-    """A saved video file as a VideoSource; a camera index (int), device or stream URL as a LiveSource."""
-    return LiveSource(video if isinstance(video, int) else str(video)) if is_live(video) else VideoSource(video)
+    """A saved video file as a VideoSource; a camera index, device or stream URL (see `live_input`) as a
+    LiveSource."""
+    live = live_input(video)
+    return VideoSource(video) if live is None else LiveSource(live)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import math
 import tempfile
 from pathlib import Path
 
@@ -63,10 +64,15 @@ def can_write_video(fourcc: str, suffix: str) -> bool:
 
 
 class AnnotatedVideoWriter:
-    """Draws boxes, labels and score bars on each frame and encodes the result."""
+    """Draws boxes, labels and score bars on each frame and encodes the result.
 
-    def __init__(self, partial: Path, target: Path, fps: float, size: tuple[int, int], fourcc: str | None = None):
-        self.partial, self.target, self.size = partial, target, size
+    `paced` (a live source): each frame is held until the next one's time, so that the video plays at the
+    pace it was recorded even when the camera gave fewer frames than its nominal rate."""
+
+    def __init__(self, partial: Path, target: Path, fps: float, size: tuple[int, int], fourcc: str | None = None,
+                 paced: bool = False):
+        self.partial, self.target, self.size, self.fps, self.paced = partial, target, size, fps, paced
+        self.written, self.previous = 0, None
         fourcc = fourcc or video_fourcc(target)
         self.writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*fourcc), fps, size)
         if not self.writer.isOpened():
@@ -76,7 +82,13 @@ class AnnotatedVideoWriter:
         annotated = draw_faces(frame, faces)
         if annotated.shape[1::-1] != self.size:  # the writer silently drops frames of another size
             annotated = cv2.resize(annotated, self.size, interpolation=cv2.INTER_AREA)
+        if self.paced and self.previous is not None:
+            for _ in range(math.floor(seconds * self.fps + 1e-6) - self.written):
+                self.writer.write(self.previous)
+                self.written += 1
         self.writer.write(annotated)
+        self.written += 1
+        self.previous = annotated if self.paced else None
 
     def release(self) -> None:
         self.writer.release()  # a second call does nothing
