@@ -12,6 +12,8 @@ import io
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -562,6 +564,16 @@ def test_cli_camera_that_cannot_be_used_is_one_error_line(ferkit, camera_clip, t
     code, out, err = ferkit("video", camera, "--csv", tmp_path / "cam.csv", "--model", tiny_model_dir)
     assert (code, out) == (2, "") and err.splitlines()[-1] == f"ferkit video: error: {message}"
     assert not (tmp_path / "cam.csv").exists()
+
+
+@pytest.mark.parametrize("source, reason", [("99", "the camera cannot be opened"),
+                                            ("rtsp://127.0.0.1:9/none", "the stream cannot be opened")])
+def test_cli_camera_or_stream_that_cannot_be_opened_is_one_line(tiny_model_dir, tmp_path, source, reason):
+    """Through a real process: nothing else on stderr (no OpenCV or FFmpeg warning, no "recording" line)."""
+    result = subprocess.run([sys.executable, "-m", "ferkit.cli", "video", source, "--csv", str(tmp_path / "c.csv"),
+                             "--model", str(tiny_model_dir)], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr, result.stdout) == (2, f"ferkit video: error: {source}: {reason}\n", "")
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- real media ----------------------------------------------------------------------------

@@ -153,8 +153,8 @@ def run_video(input_path, config: Config, out: str | None = None, csv_path: str 
     live = live_input(input_path)
     if live is None:
         require_file(input_path)  # before loading the model
-    elif isinstance(live, int) and live < 0:
-        raise MediaError(f"{live}: a camera index is 0 or more")
+    else:
+        LiveSource(live).close()  # a camera that cannot be used is said before the model loads, in one line
     pipeline = Pipeline.from_config(config)
     if live is not None:
         until = f"for {duration:g} s (or Ctrl-C)" if duration else "until Ctrl-C"
