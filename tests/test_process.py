@@ -139,7 +139,7 @@ def test_summarise_rounds_and_counts(tmp_path):
                   "4": {"frames": 3, "first_s": 0.033, "last_s": 0.1, "emotion": "happy", "shares": HAPPY_ONLY}},
         "outputs": {"csv": str(tmp_path / "f.csv")}}
     # no measurable time: divided by 1e-9 s, not by zero
-    assert summarise(source, FaceHistory(), 7, 0.0, {})["fps"] == round(7 / 1e-9, 1)
+    assert summarise(source, FaceHistory(), 7, 0.0, {}, 0.1)["fps"] == round(7 / 1e-9, 1)
 
 
 def test_the_given_codec_is_used_instead_of_the_extensions(scripted, video, tmp_path):
