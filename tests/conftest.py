@@ -10,6 +10,7 @@ A test file never imports from another test file: what two of them need lives he
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import itertools
 import os
 import subprocess
@@ -57,6 +58,17 @@ def pytest_runtest_makereport(item, call):
         reason = reason.removeprefix("Skipped: ")
         report.outcome = "failed"
         report.longrepr = f"skipped, but {required[0]}=1 says this test must run here: {reason}"
+
+
+def load_script(relative: str):
+    """A script of scripts/ or bench/ (not in the package) imported as the module named after its file, and
+    registered in sys.modules (dataclasses look their module up there)."""
+    path = Path(__file__).resolve().parents[1] / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(autouse=True)

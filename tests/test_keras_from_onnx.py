@@ -1,12 +1,9 @@
 """scripts/keras_from_onnx.py: Keras weights rebuilt from an exported ONNX graph give its probabilities, with
 BatchNorm variances measured on the faces given."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import load_script
 
 from ferkit.training.backend import setup_keras
 
@@ -14,11 +11,7 @@ keras = setup_keras("float32")
 
 from ferkit.models.vgg import build_vgg_family  # noqa: E402  (needs Keras set up first)
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "keras_from_onnx.py"
-spec = importlib.util.spec_from_file_location("keras_from_onnx", SCRIPT)
-rebuild = importlib.util.module_from_spec(spec)
-sys.modules["keras_from_onnx"] = rebuild
-spec.loader.exec_module(rebuild)
+rebuild = load_script("scripts/keras_from_onnx.py")
 
 
 def faces(count, seed):

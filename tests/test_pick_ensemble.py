@@ -1,19 +1,15 @@
 """scripts/pick_ensemble.py: member weights fitted on the holdout, and their honest (cross-validated) score."""
 
-import importlib.util
 import math
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script
 
 pytest.importorskip("scipy")
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pick_ensemble.py"
-spec = importlib.util.spec_from_file_location("pick_ensemble", SCRIPT)
-pick = importlib.util.module_from_spec(spec)
-sys.modules["pick_ensemble"] = pick  # its dataclass looks its module up there
-spec.loader.exec_module(pick)
+pick = load_script("scripts/pick_ensemble.py")
 
 
 def one_hot_ish(labels, right, rng, n_classes=7):

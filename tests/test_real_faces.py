@@ -1,21 +1,17 @@
 """The uniform prior's figures on the real-face development set (tw-faces) are what docs/real-faces.md says:
 counted face by face through the benchmark's own detect-and-crop, with the bundled `accurate`."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script
 
 from ferkit.inference.classifier import FacialExpressionModel
 from ferkit.labels import CLASS_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("bench_real_faces", ROOT / "bench" / "bench_real_faces.py")
-bench = importlib.util.module_from_spec(spec)
-sys.modules["bench_real_faces"] = bench
-spec.loader.exec_module(bench)
+bench = load_script("bench/bench_real_faces.py")
 
 
 @pytest.mark.shared

@@ -1,11 +1,10 @@
 """scripts/soup_members.py: the soup's every variable is the members' mean, and it ships as a run folder."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script
 
 from ferkit.training.backend import setup_keras
 
@@ -15,11 +14,7 @@ from ferkit.inference.classifier import FacialExpressionModel  # noqa: E402
 from ferkit.models.vgg import build_vgg_family  # noqa: E402  (needs Keras set up first)
 from ferkit.training.export import export_model  # noqa: E402
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "soup_members.py"
-spec = importlib.util.spec_from_file_location("soup_members", SCRIPT)
-soup = importlib.util.module_from_spec(spec)
-sys.modules["soup_members"] = soup
-spec.loader.exec_module(soup)
+soup = load_script("scripts/soup_members.py")
 
 
 def member(folder: Path, seed: int, widths=(4, 8)) -> Path:

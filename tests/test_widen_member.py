@@ -1,11 +1,8 @@
 """scripts/widen_member.py: a net widened by Net2WiderNet computes the narrow net's function, with copies that differ."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import load_script
 
 from ferkit.training.backend import setup_keras
 
@@ -13,11 +10,7 @@ setup_keras("float32")
 
 from ferkit.models.vgg import build_vgg_family  # noqa: E402  (needs Keras set up first)
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "widen_member.py"
-spec = importlib.util.spec_from_file_location("widen_member", SCRIPT)
-widen = importlib.util.module_from_spec(spec)
-sys.modules["widen_member"] = widen
-spec.loader.exec_module(widen)
+widen = load_script("scripts/widen_member.py")
 
 
 @pytest.fixture(autouse=True)
