@@ -496,7 +496,7 @@ def test_a_camera_is_recorded_like_a_file_timed_by_its_own_clock(squares, camera
     from ferkit.video import source
 
     ticks = iter(range(10_000))
-    monkeypatch.setattr(source.time, "monotonic", lambda: next(ticks) * 0.25)
+    monkeypatch.setattr(source, "live_clock", lambda: next(ticks) * 0.25)
     summary = process_video(squares, 1, out_video=tmp_path / "cam.avi", csv_path=tmp_path / "cam.csv")
     from_file = process_video(squares, square_video := write_video(tmp_path / "same.mp4",
                                                                    square_frames(moving_square())),
@@ -548,7 +548,7 @@ def test_cli_records_a_camera_for_its_duration(ferkit, camera_clip, tmp_path, ti
     from ferkit.video import source
 
     ticks = iter(range(10_000))
-    monkeypatch.setattr(source.time, "monotonic", lambda: next(ticks) * 0.1)
+    monkeypatch.setattr(source, "live_clock", lambda: next(ticks) * 0.1)
     code, out, err = ferkit("video", "1", "--csv", tmp_path / "cam.csv", "--duration", "2", "--json",
                             "--model", tiny_model_dir)
     assert (code, err) == (0, "recording 1 for 2 s (or Ctrl-C)\n")
