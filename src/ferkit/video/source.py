@@ -127,11 +127,6 @@ def live_input(source: int | str | Path) -> int | str | None:
     return text if is_device(Path(text)) else None
 
 
-def is_live(source: int | str | Path) -> bool:
-    """A camera index, a device such as /dev/video0 or a stream URL, rather than a saved file."""
-    return live_input(source) is not None
-
-
 class LiveSource:
     """A camera (index 0 or more, or a device such as /dev/video0) or a stream URL: frames as they arrive, timed
     from the first one, until the source stops giving them (a camera: never; break out of the loop).

@@ -11,7 +11,6 @@ cannot work at all (`ferkit serve` calls it before loading the model).
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 from ...config import ServeConfig
 from ...errors import MediaError
 from ...inference.pipeline import Pipeline
-from ...video.source import LiveSource, VideoSource, is_live, open_capture
+from ...video.source import LiveSource, VideoSource, live_input, open_capture
 from ...vision.draw import draw_faces, encode_jpeg
 from .limits import Busy
 
@@ -50,11 +49,10 @@ def check_source(source: str | int | None,
     source = parse_source(source)
     if source is None:
         return
-    if isinstance(source, str) and re.fullmatch(r"-\d+", source) and not Path(source).exists():
-        raise MediaError(f"--source {source}: a camera index is 0 or more")
+    live = live_input(source)  # "-1" naming no file is a camera index, which LiveSource refuses
     try:
-        if is_live(source):
-            LiveSource(source, open_source or open_capture).close()
+        if live is not None:
+            LiveSource(live, open_source or open_capture).close()
         else:
             VideoSource(source).close()
     except MediaError as exc:
