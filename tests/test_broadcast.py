@@ -347,6 +347,23 @@ def test_a_read_without_a_frame_is_a_drop_and_stopping_releases_the_open_capture
     assert last.released == 1 and last.frames == 3  # the loop stopped with it open: released all the same
 
 
+def test_a_decoder_error_mid_stream_is_a_drop_reopened_not_the_end_of_the_feed(clock):
+    class Failing(FpsCapture):
+        def read(self):
+            if self.frames == 3:  # two frames read
+                raise cv2.error("decoder: invalid NAL unit")
+            return super().read()
+
+    failing, last = Failing(5), FpsCapture(5)
+    outcomes = iter([failing, last])
+    b = make_broadcaster(open_source=lambda source: next(outcomes, None), stream_max_fps=4.0)
+    closing, published = scripted_loop(b, clock, stop_after=4)
+    assert closing.waits == [0.25, 0.25, 0.5, 0.25]
+    assert published == [frame_jpeg(), frame_jpeg(), message_jpeg("video source stopped; reopening in 0.5 s"),
+                         frame_jpeg()]
+    assert failing.released == 1 and b.opens == 2 and b.error is None
+
+
 def test_a_file_loops_at_once_at_its_end_and_plays_at_its_own_rate(clock, tmp_path):
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"")

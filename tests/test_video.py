@@ -511,7 +511,8 @@ def test_a_camera_is_recorded_like_a_file_timed_by_its_own_clock(squares, camera
     assert untimed[0] == untimed[1] and square_video.is_file()
     assert (summary["faces"]["1"]["first_s"], summary["faces"]["1"]["last_s"]) == (0.75, 9.75)  # frames 3 and 39
     assert count_frames(tmp_path / "cam.avi") == (39 * 5 + 1, SIZE)
-    assert [camera.released for camera in camera_clip] == [1]
+    assert [camera.released for camera in camera_clip] == [1] and summary["ended"] == "the camera stopped giving frames"
+    assert "ended" not in from_file  # a file's end needs no saying
 
 
 def test_ctrl_c_ends_a_camera_recording_with_its_outputs_whole(squares, camera_clip, tmp_path, monkeypatch):
@@ -532,6 +533,29 @@ def test_ctrl_c_ends_a_camera_recording_with_its_outputs_whole(squares, camera_c
         pytest.fail("Ctrl-C escaped the camera recording")
     assert summary["frames"] == 12 and [int(r["frame"]) for r in read_csv(tmp_path / "cam.csv")] == list(range(12))
     assert (tmp_path / "cam.png").is_file() and [camera.released for camera in camera_clip] == [1]
+    assert summary["ended"] == "interrupted"
+
+
+def test_a_stream_failing_midway_ends_the_recording_with_its_outputs_kept(ferkit, camera_clip, tmp_path,
+                                                                          tiny_model_dir, monkeypatch):
+    """A decoder error on the 13th read ends the recording like a stream that stops: 12 frames kept, said why."""
+    from conftest import ClipCamera
+
+    real_read = ClipCamera.read
+
+    def read(self):
+        self.reads = getattr(self, "reads", 0) + 1
+        if self.reads == 13:
+            raise cv2.error("decoder: invalid NAL unit")
+        return real_read(self)
+
+    monkeypatch.setattr(ClipCamera, "read", read)
+    code, out, err = ferkit("video", "1", "--csv", tmp_path / "cam.csv", "--model", tiny_model_dir)
+    assert (code, err) == (0, "recording 1 until Ctrl-C\n")
+    assert out.splitlines()[0].startswith("1: 12 frames, ")
+    assert out.splitlines()[-1] == "  ended: the camera failed (decoder: invalid NAL unit)"
+    assert [int(r["frame"]) for r in read_csv(tmp_path / "cam.csv")] == list(range(12))
+    assert (tmp_path / "cam_timeline.png").is_file() and [camera.released for camera in camera_clip] == [1, 1]
 
 
 def test_a_file_interrupted_leaves_no_output(squares, moving_video, tmp_path):
@@ -554,6 +578,7 @@ def test_cli_records_a_camera_for_its_duration(ferkit, camera_clip, tmp_path, ti
     assert (code, err) == (0, "recording 1 for 2 s (or Ctrl-C)\n")
     summary = json.loads(out)
     assert (summary["input"], summary["frames"], summary["seconds"]) == ("1", 20, 1.95)  # 1.9 s + 1 / 20 fps
+    assert summary["ended"] == "duration"
     assert summary["outputs"]["timeline"] == str(tmp_path / "cam_timeline.png")
 
 

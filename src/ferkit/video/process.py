@@ -31,12 +31,12 @@ def process_video(pipeline: Pipeline, input_path: str | Path | int, out_video: s
     """Track and classify every face of a video file; write the outputs that were asked for.
 
     `input_path` may also be live (a camera index, device or stream URL, see `source.live_input`): it is
-    recorded until `duration` seconds or Ctrl-C, which ends the recording as its end would. `duration` stops
-    a file early too. Outputs are complete or absent: on any error (MediaError for bad input or outputs) none
-    of them is left behind. `fourcc` overrides the codec chosen from out_video's extension (the web
-    app passes `browser_video_format()`'s). `progress_callback` is called after every frame; an
-    exception it raises stops the run (that is how a caller cancels), outputs removed. Returns
-    the summary (see `summarise`).
+    recorded until `duration` seconds, Ctrl-C, or the source stopping or failing, each of which ends the recording as
+    a file's end would (the summary's "ended" says which). `duration` stops a file early too. Outputs are
+    complete or absent: on any error (MediaError for bad input or outputs) none of them is left behind. `fourcc`
+    overrides the codec chosen from out_video's extension (the web app passes `browser_video_format()`'s).
+    `progress_callback` is called after every frame; an exception it raises stops the run (that is how a caller
+    cancels), outputs removed. Returns the summary (see `summarise`).
     """
     outputs = {"video": out_video, "csv": csv_path, "timeline": timeline_png}
     outputs = {kind: Path(path) for kind, path in outputs.items() if path}
@@ -52,10 +52,11 @@ def process_video(pipeline: Pipeline, input_path: str | Path | int, out_video: s
         writer = stack.enter_context(WriteBehind(functools.partial(write_frame, sinks)))
         reader = stack.enter_context(ReadAhead(source.frames()))
         started = time.perf_counter()
-        frames, last = 0, 0.0
+        frames, last, ended = 0, 0.0, None
         try:
             for index, seconds, frame in reader:
                 if duration is not None and seconds >= duration:
+                    ended = "duration"
                     break
                 faces = stream.process(frame)
                 history.add(seconds, faces)
@@ -66,6 +67,7 @@ def process_video(pipeline: Pipeline, input_path: str | Path | int, out_video: s
         except KeyboardInterrupt:
             if not live:
                 raise  # a file stopped midway is an interrupted job: its outputs are removed
+            ended = "interrupted"
         writer.finish()
         elapsed = time.perf_counter() - started
         for sink in sinks:
@@ -74,7 +76,10 @@ def process_video(pipeline: Pipeline, input_path: str | Path | int, out_video: s
         span = last + 1 / source.fps if live else frames / source.fps
         if timeline_partial:
             plot_timeline(history, timeline_partial, span, 1 / source.fps)
-    return summarise(source, history, frames, elapsed, outputs, span)
+    summary = summarise(source, history, frames, elapsed, outputs, span)
+    if live:  # a recording has no natural end: say which one it had (a stream that fails midway keeps its outputs)
+        summary["ended"] = ended or source.stopped
+    return summary
 
 
 def write_frame(sinks: list, index: int, seconds: float, frame, faces) -> None:
@@ -178,4 +183,6 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  face #{face_id}: {face['frames']} frames ({face['first_s']:.1f}-{face['last_s']:.1f} s), "
                      + ", ".join(f"{name} {share:.0%}" for name, share in top))
     lines += [f"  {kind}: {path}" for kind, path in summary["outputs"].items()]
+    if "ended" in summary:
+        lines.append(f"  ended: {summary['ended']}")
     return "\n".join(lines)

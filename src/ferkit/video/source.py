@@ -139,6 +139,7 @@ class LiveSource:
             raise MediaError(f"{source}: a camera index is 0 or more")
         self.path = source  # named as VideoSource's, for summaries
         what = "the camera" if isinstance(source, int) else "the stream" if "://" in source else "the device"
+        self.what = what
         level = cv2.utils.logging.getLogLevel()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its warnings would surround our line
         try:
@@ -155,13 +156,15 @@ class LiveSource:
         fps = self.capture.get(cv2.CAP_PROP_FPS)  # what the camera says it delivers: an annotated video's rate
         self.fps = fps if math.isfinite(fps) and 0 < fps <= 1000 else DEFAULT_FPS
         self.frame_count = 0  # unknown: it runs until stopped
+        self.stopped: str | None = None  # why frames() ended of itself (the source stopped or failed); None before
 
     @property
     def size(self) -> tuple[int, int]:
         return self.width, self.height
 
     def frames(self) -> Iterator[tuple[int, float, np.ndarray]]:
-        """(index, seconds since the first frame, BGR frame) until a read fails; closing releases the source."""
+        """(index, seconds since the first frame, BGR frame) until a read fails (`stopped` then says how);
+        closing releases the source."""
         index, frame, start = 0, self.first_frame, None
         try:
             while frame is not None:
@@ -169,10 +172,20 @@ class LiveSource:
                 start = now if start is None else start
                 yield index, now - start, frame
                 index += 1
-                ok, frame = self.capture.read()
-                frame = frame if ok else None
+                frame = self.read()
         finally:
             self.close()
+
+    def read(self) -> np.ndarray | None:
+        try:
+            ok, frame = self.capture.read()
+        except cv2.error as exc:  # a stream's decoder failing midway: what was recorded so far still stands
+            self.stopped = f"{self.what} failed ({exc.err or exc})"
+            return None
+        if not ok or frame is None:
+            self.stopped = f"{self.what} stopped giving frames"
+            return None
+        return frame
 
     def close(self) -> None:
         if self.capture is not None:  # once: the frame loop and its caller both close

@@ -217,7 +217,10 @@ class FrameBroadcaster:
                     self.error, self.fps, self._published_at = None, 0.0, None
                     stream, frames_read, due = self.pipeline.stream(), 0, time.monotonic()
                     interval = 1.0 / self._target_fps(capture)
-                ok, frame = capture.read()
+                try:
+                    ok, frame = capture.read()
+                except cv2.error:  # a stream's decoder failing midway: reopened like a stream that stopped
+                    ok, frame = False, None
                 if not ok or frame is None:
                     capture.release()
                     capture = None
