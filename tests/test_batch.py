@@ -277,7 +277,7 @@ def test_cli_exit_status_is_the_number_of_failed_inputs(ferkit, tiny_model_dir, 
     assert out.startswith("7 inputs: 4 done, 0 skipped (done before), 3 failed in ")
     assert out.rstrip().endswith(f"summary: {tmp_path / 'out' / 'summary.csv'}")
     code, out, err = ferkit("batch", root / "a.mp4", "--out", tmp_path / "out", "--model", tiny_model_dir)
-    assert code == 0 and out.startswith("1 inputs: 0 done, 1 skipped (done before), 0 failed")
+    assert code == 0 and out.startswith("1 input: 0 done, 1 skipped (done before), 0 failed")
 
 
 @pytest.mark.parametrize("args, message", [

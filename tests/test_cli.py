@@ -95,6 +95,18 @@ def test_evaluate_uses_a_lone_split_by_default(tiny_csv, tiny_model_dir, capsys)
     assert json.loads(capsys.readouterr().out)["split"] == "PrivateTest"
 
 
+def test_evaluate_scores_a_lone_training_split_only_when_named(tiny_csv, tiny_model_dir, capsys):
+    """A model's own training faces flatter it: the default does not fall back on them."""
+    data = tiny_csv(4, splits=("Training",))
+    code = main(["evaluate", "--data", str(data), "--model", str(tiny_model_dir), "--json"])
+    captured = capsys.readouterr()
+    assert assert_one_error_line(code, captured.err, "evaluate") == (
+        f"ferkit evaluate: error: {data}: its only split is Training, the one models train on; score it anyway "
+        "with --split Training") and captured.out == ""
+    assert main(["evaluate", "--data", str(data), "--model", str(tiny_model_dir), "--split", "Training", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 4
+
+
 def test_evaluate_plain_text_report(tiny_csv, tiny_model_dir, capsys):
     assert main(["evaluate", "--data", str(tiny_csv()), "--model", str(tiny_model_dir)]) == 0
     out = capsys.readouterr().out
@@ -216,6 +228,39 @@ def test_train_with_bad_data_exits_2(tmp_path, capsys):
     code = main(["train", "--data", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "runs"),
                  "--precision", "float32"])
     assert "no such file" in assert_one_error_line(code, capsys.readouterr().err, "train")
+
+
+@pytest.mark.parametrize("flag", ["--init", "--teacher"])
+def test_train_with_an_unknown_init_or_teacher_leaves_no_run_folder(flag, tiny_csv, tmp_path, capsys):
+    code = main(["train", "--data", str(tiny_csv()), flag, "nosuch", "--out", str(tmp_path / "runs"),
+                 "--precision", "float32"])
+    assert "model 'nosuch' not found" in assert_one_error_line(code, capsys.readouterr().err, "train")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_calibrate_needs_a_model_named(tiny_csv, capsys):
+    """No default: `ferkit calibrate --data x` rewrote the bundled default model's calibration."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["calibrate", "--data", str(tiny_csv())])
+    assert assert_one_error_line(exit_info.value.code, capsys.readouterr().err, "calibrate") == (
+        "ferkit calibrate: error: the following arguments are required: --model (see ferkit calibrate --help)")
+
+
+def test_help_states_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines at the terminal's width
+    assert "--epochs EPOCHS passes over the training split (default: 30)" in text
+    assert "--out OUT parent folder of run folders (default: runs)" in text
+    assert "(default: the model's own)" in text and "the model's own) (default" not in text  # said by the help
+    assert "--resume continue an interrupted run --seed" in text  # a switch has no default to state
+
+
+def test_ensemble_refuses_views_with_no_tta(tmp_path, capsys):
+    code = main(["ensemble", "a", "b", "--out", str(tmp_path / "e"), "--data", "x.csv", "--views", "4", "--no-tta"])
+    assert assert_one_error_line(code, capsys.readouterr().err, "ensemble") == (
+        "ferkit ensemble: error: --no-tta contradicts --views 4 (--no-tta means --views 1)")
+    assert not (tmp_path / "e").exists()
 
 
 def test_train_with_unknown_model_exits_2(tiny_csv, tmp_path, capsys):
@@ -343,8 +388,13 @@ BAD_VALUES = [
     ("train", "--ferplus-weight", "-0.1"), ("train", "--mixup", "-0.2"), ("train", "--mixup", "nan"),
     ("train", "--distill-mode", "online"),
     ("explore", "--per-class", "0"),
+    # C ints inside OpenCV: beyond them the cascade raised a traceback at the first image
+    ("predict", "--min-face", "99999999999"), ("video", "--min-face", "65536"), ("predict", "--min-neighbors", "10001"),
+    ("train", "--seed", "-1"), ("train", "--holdout-seed", "-1"), ("train", "--seed", str(2**32)),  # NumPy's seeds
+    ("calibrate", "--holdout-seed", "-3"),
 ]
-NEEDS = {"video": ["in.mp4"], "predict": ["a.jpg"], "train": ["--data", "x.csv"], "explore": ["--data", "x.csv"]}
+NEEDS = {"video": ["in.mp4"], "predict": ["a.jpg"], "train": ["--data", "x.csv"], "explore": ["--data", "x.csv"],
+         "calibrate": ["--data", "x.csv", "--model", "m"]}
 
 
 @pytest.mark.parametrize("command, flag, value", BAD_VALUES)

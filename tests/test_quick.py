@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import write_video
 
 import ferkit
-from ferkit.config import Config, PipelineConfig
-from ferkit.errors import MediaError, ModelError
+from ferkit.config import DETECTOR_ALLOWED, Config, DetectorConfig, PipelineConfig, section_fields
+from ferkit.errors import FerkitError, MediaError, ModelError
 from ferkit import quick
 from ferkit.inference.images import read_image
 from ferkit.inference.pipeline import Pipeline
@@ -82,7 +83,7 @@ def test_one_pipeline_per_distinct_settings_and_the_oldest_dropped(tiny_model_di
 
 def test_analyse_refuses_bad_input_with_the_package_s_errors(tiny_model_dir, tmp_path):
     model = str(tiny_model_dir)
-    with pytest.raises(TypeError, match="^unknown setting 'smooth': the settings are PipelineConfig's fields \\(align,"):
+    with pytest.raises(TypeError, match="^unknown setting 'smooth': the keywords are model, detector, the detector's"):
         ferkit.analyse(np.zeros((8, 8), np.uint8), model, smooth=0.5)
     with pytest.raises(TypeError, match="^PipelineConfig.tta must be True or False, got 3"):
         ferkit.analyse(np.zeros((8, 8), np.uint8), model, tta=3)
@@ -95,6 +96,123 @@ def test_analyse_refuses_bad_input_with_the_package_s_errors(tiny_model_dir, tmp
     with pytest.raises(TypeError, match="image must be a uint8 numpy array"):
         ferkit.analyse([[0, 1], [2, 3]], model)
     assert ferkit.analyse(np.zeros((120, 160, 3), np.uint8), model) == []
+
+
+def two_faces(shared_dir):
+    """One real face pasted twice on a gray canvas, at full size (about 110 px) and at 0.4 (about 50 px): big left,
+    small right, both found by YuNet and Haar."""
+    import cv2
+
+    face = read_image(shared_dir / GROUP_PHOTO)[262:452, 656:818]  # the right-hand face, 162x190
+    canvas = np.full((240, 420, 3), 128, np.uint8)
+    canvas[20:210, 20:182] = face
+    small = cv2.resize(face, None, fx=0.4, fy=0.4, interpolation=cv2.INTER_AREA)
+    canvas[80:80 + small.shape[0], 280:280 + small.shape[1]] = small
+    return canvas
+
+
+@pytest.mark.shared
+def test_the_cli_s_detector_settings_are_keywords_that_pick_the_faces_as_the_config_does(shared_dir):
+    image = two_faces(shared_dir)
+
+    def as_configured(**detector):
+        return faces_as_tuples(Pipeline.from_config(Config(model="fast", detector=DetectorConfig(**detector)))
+                               .analyse(image))
+
+    both = ferkit.analyse(image, "fast")
+    assert [f.box[0] < 200 for f in both] == [True, False] and min(both[1].box[2:]) < 60 < min(both[0].box[2:])
+    big = ferkit.analyse(image, "fast", min_face=60)  # the small face is under 60 px: dropped, the big one kept
+    assert len(big) == 1 and big[0].box[0] < 200 and faces_as_tuples(big) == as_configured(min_face=60)
+    assert both[0].det_score > both[1].det_score  # the big face is the surer: a threshold between drops the small
+    threshold = (both[0].det_score + both[1].det_score) / 2
+    assert faces_as_tuples(ferkit.analyse(image, "fast", detect_threshold=threshold)) == faces_as_tuples(both[:1])
+    haar = ferkit.analyse(image, "fast", detector="haar")
+    assert [f.box[0] < 200 for f in haar] == [True, False] and min(haar[1].box[2:]) < 60 < min(haar[0].box[2:])
+    for setting in ({"min_face": 60}, {"min_neighbors": 30}):  # the small face has fewer cascade hits too
+        found = ferkit.analyse(image, "fast", detector="haar", **setting)
+        assert faces_as_tuples(found) == faces_as_tuples(haar[:1]) == as_configured(name="haar", **setting)
+    assert len(ferkit.analyse(image, "fast", detector="haar", min_neighbors=5)) == 2  # the default, given
+
+
+def test_the_kept_pipelines_are_keyed_on_the_detector_settings(tiny_model_dir, tmp_path):
+    import os
+    import shutil
+
+    from ferkit.vision.detectors import bundled_yunet_path
+
+    model = str(tiny_model_dir)
+    first = quick.pipeline_for(model)
+    assert quick.pipeline_for(model, min_face=20) is first  # the default, given: the same settings
+    larger = quick.pipeline_for(model, min_face=30)
+    assert larger is not first and (first.detector.cfg.min_face, larger.detector.cfg.min_face) == (20, 30)
+    assert quick.pipeline_for(model, min_face=30) is larger and quick.pipeline_for(model) is first
+    strict = quick.pipeline_for(model, detect_threshold=0.8)
+    assert (strict.detector.cfg.detect_threshold, strict.detector.cfg.min_face) == (0.8, 20)
+    haar = quick.pipeline_for(model, "haar", min_neighbors=6)
+    assert (haar.detector.name, haar.detector.cfg.min_neighbors) == ("haar", 6)
+    assert quick.pipeline_for(model, "haar").detector.cfg.min_neighbors == 5
+    passed = DetectorConfig(name="haar", scale_factor=1.2)  # keywords apply over a DetectorConfig, left unchanged
+    tuned = quick.pipeline_for(model, passed, min_face=40).detector.cfg
+    assert (tuned.name, tuned.scale_factor, tuned.min_face, passed.min_face) == ("haar", 1.2, 40, 20)
+    ferkit.analyse(np.zeros((120, 160, 3), np.uint8), model, min_face=50)  # analyse keeps it by the setting too
+    assert quick.pipeline_for(model, min_face=50).detector.cfg.min_face == 50
+    copy = Path(shutil.copy(bundled_yunet_path(), tmp_path / "yunet.onnx"))
+    other = quick.pipeline_for(model, detector_model=copy)  # a Path, kept as the str the CLI passes
+    assert other.detector.cfg.detector_model == str(copy) and other is not first
+    assert quick.pipeline_for(model, detector_model=str(copy)) is other
+    os.utime(copy, ns=(copy.stat().st_atime_ns, copy.stat().st_mtime_ns + 10**9))  # rewritten in place
+    assert quick.pipeline_for(model, detector_model=copy) is not other
+    with pytest.raises(FerkitError, match="missing.onnx: YuNet model file not found"):
+        ferkit.analyse(np.zeros((8, 8), np.uint8), model, detector_model=tmp_path / "missing.onnx")
+
+
+def test_detector_keywords_are_checked_by_the_config_s_rules_and_refused_for_the_other_detector(tiny_model_dir,
+                                                                                                tmp_path):
+    model, image = str(tiny_model_dir), np.zeros((120, 160, 3), np.uint8)
+    for setting, value, error in (("min_face", 0, ValueError), ("min_face", 30.0, TypeError),
+                                  ("detect_threshold", 1.5, ValueError), ("min_face", None, TypeError)):
+        rule = DETECTOR_ALLOWED[setting]
+        message = f"DetectorConfig.{setting} must be {rule.describe()}, got {value!r} ({type(value).__name__})"
+        with pytest.raises(error) as raised:
+            ferkit.analyse(image, model, **{setting: value})
+        assert str(raised.value) == message
+    with pytest.raises(TypeError, match="^DetectorConfig.min_neighbors must be a whole number"):
+        ferkit.analyse(image, model, detector="haar", min_neighbors="6")
+    with pytest.raises(ValueError) as raised:
+        ferkit.analyse(image, model, min_neighbors=6)
+    assert str(raised.value) == "min_neighbors needs detector='haar' (detector='yunet' would ignore it)"
+    for setting, value in (("detect_threshold", 0.8), ("detector_model", str(tmp_path / "y.onnx"))):
+        for detector in ("haar", DetectorConfig(name="haar")):
+            with pytest.raises(ValueError) as raised:
+                ferkit.analyse(image, model, detector=detector, **{setting: value})
+            assert str(raised.value) == f"{setting} needs detector='yunet' (detector='haar' would ignore it)"
+    with pytest.raises(ValueError, match="^min_neighbors needs detector='haar'"):
+        ferkit.analyse_video(write_video(tmp_path / "clip.mp4", 4), model, min_neighbors=6)
+    assert ferkit.analyse(image, model, detector="haar", min_face=30, detector_model=None) == []  # None: not given
+    assert [faces for _, _, faces in ferkit.analyse_video(tmp_path / "clip.mp4", model, min_face=30)] == [[]] * 4
+    with pytest.raises(TypeError) as raised:
+        ferkit.analyse(image, model, scale_factor=1.2)  # a DetectorConfig field without a flag: no keyword
+    pipeline_fields = ", ".join(sorted(section_fields(PipelineConfig)))
+    assert str(raised.value) == (
+        "unknown setting 'scale_factor': the keywords are model, detector, the detector's detect_threshold, "
+        "detector_model, min_face, min_neighbors (other DetectorConfig fields: detector=DetectorConfig(...)) and "
+        f"PipelineConfig's {pipeline_fields}")
+    assert "\n" not in str(raised.value) and pipeline_fields.startswith("align, classifier_threads")
+
+
+def test_the_detector_keywords_are_the_cli_s_detector_flags_refused_by_the_same_rule():
+    """One name per setting: the CLI's flag (dashes), DetectorConfig's field and the keyword; and the detector
+    each needs is the one cli.NEEDS_FLAG names."""
+    import argparse
+
+    from ferkit.cli import NEEDS_FLAG, add_detector_flags
+
+    parser = argparse.ArgumentParser()
+    add_detector_flags(parser)
+    flags = {action.dest for action in parser._actions} - {"help", "detector"}
+    assert set(quick.DETECTOR_SETTINGS) == flags and flags <= set(section_fields(DetectorConfig))
+    needs = {flag: value for flag, (other, value) in NEEDS_FLAG.items() if other == "detector"}
+    assert {name: value for name, value in quick.DETECTOR_SETTINGS.items() if value} == needs
 
 
 def stream_tuples(frames):

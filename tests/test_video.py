@@ -601,6 +601,36 @@ def test_cli_camera_or_stream_that_cannot_be_opened_is_one_line(tiny_model_dir, 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_sigterm_ends_a_video_like_ctrl_c_and_leaves_no_partial_file(tiny_model_dir, tmp_path):
+    """`kill`, `timeout` or a container stopping sends SIGTERM: the run unwinds, its partial outputs removed."""
+    import signal
+    import time
+
+    clip = write_video(tmp_path / "long.mp4", 3000)
+    work = tmp_path / "out"
+    work.mkdir()
+    process = subprocess.Popen([sys.executable, "-m", "ferkit.cli", "video", str(clip), "--csv", str(work / "f.csv"),
+                                "--out", str(work / "f.mp4"), "--model", str(tiny_model_dir), "--no-progress"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(work.iterdir()) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)  # the partial outputs exist once the first frame is on its way
+    assert process.poll() is None, "the video ended before it could be stopped"
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert (process.returncode, out, err) == (143, "", "ferkit video: terminated\n")
+    assert list(work.iterdir()) == []
+
+
+def test_an_output_named_as_a_folder_is_refused_before_any_work(squares, moving_video, tmp_path):
+    (tmp_path / "results").mkdir()
+    for path in (str(tmp_path / "new") + "/", tmp_path / "results"):
+        with pytest.raises(MediaError, match=re.escape(f"{path}: is a folder; the csv output needs a file name")):
+            process_video(squares, moving_video, csv_path=path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["moving.mp4", "results"]
+    assert list((tmp_path / "results").iterdir()) == []
+
+
 # --- real media ----------------------------------------------------------------------------
 
 @pytest.fixture

@@ -141,11 +141,15 @@ class DetectorConfig:
         check_fields(self, DETECTOR_ALLOWED)
 
 
+# detector settings that only one detector reads: given with the other, they would be ignored, so the CLI and
+# ferkit.analyse refuse them
+DETECTOR_NEEDS = {"detector_model": "yunet", "detect_threshold": "yunet", "min_neighbors": "haar"}
+
 # --min-face, --detect-threshold and --min-neighbors take these ranges (cli.flag_type); the others have no flag
 DETECTOR_ALLOWED = {
-    "min_face": Allowed(int, 1),
+    "min_face": Allowed(int, 1, 65_535),  # OpenCV takes sizes as C ints; no image is wider
     "scale_factor": Allowed(float, 1, low_open=True),  # OpenCV's cascade needs a pyramid step above 1
-    "min_neighbors": Allowed(int, 0),
+    "min_neighbors": Allowed(int, 0, 10_000),  # a C int too; far above any useful count
     "detect_threshold": Allowed(float, 0, 1),
     "nms_threshold": Allowed(float, 0, 1),  # an IoU
     "max_side": Allowed(int, 1),

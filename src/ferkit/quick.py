@@ -8,12 +8,14 @@ It builds the same `Pipeline` every front end uses, once per distinct settings, 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path, PurePath
 
-from .config import Config, DetectorConfig, PipelineConfig, section_fields
+from .config import DETECTOR_NEEDS, Config, DetectorConfig, PipelineConfig, section_fields
 from .inference.images import read_image
 from .inference.pipeline import Face, Pipeline
 from .video.source import open_video
@@ -22,16 +24,35 @@ KEPT_PIPELINES = 4  # distinct settings kept loaded; a fifth drops the one used 
 _pipelines: OrderedDict[str, Pipeline] = OrderedDict()
 _lock = threading.Lock()
 
+# The detector settings taken by keyword, named as DetectorConfig's fields and the CLI's flags (--detector-model,
+# --min-face, --detect-threshold, --min-neighbors), each with the detector it needs (None: either). A setting
+# the chosen detector would ignore is refused, as the CLI refuses the flag. Other DetectorConfig fields:
+# detector=DetectorConfig(...).
+DETECTOR_SETTINGS = {"min_face": None, **DETECTOR_NEEDS}
+
 
 def pipeline_for(model: str = "default", detector: str | DetectorConfig = "yunet", **settings) -> Pipeline:
-    """The kept Pipeline for these settings (built on first use): `settings` are PipelineConfig fields."""
+    """The kept Pipeline for these settings (built on first use): `settings` are DETECTOR_SETTINGS (applied to
+    `detector`, a name or a DetectorConfig) and PipelineConfig fields."""
     known = section_fields(PipelineConfig)
-    unknown = sorted(set(settings) - set(known))
+    unknown = sorted(set(settings) - set(known) - set(DETECTOR_SETTINGS))
     if unknown:
-        raise TypeError(f"unknown setting {unknown[0]!r}: the settings are PipelineConfig's fields "
-                        f"({', '.join(sorted(known))})")
+        raise TypeError(f"unknown setting {unknown[0]!r}: the keywords are model, detector, the detector's "
+                        f"{', '.join(sorted(DETECTOR_SETTINGS))} (other DetectorConfig fields: "
+                        f"detector=DetectorConfig(...)) and PipelineConfig's {', '.join(sorted(known))}")
+    given = {name: settings.pop(name) for name in DETECTOR_SETTINGS if name in settings}
+    if isinstance(given.get("detector_model"), os.PathLike):
+        given["detector_model"] = os.fspath(given["detector_model"])
+    if given and isinstance(detector, (str, DetectorConfig)):  # another type: Config says what it takes
+        # a new DetectorConfig, checked by DETECTOR_ALLOWED as it is built; the one passed in is left as it was
+        detector = replace(DetectorConfig(name=detector) if isinstance(detector, str) else detector, **given)
     config = Config(model=str(model), detector=detector, pipeline=PipelineConfig(**settings))
-    key = json.dumps([config.to_dict(), files_stamp(model)], sort_keys=True, default=str)
+    for name, needs in DETECTOR_SETTINGS.items():
+        if needs and given.get(name) is not None and config.detector.name != needs:
+            raise ValueError(f"{name} needs detector={needs!r} (detector={config.detector.name!r} would ignore it)")
+    detector_model = config.detector.detector_model
+    key = json.dumps([config.to_dict(), files_stamp(model), files_stamp(detector_model) if detector_model else []],
+                     sort_keys=True, default=str)
     with _lock:
         if key in _pipelines:
             _pipelines.move_to_end(key)
@@ -61,9 +82,11 @@ def analyse(image, model: str = "default", *, detector: str | DetectorConfig = "
 
     `image`: a file path, the bytes of an image file, or a uint8 array as `Pipeline.analyse` takes it (BGR,
     BGRA or grayscale). `model`: a bundled name ("fast", "accurate"), a run folder or a model file.
-    `detector`: "yunet" or "haar" (or a DetectorConfig). Other keywords are PipelineConfig fields, e.g.
-    `uniform_prior=True` or `tta=True`. Bad input raises the same errors as the CLI prints in one line
-    (MediaError for an unreadable file, ModelError for an unknown model, TypeError/ValueError for a bad setting).
+    `detector`: "yunet" or "haar" (or a DetectorConfig), tuned by the CLI's detector settings: `min_face` (pixels,
+    either detector), `detect_threshold` and `detector_model` (yunet), `min_neighbors` (haar). Other keywords are
+    PipelineConfig fields, e.g. `uniform_prior=True` or `tta=True`. Bad input raises the same errors as the CLI
+    prints in one line (MediaError for an unreadable file, ModelError for an unknown model, TypeError/ValueError
+    for a bad setting or one the detector would ignore).
     One pipeline is shared by every call with the same settings: for many threads, give each its own `Pipeline`.
     """
     pipeline = pipeline_for(model, detector, **settings)

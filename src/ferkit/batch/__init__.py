@@ -109,8 +109,9 @@ def run_batch(paths, out, config: Config, progress: bool = True, **options) -> i
             error = row["error"] if row["error"].startswith(row["input"]) else f"{row['input']}: {row['error']}"
             print(f"ferkit batch: failed: {error}", file=sys.stderr)
     counts = {status: sum(row["status"] == status for row in rows) for status in ("done", "skipped", "failed")}
-    print(f"{len(rows)} inputs: {counts['done']} done, {counts['skipped']} skipped (done before), "
-          f"{counts['failed']} failed in {time.perf_counter() - started:.1f} s; summary: {Path(out) / 'summary.csv'}")
+    print(f"{len(rows)} input{'s' * (len(rows) != 1)}: {counts['done']} done, "
+          f"{counts['skipped']} skipped (done before), {counts['failed']} failed in "
+          f"{time.perf_counter() - started:.1f} s; summary: {Path(out) / 'summary.csv'}")
     return min(counts["failed"], 101)
 
 

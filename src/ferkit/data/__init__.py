@@ -37,7 +37,8 @@ def load_dataset(path: str | Path, labels: str = "fer2013", ferplus_votes: str |
         return load_fer2013_csv(path, splits)
     if labels == "ferplus" and ferplus_weight:
         raise DataError("a FER+ vote weight mixes votes into FER2013 labels; with FER+ labels it has no meaning")
-    votes = Path(ferplus_votes) if ferplus_votes else path.parent.parent / "ferplus" / "fer2013new.csv"
+    # resolved: "data.csv" has no parent folder to climb out of as written
+    votes = Path(ferplus_votes) if ferplus_votes else path.resolve().parent.parent / "ferplus" / "fer2013new.csv"
     # FER+ rows align with the whole file, so load every split before selecting.
     dataset = load_fer2013_csv(path)
     if labels == "ferplus":

@@ -22,7 +22,7 @@ def load_ferplus_votes(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(votes (N, 10) float32 in VOTE_COLUMNS order, usage (N,)); errors name file and line."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file (FER+ votes; --ferplus-votes names another)")
     votes, usage = [], []
     try:
         with open_text(path) as handle:

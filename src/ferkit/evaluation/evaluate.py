@@ -17,6 +17,7 @@ from .plots import plot_confusion
 
 # Evaluated by default, first present wins: FER2013's validation split, else an image tree's held-out one.
 DEFAULT_EVAL_SPLITS = ("PublicTest", "test", "val", "validation")
+TRAINING_SPLITS = ("Training", "train")
 OUTPUT_FILES = ("confusion.png", "report.txt")
 
 
@@ -51,13 +52,17 @@ def model_heading(report: dict) -> str:
 
 
 def default_eval_split(dataset: FaceDataset) -> str:
-    """PublicTest, test, val or validation; a data set with a single split is scored on it."""
+    """PublicTest, test, val or validation; a data set with a single split is scored on it, unless that split is
+    one models train on (its figure would flatter the model: naming it with --split says that is meant)."""
     present = dataset.splits
     for name in DEFAULT_EVAL_SPLITS:
         if name in present:
             return name
-    if len(present) == 1:
+    if len(present) == 1 and present[0] not in TRAINING_SPLITS:
         return present[0]
+    if len(present) == 1:
+        raise DataError(f"{dataset.source}: its only split is {present[0]}, the one models train on; "
+                        f"score it anyway with --split {present[0]}")
     raise DataError(f"{dataset.source}: no evaluation split among {', '.join(present)}; choose one with --split")
 
 

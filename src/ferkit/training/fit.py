@@ -158,6 +158,11 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
         # a finished run has no BackupAndRestore state left: resuming would silently restart from scratch
         raise FerkitError(f"{run_dir} holds a finished run: there is nothing to resume; use --name for a new run")
 
+    from ..inference.classifier import resolve_model
+
+    for name in (cfg.init, cfg.teacher):
+        if name:
+            resolve_model(name)  # a mistyped model fails before the data loads
     # 1. data
     dataset = load_dataset(cfg.data, cfg.labels, cfg.ferplus_votes, cfg.ferplus_mode,
                            ferplus_weight=cfg.ferplus_weight)
@@ -173,10 +178,6 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
     reported = "left unscored: --no-publictest" if cfg.no_publictest else "scored at the end"
     print(f"data: {len(train_set)} training faces ({train_split}), {len(val_set)} validation faces "
           f"({pick_split}), {len(test_set)} faces {reported} ({val_split})")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)  # only now: a bad --data leaves no empty run folder behind
-    except OSError as exc:  # what os.access cannot foresee: /proc, a full or read-only file system
-        raise MediaError(f"{run_dir}: cannot be created ({exc.strerror or exc})") from None
 
     # 2. batches
     targets = train_set.one_hot()
@@ -209,6 +210,12 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
         from .sam import use_sam
 
         use_sam(model, cfg.sam)
+
+    try:
+        # only now: a bad --data, --init or --teacher leaves no empty run folder behind
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # what os.access cannot foresee: /proc, a full or read-only file system
+        raise MediaError(f"{run_dir}: cannot be created ({exc.strerror or exc})") from None
 
     # 4. fit; on --resume, BackupAndRestore restores weights, optimizer and epoch
     history_csv = run_dir / "history.csv"

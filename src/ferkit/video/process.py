@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 from contextlib import ExitStack
@@ -39,6 +40,9 @@ def process_video(pipeline: Pipeline, input_path: str | Path | int, out_video: s
     cancels), outputs removed. Returns the summary (see `summarise`).
     """
     outputs = {"video": out_video, "csv": csv_path, "timeline": timeline_png}
+    for kind, path in outputs.items():  # before Path() drops a trailing slash: "results/" means a folder
+        if path and (str(path).endswith(("/", os.sep)) or Path(path).is_dir()):
+            raise MediaError(f"{path}: is a folder; the {kind} output needs a file name")
     outputs = {kind: Path(path) for kind, path in outputs.items() if path}
     live = live_input(input_path) is not None
     check_outputs(None if live else Path(input_path), outputs, fourcc)
