@@ -238,6 +238,14 @@ def test_train_with_an_unknown_init_or_teacher_leaves_no_run_folder(flag, tiny_c
     assert not (tmp_path / "runs").exists()
 
 
+def test_train_with_weights_that_do_not_fit_leaves_no_run_folder(tiny_csv, tiny_model_dir, tmp_path, capsys):
+    code = main(["train", "--data", str(tiny_csv()), "--holdout", "0", "--model", "seed", "--init",
+                 str(tiny_model_dir), "--out", str(tmp_path / "runs"), "--precision", "float32"])
+    line = assert_one_error_line(code, capsys.readouterr().err, "train")
+    assert line.startswith(f"ferkit train: error: --init {tiny_model_dir}: its weights do not fit --model seed: ")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_calibrate_needs_a_model_named(tiny_csv, capsys):
     """No default: `ferkit calibrate --data x` rewrote the bundled default model's calibration."""
     with pytest.raises(SystemExit) as exit_info:

@@ -271,6 +271,24 @@ def test_ferplus_bad_votes_file(tiny_csv, tmp_path):
         load_dataset(tmp_path, labels="ferplus")
 
 
+def test_ferplus_votes_default_beside_the_csv_folder_also_for_a_bare_file_name(tiny_csv, tmp_path, monkeypatch):
+    """The shared layout: data/fer2013/fer2013.csv and data/ferplus/fer2013new.csv. Given as "small.csv" from its
+    own folder, the CSV's folder is still the current one, and the votes are looked for one level up."""
+    (tmp_path / "data" / "fer2013").mkdir(parents=True)
+    csv_path = tiny_csv(rows_per_split=3).replace(tmp_path / "data" / "fer2013" / "small.csv")
+    (tmp_path / "data" / "ferplus").mkdir()
+    write_votes(tmp_path / "data" / "ferplus" / "fer2013new.csv", ["Training"] * 3 + ["PublicTest"] * 3,
+                [row for row, _, _ in FERPLUS_ROWS])
+    monkeypatch.chdir(csv_path.parent)
+    relative = load_dataset("small.csv", labels="ferplus")
+    np.testing.assert_array_equal(relative.labels, load_dataset(csv_path, labels="ferplus").labels)
+    (tmp_path / "data" / "ferplus" / "fer2013new.csv").unlink()
+    with pytest.raises(DataError) as error:
+        load_dataset("small.csv", labels="ferplus")
+    assert str(error.value) == (f"{tmp_path / 'data' / 'ferplus' / 'fer2013new.csv'}: no such file (FER+ votes; "
+                                "--ferplus-votes names another)")
+
+
 def test_ferplus_votes_mixed_into_fer2013_labels(ferplus_pair, tmp_path):
     csv_path, votes_path = ferplus_pair
     original = load_dataset(csv_path)

@@ -436,13 +436,16 @@ def test_run_predict_writes_annotated_copies_with_unique_names(capsys, stub, inp
     assert [image["path"] for image in report["images"]] == [str(faces), str(again), str(none), str(upload)]
 
 
-def test_run_predict_checks_every_file_before_loading_the_model_or_making_the_folder(stub, inputs, tmp_path):
+def test_run_predict_reports_a_missing_file_and_loads_nothing_when_nothing_is_readable(stub, inputs, tmp_path,
+                                                                                        capsys):
     missing = tmp_path / "in" / "missing.jpg"
     out_dir = tmp_path / "out"
-    with pytest.raises(MediaError) as excinfo:
-        run_predict([*inputs, missing], Config(), out_dir=out_dir)
-    assert message(excinfo) == f"{missing}: no such file"
-    assert stub.configs == [] and stub.seen == [] and not out_dir.exists()
+    assert run_predict([*inputs, missing], Config(), as_json=True) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["images"]) == 3 and report["errors"] == [{"path": str(missing), "error": f"{missing}: no such file"}]
+    stub.configs.clear()
+    assert run_predict([missing], Config(), out_dir=out_dir) == 2
+    assert stub.configs == [] and not out_dir.exists()
 
 
 def test_run_predict_refuses_to_overwrite_an_input_before_any_work(stub, inputs, tmp_path):

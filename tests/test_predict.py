@@ -14,6 +14,7 @@ from conftest import bright_box_detector, run_ferkit
 from ferkit.cli import main
 from ferkit.config import Config, DetectorConfig, PipelineConfig
 from ferkit.errors import MediaError
+from ferkit.inference import images
 from ferkit.inference.classifier import FacialExpressionModel
 from ferkit.inference.images import predict_image, read_image
 from ferkit.inference.pipeline import Pipeline
@@ -185,28 +186,148 @@ def test_cli_text_output_and_annotated_copies(ferkit, tmp_path, tiny_model_dir, 
     assert cv2.imread(str(out_dir / "blank.png")).shape == (120, 160, 3)
 
 
-def test_cli_missing_image_is_one_error_line(ferkit, tmp_path, tiny_model_dir, blank_png):
-    code, out, err = ferkit("predict", blank_png, tmp_path / "missing.jpg", "--json", "--model", tiny_model_dir)
-    assert code == 2 and out == ""
-    assert err.strip().splitlines() == [f"ferkit predict: error: {tmp_path / 'missing.jpg'}: no such file"]
+def test_cli_missing_image_is_one_error_line_and_the_other_image_is_still_reported(ferkit, tmp_path, tiny_model_dir,
+                                                                                    blank_png):
+    missing = tmp_path / "missing.jpg"
+    code, out, err = ferkit("predict", blank_png, missing, "--json", "--model", tiny_model_dir)
+    assert code == 2
+    assert err == f"ferkit predict: error: {missing}: no such file\n"
+    assert json.loads(out) == {"images": [{"path": str(blank_png), "faces": []}],
+                               "errors": [{"path": str(missing), "error": f"{missing}: no such file"}]}
 
 
-@pytest.mark.parametrize("content", [b"", b"garbage" * 100])
-def test_cli_corrupt_or_empty_image_is_an_error_and_writes_nothing(ferkit, tmp_path, tiny_model_dir, content):
+NOT_AN_IMAGE = "not an image OpenCV can read (corrupt, unsupported, or too many pixels)"
+
+
+@pytest.mark.parametrize("content, problem", [(b"", "the file is empty"), (b"garbage" * 100, NOT_AN_IMAGE)],
+                         ids=["empty", "garbage"])
+def test_cli_corrupt_or_empty_image_is_an_error_and_writes_nothing(ferkit, tmp_path, tiny_model_dir, content, problem):
     bad = tmp_path / "bad.png"
     bad.write_bytes(content)
     out_dir = tmp_path / "out"
     code, out, err = ferkit("predict", bad, "--json", "--out", out_dir, "--model", tiny_model_dir)
-    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
-    assert "bad.png" in err
+    assert code == 2 and err == f"ferkit predict: error: {bad}: {problem}\n"
+    assert json.loads(out) == {"images": [], "errors": [{"path": str(bad), "error": f"{bad}: {problem}"}]}
     assert list(out_dir.iterdir()) == []
 
 
 def test_cli_unwritable_out_folder_is_an_error(ferkit, tmp_path, tiny_model_dir, blank_png):
+    # not one image's problem: it stops the run before any image is read (the missing one is not reported)
     not_a_folder = tmp_path / "file.txt"
     not_a_folder.write_text("x")
-    code, out, err = ferkit("predict", blank_png, "--out", not_a_folder / "out", "--model", tiny_model_dir)
-    assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot create the output folder" in err
+    code, out, err = ferkit("predict", blank_png, tmp_path / "missing.jpg", "--json", "--out", not_a_folder / "out",
+                            "--model", tiny_model_dir)
+    assert (code, out) == (2, "")
+    assert err == f"ferkit predict: error: {not_a_folder / 'out'}: cannot create the output folder (Not a directory)\n"
+
+
+# --- ferkit predict with bad images among good ones -------------------------------------------
+# Stand-in faces: bright boxes on grey, found by the bright-box detector (tests/conftest.py), classified
+# by the tiny model, so each photo has a known number of faces.
+
+def box_photo(path, boxes):
+    image = np.full((120, 160, 3), 40, np.uint8)
+    for x, y, w, h in boxes:
+        image[y:y + h, x:x + w] = 255
+    assert cv2.imwrite(str(path), image)
+    return path
+
+
+@pytest.fixture
+def box_faces(monkeypatch, classifier):
+    """`ferkit predict` finds the bright boxes of box_photo as its faces."""
+    class Loader:
+        @staticmethod
+        def from_config(config):
+            return Pipeline(classifier, bright_box_detector(min_face=10), PipelineConfig())
+
+    monkeypatch.setattr(images, "Pipeline", Loader)
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """two.png (two faces), one.jpg (one face), corrupt.jpg (a JPEG cut short), all in tmp_path/in."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    two = box_photo(folder / "two.png", [(10, 10, 40, 40), (90, 50, 50, 50)])
+    one = box_photo(folder / "one.jpg", [(60, 30, 45, 45)])
+    corrupt = folder / "corrupt.jpg"
+    corrupt.write_bytes(one.read_bytes()[:150])
+    return two, one, corrupt
+
+
+def test_cli_a_corrupt_image_is_one_error_line_and_the_others_are_still_analysed(ferkit, tmp_path, tiny_model_dir,
+                                                                                 box_faces, photos):
+    two, one, corrupt = photos
+    code, clean_out, err = ferkit("predict", two, one, "--out", tmp_path / "clean", "--model", tiny_model_dir)
+    assert (code, err) == (0, "")
+    code, out, err = ferkit("predict", two, corrupt, one, "--out", tmp_path / "out", "--model", tiny_model_dir)
+    assert code == 2
+    assert err == f"ferkit predict: error: {corrupt}: {NOT_AN_IMAGE}\n"
+    # both good images, in order, exactly as a run without the corrupt one reports them
+    assert out == clean_out
+    assert [line for line in out.splitlines() if not line.startswith(" ")] == [f"{two}: 2 faces", f"{one}: 1 face"]
+    assert len(out.splitlines()) == 2 + 1 + 1 + 1
+    # annotated copies for the good images only, the same bytes as the clean run's
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["one.jpg", "two.png"]
+    for name in ["one.jpg", "two.png"]:
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name
+
+
+def test_cli_json_has_every_good_image_and_an_errors_list_in_input_order(ferkit, tmp_path, tiny_model_dir, box_faces,
+                                                                         photos):
+    two, one, corrupt = photos
+    missing = tmp_path / "in" / "missing.png"
+    code, clean_out, err = ferkit("predict", two, one, "--json", "--model", tiny_model_dir)
+    assert (code, err) == (0, "")
+    clean = json.loads(clean_out)
+    assert list(clean) == ["images"], "no errors key when every image was read (the web API's shape)"
+    assert [len(image["faces"]) for image in clean["images"]] == [2, 1]
+    code, out, err = ferkit("predict", corrupt, two, missing, one, "--json", "--model", tiny_model_dir)
+    assert code == 2
+    # the missing file is found before the model loads, but reported in its place among the others
+    assert err == f"ferkit predict: error: {corrupt}: {NOT_AN_IMAGE}\n" \
+                  f"ferkit predict: error: {missing}: no such file\n"
+    assert out.count("\n") == 1 and json.loads(out) == {
+        "images": clean["images"],
+        "errors": [{"path": str(corrupt), "error": f"{corrupt}: {NOT_AN_IMAGE}"},
+                   {"path": str(missing), "error": f"{missing}: no such file"}]}
+
+
+def test_cli_every_image_bad_is_exit_2_with_no_text_output(ferkit, tmp_path, tiny_model_dir, box_faces, photos):
+    two, one, corrupt = photos
+    folder, missing = tmp_path / "in", tmp_path / "missing.jpg"
+    expected_err = (f"ferkit predict: error: {missing}: no such file\n"
+                    f"ferkit predict: error: {folder}: is a folder; use `ferkit batch` for folders\n"
+                    f"ferkit predict: error: {corrupt}: {NOT_AN_IMAGE}\n")
+    code, out, err = ferkit("predict", missing, folder, corrupt, "--out", tmp_path / "out", "--model", tiny_model_dir)
+    assert (code, out, err) == (2, "", expected_err)
+    assert list((tmp_path / "out").iterdir()) == []
+    code, out, err = ferkit("predict", missing, folder, corrupt, "--json", "--model", tiny_model_dir)
+    assert (code, err) == (2, expected_err)
+    assert json.loads(out) == {"images": [], "errors": [
+        {"path": str(missing), "error": f"{missing}: no such file"},
+        {"path": str(folder), "error": f"{folder}: is a folder; use `ferkit batch` for folders"},
+        {"path": str(corrupt), "error": f"{corrupt}: {NOT_AN_IMAGE}"}]}
+
+
+def test_cli_no_readable_file_loads_no_model_and_makes_no_folder(ferkit, tmp_path):
+    # nothing to analyse: the per-file errors, not the model's (which is never loaded)
+    missing, out_dir = tmp_path / "missing.jpg", tmp_path / "out"
+    code, out, err = ferkit("predict", missing, "--out", out_dir, "--model", tmp_path / "no_such_model")
+    assert (code, out, err) == (2, "", f"ferkit predict: error: {missing}: no such file\n")
+    assert not out_dir.exists()
+
+
+def test_cli_a_bad_model_stops_before_any_image_is_read(ferkit, tmp_path, photos):
+    two, one, corrupt = photos
+    code, out, err = ferkit("predict", two, corrupt, "--json", "--out", tmp_path / "out", "--model",
+                            tmp_path / "no_such_model")
+    assert (code, out) == (2, "")
+    # one line, the model's (its list of bundled models may grow), and nothing about the corrupt image
+    assert err.count("\n") == 1
+    assert err.startswith(f"ferkit predict: error: model '{tmp_path / 'no_such_model'}' not found: ")
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_annotated_copy_of_a_file_without_image_extension_is_png(ferkit, tmp_path, tiny_model_dir, blank_png):

@@ -107,14 +107,23 @@ def annotated_name(path: Path, taken: set[str]) -> str:
 
 def write_image(image: np.ndarray, target: Path) -> None:
     """Encode and write `target` whole, or leave nothing behind."""
+    write_encoded(encode_image(image, target), target)
+
+
+def encode_image(image: np.ndarray, target: Path) -> bytes:
+    """`image` encoded in the format of `target`'s extension; MediaError when OpenCV cannot."""
     try:
         ok, encoded = cv2.imencode(target.suffix, image)
     except cv2.error:  # no encoder for the extension, or the image does not fit the format
         ok = False
     if not ok:
         raise MediaError(f"{target}: OpenCV cannot encode this image format")
+    return encoded.tobytes()
+
+
+def write_encoded(encoded: bytes, target: Path) -> None:
     with atomic_output(target) as partial:
-        partial.write_bytes(encoded.tobytes())
+        partial.write_bytes(encoded)
 
 
 def prepare_out_dir(out_dir: str | Path) -> Path:
@@ -127,25 +136,61 @@ def prepare_out_dir(out_dir: str | Path) -> Path:
 
 
 def run_predict(paths, config: Config, as_json: bool = False, out_dir: str | Path | None = None) -> int:
-    """`ferkit predict`: print each image's faces (text or one JSON object); annotated copies in out_dir."""
-    paths = [require_file(p) for p in paths]  # fail on a missing file before loading the model
-    taken: set[str] = set()
-    targets = [Path(out_dir) / annotated_name(path, taken) for path in paths] if out_dir else [None] * len(paths)
-    refuse_overwriting_inputs(paths, targets)
-    out = prepare_out_dir(out_dir) if out_dir else None
-    pipeline = Pipeline.from_config(config)
-    results = []
-    for path, target in zip(paths, targets):
-        image = read_image(path)
-        faces = pipeline.analyse(image)
-        results.append({"path": printable(path), **faces_report(faces)})
+    """`ferkit predict`: print each image's faces (text, or one JSON object); annotated copies in out_dir.
+
+    An image that cannot be read is one error line on stderr (in `--json` also an entry of "errors", a key
+    present only then) and the others still run: 2 if any image failed, else 0. Problems that are not one
+    image's (the model, the --out folder, a copy that cannot be written) raise a FerkitError as before.
+    """
+    paths = [Path(p) for p in paths]
+    # checked before loading the model: with no image left, neither the model nor --out is touched
+    problems = [image_file_problem(path) for path in paths]
+    found = [path for path, problem in zip(paths, problems) if problem is None]
+    taken: set[str] = set()  # a copy's name depends on the command line only, not on which images fail
+    targets = [Path(out_dir) / annotated_name(path, taken) if out_dir and problem is None else None
+               for path, problem in zip(paths, problems)]
+    refuse_overwriting_inputs(found, targets)
+    out = prepare_out_dir(out_dir) if out_dir and found else None
+    pipeline = Pipeline.from_config(config) if found else None
+    results, errors = [], []
+    for path, problem, target in zip(paths, problems, targets):
+        if problem is None:
+            try:
+                image = read_image(path)
+                faces = pipeline.analyse(image)
+                encoded = encode_image(draw_faces(image, faces), target) if out else None
+            except MediaError as exc:  # this image only; the next one may be fine
+                problem = exc
+        if problem is not None:
+            errors.append(report_bad_image(path, problem))
+            continue
         if out:
-            write_image(draw_faces(image, faces), target)
+            write_encoded(encoded, target)  # a folder that refuses files refuses every copy: stops the run
+        results.append({"path": printable(path), **faces_report(faces)})
         if not as_json:
             print_faces(path, faces)
     if as_json:
-        print(json.dumps({"images": results}))
-    return 0
+        print(json.dumps({"images": results, **({"errors": errors} if errors else {})}))
+    return 2 if errors else 0
+
+
+def image_file_problem(path: Path) -> MediaError | None:
+    """Why `path` cannot be a photo at all (missing, a folder, not a regular file), or None."""
+    if path.is_dir():
+        return MediaError(f"{path}: is a folder; use `ferkit batch` for folders")
+    try:
+        require_file(path)
+    except MediaError as exc:
+        return exc
+    return None
+
+
+def report_bad_image(path: Path, problem: MediaError) -> dict:
+    """One error line on stderr, as cli.main prints a FerkitError, and the image's entry of "errors"."""
+    message = printable(str(problem))
+    sys.stdout.flush()  # the lines of the images before it come first
+    print(f"ferkit predict: error: {message}", file=sys.stderr, flush=True)
+    return {"path": printable(path), "error": message}
 
 
 def refuse_overwriting_inputs(paths: list[Path], targets: list[Path | None]) -> None:
