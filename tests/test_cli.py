@@ -492,6 +492,40 @@ def not_writable(monkeypatch, folder):
         False if Path(path) == folder and mode & os.W_OK else real(path, mode, *args, **kwargs)))
 
 
+def test_evaluate_and_calibrate_default_to_the_labels_the_model_learnt(tiny_csv, model_copy, tmp_path, monkeypatch,
+                                                                      capsys):
+    """A FER+ model scored on FER2013 labels, or its temperature fitted against them, was silently the default."""
+    from ferkit.data.ferplus import VOTE_COLUMNS
+    from ferkit.errors import DataError
+
+    (model_copy / "train_config.json").write_text(json.dumps({"model": "compact", "labels": "ferplus"}))
+    data = tiny_csv(2)
+    votes = tmp_path / "fer2013new.csv"
+    rows = [[10 if column == winner else 0 for column in VOTE_COLUMNS]
+            for winner in ("happiness", "NF", "surprise", "contempt")]
+    usages = ["Training", "Training", "PublicTest", "PublicTest"]
+    votes.write_text("Usage,Image name," + ",".join(VOTE_COLUMNS) + "\n"
+                     + "".join(f"{u},x.png,{','.join(map(str, r))}\n" for u, r in zip(usages, rows)))
+    common = ["--data", str(data), "--model", str(model_copy), "--ferplus-votes", str(votes), "--json"]
+    assert main(["evaluate", *common]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["labels"], report["n"]) == ("ferplus", 1)  # the contempt row has no FER2013 class
+    assert main(["evaluate", *common, "--labels", "fer2013"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["labels"], report["n"]) == ("fer2013", 2)
+
+    asked = []
+
+    def load_dataset(path, labels="fer2013", *args, **kwargs):
+        asked.append(labels)
+        raise DataError("stop here")
+
+    monkeypatch.setattr("ferkit.data.load_dataset", load_dataset)
+    for extra in ([], ["--labels", "fer2013"]):
+        assert main(["calibrate", "--data", str(data), "--model", str(model_copy), *extra]) == 2
+    assert asked == ["ferplus", "fer2013"]
+
+
 OUT_PROBLEMS = {  # --out, and the message after "PATH: "
     "an existing file": (lambda tmp: tmp / "text.jpg", "is a file, not a folder"),
     "below a file": (lambda tmp: tmp / "text.jpg" / "e",
@@ -547,6 +581,26 @@ def model_copy(tiny_model_dir, tmp_path):
     return Path(shutil.copytree(tiny_model_dir, tmp_path / "mymodel"))
 
 
+@pytest.fixture
+def few_faces_fit(monkeypatch):
+    """Calibration fits on the tests' few holdout faces (`ferkit calibrate` refuses fewer than 200)."""
+    monkeypatch.setattr("ferkit.evaluation.calibration.MIN_FIT_FACES", 1)
+
+
+def test_calibrate_refuses_a_fit_on_too_few_faces_and_writes_nothing(model_copy, tmp_path, monkeypatch, capsys):
+    data = labelled_csv(tmp_path / "labelled.csv", {"Training": 1998, "PublicTest": 14})  # a holdout of 199
+    fake_scores(monkeypatch, wrong_quarters=1)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in model_copy.iterdir())
+    code = main(["calibrate", "--data", str(data), "--model", str(model_copy)])
+    assert assert_one_error_line(code, capsys.readouterr().err, "calibrate") == (
+        "ferkit calibrate: error: 199 holdout faces are too few to fit a temperature (at least 200: more Training "
+        "rows, or a larger --holdout); nothing written")
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in model_copy.iterdir()) == before
+    data = labelled_csv(tmp_path / "labelled.csv", {"Training": 1999, "PublicTest": 14})  # 200: taken
+    assert main(["calibrate", "--data", str(data), "--model", str(model_copy), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["fit_faces"] == 200
+
+
 @pytest.mark.parametrize("holdout", ["nan", "inf", "-0.1", "1"])
 def test_calibrate_refuses_a_holdout_train_refuses(holdout, tiny_csv, model_copy, capsys):
     code = main(["calibrate", "--data", str(tiny_csv()), "--model", str(model_copy), "--holdout", holdout])
@@ -584,7 +638,7 @@ def fake_scores(monkeypatch, wrong_quarters: int):
     monkeypatch.setattr("ferkit.inference.classifier.FacialExpressionModel.predict_proba", predict_proba)
 
 
-def test_calibrate_takes_a_model_file_and_writes_beside_it(model_copy, tmp_path, monkeypatch, capsys):
+def test_calibrate_takes_a_model_file_and_writes_beside_it(few_faces_fit, model_copy, tmp_path, monkeypatch, capsys):
     data = labelled_csv(tmp_path / "labelled.csv", {"Training": 140, "PublicTest": 28})
     fake_scores(monkeypatch, wrong_quarters=1)  # overconfident: the fit softens it (temperature 2.067)
     for name in ("model.onnx", "model.json"):
@@ -753,8 +807,8 @@ def test_flags_for_the_detector_in_use_and_the_ray_address_are_taken(monkeypatch
     assert config.detector == DetectorConfig(detector_model="y.onnx", detect_threshold=0.5)
 
 
-def test_calibrate_refuses_a_temperature_at_the_edge_of_its_range_and_writes_nothing(model_copy, tmp_path,
-                                                                                      monkeypatch, capsys):
+def test_calibrate_refuses_a_temperature_at_the_edge_of_its_range_and_writes_nothing(few_faces_fit, model_copy,
+                                                                                     tmp_path, monkeypatch, capsys):
     data = labelled_csv(tmp_path / "labelled.csv", {"Training": 140, "PublicTest": 28})
     fake_scores(monkeypatch, wrong_quarters=4)  # always wrong: the NLL falls all the way to the highest temperature
     before = sorted(p.name for p in model_copy.iterdir())
@@ -766,7 +820,8 @@ def test_calibrate_refuses_a_temperature_at_the_edge_of_its_range_and_writes_not
     assert captured.out == "" and sorted(p.name for p in model_copy.iterdir()) == before
 
 
-def test_calibrate_refuses_a_temperature_that_makes_the_holdout_ece_worse(model_copy, tmp_path, monkeypatch, capsys):
+def test_calibrate_refuses_a_temperature_that_makes_the_holdout_ece_worse(few_faces_fit, model_copy, tmp_path,
+                                                                          monkeypatch, capsys):
     data = labelled_csv(tmp_path / "labelled.csv", {"Training": 140, "PublicTest": 28})
     fake_scores(monkeypatch, wrong_quarters=1)  # 0.99 for a class, right on about 3 faces in 4
     # a temperature inside the range that flattens the scores far past their accuracy

@@ -182,7 +182,8 @@ def test_calibrate_and_make_ensemble_write_their_files(members, tmp_path, tiny_c
     assert main(["evaluate", "--data", str(data), "--model", str(out), "--json"]) == 0
 
 
-def test_cli_ensemble_and_calibrate(members, tmp_path, tiny_csv, capsys):
+def test_cli_ensemble_and_calibrate(members, tmp_path, tiny_csv, capsys, monkeypatch):
+    monkeypatch.setattr("ferkit.evaluation.calibration.MIN_FIT_FACES", 1)  # the edge is what is tested here
     data = tiny_csv({"Training": 70, "PublicTest": 14})
     out = tmp_path / "ens"
     assert main(["ensemble", *map(str, members[:2]), "--out", str(out), "--data", str(data), "--no-tta"]) == 0

@@ -233,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="accuracy, per-class scores and confusion matrix on a split")
     p.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz) or image folder root")
     p.add_argument("--split", help="split (Usage value) to score (default: PublicTest, or test/val)")
-    p.add_argument("--labels", choices=["fer2013", "ferplus"], default="fer2013", help="the labels scored against")
+    p.add_argument("--labels", choices=["fer2013", "ferplus"],
+                   help="the labels scored against (default: those the model was trained on, else fer2013)")
     p.add_argument("--ferplus-votes", help="fer2013new.csv, for --labels ferplus (default: ../ferplus/ beside the "
                    "CSV's folder)")
     p.add_argument("--out", help="folder for confusion.png and report.txt")
@@ -248,8 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(calibration.json goes in the folder)")
     p.add_argument("--holdout", type=float, default=t.holdout, help="share of Training held out (as in training)")
     p.add_argument("--holdout-seed", type=SEED, default=t.holdout_seed, help="seed of the holdout draw")
-    p.add_argument("--labels", choices=["fer2013", "ferplus"], default="fer2013",
-                   help="the label set the model was trained on")
+    p.add_argument("--labels", choices=["fer2013", "ferplus"],
+                   help="the label set to fit against (default: the one the model was trained on, else fer2013)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     p = sub.add_parser("ensemble", help="average trained models (and test-time views) into one ONNX model folder")

@@ -23,6 +23,7 @@ TEMPERATURE_RANGE = (0.25, 8.0)  # fit_temperature's search range
 # The NLL's best temperature can move a well-calibrated model's binned ECE up a little by chance: only a
 # clear loss (more than this, in ECE) is refused
 ECE_LOSS_ALLOWED = 0.01
+MIN_FIT_FACES = 200  # `ferkit calibrate` refuses to replace a temperature fitted on fewer
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -83,8 +84,11 @@ def edge_problem(temperature: float, faces: int) -> str | None:
 
 def check_fit(temperature: float, probs: np.ndarray, labels: np.ndarray) -> None:
     """ModelError when a fitted temperature should not replace the model's: at an edge of the search range (the
-    holdout did not pin it down: 2 faces gave 0.25 in an audit), or clearly worse calibrated on the faces it was
-    fitted on."""
+    holdout did not pin it down: 2 faces gave 0.25 in an audit), fitted on too few faces (31 made an audit's
+    PublicTest calibration error worse), or clearly worse calibrated on the faces it was fitted on."""
+    if len(labels) < MIN_FIT_FACES:
+        raise ModelError(f"{len(labels):,} holdout faces are too few to fit a temperature (at least {MIN_FIT_FACES}: "
+                         "more Training rows, or a larger --holdout); nothing written")
     problem = edge_problem(temperature, len(labels))
     if problem:
         raise ModelError(f"{problem}; nothing written")
@@ -96,7 +100,7 @@ def check_fit(temperature: float, probs: np.ndarray, labels: np.ndarray) -> None
 
 
 def calibrate(model: str | Path, data: str | Path, holdout: float = 0.1, holdout_seed: int = 42,
-              report_split: str = "PublicTest", labels: str = "fer2013", card: bool = False,
+              report_split: str = "PublicTest", labels: str | None = None, card: bool = False,
               refuse_poor_fit: bool = False) -> dict:
     """Fit `model`'s temperature on the Training holdout of `data` (against `labels`: the label set the
     model was trained on); write calibration.json in its folder, and with `card` the calibration section
@@ -111,6 +115,7 @@ def calibrate(model: str | Path, data: str | Path, holdout: float = 0.1, holdout
         raise ModelError(f"{model}: a calibration belongs to a model folder's own {ONNX_FILE} or {JSON_FILE}; "
                          "pass a model folder or a bundled name")
     check_output_folder(classifier.folder, (CALIBRATION_FILE, CARD_FILE))
+    labels = labels or classifier.labels  # fitted against the labels it learnt, unless told otherwise
     dataset = load_dataset(data, labels)
     _, fit_set = dataset.split("Training").holdout(holdout, holdout_seed)
     reported = dataset.split(report_split)

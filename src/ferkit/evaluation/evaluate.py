@@ -21,11 +21,12 @@ TRAINING_SPLITS = ("Training", "train")
 OUTPUT_FILES = ("confusion.png", "report.txt")
 
 
-def evaluate(data: str | Path, model: str | Path = "default", split: str | None = None, labels: str = "fer2013",
+def evaluate(data: str | Path, model: str | Path = "default", split: str | None = None, labels: str | None = None,
              ferplus_votes: str | Path | None = None, tta: bool = False, out: str | Path | None = None,
              uniform_prior: bool = False) -> dict:
-    """classification_report() of `model` on `split`, plus "model", "tta" and "uniform_prior"; with `out`,
-    also writes confusion.png and report.txt there."""
+    """classification_report() of `model` on `split` against `labels` (default: the label set the model was
+    trained on), plus "model", "labels", "tta" and "uniform_prior"; with `out`, also writes confusion.png and
+    report.txt there."""
     # Anything printed on the way goes to stderr: `ferkit evaluate --json` owns stdout.
     with contextlib.redirect_stdout(sys.stderr):
         classifier = FacialExpressionModel.load(model)  # before the data: a wrong name fails fast
@@ -33,13 +34,14 @@ def evaluate(data: str | Path, model: str | Path = "default", split: str | None 
             classifier.class_shares()  # and a model whose class shares are unknown
         if out:  # and an unusable --out before a whole split is scored
             check_output_folder(out, OUTPUT_FILES)
+        labels = labels or classifier.labels  # a FER+ model is scored on FER+ labels unless told otherwise
         dataset = load_dataset(data, labels, ferplus_votes)
         split = split or default_eval_split(dataset)
         subset = dataset.split(split)
         predicted = classifier.predict_proba(subset.images, tta=tta, uniform_prior=uniform_prior).argmax(axis=1)
         name = classifier.name if str(model) == "default" else str(model)  # say which model "default" is
-        report = {**classification_report(subset.hard_labels, predicted, split), "model": name, "tta": tta,
-                  "uniform_prior": uniform_prior}
+        report = {**classification_report(subset.hard_labels, predicted, split), "model": name, "labels": labels,
+                  "tta": tta, "uniform_prior": uniform_prior}
         if out:
             write_outputs(report, Path(out))
     return report
