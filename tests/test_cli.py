@@ -114,16 +114,20 @@ def test_evaluate_plain_text_report(tiny_csv, tiny_model_dir, capsys):
     assert "confusion (rows true, columns predicted)" in out
 
 
-def test_evaluate_ferplus_labels(tiny_csv, tiny_model_dir, tmp_path, capsys):
+def winners_votes(path: Path) -> Path:
+    """FER+ votes for tiny_csv(2)'s rows: Training happiness and not-a-face, PublicTest surprise and contempt."""
     from ferkit.data.ferplus import VOTE_COLUMNS
 
-    data = tiny_csv(2)
-    votes = tmp_path / "fer2013new.csv"
     rows = [[10 if column == winner else 0 for column in VOTE_COLUMNS]
             for winner in ("happiness", "NF", "surprise", "contempt")]
     usages = ["Training", "Training", "PublicTest", "PublicTest"]
-    votes.write_text("Usage,Image name," + ",".join(VOTE_COLUMNS) + "\n"
-                     + "".join(f"{u},x.png,{','.join(map(str, r))}\n" for u, r in zip(usages, rows)))
+    path.write_text("Usage,Image name," + ",".join(VOTE_COLUMNS) + "\n"
+                    + "".join(f"{u},x.png,{','.join(map(str, r))}\n" for u, r in zip(usages, rows)))
+    return path
+
+
+def test_evaluate_ferplus_labels(tiny_csv, tiny_model_dir, tmp_path, capsys):
+    data, votes = tiny_csv(2), winners_votes(tmp_path / "fer2013new.csv")
     assert main(["evaluate", "--data", str(data), "--model", str(tiny_model_dir), "--labels", "ferplus",
                  "--ferplus-votes", str(votes), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -495,17 +499,10 @@ def not_writable(monkeypatch, folder):
 def test_evaluate_and_calibrate_default_to_the_labels_the_model_learnt(tiny_csv, model_copy, tmp_path, monkeypatch,
                                                                       capsys):
     """A FER+ model scored on FER2013 labels, or its temperature fitted against them, was silently the default."""
-    from ferkit.data.ferplus import VOTE_COLUMNS
     from ferkit.errors import DataError
 
     (model_copy / "train_config.json").write_text(json.dumps({"model": "compact", "labels": "ferplus"}))
-    data = tiny_csv(2)
-    votes = tmp_path / "fer2013new.csv"
-    rows = [[10 if column == winner else 0 for column in VOTE_COLUMNS]
-            for winner in ("happiness", "NF", "surprise", "contempt")]
-    usages = ["Training", "Training", "PublicTest", "PublicTest"]
-    votes.write_text("Usage,Image name," + ",".join(VOTE_COLUMNS) + "\n"
-                     + "".join(f"{u},x.png,{','.join(map(str, r))}\n" for u, r in zip(usages, rows)))
+    data, votes = tiny_csv(2), winners_votes(tmp_path / "fer2013new.csv")
     common = ["--data", str(data), "--model", str(model_copy), "--ferplus-votes", str(votes), "--json"]
     assert main(["evaluate", *common]) == 0
     report = json.loads(capsys.readouterr().out)
