@@ -17,7 +17,7 @@ import numpy as np
 from .. import MAX_IMAGE_PIXELS
 from ..config import Config
 from ..errors import MediaError
-from ..files import atomic_output, printable, require_file
+from ..files import atomic_output, check_output_folder, printable, require_file
 from ..vision.draw import draw_faces
 from .pipeline import Face, Pipeline
 
@@ -150,8 +150,10 @@ def run_predict(paths, config: Config, as_json: bool = False, out_dir: str | Pat
     targets = [Path(out_dir) / annotated_name(path, taken) if out_dir and problem is None else None
                for path, problem in zip(paths, problems)]
     refuse_overwriting_inputs(found, targets)
-    out = prepare_out_dir(out_dir) if out_dir and found else None
+    if out_dir and found:
+        check_output_folder(out_dir)  # an unusable --out is said before the model loads
     pipeline = Pipeline.from_config(config) if found else None
+    out = prepare_out_dir(out_dir) if out_dir and found else None  # after the model: a bad one leaves no folder
     results, errors = [], []
     for path, problem, target in zip(paths, problems, targets):
         if problem is None:
