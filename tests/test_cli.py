@@ -103,7 +103,8 @@ def test_evaluate_scores_a_lone_training_split_only_when_named(tiny_csv, tiny_mo
     assert assert_one_error_line(code, captured.err, "evaluate") == (
         f"ferkit evaluate: error: {data}: its only split is Training, the one models train on; score it anyway "
         "with --split Training") and captured.out == ""
-    assert main(["evaluate", "--data", str(data), "--model", str(tiny_model_dir), "--split", "Training", "--json"]) == 0
+    assert main(["evaluate", "--data", str(data), "--model", str(tiny_model_dir), "--split", "Training",
+                 "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 4
 
 
@@ -401,7 +402,8 @@ BAD_VALUES = [
     ("train", "--distill-mode", "online"),
     ("explore", "--per-class", "0"),
     # C ints inside OpenCV: beyond them the cascade raised a traceback at the first image
-    ("predict", "--min-face", "99999999999"), ("video", "--min-face", "65536"), ("predict", "--min-neighbors", "10001"),
+    ("predict", "--min-face", "99999999999"), ("video", "--min-face", "65536"),
+    ("predict", "--min-neighbors", "10001"),
     ("train", "--seed", "-1"), ("train", "--holdout-seed", "-1"), ("train", "--seed", str(2**32)),  # NumPy's seeds
     ("calibrate", "--holdout-seed", "-3"),
 ]
@@ -510,6 +512,13 @@ def test_evaluate_and_calibrate_default_to_the_labels_the_model_learnt(tiny_csv,
     assert main(["evaluate", *common, "--labels", "fer2013"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["labels"], report["n"]) == ("fer2013", 2)
+    tree = tmp_path / "tree" / "test"  # an image tree's labels are its folder names, whatever the model learnt
+    for index, name in enumerate(("happy", "sad", "sad")):
+        (tree / name).mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(tree / name / f"{index}.png"), np.zeros((48, 48), np.uint8))
+    assert main(["evaluate", "--data", str(tree.parent), "--model", str(model_copy), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["labels"], report["split"], report["n"]) == ("fer2013", "test", 3)
 
     asked = []
 

@@ -17,8 +17,9 @@ import threading
 from pathlib import Path
 
 from . import __version__
-from .config import (DETECTOR_ALLOWED, DETECTOR_NEEDS, DISTILL_MODES, MIN_JOB_TTL_S, MIN_TOKEN_CHARS, PIPELINE_ALLOWED, TRAIN_VIEWS,
-                     Allowed, Config, DetectorConfig, PipelineConfig, ServeConfig, TrainConfig, token_problem)
+from .config import (DETECTOR_ALLOWED, DETECTOR_NEEDS, DISTILL_MODES, MIN_JOB_TTL_S, MIN_TOKEN_CHARS, PIPELINE_ALLOWED,
+                     TRAIN_VIEWS, Allowed, Config, DetectorConfig, PipelineConfig, ServeConfig, TrainConfig,
+                     token_problem)
 from .errors import FerkitError
 from .files import printable_json
 

@@ -34,7 +34,8 @@ def evaluate(data: str | Path, model: str | Path = "default", split: str | None 
             classifier.class_shares()  # and a model whose class shares are unknown
         if out:  # and an unusable --out before a whole split is scored
             check_output_folder(out, OUTPUT_FILES)
-        labels = labels or classifier.labels  # a FER+ model is scored on FER+ labels unless told otherwise
+        # a FER+ model is scored on FER+ labels unless told otherwise; an image tree's labels are its folder names
+        labels = labels or ("fer2013" if Path(data).is_dir() else classifier.labels)
         dataset = load_dataset(data, labels, ferplus_votes)
         split = split or default_eval_split(dataset)
         subset = dataset.split(split)
