@@ -215,8 +215,10 @@ def test_oversized_upload_is_413_json(make_app):
 
 
 def test_wrong_method_is_405_json(client):
-    assert_json_error(client.get("/api/predict"), 405)
-    assert_json_error(client.post("/api/health"), 405)
+    assert_json_error(response := client.get("/api/predict"), 405)
+    assert sorted(response.headers["Allow"].split(", ")) == ["OPTIONS", "POST"]  # HTTP requires a 405 to say it
+    assert_json_error(response := client.post("/api/health"), 405)
+    assert sorted(response.headers["Allow"].split(", ")) == ["GET", "HEAD", "OPTIONS"]
 
 
 def test_unexpected_error_is_500_json_without_traceback(app, client, monkeypatch):
@@ -1046,7 +1048,7 @@ def test_inflight_images_are_bounded_and_the_rest_get_429(make_app, gated, monke
     client = app.test_client()
     predict = client.post("/api/predict", data=png_bytes(), content_type="image/png")
     body = assert_json_error(predict, 429)
-    assert predict.headers["Retry-After"] == "1" and "1 images already in progress" in body["error"]["message"]
+    assert predict.headers["Retry-After"] == "1" and "1 image already in progress" in body["error"]["message"]
     assert_json_error(client.post("/api/frame?session=tab-dddddddd", data=png_bytes(), content_type="image/png"), 429)
     assert client.get("/api/health").status_code == 200  # what needs no inference is not held up
     gated["gate"].set()
@@ -1230,3 +1232,9 @@ def test_a_server_on_other_addresses_answers_to_any_host_name(make_app):
     assert open_to_all.get("/api/health", headers={"Host": "ferkit.lan:8000"}).status_code == 200
     guarded = make_app(host="0.0.0.0", token=TOKEN).test_client()
     assert guarded.get("/api/health", headers={"Host": "ferkit.lan", "Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+@pytest.mark.parametrize("ttl, words", [(60, "after 1 minute."), (90, "after 2 minutes."), (7200, "after 120 minutes.")])
+def test_the_page_says_how_long_results_are_kept_in_words_that_agree(make_app, ttl, words):
+    page = make_app(job_ttl=ttl).test_client().get("/").get_data(as_text=True)
+    assert f"its results are deleted {words}" in page

@@ -442,6 +442,16 @@ def test_a_source_that_works_starts_the_server(serve_once, capsys, tiny_model_di
     assert serve_once(capsys, "--model", tiny_model_dir, "--source", source) == (0, "", True)
 
 
+def test_a_source_with_one_thread_is_refused_at_start(serve_once, capsys, tiny_model_dir, tmp_path, monkeypatch):
+    """One viewer would hold the only thread: the page, /api/stream and the API waited until it left (an audit)."""
+    monkeypatch.setattr(broadcast, "open_capture", lambda source: FakeCapture(3))
+    code, err, loaded = serve_once(capsys, "--model", tiny_model_dir, "--source", "0", "--threads", "1")
+    assert (code, err, loaded) == (2, "ferkit serve: error: --source needs --threads 2 or more: each /video_feed "
+                                      "viewer holds a worker thread\n", False)
+    assert serve_once(capsys, "--model", tiny_model_dir, "--source", "0", "--threads", "2") == (0, "", True)
+    assert serve_once(capsys, "--model", tiny_model_dir, "--threads", "1") == (0, "", True)  # no stream: no viewer
+
+
 def start_serve(args: list[str]) -> tuple[subprocess.Popen, tuple[str, int]]:
     process = subprocess.Popen([sys.executable, "-m", "ferkit.cli", "serve", "--port", "0", *args],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -64,7 +64,7 @@ def create_app(config: Config | None = None, pipeline: Pipeline | None = None) -
     app.extensions[EXTENSION] = services = Services(
         config, pipeline, FrameBroadcaster(pipeline, serve), JobManager(pipeline, serve),
         CameraSessions(pipeline, serve.camera_sessions, serve.camera_session_ttl_s),
-        Slots(serve.max_inflight, "images"), TokenAuth(serve))
+        Slots(serve.max_inflight, "image"), TokenAuth(serve))
     auth.register(app, services.auth)
     params.register(app, pipeline.classifier.name)  # after auth: a stranger learns nothing from a 400
     for blueprint in (pages.bp, api.bp, routes_stream.bp, routes_jobs.bp):

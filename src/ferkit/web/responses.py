@@ -26,4 +26,6 @@ def error_response(exc: HTTPException, headers: dict | None = None):
         response = jsonify(error_json(exc.code, exc.name, exc.description))
     else:
         response = render_template("error.html", error=exc)
-    return response, exc.code, headers or {}
+    # the exception's own headers, such as a 405's Allow (HTTP requires it), but not its HTML Content-Type
+    own = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
+    return response, exc.code, {**own, **(headers or {})}

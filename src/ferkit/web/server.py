@@ -133,7 +133,8 @@ def announce(config: Config, app, server: BaseWSGIServer) -> None:
     """The address to open, with the token when one is needed, and what is open to whom."""
     services = app.extensions[EXTENSION]
     url = f"http://{server.effective_host}:{server.effective_port}/"
-    print(f"ferkit: serving model {services.pipeline.classifier.name} with {config.serve.threads} threads "
+    threads = config.serve.threads
+    print(f"ferkit: serving model {services.pipeline.classifier.name} with {threads} thread{'s' * (threads != 1)} "
           f"(Ctrl+C to stop)", flush=True)
     if services.auth.required:
         print(f"ferkit: open {url}?token={services.auth.token}", flush=True)
@@ -177,6 +178,9 @@ def serve(config: Config) -> int:
     check_host(config.serve.host, config.serve.port)
     if config.serve.jobs_dir:
         check_jobs_dir(Path(config.serve.jobs_dir))
+    if config.serve.source is not None and config.serve.threads < 2:  # checked first: it needs no camera
+        # a /video_feed viewer holds its thread for as long as it watches: with one, the page and the API would wait
+        raise FerkitError("--source needs --threads 2 or more: each /video_feed viewer holds a worker thread")
     check_source(config.serve.source)
     app = create_app(config)
     services = app.extensions[EXTENSION]

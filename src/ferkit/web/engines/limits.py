@@ -33,7 +33,8 @@ class Slots:
         if not acquired:
             with self._lock:
                 self.refused += 1
-            raise Busy(f"the server is busy: {self.capacity} {self.what} already in progress; retry shortly")
+            what = self.what + "s" * (self.capacity != 1)  # `what` is one of them: "image"
+            raise Busy(f"the server is busy: {self.capacity} {what} already in progress; retry shortly")
         with self._lock:
             self.in_use += 1
         try:
