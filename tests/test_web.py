@@ -367,6 +367,12 @@ def test_a_bad_uniform_prior_value_is_a_400_before_the_upload_is_read(app, clien
     assert app.extensions["ferkit"].jobs._jobs == {} and len(app.extensions["ferkit"].cameras) == 0
 
 
+def test_a_parameter_given_twice_is_a_400_not_a_guess_at_which_counts(app, client):
+    body = assert_json_error(client.post("/api/predict?uniform_prior=1&uniform_prior=0", data=b"x",
+                                         content_type="image/jpeg"), 400)
+    assert body["error"]["message"] == "query parameter 'uniform_prior' given more than once"
+
+
 def test_a_model_without_known_class_shares_refuses_the_uniform_prior_and_the_page_disables_it(
         pipeline, tiny_model_dir, tmp_path):
     from ferkit.inference.classifier import FacialExpressionModel
@@ -631,6 +637,9 @@ def test_video_job_progress_and_downloads(app, client, finished_job):
     assert csv_text.splitlines()[0].startswith("frame,time_s,face_id") and len(csv_text.splitlines()) == 13
     png = client.get(files["timeline.png"] + "?download=1")
     assert png.data.startswith(b"\x89PNG") and "attachment" in png.headers["Content-Disposition"]
+    assert "attachment" not in client.get(files["timeline.png"] + "?download=off").headers["Content-Disposition"]
+    body = assert_json_error(client.get(files["timeline.png"] + "?download=yes"), 400)  # was served inline, silently
+    assert body["error"]["message"] == "?download= takes 1 or 0 (true or false), got 'yes'"
     assert client.get(files["summary.json"]).get_json()["frames"] == 12
     # Only the results stay: the uploaded video was deleted once processed.
     folder = app.extensions["ferkit"].jobs.root / job["id"]

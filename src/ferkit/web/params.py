@@ -48,18 +48,29 @@ def register(app: Flask, model: str) -> None:
         for name in request.args:
             if name not in allowed:
                 abort(400, unknown_message(name, allowed, model))
+            if len(request.args.getlist(name)) > 1:  # which one would count is a guess: refused, not guessed
+                abort(400, f"query parameter {name[:40]!r} given more than once")
+
+
+def switch(name: str) -> bool | None:
+    """A yes/no query parameter (1, true, on / 0, false, off; any case): None when absent, else a 400 for
+    another value."""
+    value = request.args.get(name)
+    if value is None:
+        return None
+    if value.lower() not in SWITCH:
+        abort(400, f"?{name}= takes 1 or 0 (true or false), got {value[:20]!r}")
+    return SWITCH[value.lower()]
 
 
 def request_pipeline() -> Pipeline:
     """The shared pipeline, with this request's `?uniform_prior=1|0` over the server's own setting (one tab
     may want every expression equally likely while another keeps the training prior)."""
     pipeline = services().pipeline
-    value = request.args.get(UNIFORM_PRIOR)
+    value = switch(UNIFORM_PRIOR)
     if value is None:
         return pipeline
-    if value.lower() not in SWITCH:
-        abort(400, f"?{UNIFORM_PRIOR}= takes 1 or 0 (true or false), got {value[:20]!r}")
     try:
-        return pipeline.with_uniform_prior(SWITCH[value.lower()])
+        return pipeline.with_uniform_prior(value)
     except ModelError as exc:  # a model whose class shares are unknown
         abort(400, str(exc))

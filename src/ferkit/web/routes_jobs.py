@@ -6,7 +6,7 @@ from flask import Blueprint, abort, request, send_file, url_for
 
 from .engines.jobs import ARTIFACTS, Job, JobManager
 from .api import UPLOAD_PART
-from .params import UNIFORM_PRIOR, accepts, request_pipeline
+from .params import UNIFORM_PRIOR, accepts, request_pipeline, switch
 from .services import services
 
 VIDEO_FIELD = "video"
@@ -58,5 +58,5 @@ def artifact(job_id: str, name: str):
     job = job_or_404(job_id)
     if name not in ARTIFACTS or name not in job.artifacts():
         abort(404, f"no file {name!r} for this job (files: {', '.join(job.artifacts()) or 'none yet'})")
-    return send_file(job.folder / name, mimetype=ARTIFACTS[name], as_attachment=request.args.get("download") == "1",
+    return send_file(job.folder / name, mimetype=ARTIFACTS[name], as_attachment=bool(switch("download")),
                      download_name=f"{job.id[:8]}-{name}", max_age=0)
