@@ -213,11 +213,14 @@ def folder_messages(job):
     ]
 
 
-def test_reason_names_the_upload_the_video(manager, job):
+def test_reason_names_the_upload_as_the_client_sent_it(manager, job):
     """Not by the name the server gave it (upload.mp4): the client never sent that name."""
     job.input_path = job.folder / "upload.mp4"
     exc = MediaError(f"{job.input_path}: frame 5 of 30 cannot be read (the file is damaged or truncated)")
     assert manager._reason(job, exc) == "the video: frame 5 of 30 cannot be read (the file is damaged or truncated)"
+    job.filename = "holiday clip.mp4"
+    assert manager._reason(job, exc) == ("'holiday clip.mp4': frame 5 of 30 cannot be read (the file is damaged "
+                                         "or truncated)")
 
 
 def test_reason_for_ferkit_errors_strips_the_job_folder(manager, job):

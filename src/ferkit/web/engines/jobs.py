@@ -335,7 +335,9 @@ class JobManager:
         if is_disk_full(exc):
             return "the server's disk is full; the job was stopped and its files removed"
         if isinstance(exc, FerkitError):  # a clear message, minus the server's own paths and names
-            message = str(exc).replace(str(job.input_path), "the video") if job.input_path else str(exc)
+            # the upload by the name the client sent (the server's own name for it means nothing to them)
+            shown = repr(job.filename) if job.filename else "the video"
+            message = str(exc).replace(str(job.input_path), shown) if job.input_path else str(exc)
             return message.replace(str(job.folder) + os.sep, "").replace(str(job.folder), "the job folder")
         return "processing failed"
 
