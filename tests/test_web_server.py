@@ -106,9 +106,14 @@ def send_whole_body(address, path, body: bytes, headers: dict) -> tuple[int, dic
 @pytest.mark.parametrize("path", ["/api/predict", "/api/frame?session=abcdefgh", "/jobs"])
 def test_a_body_ten_times_the_limit_gets_the_json_413(make_app, serve_app, path):
     address = serve_app(make_app(max_upload_mb=LIMIT_MB))
-    error = json_error(send_headers_and_some_body(address, path, 10 * LIMIT_MB * 2**20, 65536), 413)
+    status, headers, body = answer = send_headers_and_some_body(address, path, 10 * LIMIT_MB * 2**20, 65536)
+    error = json_error(answer, 413)
     assert error["message"] == f"upload larger than the limit of {LIMIT_MB} MB"
     assert error["name"] == "Request Entity Too Large"
+    # waitress answers this one itself: byte for byte as Flask's jsonify would, and never cached either
+    assert body == (b'{"error":{"message":"upload larger than the limit of %d MB","name":"Request Entity Too Large",'
+                    b'"status":413}}\n' % LIMIT_MB)
+    assert headers["Cache-Control"] == "no-store"
 
 
 def test_a_body_just_over_the_limit_sent_whole_gets_the_same_413(make_app, serve_app):
