@@ -25,11 +25,11 @@ from ferkit.config import (DETECTOR_ALLOWED, PIPELINE_ALLOWED, Config, DetectorC
     (DetectorConfig, "detect_threshold", -1.0, ValueError, "a number in [0, 1]"),
     (DetectorConfig, "scale_factor", 1.0, ValueError, "a number in (1, inf)"),
     (DetectorConfig, "scale_factor", 0.5, ValueError, "a number in (1, inf)"),
-    (DetectorConfig, "min_face", "20", TypeError, "a whole number >= 1"),
-    (DetectorConfig, "min_face", 0, ValueError, "a whole number >= 1"),
-    (DetectorConfig, "min_face", -5, ValueError, "a whole number >= 1"),
-    (DetectorConfig, "min_face", 20.0, TypeError, "a whole number >= 1"),
-    (DetectorConfig, "min_neighbors", -1, ValueError, "a whole number >= 0"),
+    (DetectorConfig, "min_face", "20", TypeError, "a whole number in [1, 65535]"),
+    (DetectorConfig, "min_face", 0, ValueError, "a whole number in [1, 65535]"),
+    (DetectorConfig, "min_face", -5, ValueError, "a whole number in [1, 65535]"),
+    (DetectorConfig, "min_face", 20.0, TypeError, "a whole number in [1, 65535]"),
+    (DetectorConfig, "min_neighbors", -1, ValueError, "a whole number in [0, 10000]"),
     (DetectorConfig, "fine_max_side", 0, ValueError, "a whole number >= 1"),
     (PipelineConfig, "detect_every", 0, ValueError, "a whole number >= 1"),
     (PipelineConfig, "detect_every", -3, ValueError, "a whole number >= 1"),
@@ -81,9 +81,9 @@ def test_every_default_and_every_range_edge_is_accepted():
 
 # flag, section, field, values the CLI takes, values it refuses: the config must agree on each
 CLI_RANGES = [
-    ("--min-face", DetectorConfig, "min_face", ["1", "400"], ["0", "-5"]),
+    ("--min-face", DetectorConfig, "min_face", ["1", "400", "65535"], ["0", "-5", "65536"]),
     ("--detect-threshold", DetectorConfig, "detect_threshold", ["0", "0.5", "1"], ["-0.01", "1.01", "nan", "inf"]),
-    ("--min-neighbors", DetectorConfig, "min_neighbors", ["0", "7"], ["-1"]),
+    ("--min-neighbors", DetectorConfig, "min_neighbors", ["0", "7", "10000"], ["-1", "10001"]),
     ("--detect-every", PipelineConfig, "detect_every", ["1", "30"], ["0", "-3"]),
     ("--smoothing", PipelineConfig, "smoothing", ["1", "0.001", "0.5"], ["0", "-1", "1.5", "nan"]),
 ]

@@ -41,7 +41,7 @@ def process_video(pipeline: Pipeline, input_path: str | Path | int, out_video: s
     """
     outputs = {"video": out_video, "csv": csv_path, "timeline": timeline_png}
     for kind, path in outputs.items():  # before Path() drops a trailing slash: "results/" means a folder
-        if path and (str(path).endswith(("/", os.sep)) or Path(path).is_dir()):
+        if path and (str(path).endswith(("/", os.sep)) or is_folder(Path(path))):
             raise MediaError(f"{path}: is a folder; the {kind} output needs a file name")
     outputs = {kind: Path(path) for kind, path in outputs.items() if path}
     live = live_input(input_path) is not None
@@ -84,6 +84,13 @@ def process_video(pipeline: Pipeline, input_path: str | Path | int, out_video: s
     if live:  # a recording has no natural end: say which one it had (a stream that fails midway keeps its outputs)
         summary["ended"] = ended or source.stopped
     return summary
+
+
+def is_folder(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long to stat: not a folder, and the output's own checks say what it is
+        return False
 
 
 def write_frame(sinks: list, index: int, seconds: float, frame, faces) -> None:
