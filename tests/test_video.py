@@ -555,7 +555,14 @@ def test_a_stream_failing_midway_ends_the_recording_with_its_outputs_kept(ferkit
     assert out.splitlines()[0].startswith("1: 12 frames, ")
     assert out.splitlines()[-1] == "  ended: the camera failed (!_src.empty())"
     assert [int(r["frame"]) for r in read_csv(tmp_path / "cam.csv")] == list(range(12))
-    assert (tmp_path / "cam_timeline.png").is_file() and [camera.released for camera in camera_clip] == [1, 1]
+    # opened once (before the model loads) and kept for the recording: a camera opened twice may refuse the second
+    assert (tmp_path / "cam_timeline.png").is_file() and [camera.released for camera in camera_clip] == [1]
+
+
+def test_a_camera_opened_before_a_model_that_fails_to_load_is_released(ferkit, camera_clip, tmp_path):
+    code, out, err = ferkit("video", "1", "--csv", tmp_path / "cam.csv", "--model", tmp_path / "no-model")
+    assert (code, out) == (2, "") and err.startswith("ferkit video: error: ") and "no-model" in err
+    assert [camera.released for camera in camera_clip] == [1] and not (tmp_path / "cam.csv").exists()
 
 
 def test_a_file_interrupted_leaves_no_output(squares, moving_video, tmp_path):

@@ -25,7 +25,7 @@ from .writers import TIMELINE_FORMATS, AnnotatedVideoWriter, CsvWriter, FaceHist
 ProgressCallback = Callable[[int, int], None]  # (frames done, approximate total; 0 when unknown)
 
 
-def process_video(pipeline: Pipeline, input_path: str | Path | int, out_video: str | Path | None = None,
+def process_video(pipeline: Pipeline, input_path: str | Path | int | VideoSource | LiveSource, out_video: str | Path | None = None,
                   csv_path: str | Path | None = None, timeline_png: str | Path | None = None,
                   progress_callback: ProgressCallback | None = None, fourcc: str | None = None,
                   duration: float | None = None) -> dict:
@@ -33,7 +33,9 @@ def process_video(pipeline: Pipeline, input_path: str | Path | int, out_video: s
 
     `input_path` may also be live (a camera index, device or stream URL, see `source.live_input`): it is
     recorded until `duration` seconds, Ctrl-C, or the source stopping or failing, each of which ends the recording as
-    a file's end would (the summary's "ended" says which). `duration` stops a file early too. Outputs are
+    a file's end would (the summary's "ended" says which). It may also be a source opened already (`run_video` opens
+    a camera before the model loads, and a camera opened twice may refuse the second time); it is closed at the
+    end. `duration` stops a file early too. Outputs are
     complete or absent: on any error (MediaError for bad input or outputs) none of them is left behind. `fourcc`
     overrides the codec chosen from out_video's extension (the web app passes `browser_video_format()`'s).
     `progress_callback` is called after every frame; an exception it raises stops the run (that is how a caller
@@ -44,11 +46,12 @@ def process_video(pipeline: Pipeline, input_path: str | Path | int, out_video: s
         if path and (str(path).endswith(("/", os.sep)) or is_folder(Path(path))):
             raise MediaError(f"{path}: is a folder; the {kind} output needs a file name")
     outputs = {kind: Path(path) for kind, path in outputs.items() if path}
-    live = live_input(input_path) is not None
-    check_outputs(None if live else Path(input_path), outputs, fourcc)
+    opened = input_path if isinstance(input_path, (VideoSource, LiveSource)) else None
+    live = isinstance(opened, LiveSource) or (opened is None and live_input(input_path) is not None)
+    check_outputs(None if live else Path(opened.path if opened else input_path), outputs, fourcc)
     stream, history = pipeline.stream(), FaceHistory()
     with ExitStack() as stack:
-        source = open_video(input_path)
+        source = opened or open_video(input_path)
         stack.callback(source.close)
         sinks, timeline_partial = open_outputs(stack, source, outputs, fourcc)
         # closed first on the way out (an ExitStack unwinds last in, first out): no thread still
@@ -169,19 +172,23 @@ def run_video(input_path, config: Config, out: str | None = None, csv_path: str 
     live = live_input(input_path)
     if live is None:
         require_file(input_path)  # before loading the model
-    else:
-        LiveSource(live).close()  # a camera that cannot be used is said before the model loads, in one line
-    pipeline = Pipeline.from_config(config)
-    if live is not None:
-        until = f"for {duration:g} s (or Ctrl-C)" if duration else "until Ctrl-C"
-        print(f"recording {live} {until}", file=sys.stderr)
-    bar = ProgressBar(sys.stderr) if progress and sys.stderr.isatty() else None
+        source = input_path
+    else:  # a camera that cannot be used is said before the model loads, in one line; opened once, and kept
+        source = LiveSource(live)
+    bar = None
     try:
-        summary = process_video(pipeline, input_path, out, csv_path, timeline or default_timeline(out, csv_path), bar,
+        pipeline = Pipeline.from_config(config)
+        if live is not None:
+            until = f"for {duration:g} s (or Ctrl-C)" if duration else "until Ctrl-C"
+            print(f"recording {live} {until}", file=sys.stderr)
+        bar = ProgressBar(sys.stderr) if progress and sys.stderr.isatty() else None
+        summary = process_video(pipeline, source, out, csv_path, timeline or default_timeline(out, csv_path), bar,
                                 duration=duration)
     finally:
         if bar:
             bar.finish()
+        if live is not None:
+            source.close()  # released already unless the model or an output failed first
     print(json.dumps(printable_json(summary)) if as_json else format_summary(summary))
     return 0
 
