@@ -102,7 +102,7 @@ def scripted_loop(b: FrameBroadcaster, clock: Clock, stop_after: int) -> tuple[S
     b._closing = closing
     published = []
     original = b._publish
-    b._publish = lambda jpeg: (published.append(jpeg), original(jpeg))[1]
+    b._publish = lambda jpeg, video=True: (published.append(jpeg), original(jpeg, video))[1]
     b._viewers = 1  # someone watches: the loop never stops for idleness
     b._capture_loop()
     return closing, published
@@ -324,10 +324,28 @@ def test_dropped_camera_is_reopened_and_a_frame_resets_the_backoff(clock):
 def test_reopen_clears_the_error_and_the_frame_rate(clock):
     outcomes = iter([None, FpsCapture(3)])
     b = make_broadcaster(open_source=lambda source: next(outcomes, None), stream_max_fps=4.0)
+    rates = []
+    original = b._publish
+    b._publish = lambda jpeg, video=True: (original(jpeg, video), rates.append(b.fps))
     closing, published = scripted_loop(b, clock, stop_after=3)  # the failed open, then two frames
     assert closing.waits == [0.5, 0.25, 0.25]
     assert b.error is None and b.opens == 1
-    assert b.fps == pytest.approx(4.0)  # the interval between the two frames only, not the message frame's
+    # the interval between the two frames only, not the message frame's; 0 once the loop stopped
+    assert rates == [0.0, 0.0, pytest.approx(4.0)] and b.fps == 0.0
+
+
+def test_the_frame_rate_is_zero_while_the_source_is_lost_and_once_the_feed_stops(clock):
+    """Message frames ("retrying") are not video: the fps said while reconnecting or stopped is 0, not the last."""
+    outcomes = iter([FpsCapture(3)])
+    b = make_broadcaster(open_source=lambda source: next(outcomes, None), stream_max_fps=4.0)
+    rates = []
+    original = b._publish
+    b._publish = lambda jpeg, video=True: (original(jpeg, video), rates.append(b.status()["fps"]))
+    scripted_loop(b, clock, stop_after=5)  # 3 frames at 1/4 s, the drop, one failed reopen
+    assert rates == [0.0, 4.0, 4.0, 0.0, 0.0]
+    b._viewers, clock.now = 0, clock.now + 60.0
+    b.fps = 4.0
+    assert b._should_stop() and b.status()["fps"] == 0.0
 
 
 def test_a_read_without_a_frame_is_a_drop_and_stopping_releases_the_open_capture(clock):

@@ -116,7 +116,7 @@ class FrameBroadcaster:
         self._viewers = 0
         self._last_viewer_seen = time.monotonic()
         self.opens = 0  # successful (re)opens of the source
-        self.fps = 0.0  # frames published per second, smoothed
+        self.fps = 0.0  # video frames published per second, smoothed; 0 while none come (stopped, reconnecting)
         self._published_at: float | None = None
         self.error: str | None = None
 
@@ -180,16 +180,18 @@ class FrameBroadcaster:
         with self._cond:
             idle = self._viewers == 0 and time.monotonic() - self._last_viewer_seen > self.cfg.stream_idle_s
             if idle or self._closing.is_set():
-                self._thread = None
+                self._thread, self.fps = None, 0.0
                 return True
             return False
 
-    def _publish(self, jpeg: bytes) -> None:
+    def _publish(self, jpeg: bytes, video: bool = True) -> None:
+        """Hand `jpeg` to the viewers; a video frame (not a message frame) also counts towards the fps."""
         now = time.monotonic()
-        if self._published_at is not None:  # a moving average of frame intervals, not of rates (less biased)
+        if video and self._published_at is not None:  # a moving average of intervals, not of rates (less biased)
             interval = max(now - self._published_at, 1e-3)
             self.fps = 1.0 / interval if not self.fps else 1.0 / (0.9 / self.fps + 0.1 * interval)
-        self._published_at = now
+        if video:
+            self._published_at = now
         with self._cond:
             self._jpeg = jpeg
             self._sequence += 1
@@ -200,7 +202,7 @@ class FrameBroadcaster:
             self._capture_loop()
         except Exception as exc:  # never leave viewers waiting on a dead thread without a word
             log.exception("video feed stopped")
-            self.error = f"video feed stopped: {exc}"
+            self.error, self.fps = f"video feed stopped: {exc}", 0.0
             with self._cond:
                 self._thread = None
 
@@ -251,6 +253,7 @@ class FrameBroadcaster:
     def _retry_later(self, message: str, seconds: float) -> float:
         """Show the message to viewers, wait `seconds`; the wait before the next retry (doubled, capped)."""
         self.error = f"{message} in {seconds:.1f} s"
-        self._publish(encode_jpeg(message_frame(self.error), self.cfg.jpeg_quality))
+        self.fps, self._published_at = 0.0, None  # no video comes meanwhile: the last rate would be stale
+        self._publish(encode_jpeg(message_frame(self.error), self.cfg.jpeg_quality), video=False)
         self._closing.wait(seconds)
         return min(2 * seconds, LAST_RETRY_S)
