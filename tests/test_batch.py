@@ -280,6 +280,20 @@ def test_cli_exit_status_is_the_number_of_failed_inputs(ferkit, tiny_model_dir, 
     assert code == 0 and out.startswith("1 input: 0 done, 1 skipped (done before), 0 failed")
 
 
+def test_a_relative_out_folder_gives_absolute_output_paths_as_the_inputs_are(ferkit, tiny_model_dir, tmp_path,
+                                                                              monkeypatch):
+    root = mixed_folder(tmp_path / "media")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = ferkit("batch", "media/a.mp4", "media/c.jpg", "--out", "res", "--model", tiny_model_dir)
+    assert code == 0, err
+    summary = pq.read_table(tmp_path / "res" / "summary.parquet")
+    assert rows(summary, "input", "output") == [(str(root / "a.mp4"), str(tmp_path / "res" / "videos" / "a.json")),
+                                                (str(root / "c.jpg"), str(tmp_path / "res" / "photos"))]
+    video = json.loads((tmp_path / "res" / "videos" / "a.json").read_text())
+    assert video["outputs"] == {"csv": str(tmp_path / "res" / "videos" / "a.csv"),
+                                "timeline": str(tmp_path / "res" / "videos" / "a_timeline.png")}
+
+
 @pytest.mark.parametrize("args, message", [
     (["EMPTY"], "ferkit batch: error: no photos or videos found in EMPTY"),
     (["EMPTY/..", "--workers", "0"], "ferkit batch: error: argument --workers: 0 is out of range"),

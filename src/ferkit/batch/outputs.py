@@ -27,13 +27,15 @@ from .tasks import PHOTO_SCHEMA, video_files
 
 
 def output_folders(out: str | Path) -> tuple[Path, Path, Path]:
-    """(videos, photos, staging): the folders of `out` that a run writes."""
-    return Path(out) / "videos", Path(out) / "photos", Path(out) / ".partial"
+    """(videos, photos, staging): the folders of `out` that a run writes, absolute as the inputs are (the summary
+    and each video's JSON name them)."""
+    root = Path(out).absolute()
+    return root / "videos", root / "photos", root / ".partial"
 
 
 class OutputFolder:
     def __init__(self, out: str | Path):
-        self.root = Path(out)
+        self.root = Path(out).absolute()
         self.videos, self.photos, self.staging = output_folders(out)
         try:
             for folder in (self.videos, self.photos):
