@@ -353,6 +353,57 @@ def test_frame_count_of_the_damaged_file_is_reported(tmp_path):
             pass
 
 
+def frames_before_damage(video: Path) -> int:
+    read = 0
+    with pytest.raises(MediaError):
+        for _ in VideoSource(video).frames():
+            read += 1
+    return read
+
+
+def test_keep_partial_keeps_the_frames_read_before_the_damage(squares, tmp_path):
+    whole = write_video(tmp_path / "v.avi", square_frames(moving_square(60, 1)))
+    cut = truncate(whole, tmp_path / "cut.avi")
+    read = frames_before_damage(cut)
+    assert 0 < read < 60
+    summary = process_video(squares, cut, tmp_path / "a.avi", tmp_path / "a.csv", tmp_path / "a.png",
+                            keep_partial=True)
+    assert summary["frames"] == read and summary["ended"] == f"frame {read + 1} of 60 cannot be read (the file " \
+                                                              "is damaged or truncated)"
+    process_video(squares, whole, csv_path=tmp_path / "whole.csv")
+    assert read_csv(tmp_path / "a.csv") == [r for r in read_csv(tmp_path / "whole.csv") if int(r["frame"]) < read]
+    assert count_frames(tmp_path / "a.avi")[0] == read and cv2.imread(str(tmp_path / "a.png")) is not None
+    assert "ended" not in process_video(squares, whole, keep_partial=True)  # a whole file needs no saying
+
+
+def test_keep_partial_does_not_keep_a_file_with_no_frame_or_an_interrupted_one(squares, tmp_path, long_video):
+    with pytest.raises(MediaError, match="not a video"):  # its container is gone: nothing was read
+        process_video(squares, truncate(long_video, tmp_path / "cut.mp4"), csv_path=tmp_path / "a.csv",
+                      keep_partial=True)
+
+    def stop_at_frame_10(done, total):
+        if done == 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        process_video(squares, long_video, csv_path=tmp_path / "a.csv", progress_callback=stop_at_frame_10,
+                      keep_partial=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.mp4", "long.mp4"]
+
+
+def test_cli_keep_partial_says_where_the_video_stopped(ferkit, tiny_model_dir, tmp_path):
+    cut = truncate(write_video(tmp_path / "v.avi", square_frames(moving_square(60, 1))), tmp_path / "cut.avi")
+    read = frames_before_damage(cut)
+    reason = f"frame {read + 1} of 60 cannot be read (the file is damaged or truncated)"
+    code, out, err = ferkit("video", cut, "--csv", tmp_path / "a.csv", "--model", tiny_model_dir)
+    assert (code, out, err) == (2, "", f"ferkit video: error: {cut}: {reason}\n") and not (tmp_path / "a.csv").exists()
+    code, out, err = ferkit("video", cut, "--csv", tmp_path / "a.csv", "--keep-partial", "--model", tiny_model_dir)
+    assert (code, err) == (0, f"ferkit video: warning: {cut}: {reason}; kept the {read} frames before it\n")
+    assert out.splitlines()[0].startswith(f"{cut}: {read} frames, ") and out.splitlines()[-1] == f"  ended: {reason}"
+    frames = sorted({int(r["frame"]) for r in read_csv(tmp_path / "a.csv")})  # a row per frame, faces or not
+    assert frames == list(range(read)) and (tmp_path / "a_timeline.png").is_file()
+
+
 def test_a_failed_run_keeps_the_previous_outputs_whole(squares, tmp_path, long_video):
     previous = tmp_path / "faces.csv"
     previous.write_text("the previous, complete CSV\n")

@@ -286,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="per-frame CSV")
     p.add_argument("--timeline", help="timeline chart PNG (default: beside --csv or --out)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.add_argument("--keep-partial", action="store_true",
+                   help="a file damaged or cut short midway keeps the outputs of the frames read before the damage "
+                        "(the summary's `ended` says where), instead of failing with none")
     add_stream_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_flags(p)
@@ -436,7 +439,8 @@ def cmd_video(args, command: str) -> int:
     from .video.process import run_video
 
     return run_video(args.input, config_from_args(args), out=args.out, csv_path=args.csv,
-                     timeline=args.timeline, as_json=args.json, progress=not args.no_progress, duration=args.duration)
+                     timeline=args.timeline, as_json=args.json, progress=not args.no_progress, duration=args.duration,
+                     keep_partial=args.keep_partial)
 
 
 def cmd_batch(args, command: str) -> int:

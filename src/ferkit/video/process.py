@@ -19,7 +19,7 @@ from ..files import atomic_output, is_special_file, is_utf8_name, printable, pri
 from ..inference.pipeline import Pipeline
 from .progress import ProgressBar
 from .overlap import ReadAhead, WriteBehind
-from .source import LiveSource, VideoSource, live_input, open_video
+from .source import DamagedVideo, LiveSource, VideoSource, live_input, open_video
 from .writers import TIMELINE_FORMATS, AnnotatedVideoWriter, CsvWriter, FaceHistory, plot_timeline, video_fourcc
 
 ProgressCallback = Callable[[int, int], None]  # (frames done, approximate total; 0 when unknown)
@@ -28,7 +28,7 @@ ProgressCallback = Callable[[int, int], None]  # (frames done, approximate total
 def process_video(pipeline: Pipeline, input_path: str | Path | int | VideoSource | LiveSource, out_video: str | Path | None = None,
                   csv_path: str | Path | None = None, timeline_png: str | Path | None = None,
                   progress_callback: ProgressCallback | None = None, fourcc: str | None = None,
-                  duration: float | None = None) -> dict:
+                  duration: float | None = None, keep_partial: bool = False) -> dict:
     """Track and classify every face of a video file; write the outputs that were asked for.
 
     `input_path` may also be live (a camera index, device or stream URL, see `source.live_input`): it is
@@ -36,7 +36,9 @@ def process_video(pipeline: Pipeline, input_path: str | Path | int | VideoSource
     a file's end would (the summary's "ended" says which). It may also be a source opened already (`run_video` opens
     a camera before the model loads, and a camera opened twice may refuse the second time); it is closed at the
     end. `duration` stops a file early too. Outputs are
-    complete or absent: on any error (MediaError for bad input or outputs) none of them is left behind. `fourcc`
+    complete or absent: on any error (MediaError for bad input or outputs) none of them is left behind, except
+    that with `keep_partial` a video file damaged after some frames keeps the outputs of the frames read before the
+    damage (the summary's "ended" says where it stopped, as DamagedVideo's reason). `fourcc`
     overrides the codec chosen from out_video's extension (the web app passes `browser_video_format()`'s).
     `progress_callback` is called after every frame; an exception it raises stops the run (that is how a caller
     cancels), outputs removed. Returns the summary (see `summarise`).
@@ -75,6 +77,10 @@ def process_video(pipeline: Pipeline, input_path: str | Path | int | VideoSource
             if not live:
                 raise  # a file stopped midway is an interrupted job: its outputs are removed
             ended = "interrupted"
+        except DamagedVideo as exc:
+            if not keep_partial:
+                raise
+            ended = exc.reason  # what was read before the damage stands, as asked
         writer.finish()
         elapsed = time.perf_counter() - started
         for sink in sinks:
@@ -86,6 +92,8 @@ def process_video(pipeline: Pipeline, input_path: str | Path | int | VideoSource
     summary = summarise(source, history, frames, elapsed, outputs, span)
     if live:  # a recording has no natural end: say which one it had (a stream that fails midway keeps its outputs)
         summary["ended"] = ended or source.stopped
+    elif ended and ended != "duration":  # a damaged file kept in part (--keep-partial)
+        summary["ended"] = ended
     return summary
 
 
@@ -166,7 +174,7 @@ def default_timeline(out: str | None, csv_path: str | None) -> Path | None:
 
 def run_video(input_path, config: Config, out: str | None = None, csv_path: str | None = None,
               timeline: str | None = None, as_json: bool = False, progress: bool = True,
-              duration: float | None = None) -> int:
+              duration: float | None = None, keep_partial: bool = False) -> int:
     """`ferkit video`: process one video file, or record a camera or stream; print the summary (text, or JSON
     with as_json)."""
     live = live_input(input_path)
@@ -183,12 +191,15 @@ def run_video(input_path, config: Config, out: str | None = None, csv_path: str 
             print(f"recording {live} {until}", file=sys.stderr)
         bar = ProgressBar(sys.stderr) if progress and sys.stderr.isatty() else None
         summary = process_video(pipeline, source, out, csv_path, timeline or default_timeline(out, csv_path), bar,
-                                duration=duration)
+                                duration=duration, keep_partial=keep_partial)
     finally:
         if bar:
             bar.finish()
         if live is not None:
             source.close()  # released already unless the model or an output failed first
+    if keep_partial and "ended" in summary and live is None:  # said on stderr too: stdout may be parsed
+        print(f"ferkit video: warning: {input_path}: {summary['ended']}; kept the {summary['frames']} frames "
+              "before it", file=sys.stderr)
     print(json.dumps(printable_json(summary)) if as_json else format_summary(summary))
     return 0
 

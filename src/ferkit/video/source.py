@@ -22,6 +22,15 @@ FRAME_COUNT_TOLERANCE = 0.05
 FRAME_COUNT_SLACK = 3
 
 
+class DamagedVideo(MediaError):
+    """A video file whose frames stop before its end (a decode error, or far fewer frames than it says); `reason`
+    is the message without the file's name."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.reason = reason
+
+
 class VideoSource:
     """An opened video file: fps, size, approximate frame count and its frames.
 
@@ -85,14 +94,14 @@ class VideoSource:
         try:
             ok, frame = self.capture.read()
         except cv2.error as exc:
-            raise MediaError(f"{self.path}: frame cannot be decoded ({exc.err})") from None
+            raise DamagedVideo(self.path, f"frame cannot be decoded ({exc.err})") from None
         return frame if ok else None
 
     def check_complete(self, frames_read: int) -> None:
         missing = self.frame_count - frames_read
         if self.frame_count and missing > max(FRAME_COUNT_SLACK, FRAME_COUNT_TOLERANCE * self.frame_count):
-            raise MediaError(f"{self.path}: frame {frames_read + 1} of {self.frame_count} cannot be read "
-                             "(the file is damaged or truncated)")
+            raise DamagedVideo(self.path, f"frame {frames_read + 1} of {self.frame_count} cannot be read "
+                               "(the file is damaged or truncated)")
 
 
 def open_capture(source: int | str) -> cv2.VideoCapture | None:
