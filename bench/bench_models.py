@@ -45,7 +45,9 @@ def model_cost(classifier: FacialExpressionModel) -> tuple[int, int]:
     if "members" not in card:
         return count_macs(classifier.folder / "model.json")
     costs = [model_cost(FacialExpressionModel.load(member)) for member in card["members"]]
-    return sum(c[0] for c in costs), sum(c[1] for c in costs) * card.get("views_in_graph", 1)
+    views = card.get("views_in_graph", 1)
+    views = views if isinstance(views, list) else [views] * len(costs)  # one count each, or one for all
+    return sum(c[0] for c in costs), sum(c[1] * v for c, v in zip(costs, views))
 
 
 def time_per_face(classifier: FacialExpressionModel, batch: int, repeats: int) -> float:
@@ -77,7 +79,7 @@ def main() -> None:
         size = classifier.path.stat().st_size / 1e6
         accuracy = f"{card['accuracy']:.2%}" if "accuracy" in card else "?"
         tta = f"{card['accuracy_tta']:.2%}" if "accuracy_tta" in card else (
-            "(inside)" if card.get("views_in_graph", 1) > 1 else "?")
+            "(inside)" if card.get("views_in_graph", 1) != 1 else "?")
         calibration = json.loads(calibration_file.read_text()) if (
             calibration_file := classifier.folder / CALIBRATION_FILE).is_file() else {}
         ece = f"{calibration['ece_before']:.2%} -> {calibration['ece_after']:.2%}" if calibration else "?"

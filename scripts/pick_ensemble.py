@@ -24,6 +24,9 @@ With `--confirm MODEL`, everything above sees only four fifths of the holdout (a
 split); the fifth it never saw then scores the winner and MODEL (e.g. the shipped `accurate`) face by face,
 with the faces only one of them gets right and a sign test on those: in sessions 19 and 24 the best of
 ~200,000 mixes scored on all 2,872 faces landed 1-2 points under its estimate on PublicTest (runs/m18-plan.md).
+With `--per-member-views TOP`, the subsets of the TOP best mixes are also scored with each member's own number of
+views (1, 2 or 4 each, within the budget; `ferkit ensemble --views 4 1 2 ...` builds them): the `medium` members
+gain 0.4-0.8 points from four views where the `vgg` ones gain nothing from a second (runs/s42-plan.md).
 Only the winner is then scored on PublicTest, once (`--no-publictest`: not at all, for exploratory
 runs that will decide nothing).
 Members' probabilities per view are cached in runs/pick-cache/ (keyed by the ONNX file's size and
@@ -92,14 +95,36 @@ def scaled_costs(paths: list[Path], member_ms: float) -> list[float]:
     return [member_ms * m / min(macs) for m in macs]
 
 
-def stacked(views, subset: tuple[int, ...], v: int) -> np.ndarray:
-    """(members, N, 7): each member of `subset` averaged over its first `v` views."""
-    return np.stack([views[i][:v].mean(0) for i in subset])
+def counts_of(subset: tuple[int, ...], v: int | tuple[int, ...]) -> tuple[int, ...]:
+    """Each member's number of views: `v` for all, or `v` itself when it gives one count per member."""
+    return v if isinstance(v, tuple) else (v,) * len(subset)
 
 
-def mix(views, subset: tuple[int, ...], v: int, weights: np.ndarray) -> np.ndarray:
+def views_text(v: int | tuple[int, ...]) -> str:
+    return f"views {'+'.join(map(str, v))}" if isinstance(v, tuple) else f"{v} view(s)"
+
+
+def stacked(views, subset: tuple[int, ...], v: int | tuple[int, ...]) -> np.ndarray:
+    """(members, N, 7): each member of `subset` averaged over its first `v` views (or its own count of `v`)."""
+    return np.stack([views[i][:c].mean(0) for i, c in zip(subset, counts_of(subset, v))])
+
+
+def mix(views, subset: tuple[int, ...], v: int | tuple[int, ...], weights: np.ndarray) -> np.ndarray:
     """(N, 7): the weighted sum of the subset's members, each over its first `v` views."""
     return np.tensordot(weights, stacked(views, subset, v), 1)
+
+
+def per_member_mixes(ranked: list, costs: list[float], budget: float, top: int) -> list:
+    """Every per-member view assignment (1, 2 or 4 each, not all alike) of the subsets of the `top` best rows, within
+    `budget` ms: (subset, counts, cost)."""
+    subsets = list(dict.fromkeys(row[2] for row in ranked[:top]))
+    found = []
+    for subset in subsets:
+        for counts in itertools.product(VIEWS, repeat=len(subset)):
+            cost = sum(c * costs[i] for i, c in zip(subset, counts))
+            if cost <= budget and len(set(counts)) > 1:
+                found.append((subset, counts, cost))
+    return found
 
 
 def equal_if_none(weights: np.ndarray | None, members: int) -> np.ndarray:
@@ -191,7 +216,8 @@ def real_floor(model: str, paths: list[Path], shared: Path, margin: float = 0.0)
 
 def int8_path(names: list[str], subset: tuple[int, ...], v: int, weights: np.ndarray | None) -> Path:
     """Where `int8_ranking` writes the int8 graph of a mix (the confirmation reads it back)."""
-    slug = "+".join(names[i].split("-")[0] for i in subset) + f"-v{v}" + ("" if weights is None else "-fitted")
+    counts = "".join(map(str, v)) if isinstance(v, tuple) else str(v)  # one digit per member, or the one count
+    slug = "+".join(names[i].split("-")[0] for i in subset) + f"-v{counts}" + ("" if weights is None else "-fitted")
     return INT8_DIR / f"{slug}.onnx"
 
 
@@ -222,13 +248,14 @@ def int8_ranking(rows: list, paths: list[Path], names: list[str], held, held_vie
     for accuracy, neg_loss, subset, v, cost, w in rows:
         weights = equal_if_none(w, len(subset))
         float_acc, _ = score(mix(held_views, subset, v, weights), held.hard_labels)
-        graph = build_int8_ensemble([paths[i] for i in subset], int8_path(names, subset, v, w), faces, list(weights), v)
+        graph = build_int8_ensemble([paths[i] for i in subset], int8_path(names, subset, v, w), faces, list(weights),
+                                    list(v) if isinstance(v, tuple) else v)
         model = FacialExpressionModel(graph)
         int8_acc = float((model.predict_proba(held.images).argmax(1) == held.hard_labels).mean())
         ms = time_per_face(model, batch=1, repeats=200)
         estimate = accuracy + int8_acc - float_acc
         print(f"  {estimate:.2%} = {accuracy:.2%} + ({int8_acc:.2%} - {float_acc:.2%})  {ms:5.2f} ms measured  "
-              f"{v} view(s)  " + " + ".join(names[i] for i in subset) + f"  -> {graph}")
+              f"{views_text(v)}  " + " + ".join(names[i] for i in subset) + f"  -> {graph}")
         estimated.append((estimate, neg_loss, subset, v, ms, w))
     return sorted(estimated, key=lambda r: r[:2], reverse=True)
 
@@ -258,6 +285,8 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=default_shared_dir(), help="the shared data folder (tw-faces)")
     parser.add_argument("--confirm", metavar="MODEL",
                         help="pick on four fifths of the holdout, then score the winner and MODEL on the untouched fifth")
+    parser.add_argument("--per-member-views", type=int, default=0, metavar="TOP",
+                        help="also score the subsets of the TOP best mixes with each member's own view count")
     parser.add_argument("--no-publictest", action="store_true",
                         help="do not score the winner on PublicTest (exploration: keep the reported split unseen)")
     args = parser.parse_args()
@@ -309,6 +338,21 @@ def main() -> None:
                 accuracy, loss = score(probs, held.hard_labels)
                 ranked.append((accuracy, -loss, subset, v, cost, None))
     ranked.sort(key=lambda r: r[:2], reverse=True)
+    if args.per_member_views:
+        scored = []
+        for subset, counts, cost in per_member_mixes(ranked, costs, args.budget_ms, args.per_member_views):
+            accuracy, loss = score(stacked(held_views, subset, counts).mean(0), held.hard_labels)
+            scored.append((accuracy, -loss, subset, counts, cost, None))
+        scored.sort(key=lambda r: r[:2], reverse=True)
+        wanted = max(args.show, args.fit_weights, args.int8, 1)
+        passing = []  # the floors are checked from the best down, until enough pass
+        for row in scored:
+            if robust(row[2], row[3], None):
+                passing.append(row)
+                if len(passing) == wanted:
+                    break
+        print(f"(per-member views: {len(scored)} mixes from the subsets of the best {args.per_member_views})")
+        ranked = sorted(ranked + passing, key=lambda r: r[:2], reverse=True)
     if args.fit_weights:
         fitted = []
         for accuracy, _, subset, v, cost, _ in [r for r in ranked if len(r[2]) > 1][:args.fit_weights]:
@@ -323,7 +367,7 @@ def main() -> None:
     print(f"\nbest within {args.budget_ms} ms per face, on the Training holdout ({len(held)} faces):")
     for accuracy, neg_loss, subset, v, cost, w in ranked[:args.show]:
         weights = "" if w is None else "  weights " + ",".join(f"{x:.3f}" for x in w)
-        print(f"  {accuracy:.2%}  log-loss {-neg_loss:.4f}  {v} view(s)  {cost:5.2f} ms  "
+        print(f"  {accuracy:.2%}  log-loss {-neg_loss:.4f}  {views_text(v)}  {cost:5.2f} ms  "
               + " + ".join(names[i] for i in subset) + weights + on_tw(subset, v, w))
     if not ranked:
         raise SystemExit("no mix fits the budget" + (" and the floors" if floors else ""))
@@ -347,7 +391,7 @@ def main() -> None:
     else:
         probs = mix({i: member_views(paths[i], test.images, "publictest") for i in subset}, subset, v, w)
         public = f"PublicTest {score(probs, test.hard_labels)[0]:.2%} (scored once, after picking)"
-    print(f"\npicked: {' '.join(args.candidates[i] for i in subset)} with {v} view(s), weights "
+    print(f"\npicked: {' '.join(args.candidates[i] for i in subset)} with {views_text(v)}, weights "
           f"{','.join(f'{x:.3f}' for x in w)}, {cost:.2f} ms per face; holdout {accuracy:.2%}{on_tw(subset, v, w, ', ')}, "
           f"{public}")
 

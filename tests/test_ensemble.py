@@ -91,11 +91,53 @@ def test_two_views_inside_the_graph_are_as_is_and_mirrored(members, tmp_path):
     assert np.abs(ensemble.predict_proba(faces) - mixed[:len(faces)]).max() > 1e-4  # the mirror counts
 
 
+@pytest.mark.parametrize("counts", [[4, 1, 2], [2, 1, 1], [1, 4, 4]])
+def test_each_member_may_have_its_own_views_inside_the_graph(members, tmp_path, counts):
+    """Member i averaged over its first counts[i] views of tta_views, then weighted: checked against the members
+    run outside the graph, and against the graph that gives every member the same count."""
+    faces = gradient_faces()
+    ensemble = FacialExpressionModel(build_ensemble(members, tmp_path / "e" / "model.onnx", [3, 1, 2], views=counts))
+    views = tta_views(faces.astype(np.float32)[..., None]).reshape(4, len(faces), IMAGE_SIZE, IMAGE_SIZE, 1)
+    own = [FacialExpressionModel(m).predict_proba(views[:c].reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1))
+           .reshape(c, len(faces), NUM_CLASSES).mean(0) for m, c in zip(members, counts)]
+    expected = (3 * own[0] + own[1] + 2 * own[2]) / 6
+    np.testing.assert_allclose(ensemble.predict_proba(faces), expected, atol=1e-5)
+    for same in (1, 2, 4):  # no single count gives the same mix
+        uniform = FacialExpressionModel(build_ensemble(members, tmp_path / f"u{same}.onnx", [3, 1, 2], views=same))
+        assert np.abs(uniform.predict_proba(faces) - expected).max() > 1e-4
+
+
+def test_a_per_member_views_folder_says_its_counts_and_takes_tta_for_its_largest(members, tmp_path, tiny_csv, capsys):
+    from ferkit.cli import main, model_summary
+
+    data, out = tiny_csv({"Training": 70, "PublicTest": 7}), tmp_path / "mixed"
+    assert main(["ensemble", *map(str, members[:2]), "--out", str(out), "--data", str(data), "--views", "2",
+                 "1"]) == 0
+    card = json.loads((out / "metrics.json").read_text())
+    assert card["views_in_graph"] == [2, 1] and FacialExpressionModel(out).views_in_graph == 2
+    assert f"`{members[0]}` 2, `{members[1]}` 1; one call, no flag" in (out / "MODEL_CARD.md").read_text()
+    assert model_summary(card).startswith("2 networks x 2+1 views, ")
+    capsys.readouterr()
+    assert main(["ensemble", *map(str, members[:2]), "--out", str(tmp_path / "x"), "--data", str(data), "--views",
+                 "2", "1", "4"]) == 2
+    assert capsys.readouterr().err == ("ferkit ensemble: error: --views 2 1 4: 3 counts for 2 members (give one "
+                                       "count for all, or one per member)\n")
+    assert main(["ensemble", *map(str, members[:2]), "--out", str(tmp_path / "x"), "--data", str(data), "--views",
+                 "1", "2", "--no-tta"]) == 2
+    assert capsys.readouterr().err == ("ferkit ensemble: error: --no-tta contradicts --views 1 2 (--no-tta means "
+                                       "--views 1)\n")
+    assert not (tmp_path / "x").exists()
+
+
 def test_ensemble_refuses_a_view_count_it_cannot_build(members, tmp_path):
     from ferkit.errors import ModelError
 
     with pytest.raises(ModelError, match="3 test-time views: expected one of 1, 2, 4"):
         build_ensemble(members, tmp_path / "x.onnx", views=3)
+    with pytest.raises(ModelError, match="3 test-time views: expected one of 1, 2, 4"):
+        build_ensemble(members, tmp_path / "x.onnx", views=[1, 3, 2])
+    with pytest.raises(ModelError, match="^2 view counts for 3 members: give one, or one per member$"):
+        build_ensemble(members, tmp_path / "x.onnx", views=[1, 2])
     assert not (tmp_path / "x.onnx").exists()
 
 

@@ -75,6 +75,26 @@ def test_main_scores_publictest_only_without_the_flag(tiny_csv, tiny_model_dir, 
         assert tags == ["holdout.npy", "publictest.npy"]
 
 
+def test_main_scores_per_member_view_mixes_beside_the_others(tiny_csv, tiny_model_dir, tmp_path, monkeypatch,
+                                                             capsys):
+    import shutil
+
+    data = tiny_csv({"Training": 70, "PublicTest": 9})
+    second = Path(shutil.copytree(tiny_model_dir, tmp_path / "second"))
+    monkeypatch.setattr(pick, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr("sys.argv", ["pick_ensemble.py", str(tiny_model_dir), str(second), "--data", str(data),
+                                     "--budget-ms", "0.75", "--member-ms", "0.25", "--per-member-views", "10",
+                                     "--show", "20", "--no-publictest"])
+    pick.main()
+    out = capsys.readouterr().out.splitlines()
+    # 0.25 ms a view: of the pair's mixed counts only (1, 2) and (2, 1) fit 0.75 ms
+    assert "(per-member views: 2 mixes from the subsets of the best 10)" in out
+    listed = [line for line in out if line.startswith("  ") and " ms  " in line]
+    assert sum(" views 1+2 " in line for line in listed) == 1 and sum(" views 2+1 " in line for line in listed) == 1
+    assert all(" 0.75 ms " in line for line in listed if " views " in line)
+    assert out[-1].startswith("picked: ")
+
+
 def test_candidates_with_views_inside_their_graph_are_refused():
     from ferkit.inference.classifier import resolve_model
 
@@ -149,6 +169,25 @@ def test_int8_ranking_adds_the_int8_change_and_reranks(tiny_csv, tiny_model_dir,
     assert [r[0] for r in ranked] == pytest.approx([0.8 + actual - 0.0, 0.9 + actual - 1.0])
     assert [r[2] for r in ranked] == [(1,), (0,)] and [r[4] for r in ranked] == [0.5, 0.5]
     assert sorted(p.name for p in (tmp_path / "int8").iterdir()) == ["a-v1.onnx", "b-v1.onnx"]
+
+
+def test_stacked_takes_each_members_own_view_count():
+    rng = np.random.default_rng(3)
+    views = [rng.random((4, 5, 7)), rng.random((4, 5, 7))]
+    np.testing.assert_allclose(pick.stacked(views, (1, 0), (4, 1)), np.stack([views[1].mean(0), views[0][0]]))
+    np.testing.assert_allclose(pick.stacked(views, (0, 1), 2), np.stack([views[0][:2].mean(0), views[1][:2].mean(0)]))
+    np.testing.assert_allclose(pick.mix(views, (0, 1), (2, 4), np.array([0.25, 0.75])),
+                               0.25 * views[0][:2].mean(0) + 0.75 * views[1].mean(0))
+    assert (pick.views_text((4, 1)), pick.views_text(2)) == ("views 4+1", "2 view(s)")
+
+
+def test_per_member_mixes_are_the_mixed_assignments_of_the_top_subsets_within_budget():
+    ranked = [(0.9, -0.1, (0, 2), 1, 0.0, None), (0.8, -0.2, (0, 2), 2, 0.0, None), (0.7, -0.3, (1,), 1, 0.0, None)]
+    found = pick.per_member_mixes(ranked, costs=[1.0, 0.5, 2.0], budget=6.0, top=2)  # (1,) is not in the top 2
+    assert [(subset, counts) for subset, counts, _ in found] == [((0, 2), (1, 2)), ((0, 2), (2, 1)), ((0, 2), (4, 1))]
+    assert [cost for _, _, cost in found] == [5.0, 4.0, 6.0]  # 1x1 + 2x2, 2x1 + 1x2, 4x1 + 1x2: (2, 4) costs 10
+    assert pick.int8_path(["m1-a", "m7-b", "m9-c"], (0, 2), (4, 1), None).name == "m1+m9-v41.onnx"
+    assert pick.int8_path(["m1-a", "m7-b", "m9-c"], (0, 2), 2, np.array([0.5, 0.5])).name == "m1+m9-v2-fitted.onnx"
 
 
 def test_meets_floors_compares_each_conditions_mix_with_its_floor():

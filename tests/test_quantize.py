@@ -194,6 +194,26 @@ def test_cli_ensemble_int8_calibrates_in_strides_sized_by_members_and_views(tmp_
     assert main(["ensemble", *members, "--out", str(tmp_path / "e"), "--data", str(data), "--views", "4",
                  "--int8"]) == 0
     assert seen == [12]  # 3 members x 4 views
+    assert main(["ensemble", *members, "--out", str(tmp_path / "f"), "--data", str(data), "--views", "4", "1", "2",
+                 "--int8"]) == 0
+    assert seen == [12, 7]  # each member's own views, summed
+
+
+def test_a_per_member_views_graph_keeps_its_tail_float_in_int8(tmp_path):
+    members = [conv_member(tmp_path / "a" / "model.onnx", seed=3), batchnorm_member(tmp_path / "b" / "model.onnx")]
+    source = build_ensemble(members, tmp_path / "float.onnx", weights=[0.7, 0.3], views=[4, 1])
+    out = quantize_onnx(source, tmp_path / "int8.onnx", varied_faces(128, seed=1), member_views=5)
+    graph = onnx.load(str(out)).graph
+    quantized = {n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"}
+    after_softmax = set()
+    for node in graph.node:
+        if node.op_type == "Softmax" or after_softmax.intersection(node.input):
+            after_softmax.update(node.output)
+    assert quantized and not after_softmax.intersection(quantized)
+    faces = varied_faces(8, seed=2)
+    p = FacialExpressionModel(out).predict_proba(faces, calibrated=False)
+    np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)
+    np.testing.assert_allclose(p, FacialExpressionModel(source).predict_proba(faces, calibrated=False), atol=0.05)
 
 
 @pytest.mark.shared

@@ -259,9 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model folder to write (e.g. src/ferkit/assets/models/accurate)")
     p.add_argument("--data", required=True, help="FER2013 CSV: Training holdout for calibration, PublicTest scored")
     p.add_argument("--weights", type=float, nargs="+", help="one weight per member (default: equal)")
-    p.add_argument("--views", type=int, choices=(1, 2, 4),
+    p.add_argument("--views", type=int, choices=(1, 2, 4), nargs="+", metavar="{1,2,4}",
                    help="test-time views inside the graph: 1 (none), 2 (+ mirrored), 4 (+ zoomed, zoomed mirrored; "
-                        "the default)")
+                        "the default); one count for every member, or one per member in their order")
     p.add_argument("--no-tta", action="store_true", help="no test-time views inside the graph (same as --views 1)")
     p.add_argument("--int8", action="store_true",
                    help="quantize the graph to int8 (ranges fitted on Training faces outside the holdout)")
@@ -370,7 +370,11 @@ def model_summary(card: dict, network: str | None = None) -> str:
     if kind == "ensemble":  # what `ferkit ensemble` built: say how many networks and views it runs
         n, views = len(card.get("members", [])), card.get("views_in_graph", 1)
         nets = network if n == 1 and network else f"{n} network{'s' * (n != 1)}"
-        kind = f"{nets} x {views} view{'s' * (views != 1)}{', int8' * bool(card.get('int8'))}"
+        if isinstance(views, list):  # each member its own count
+            views = f"{'+'.join(map(str, views))} views"
+        else:
+            views = f"{views} view{'s' * (views != 1)}"
+        kind = f"{nets} x {views}{', int8' * bool(card.get('int8'))}"
     accuracy = card.get("accuracy")
     if not accuracy:
         # a `--no-publictest` run: its holdout figure is all there is until `ferkit evaluate` scores the split
@@ -473,9 +477,13 @@ def cmd_calibrate(args, command: str) -> int:
 def cmd_ensemble(args, command: str) -> int:
     from .training.ensemble import make_ensemble
 
-    if args.no_tta and args.views not in (None, 1):
-        raise FerkitError(f"--no-tta contradicts --views {args.views} (--no-tta means --views 1)")
-    views = 1 if args.no_tta else args.views or 4
+    given = " ".join(map(str, args.views or []))
+    if args.no_tta and set(args.views or [1]) != {1}:
+        raise FerkitError(f"--no-tta contradicts --views {given} (--no-tta means --views 1)")
+    views = 1 if args.no_tta or not args.views else args.views[0] if len(args.views) == 1 else args.views
+    if isinstance(views, list) and len(views) != len(args.members):
+        raise FerkitError(f"--views {given}: {len(views)} counts for {len(args.members)} members (give one count "
+                          "for all, or one per member)")
     metrics = make_ensemble(args.members, args.out, args.data, args.weights, views=views, command=command,
                             int8=args.int8)
     print(f"{args.out}: {len(args.members)} members, PublicTest accuracy {metrics['accuracy']:.2%}, "

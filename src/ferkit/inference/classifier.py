@@ -283,7 +283,9 @@ class FacialExpressionModel:
         run = run_config(self.folder) if described else {}
         self.labels = str(fitted.get("labels") or run.get("labels") or "fer2013")
         self.class_counts = trained_class_counts(run)
-        self.views_in_graph = int(self.card.get("views_in_graph", 1)) if described else 1
+        views = self.card.get("views_in_graph", 1) if described else 1
+        # a graph giving each member its own count: --tta adds only what its largest view set lacks
+        self.views_in_graph = int(max(views) if isinstance(views, list) else views)
         if path.suffix == ".onnx":
             self.backend = "onnx"
             self._run = self._load_onnx(path, threads)

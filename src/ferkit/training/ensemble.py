@@ -4,7 +4,9 @@ The graph takes the same input as every member (N, 48, 48, 1 raw pixels) and ret
 weighted mean of the members' probabilities, so it drops in wherever one model does. With
 `views` 2 or 4, the first two or all four test-time views of `classifier.tta_views` (as is,
 mirrored, zoomed 10%, zoomed and mirrored) are built inside the graph too, and their outputs
-averaged: one call, no flag. Each view costs one more pass of every member.
+averaged: one call, no flag. Each view costs one more pass of every member. `views` may also give
+each member its own count (a list): cheap members gain from four views where wide ones gain
+nothing from a second (issue 13's pick, session 42).
 """
 
 from __future__ import annotations
@@ -110,16 +112,34 @@ def _tta_nodes(helper, TensorProto, source: str, views: int) -> tuple[list, list
     return nodes, init, "tta_views"
 
 
+def view_counts(views: int | list[int], members: int) -> list[int]:
+    """Each member's number of test-time views: one count for all, or one per member (ModelError otherwise)."""
+    counts = [views] * members if isinstance(views, (int, np.integer)) else list(views)
+    if len(counts) != members:
+        raise ModelError(f"{len(counts)} view counts for {members} members: give one, or one per member")
+    for count in counts:
+        if count not in VIEW_COUNTS:
+            raise ModelError(f"{count} test-time views: expected one of {', '.join(map(str, VIEW_COUNTS))}")
+    return [int(count) for count in counts]
+
+
+def views_summary(counts: list[int]) -> int | list[int]:
+    """What metrics.json's `views_in_graph` holds: the one count all members share, or the list."""
+    return counts[0] if len(set(counts)) == 1 else counts
+
+
 def build_ensemble(members: list[str | Path], out: str | Path, weights: list[float] | None = None,
-                   views: int = 4) -> Path:
-    """Write one ONNX file whose output is sum_i w_i * member_i(views), averaged over the views."""
-    import onnx
-    from onnx import TensorProto, compose, helper
+                   views: int | list[int] = 4) -> Path:
+    """Write one ONNX file whose output is sum_i w_i * member_i(views), averaged over the views (one count for
+    all members, or a list with each member's)."""
+    from onnx import TensorProto, helper
 
     paths = [member_onnx(m) for m in members]
     weights = check_weights(weights, len(paths))
-    if views not in VIEW_COUNTS:
-        raise ModelError(f"{views} test-time views: expected one of {', '.join(map(str, VIEW_COUNTS))}")
+    counts = view_counts(views, len(paths))
+    if len(set(counts)) > 1:
+        return _build_per_member_views(paths, out, weights, counts)
+    views = counts[0]
 
     nodes, inits = [], []
     source = INPUT
@@ -130,17 +150,9 @@ def build_ensemble(members: list[str | Path], out: str | Path, weights: list[flo
         inits += tta_init
     summands = []
     for i, path in enumerate(paths):
-        member = onnx.load(str(path))
-        check_member(path, member)
-        if opset_of(member) != OPSET:
-            member = onnx.version_converter.convert_version(member, OPSET)
-        member = compose.add_prefix(member, f"m{i}_")
-        graph = member.graph
-        member_input, member_output = graph.input[0].name, graph.output[0].name
-        for node in graph.node:  # feed the shared (view-stacked) input to every member
-            node.input[:] = [source if name == member_input else name for name in node.input]
-        nodes += list(graph.node)
-        inits += list(graph.initializer)
+        member_nodes, member_inits, member_output = _member_nodes(path, i, source)
+        nodes += member_nodes
+        inits += member_inits
         inits.append(helper.make_tensor(f"w{i}", TensorProto.FLOAT, [], [float(weights[i])]))
         nodes.append(helper.make_node("Mul", [member_output, f"w{i}"], [f"weighted{i}"]))
         summands.append(f"weighted{i}")
@@ -151,6 +163,57 @@ def build_ensemble(members: list[str | Path], out: str | Path, weights: list[flo
         inits.append(helper.make_tensor("tta_axis0", TensorProto.INT64, [1], [0]))
         nodes.append(helper.make_node("Reshape", [mixed, "tta_shape"], ["per_view"]))
         nodes.append(helper.make_node("ReduceMean", ["per_view", "tta_axis0"], [OUTPUT], keepdims=0))
+    return _save_graph(nodes, inits, out)
+
+
+def _member_nodes(path: Path, i: int, source: str) -> tuple[list, list, str]:
+    """Member `i`'s nodes and weights, prefixed m{i}_, reading `source`; and the name of its output."""
+    import onnx
+    from onnx import compose
+
+    member = onnx.load(str(path))
+    check_member(path, member)
+    if opset_of(member) != OPSET:
+        member = onnx.version_converter.convert_version(member, OPSET)
+    member = compose.add_prefix(member, f"m{i}_")
+    graph = member.graph
+    member_input, member_output = graph.input[0].name, graph.output[0].name
+    for node in graph.node:  # feed the shared (view-stacked) input to the member
+        node.input[:] = [source if name == member_input else name for name in node.input]
+    return list(graph.node), list(graph.initializer), member_output
+
+
+def _build_per_member_views(paths: list[Path], out: str | Path, weights: np.ndarray, counts: list[int]) -> Path:
+    """build_ensemble with each member's own number of views: the view stacks are built once each (the mirror
+    shared), and every member's output is averaged over its own views before the weighted sum."""
+    from onnx import TensorProto, helper
+
+    nodes, inits, _ = _tta_nodes(helper, TensorProto, INPUT, max(counts))
+    sources = {1: INPUT, max(counts): "tta_views"}
+    if 2 in counts and max(counts) == 4:  # the as-is and mirrored pair, beside the four
+        nodes.append(helper.make_node("Concat", [INPUT, "tta_mirror"], ["tta_views2"], axis=0))
+        sources[2] = "tta_views2"
+    inits.append(helper.make_tensor("tta_axis0", TensorProto.INT64, [1], [0]))
+    summands = []
+    for i, (path, count) in enumerate(zip(paths, counts)):
+        member_nodes, member_inits, output = _member_nodes(path, i, sources[count])
+        nodes += member_nodes
+        inits += member_inits
+        if count > 1:
+            inits.append(helper.make_tensor(f"shape{i}", TensorProto.INT64, [3], [count, -1, NUM_CLASSES]))
+            nodes.append(helper.make_node("Reshape", [output, f"shape{i}"], [f"per_view{i}"]))
+            nodes.append(helper.make_node("ReduceMean", [f"per_view{i}", "tta_axis0"], [f"mean{i}"], keepdims=0))
+            output = f"mean{i}"
+        inits.append(helper.make_tensor(f"w{i}", TensorProto.FLOAT, [], [float(weights[i])]))
+        nodes.append(helper.make_node("Mul", [output, f"w{i}"], [f"weighted{i}"]))
+        summands.append(f"weighted{i}")
+    nodes.append(helper.make_node("Sum", summands, [OUTPUT]))
+    return _save_graph(nodes, inits, out)
+
+
+def _save_graph(nodes: list, inits: list, out: str | Path) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
 
     graph = helper.make_graph(
         nodes, "ferkit_ensemble",
@@ -165,7 +228,7 @@ def build_ensemble(members: list[str | Path], out: str | Path, weights: list[flo
 
 
 def build_int8_ensemble(members: list[str | Path], out: str | Path, faces: np.ndarray,
-                        weights: list[float] | None = None, views: int = 4) -> Path:
+                        weights: list[float] | None = None, views: int | list[int] = 4) -> Path:
     """`build_ensemble` quantized to int8 (`quantize.py`, activation ranges from `faces`); the float graph
     lives in a temporary folder, so nothing is left behind if quantizing fails."""
     import tempfile
@@ -174,7 +237,7 @@ def build_int8_ensemble(members: list[str | Path], out: str | Path, faces: np.nd
 
     with tempfile.TemporaryDirectory(prefix="ferkit-float-") as tmp:
         float_graph = build_ensemble(members, Path(tmp) / ONNX_FILE, weights, views)
-        return quantize_onnx(float_graph, out, faces, member_views=len(members) * views)
+        return quantize_onnx(float_graph, out, faces, member_views=sum(view_counts(views, len(members))))
 
 
 ENSEMBLE_FILES = (ONNX_FILE, CALIBRATION_FILE, METRICS_FILE, "confusion.png", CARD_FILE)
@@ -202,16 +265,18 @@ def sweep_dead_stages(out_dir: Path) -> None:
 
 
 def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, weights: list[float] | None = None,
-                  views: int = 4, command: str = "", int8: bool = False) -> dict:
+                  views: int | list[int] = 4, command: str = "", int8: bool = False) -> dict:
     """Build, calibrate and score an ensemble model folder: model.onnx, calibration.json, metrics.json,
     confusion.png and MODEL_CARD.md, like a trained run's. With `int8`, the graph is quantized
-    (`quantize.py`) before the temperature is fitted, so the temperature is the int8 graph's.
+    (`quantize.py`) before the temperature is fitted, so the temperature is the int8 graph's. `views`: one count
+    for every member, or one per member.
 
     The files are made in a hidden folder inside `out_dir` and moved in only when all are done: a
     failure leaves `out_dir` as it was (a model folder there keeps working), never a half-made model."""
     out_dir = Path(out_dir)
     member_paths = [member_onnx(m) for m in members]
     check_weights(weights, len(member_paths))
+    view_counts(views, len(member_paths))  # before any file is made
     for member, path in zip(members, member_paths):
         if path.resolve().parent == out_dir.resolve():
             raise ModelError(f"{out_dir}: is the folder of member {member}; the ensemble would replace its "
@@ -240,8 +305,18 @@ def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, wei
     return metrics
 
 
+def views_line(members: list[str], counts: list[int]) -> str:
+    """The card's line on the test-time views inside the graph."""
+    if len(set(counts)) > 1:
+        return ("- Test-time views inside the graph, per member (1: as is; 2: + mirrored; 4: + zoomed 10%, zoomed "
+                "and mirrored): " + ", ".join(f"`{m}` {c}" for m, c in zip(members, counts)) + "; one call, no flag.")
+    if counts[0] > 1:
+        return f"- Test-time views inside the graph: {VIEW_NAMES[counts[0]]}; one call, no flag."
+    return "- No test-time views inside the graph."
+
+
 def write_ensemble(members: list[str], member_paths: list[Path], folder: Path, name: str, data: str | Path,
-                   weights: list[float] | None, views: int, command: str, int8: bool) -> dict:
+                   weights: list[float] | None, views: int | list[int], command: str, int8: bool) -> dict:
     """make_ensemble's files, written in `folder`; `name` is the model's, for the card and the chart."""
     import json
     import time
@@ -266,7 +341,7 @@ def write_ensemble(members: list[str], member_paths: list[Path], folder: Path, n
     metrics = {
         "model": "ensemble", "members": [str(m) for m in members],
         "weights": check_weights(weights, len(members)).round(4).tolist(),
-        "views_in_graph": views, "int8": int8, "data": str(data), "val_split": "PublicTest",
+        "views_in_graph": views_summary(view_counts(views, len(members))), "int8": int8, "data": str(data), "val_split": "PublicTest",
         "evaluation": report, "accuracy": report["accuracy"], "calibration": calibration, "command": command,
         "onnx_bytes": (folder / ONNX_FILE).stat().st_size, "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -278,8 +353,7 @@ def write_ensemble(members: list[str], member_paths: list[Path], folder: Path, n
         f"- An ensemble of {len(members)} networks averaged inside one ONNX graph "
         f"(weights {', '.join(f'{w:.3f}' for w in metrics['weights'])}): {', '.join(f'`{m}`' for m in members)}."
         if len(members) > 1 else f"- One network, `{members[0]}`, in an ONNX graph of its own.",
-        f"- Test-time views inside the graph: {VIEW_NAMES[views]}; one call, no flag."
-        if views > 1 else "- No test-time views inside the graph.",
+        views_line(members, view_counts(views, len(members))),
         *([f"- Weights and activations int8 (static quantization; activation ranges from {CALIBRATION_FACES} "
            "Training faces outside the holdout)."] if int8 else []),
         "- Input 48x48 grayscale raw pixels (0..255), output 7 probabilities "
