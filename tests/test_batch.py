@@ -7,6 +7,7 @@ anywhere; the real media in ../shared checks faces end to end.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -278,6 +279,29 @@ def test_cli_exit_status_is_the_number_of_failed_inputs(ferkit, tiny_model_dir, 
     assert out.rstrip().endswith(f"summary: {tmp_path / 'out' / 'summary.csv'}")
     code, out, err = ferkit("batch", root / "a.mp4", "--out", tmp_path / "out", "--model", tiny_model_dir)
     assert code == 0 and out.startswith("1 input: 0 done, 1 skipped (done before), 0 failed")
+
+
+def test_cli_keep_partial_keeps_a_damaged_videos_frames_and_says_so(ferkit, tiny_model_dir, tmp_path):
+    root = mixed_folder(tmp_path / "media")
+    code, out, err = ferkit("batch", root / "b_bad.mp4", root / "d_bad.jpg", "--out", tmp_path / "out",
+                            "--keep-partial", "--model", tiny_model_dir)
+    assert code == 1, err  # the photo still fails: kept in part is not failed
+    summary = pq.read_table(tmp_path / "out" / "summary.parquet")
+    (status, frames, error), _ = rows(summary, "status", "frames", "error")
+    reason = f"frame {frames + 1} of 60 cannot be read (the file is damaged or truncated)"
+    assert (status, error) == ("done", reason) and 0 < frames < 60
+    assert err.splitlines() == [  # in input order
+        f"ferkit batch: warning: {root / 'b_bad.mp4'}: {reason}; kept the {frames} frames before it",
+        f"ferkit batch: failed: {root / 'd_bad.jpg'}: not an image OpenCV can read (corrupt, unsupported, or too "
+        "many pixels)"]
+    video = json.loads((tmp_path / "out" / "videos" / "b_bad.json").read_text())
+    assert (video["frames"], video["ended"]) == (frames, reason)
+    lines = (tmp_path / "out" / "videos" / "b_bad.csv").read_text().splitlines()
+    assert sorted({int(r["frame"]) for r in csv.DictReader(lines)}) == list(range(frames))
+    # a rerun finds it complete and skips it, the damage still said
+    code, out, err = ferkit("batch", root / "b_bad.mp4", "--out", tmp_path / "out", "--model", tiny_model_dir)
+    assert code == 0 and out.startswith("1 input: 0 done, 1 skipped (done before), 0 failed")
+    assert err == f"ferkit batch: warning: {root / 'b_bad.mp4'}: {reason}; kept the {frames} frames before it\n"
 
 
 def test_a_relative_out_folder_gives_absolute_output_paths_as_the_inputs_are(ferkit, tiny_model_dir, tmp_path,

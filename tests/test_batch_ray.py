@@ -83,6 +83,11 @@ def test_ray_engine_equals_the_local_engine(local_ray, config, tmp_path):
         pq.read_table(tmp_path / "local" / "photos").sort_by(by_face))
     rerun = analyse([root], tmp_path / "ray", engine="ray", config=config, progress=False)
     assert [s for (s,) in rows(rerun, "status")] == ["skipped", "failed", "skipped", "failed", "skipped", "skipped"]
+    # --keep-partial reaches the Ray task: the damaged video's frames before the damage, as the local engine keeps
+    kept = [analyse([root / "b_bad.mp4"], tmp_path / out, engine=engine, config=config, progress=False,
+                    keep_partial=True) for out, engine in (("local", "local"), ("ray", "ray"))]
+    assert rows(kept[1], "status", "frames", "error") == rows(kept[0], "status", "frames", "error")
+    assert rows(kept[1], "status")[0] == ("done",) and "damaged or truncated" in rows(kept[1], "error")[0][0]
 
 
 def test_ray_photo_stage_many_batches(local_ray, config, tmp_path):

@@ -52,6 +52,12 @@ def add_detector_flags(parser: argparse.ArgumentParser) -> None:
 NEEDS_FLAG = {**{name: ("detector", needs) for name, needs in DETECTOR_NEEDS.items()}, "address": ("engine", "ray")}
 
 
+def add_keep_partial_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keep-partial", action="store_true",
+                   help="a video file damaged or cut short midway keeps the outputs of the frames read before the "
+                        "damage (a warning says where it stopped), instead of failing with none")
+
+
 def inapplicable_flag(args: argparse.Namespace) -> str | None:
     """Why a flag the user gave does nothing with the others given, or None."""
     for dest, (needs, value) in NEEDS_FLAG.items():
@@ -286,9 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="per-frame CSV")
     p.add_argument("--timeline", help="timeline chart PNG (default: beside --csv or --out)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    p.add_argument("--keep-partial", action="store_true",
-                   help="a file damaged or cut short midway keeps the outputs of the frames read before the damage "
-                        "(the summary's `ended` says where), instead of failing with none")
+    add_keep_partial_flag(p)
     add_stream_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_flags(p)
@@ -305,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int_range(1), help="worker processes (local) or photo actors (ray); default one per core")
     p.add_argument("--annotate", action="store_true", help="also write an annotated .mp4 per video")
     p.add_argument("--force", action="store_true", help="redo inputs whose outputs are already complete")
+    add_keep_partial_flag(p)
     add_stream_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_flags(p)
@@ -451,7 +456,8 @@ def cmd_batch(args, command: str) -> int:
     from .batch import run_batch
 
     return run_batch(args.inputs, args.out, config_from_args(args), engine=args.engine, address=args.address,
-                     workers=args.workers, annotate=args.annotate, force=args.force, progress=not args.no_progress)
+                     workers=args.workers, annotate=args.annotate, force=args.force, progress=not args.no_progress,
+                     keep_partial=args.keep_partial)
 
 
 def cmd_serve(args, command: str) -> int:

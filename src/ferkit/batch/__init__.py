@@ -49,16 +49,19 @@ class Job:
     photos: list[Item]
     staging: Path  # where local workers write a video's files before the driver renames them
     annotate: bool = False
+    keep_partial: bool = False  # a video damaged midway keeps what was read before the damage
 
 
 def analyse(paths, out, engine: str = "local", config: Config | None = None, *, address: str | None = None,
             workers: int | None = None, annotate: bool = False, force: bool = False,
-            progress: bool = True) -> pa.Table:
+            progress: bool = True, keep_partial: bool = False) -> pa.Table:
     """Analyse every video and photo in `paths` (files, folders, globs, list files, URLs) into `out`.
 
     engine: "local" (a process pool of `workers`, default one per core) or "ray" (`address`: None
     starts a private local Ray, "auto" or "ray://host:port" joins a cluster; `workers` caps the
-    photo actors). Inputs whose outputs are complete are skipped unless `force`; files inside
+    photo actors). `keep_partial`: a video damaged midway keeps the outputs of the frames read before the damage
+    (its row is "done", with the damage in `error`), as `ferkit video --keep-partial`. Inputs whose outputs are
+    complete are skipped unless `force`; files inside
     OUT/videos and OUT/.partial (the run's own outputs, when OUT is in an input folder) are no
     inputs. Returns the run summary, one row per input (see summary.SUMMARY_SCHEMA), also written
     as summary.parquet/.csv.
@@ -85,7 +88,7 @@ def analyse(paths, out, engine: str = "local", config: Config | None = None, *, 
     folder = OutputFolder(out)
     recorder = Recorder(folder, items, annotate, progress)
     try:
-        job = recorder.plan(config, force)
+        job = recorder.plan(config, force, keep_partial)
         runner.run(job, recorder, workers=workers, address=address)
     finally:
         recorder.close()
@@ -103,11 +106,14 @@ def run_batch(paths, out, config: Config, progress: bool = True, **options) -> i
     """
     started = time.perf_counter()
     table = analyse(paths, out, config=config, progress=progress and sys.stderr.isatty(), **options)
-    rows = table.select(["input", "status", "error"]).to_pylist()
+    rows = table.select(["input", "status", "frames", "error"]).to_pylist()
     for row in rows:
         if row["status"] == "failed":
             error = row["error"] if row["error"].startswith(row["input"]) else f"{row['input']}: {row['error']}"
             print(f"ferkit batch: failed: {error}", file=sys.stderr)
+        elif row["error"]:  # a damaged video kept in part (--keep-partial)
+            print(f"ferkit batch: warning: {row['input']}: {row['error']}; kept the {row['frames']} frames before it",
+                  file=sys.stderr)
     counts = {status: sum(row["status"] == status for row in rows) for status in ("done", "skipped", "failed")}
     print(f"{len(rows)} input{'s' * (len(rows) != 1)}: {counts['done']} done, "
           f"{counts['skipped']} skipped (done before), {counts['failed']} failed in "
@@ -128,7 +134,7 @@ class Recorder:
         self.bar, self.started, self.drawn, self.planned = None, time.perf_counter(), 0.0, 0
         self.flushed = self.started
 
-    def plan(self, config: Config, force: bool) -> Job:
+    def plan(self, config: Config, force: bool, keep_partial: bool = False) -> Job:
         """Rows for what is complete already (or cannot be read at all); a Job for the rest."""
         photos = [item for item in self.items if item.kind == "photo"]
         if force:
@@ -151,7 +157,7 @@ class Recorder:
                 else:
                     videos.append(item)
         self.planned = len(self.rows)  # skipped or unreadable: counted as done from the start
-        return Job(config, videos, todo_photos, self.folder.staging, self.annotate)
+        return Job(config, videos, todo_photos, self.folder.staging, self.annotate, keep_partial)
 
     # --- called by the engines, in the driver process ---------------------------------------
 

@@ -46,7 +46,8 @@ def run(job, report, workers: int | None = None, **_) -> None:
         # concurrent.futures, not multiprocessing.Pool: a Pool replaces a dead worker and waits
         # forever for the result it took along; this pool breaks and says so
         pool = ProcessPoolExecutor(size, mp_context=context, initializer=init_worker,
-                                   initargs=(job.config, job.annotate, str(job.staging), frames, os.getpid()))
+                                   initargs=(job.config, job.annotate, str(job.staging), frames, os.getpid(),
+                                             job.keep_partial))
         try:
             run_pool(pool, size, todo, suspects, frames, report)
         except BaseException:
@@ -161,10 +162,10 @@ def drain(queue, report) -> None:
         report.frames(source, done)
 
 
-def init_worker(config, annotate: bool, staging: str, frames, driver_pid: int) -> None:
+def init_worker(config, annotate: bool, staging: str, frames, driver_pid: int, keep_partial: bool = False) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the driver, which ends the pool
     die_with_parent(driver_pid)
-    _WORKER.update(config=config, annotate=annotate, staging=Path(staging), frames=frames)
+    _WORKER.update(config=config, annotate=annotate, staging=Path(staging), frames=frames, keep_partial=keep_partial)
     pipeline_for(config)  # load once, before the first task
 
 
@@ -189,7 +190,8 @@ def run_task(task):
     if kind == "photos":
         return kind, analyse_photos(_WORKER["config"], [item.source for item in payload])
     return kind, analyse_video(_WORKER["config"], payload, _WORKER["staging"], _WORKER["annotate"],
-                               progress=FrameCounter(_WORKER["frames"], payload.source))
+                               progress=FrameCounter(_WORKER["frames"], payload.source),
+                               keep_partial=_WORKER["keep_partial"])
 
 
 class FrameCounter:

@@ -78,11 +78,11 @@ def check_reachable(address: str | None) -> None:
 
 
 @ray.remote(num_cpus=1)
-def video_task(config, item, annotate: bool) -> dict:
+def video_task(config, item, annotate: bool, keep_partial: bool = False) -> dict:
     """One video on whichever node Ray picks; the files come back as bytes, since the output
     folder is on the driver's machine."""
     staging = Path(tempfile.gettempdir()) / "ferkit-batch"
-    result = analyse_video(config, item, staging, annotate, as_bytes=True)
+    result = analyse_video(config, item, staging, annotate, as_bytes=True, keep_partial=keep_partial)
     result["node"] = ray.get_runtime_context().get_node_id()
     return result
 
@@ -106,7 +106,7 @@ def run(job, report, workers: int | None = None, address: str | None = None) -> 
     handed to `report` in this process as it arrives."""
     started_here = connect(address, workers)
     try:
-        pending = [video_task.remote(job.config, item, job.annotate) for item in job.videos]
+        pending = [video_task.remote(job.config, item, job.annotate, job.keep_partial) for item in job.videos]
         pending = collect(pending, report, timeout=0)
         if job.photos:
             for batch in photo_stage(job, workers).iter_batches(batch_format="pyarrow", batch_size=None):

@@ -32,7 +32,8 @@ def video_row(item: Item, summary: dict, status: str, output: Path, elapsed_s=No
     return {"input": item.source, "kind": item.kind, "status": status, "frames": summary["frames"],
             "faces": summary["faces_seen"], "seconds": summary["seconds"],
             "dominant": " ".join(f"{face_id}:{face['emotion']}" for face_id, face in faces.items()),
-            "elapsed_s": elapsed_s, "node": node, "output": str(output)}
+            "elapsed_s": elapsed_s, "node": node, "output": str(output),
+            "error": summary.get("ended")}  # a damaged video kept in part says where it stopped
 
 
 def photo_row(item: Item, rows: list[dict], status: str, output: Path) -> dict:

@@ -90,8 +90,8 @@ def video_files(key: str, annotate: bool) -> dict[str, str]:
 
 
 def analyse_video(config: Config, item: Item, staging: Path, annotate: bool = False, progress=None,
-                  as_bytes: bool = False) -> dict:
-    """Process one video into a fresh folder under `staging`; never raises.
+                  as_bytes: bool = False, keep_partial: bool = False) -> dict:
+    """Process one video into a fresh folder under `staging`; never raises. `keep_partial`: as process_video's.
 
     Returns {"item", "summary" (process_video's) or None, "error", "files" (kind -> Path, or the
     bytes with as_bytes, for a driver on another machine), "elapsed_s", "node"}.
@@ -104,7 +104,7 @@ def analyse_video(config: Config, item: Item, staging: Path, annotate: bool = Fa
         names = {kind: folder / name for kind, name in video_files("video", annotate).items() if kind != "json"}
         with local_copy(item, folder / "input") as path:
             result["summary"] = process_video(pipeline, path, names.get("video"), names["csv"], names["timeline"],
-                                              progress_callback=progress)
+                                              progress_callback=progress, keep_partial=keep_partial)
         result["summary"]["input"] = item.source
         result["files"] = {kind: path.read_bytes() if as_bytes else path for kind, path in names.items()}
     except Exception as exc:  # one input's failure is a row of the summary; the run goes on
