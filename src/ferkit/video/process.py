@@ -25,8 +25,8 @@ from .writers import TIMELINE_FORMATS, AnnotatedVideoWriter, CsvWriter, FaceHist
 ProgressCallback = Callable[[int, int], None]  # (frames done, approximate total; 0 when unknown)
 
 
-def process_video(pipeline: Pipeline, input_path: str | Path | int | VideoSource | LiveSource, out_video: str | Path | None = None,
-                  csv_path: str | Path | None = None, timeline_png: str | Path | None = None,
+def process_video(pipeline: Pipeline, input_path: str | Path | int | VideoSource | LiveSource,
+                  out_video: str | Path | None = None, csv_path: str | Path | None = None, timeline_png: str | Path | None = None,
                   progress_callback: ProgressCallback | None = None, fourcc: str | None = None,
                   duration: float | None = None, keep_partial: bool = False) -> dict:
     """Track and classify every face of a video file; write the outputs that were asked for.
@@ -35,10 +35,9 @@ def process_video(pipeline: Pipeline, input_path: str | Path | int | VideoSource
     recorded until `duration` seconds, Ctrl-C, or the source stopping or failing, each of which ends the recording as
     a file's end would (the summary's "ended" says which). It may also be a source opened already (`run_video` opens
     a camera before the model loads, and a camera opened twice may refuse the second time); it is closed at the
-    end. `duration` stops a file early too. Outputs are
-    complete or absent: on any error (MediaError for bad input or outputs) none of them is left behind, except
-    that with `keep_partial` a video file damaged after some frames keeps the outputs of the frames read before the
-    damage (the summary's "ended" says where it stopped, as DamagedVideo's reason). `fourcc`
+    end. `duration` stops a file early too. Outputs are complete or absent: on any error (MediaError for bad input
+    or outputs) none of them is left behind, except that with `keep_partial` a video file damaged after some frames
+    keeps the outputs of the frames read before the damage (the summary's "ended" gives DamagedVideo's reason). `fourcc`
     overrides the codec chosen from out_video's extension (the web app passes `browser_video_format()`'s).
     `progress_callback` is called after every frame; an exception it raises stops the run (that is how a caller
     cancels), outputs removed. Returns the summary (see `summarise`).
