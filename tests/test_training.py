@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -87,7 +88,7 @@ def test_no_publictest_leaves_the_reported_split_unscored_until_evaluate(tiny_cs
     last = out.strip().splitlines()[-1]
     assert last == (f"{run_dir}: best epoch {metrics['best_epoch']}, Training holdout (10%, seed 42) accuracy "
                     f"{metrics['pick_accuracy']:.4f}; PublicTest not scored (--no-publictest): "
-                    f"ferkit evaluate --model {run_dir} --data {data}")
+                    f"ferkit evaluate --model {run_dir} --data {data} --split PublicTest")
     card = (run_dir / "MODEL_CARD.md").read_text()
     assert "**PublicTest accuracy: not scored yet** (`--no-publictest`); the best epoch read" in card
     assert "confusion" not in card and not (run_dir / "confusion.png").exists()
@@ -151,6 +152,73 @@ def test_resume_continues_an_interrupted_run(tiny_csv, tmp_path, monkeypatch, vi
     # the whole run's training time, not the resumed invocation's alone
     assert metrics["train_seconds"] == 137
     assert callbacks.read_history(run_dir / "history.csv")["epoch_seconds"] == [100.0, 37.0]
+
+
+def test_a_run_stopped_during_its_export_resumes_at_the_export_not_at_epoch_1(tiny_csv, tmp_path, monkeypatch):
+    """BackupAndRestore deletes its state when fit returns: a stop in the export must not restart the training."""
+    cfg = smoke_config(tiny_csv({"Training": 64, "PublicTest": 32}), tmp_path, epochs=2)
+    export = fit.export_run
+
+    def stopped(*args, **kwargs):
+        raise Interrupted
+
+    monkeypatch.setattr(fit, "export_run", stopped)
+    with pytest.raises(Interrupted):
+        fit.train(cfg, command="ferkit train A")
+    run_dir = fit.run_folder(cfg)
+    assert history_epochs(run_dir) == [0, 1] and (run_dir / fit.FIT_DONE).exists()
+    assert not (run_dir / fit.BACKUP_DIR).exists() and not (run_dir / "metrics.json").exists()
+    monkeypatch.setattr(fit, "export_run", export)
+    monkeypatch.setattr(keras.Model, "fit", lambda *a, **k: pytest.fail("trained again"))
+    metrics = fit.train(replace(cfg, resume=True), command="ferkit train A --resume")
+    assert history_epochs(run_dir) == [0, 1] and metrics["epochs_run"] == 2
+    assert not (run_dir / fit.FIT_DONE).exists() and (run_dir / "model.onnx").is_file()
+    # the card and train_config.json keep the command that started the run, and list the resume
+    assert metrics["command"] == "ferkit train A" and "`ferkit train A`" in (run_dir / "MODEL_CARD.md").read_text()
+    recorded = json.loads((run_dir / "train_config.json").read_text())
+    assert (recorded["command"], recorded["resumed_with"]) == ("ferkit train A", ["ferkit train A --resume"])
+
+
+def test_resume_refuses_flags_that_differ_from_the_runs_own(tiny_csv, tmp_path, monkeypatch):
+    data = tiny_csv({"Training": 64, "PublicTest": 32})
+    cfg = smoke_config(data, tmp_path, epochs=2)
+    draw = callbacks.LivePlot.on_epoch_end
+
+    def stop_after_first_epoch(self, epoch, logs=None):
+        draw(self, epoch, logs)
+        raise Interrupted
+
+    monkeypatch.setattr(callbacks.LivePlot, "on_epoch_end", stop_after_first_epoch)
+    with pytest.raises(Interrupted):
+        fit.train(cfg, command="ferkit train B")
+    run_dir = fit.run_folder(cfg)
+    before = (run_dir / "train_config.json").read_text()
+    for changes, said in [({"model": "medium"}, "--model medium (the run has compact)"),
+                          ({"holdout_seed": 7, "augment": "none"},
+                           "--holdout-seed 7 (the run has 42); --augment none (the run has standard)")]:
+        with pytest.raises(FerkitError) as error:
+            fit.train(replace(cfg, resume=True, **changes), command="ferkit train B --resume")
+        assert str(error.value) == (f"{run_dir}: --resume continues the run as it started, but {said}; resume with "
+                                    "the run's own command plus --resume: ferkit train B")
+    assert (run_dir / "train_config.json").read_text() == before and history_epochs(run_dir) == [0]
+    # the same file by another path, and --epochs (a run cut short or extended), are not differences
+    monkeypatch.setattr(callbacks.LivePlot, "on_epoch_end", draw)
+    monkeypatch.chdir(tmp_path)
+    metrics = fit.train(replace(cfg, resume=True, epochs=3, data=str(Path(data).resolve().relative_to(tmp_path))
+                                if Path(data).resolve().is_relative_to(tmp_path) else str(Path(data).resolve())))
+    assert metrics["epochs_run"] == 3
+
+
+def test_signals_are_deferred_to_the_end_of_the_block():
+    import os
+    import signal
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with fit.signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("the rest of the block")  # not interrupted midway
+    assert reached == ["the rest of the block"]
 
 
 def test_json_and_weights_match_onnx(finished_run, random_faces):

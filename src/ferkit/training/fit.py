@@ -10,9 +10,12 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sys
+import threading
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -36,10 +39,66 @@ AUGMENTATIONS = {
                          jpeg=0.2),
 }
 BACKUP_DIR = "backup"  # BackupAndRestore's state for --resume; removed when the run completes
+# Written when fit returns: BackupAndRestore deletes its state then, so a run stopped during the export would
+# otherwise resume from epoch 1. A --resume that finds it goes straight to the export.
+FIT_DONE = "fit.done"
+# What --resume may change: the run's folder (found already), and --epochs (a run cut short or extended, as m25 was)
+RESUME_MAY_CHANGE = ("resume", "out", "name", "epochs", "jit_compile")
+PATH_FIELDS = ("data", "ferplus_votes", "init", "teacher")
 
 
 def run_folder(cfg: TrainConfig) -> Path:
     return Path(cfg.out) / (cfg.name or f"{cfg.model}-{cfg.labels}-s{cfg.seed}")
+
+
+@contextmanager
+def signals_deferred():
+    """SIGINT and SIGTERM held back until the block ends, then delivered: Python drops an exception raised in a GC
+    callback (printing "Exception ignored"), so a Ctrl-C landing in one would not stop the run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def same_path(recorded: str, given: str) -> bool:
+    try:
+        return recorded == given or Path(recorded).resolve() == Path(given).resolve() or os.path.samefile(
+            recorded, given)
+    except OSError:
+        return False
+
+
+def resume_differences(recorded: dict, cfg: TrainConfig) -> list[str]:
+    """The flags of this --resume that differ from the run's recorded settings (train_config.json), as
+    "--flag now (the run has then)"; settings the record does not hold (older runs) are not compared."""
+    given, differences = asdict(cfg), []
+    for key, then in recorded.items():
+        if key not in given or key in RESUME_MAY_CHANGE:
+            continue
+        now = given[key]
+        if now == then or (key in PATH_FIELDS and now and then and same_path(then, now)):
+            continue
+        differences.append(f"--{key.replace('_', '-')} {now} (the run has {then})")
+    return differences
+
+
+def check_resume(run_dir: Path, cfg: TrainConfig) -> dict:
+    """The run's recorded train_config.json, once this --resume is known to continue it as it started."""
+    try:
+        recorded = json.loads((run_dir / "train_config.json").read_text())
+    except (OSError, ValueError):
+        raise FerkitError(f"{run_dir}: its train_config.json is missing or damaged, so --resume cannot check that "
+                          "it continues the same run; start a new one with --name") from None
+    differences = resume_differences(recorded, cfg)
+    if differences:
+        raise FerkitError(f"{run_dir}: --resume continues the run as it started, but {'; '.join(differences)}; "
+                          f"resume with the run's own command plus --resume: {recorded.get('command', '?')}")
+    return recorded
 
 
 def first_rows(dataset: FaceDataset, limit: int | None) -> FaceDataset:
@@ -157,6 +216,10 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
     if cfg.resume and (run_dir / "metrics.json").exists() and not (run_dir / BACKUP_DIR).exists():
         # a finished run has no BackupAndRestore state left: resuming would silently restart from scratch
         raise FerkitError(f"{run_dir} holds a finished run: there is nothing to resume; use --name for a new run")
+    recorded = check_resume(run_dir, cfg) if cfg.resume else {}
+    # the card and train_config.json keep the command that started the run; the resumes are listed beside it
+    resumed_with = [*recorded.get("resumed_with", []), command] if cfg.resume else []
+    command = recorded.get("command", command) if cfg.resume else command
 
     from ..inference.classifier import resolve_model
 
@@ -240,9 +303,14 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
     if schedule_of(cfg, spec) == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-6))
     (run_dir / "train_config.json").write_text(json.dumps(
-        {**asdict(cfg), "command": command, "class_counts": class_counts(train_set.one_hot(), weights)}, indent=2))
-    model.fit(train_batches, validation_data=val_batches, epochs=cfg.epochs, callbacks=callbacks,
-              verbose=1 if sys.stdout.isatty() else 2)
+        {**asdict(cfg), "command": command, **({"resumed_with": resumed_with} if resumed_with else {}),
+         "class_counts": class_counts(train_set.one_hot(), weights)}, indent=2))
+    if (run_dir / FIT_DONE).exists():  # stopped during the export last time: the epochs are all there
+        print(f"{run_dir}: training had finished; exporting its best epoch")
+    else:
+        model.fit(train_batches, validation_data=val_batches, epochs=cfg.epochs, callbacks=callbacks,
+                  verbose=1 if sys.stdout.isatty() else 2)
+        (run_dir / FIT_DONE).touch()
 
     # 5. export the best epoch and score it
     history = read_history(history_csv)
@@ -258,16 +326,20 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
                                else time.time() - started),
         "hardware": f"{platform.machine()} CPU x{os.cpu_count()}", "command": command, "train": asdict(cfg),
     }
-    del model, net
-    keras.backend.clear_session()
+    with signals_deferred():  # a Ctrl-C landing in a GC callback here would be printed and lost, not stop the run
+        del model, net
+        keras.backend.clear_session()
     export_run(run_dir, cfg.model, cfg.views)
     shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
     if cfg.no_publictest:
         metrics = record_unscored(run_dir, info)
+        (run_dir / FIT_DONE).unlink(missing_ok=True)
         print(f"{run_dir}: best epoch {info['best_epoch']}, {pick_split} accuracy {info['pick_accuracy']:.4f}; "
-              f"{val_split} not scored (--no-publictest): ferkit evaluate --model {run_dir} --data {cfg.data}")
+              f"{val_split} not scored (--no-publictest): ferkit evaluate --model {run_dir} --data {cfg.data} "
+              f"--split {val_split}")
         return metrics
     metrics = score_run(run_dir, test_set.images, test_set.hard_labels, val_split, info)
+    (run_dir / FIT_DONE).unlink(missing_ok=True)
     print(f"{run_dir}: best epoch {info['best_epoch']}, {val_split} accuracy {metrics['accuracy']:.4f} "
           f"(TTA {metrics['accuracy_tta']:.4f})")
     return metrics
