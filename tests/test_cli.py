@@ -644,6 +644,49 @@ def fake_scores(monkeypatch, wrong_quarters: int):
     monkeypatch.setattr("ferkit.inference.classifier.FacialExpressionModel.predict_proba", predict_proba)
 
 
+def test_calibrate_fits_on_the_runs_own_holdout_and_refuses_another(few_faces_fit, model_copy, tmp_path, monkeypatch,
+                                                                      capsys):
+    data = labelled_csv(tmp_path / "labelled.csv", {"Training": 140, "PublicTest": 28})
+    fake_scores(monkeypatch, wrong_quarters=1)
+    config = model_copy / "train_config.json"
+    config.write_text(json.dumps({"holdout": 0.2, "holdout_seed": 7, "command": "ferkit train ..."}))
+    assert main(["calibrate", "--data", str(data), "--model", str(model_copy), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["fit_on"] == "Training holdout (20%, seed 7, 28 faces)"
+    for flags in (["--holdout", "0.1"], ["--holdout-seed", "42"]):
+        code = main(["calibrate", "--data", str(data), "--model", str(model_copy), *flags])
+        assert assert_one_error_line(code, capsys.readouterr().err, "calibrate") == (
+            f"ferkit calibrate: error: {model_copy}: was trained beside a holdout of 0.2 drawn with seed 7; another "
+            "draw would fit on faces it learnt (drop --holdout and --holdout-seed)")
+    assert main(["calibrate", "--data", str(data), "--model", str(model_copy), "--holdout", "0.2", "--holdout-seed",
+                 "7"]) == 0  # the same draw, named
+    capsys.readouterr()
+    (model_copy / "calibration.json").unlink()
+    config.write_text(json.dumps({"holdout": 0.0, "holdout_seed": 42}))
+    code = main(["calibrate", "--data", str(data), "--model", str(model_copy)])
+    assert assert_one_error_line(code, capsys.readouterr().err, "calibrate") == (
+        f"ferkit calibrate: error: {model_copy}: was trained with --holdout 0, on every training face: none is left "
+        "to fit a temperature on without flattering it")
+    assert not (model_copy / "calibration.json").exists()
+
+
+def test_calibrate_takes_an_image_tree_as_train_and_evaluate_do(few_faces_fit, model_copy, tmp_path, monkeypatch,
+                                                                 capsys):
+    import cv2
+    import numpy as np
+
+    fake_scores(monkeypatch, wrong_quarters=1)
+    for split, count in (("train", 210), ("test", 9)):
+        for i in range(count):
+            name = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")[i % 7]
+            (tmp_path / "tree" / split / name).mkdir(parents=True, exist_ok=True)
+            face = np.zeros((48, 48), np.uint8)
+            face[0, :2] = 10 + 30 * (i % 7), i % 4  # fake_scores reads the label and the quarter here
+            cv2.imwrite(str(tmp_path / "tree" / split / name / f"{i}.png"), face)
+    assert main(["calibrate", "--data", str(tmp_path / "tree"), "--model", str(model_copy), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["fit_on"] == "train holdout (10%, seed 42, 21 faces)" and result["reported_on"] == "test (9 faces)"
+
+
 def test_calibrate_takes_a_model_file_and_writes_beside_it(few_faces_fit, model_copy, tmp_path, monkeypatch, capsys):
     data = labelled_csv(tmp_path / "labelled.csv", {"Training": 140, "PublicTest": 28})
     fake_scores(monkeypatch, wrong_quarters=1)  # overconfident: the fit softens it (temperature 2.067)

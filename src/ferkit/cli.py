@@ -249,13 +249,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_flags(p)
 
     p = sub.add_parser("calibrate", help="fit a model's temperature on the Training holdout (calibrated scores)")
-    p.add_argument("--data", required=True, help="FER2013 CSV (.csv or .csv.gz)")
+    p.add_argument("--data", required=True,
+                   help="FER2013 CSV (.csv or .csv.gz) or an image tree, as the model was trained on")
     # required: a default would rewrite the bundled default model's calibration.json without being asked
     p.add_argument("--model", required=True,
                    help="bundled model name, model folder, or its model.onnx/model.json "
                         "(calibration.json goes in the folder)")
-    p.add_argument("--holdout", type=float, default=t.holdout, help="share of Training held out (as in training)")
-    p.add_argument("--holdout-seed", type=SEED, default=t.holdout_seed, help="seed of the holdout draw")
+    p.add_argument("--holdout", type=float,
+                   help="share of the training split held out (default: the run's own, from its train_config.json; "
+                        "else 0.1)")
+    p.add_argument("--holdout-seed", type=SEED, help="seed of the holdout draw (default: the run's own; else 42)")
     p.add_argument("--labels", choices=["fer2013", "ferplus"],
                    help="the label set to fit against (default: the one the model was trained on, else fer2013)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")

@@ -99,25 +99,53 @@ def check_fit(temperature: float, probs: np.ndarray, labels: np.ndarray) -> None
                          f"{len(labels):,} holdout faces worse ({before:.2%} -> {after:.2%}); nothing written")
 
 
-def calibrate(model: str | Path, data: str | Path, holdout: float = 0.1, holdout_seed: int = 42,
-              report_split: str = "PublicTest", labels: str | None = None, card: bool = False,
-              refuse_poor_fit: bool = False) -> dict:
-    """Fit `model`'s temperature on the Training holdout of `data` (against `labels`: the label set the
-    model was trained on); write calibration.json in its folder, and with `card` the calibration section
-    of its MODEL_CARD.md. Everything is checked before the fit, so a refusal writes nothing; with
-    `refuse_poor_fit` (`ferkit calibrate`), a fit that check_fit() refuses writes nothing either."""
-    from ..data import load_dataset
+def run_holdout(folder: Path, holdout: float | None, holdout_seed: int | None) -> tuple[float, int]:
+    """The holdout to fit on: the one the model's run set aside (its train_config.json), which a different
+    --holdout or --holdout-seed would mix with faces the model learnt; (0.1, 42), the members' own, without a
+    record (ensembles, other models)."""
+    try:
+        recorded = json.loads((folder / "train_config.json").read_text())
+    except (OSError, ValueError):
+        recorded = {}
+    if "holdout" not in recorded:
+        return (0.1 if holdout is None else holdout), (42 if holdout_seed is None else holdout_seed)
+    then, seed = float(recorded["holdout"]), int(recorded.get("holdout_seed", 42))
+    if not then:
+        raise ModelError(f"{folder}: was trained with --holdout 0, on every training face: none is left to fit a "
+                         "temperature on without flattering it")
+    if (holdout is not None and holdout != then) or (holdout_seed is not None and holdout_seed != seed):
+        raise ModelError(f"{folder}: was trained beside a holdout of {then:g} drawn with seed {seed}; another draw "
+                         "would fit on faces it learnt (drop --holdout and --holdout-seed)")
+    return then, seed
 
-    check_holdout(holdout)
+
+def calibrate(model: str | Path, data: str | Path, holdout: float | None = None, holdout_seed: int | None = None,
+              report_split: str | None = None, labels: str | None = None, card: bool = False,
+              refuse_poor_fit: bool = False) -> dict:
+    """Fit `model`'s temperature on the training split's holdout of `data` (against `labels`: the label set the
+    model was trained on); write calibration.json in its folder, and with `card` the calibration section
+    of its MODEL_CARD.md. The holdout is the model's run's own (see run_holdout). `report_split`: by default
+    `ferkit evaluate`'s (PublicTest, or an image tree's test or val). Everything is checked before the fit, so a
+    refusal writes nothing; with `refuse_poor_fit` (`ferkit calibrate`), a fit that check_fit() refuses writes
+    nothing either."""
+    from ..data import default_splits, load_dataset
+    from .evaluate import default_eval_split
+
+    if holdout is not None:
+        check_holdout(holdout)
     classifier = FacialExpressionModel.load(model)
     # the classifier applies a folder's calibration.json to the folder's own model file only
     if classifier.path.parent != classifier.folder or classifier.path.name not in (ONNX_FILE, JSON_FILE):
         raise ModelError(f"{model}: a calibration belongs to a model folder's own {ONNX_FILE} or {JSON_FILE}; "
                          "pass a model folder or a bundled name")
     check_output_folder(classifier.folder, (CALIBRATION_FILE, CARD_FILE))
+    holdout, holdout_seed = run_holdout(classifier.folder, holdout, holdout_seed)
+    check_holdout(holdout)
     labels = labels or classifier.labels  # fitted against the labels it learnt, unless told otherwise
     dataset = load_dataset(data, labels)
-    _, fit_set = dataset.split("Training").holdout(holdout, holdout_seed)
+    train_split = "Training" if "Training" in dataset.splits else default_splits(dataset)[0]  # or a tree's train
+    _, fit_set = dataset.split(train_split).holdout(holdout, holdout_seed)
+    report_split = report_split or default_eval_split(dataset)
     reported = dataset.split(report_split)
     fit_probs = classifier.predict_proba(fit_set.images, calibrated=False)
     temperature = fit_temperature(fit_probs, fit_set.hard_labels)
@@ -126,7 +154,7 @@ def calibrate(model: str | Path, data: str | Path, holdout: float = 0.1, holdout
     result = {
         "temperature": round(temperature, 4),
         "labels": labels,
-        "fit_on": f"Training holdout ({holdout:.0%}, seed {holdout_seed}, {len(fit_set):,} faces)",
+        "fit_on": f"{train_split} holdout ({holdout:.0%}, seed {holdout_seed}, {len(fit_set):,} faces)",
         "fit_faces": len(fit_set),
         "reported_on": f"{report_split} ({len(reported):,} faces)",
         **{k: round(v, 4) for k, v in calibration_report(
