@@ -333,7 +333,7 @@ def write_ensemble(members: list[str], member_paths: list[Path], folder: Path, n
         build_int8_ensemble(member_paths, folder / ONNX_FILE, calibration_faces(data), weights, views)
     else:
         build_ensemble(member_paths, folder / ONNX_FILE, weights, views)
-    calibration = calibrate(folder, data)
+    calibration = calibrate(folder, data, report_split="PublicTest")
     dataset = load_dataset(data, "fer2013")
     split = dataset.split("PublicTest")
     model = FacialExpressionModel(folder)
