@@ -927,3 +927,18 @@ def test_python_dash_m_ferkit_is_the_ferkit_command():
     bad = subprocess.run([sys.executable, "-m", "ferkit", "predict", "--min-face", "0", "x.jpg"], capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("ferkit predict: error:")
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly():
+    """`ferkit models | head -1`: the pipe closes under the writer, which stops with SIGPIPE's status and no
+    BrokenPipeError traceback."""
+    import os
+
+    reader, writer = os.pipe()
+    os.close(reader)  # gone before the first line is written
+    try:
+        run = subprocess.run([sys.executable, "-m", "ferkit", "models"], stdout=writer, stderr=subprocess.PIPE,
+                             text=True, timeout=300)
+    finally:
+        os.close(writer)
+    assert (run.returncode, run.stderr) == (141, "")

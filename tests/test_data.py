@@ -24,6 +24,24 @@ def test_plain_and_gzipped_csv_give_identical_arrays(tiny_csv):
     np.testing.assert_array_equal(plain.usage, gzipped.usage)
 
 
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_csv_with_a_byte_order_mark_reads_as_without(tiny_csv, tmp_path, gz):
+    """Excel's "CSV UTF-8" starts with a BOM, which would stick to the first column's name."""
+    import gzip
+
+    plain = tiny_csv(gz=gz)
+    opener = gzip.open if gz else open
+    with opener(plain, "rb") as handle:
+        data = handle.read()
+    marked = tmp_path / plain.name
+    with opener(marked, "wb") as handle:
+        handle.write(b"\xef\xbb\xbf" + data)
+    a, b = load_fer2013_csv(plain), load_fer2013_csv(marked)
+    np.testing.assert_array_equal(a.images, b.images)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert a.splits == b.splits
+
+
 def test_csv_pixels_and_labels_match_the_file(tmp_path):
     face = np.arange(48 * 48) % 256
     path = tmp_path / "one.csv"

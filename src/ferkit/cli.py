@@ -540,6 +540,12 @@ def main(argv: list[str] | None = None) -> int:
     except FerkitError as exc:
         print(f"ferkit {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader left (`| head`): stop quietly, as Unix tools do on SIGPIPE
+        try:  # and let the interpreter's last flush of stdout fail silently too
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141  # 128 + SIGPIPE, as a shell reports a pipe's writer that was cut off
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)
         print(f"ferkit {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)

@@ -18,10 +18,11 @@ REQUIRED_COLUMNS = ("emotion", "pixels")
 
 
 def open_text(path: Path):
-    """Open a CSV as text, transparently un-gzipping `.gz` files."""
+    """Open a CSV as text, transparently un-gzipping `.gz` files. A byte-order mark (Excel's "CSV UTF-8") is
+    dropped: it would stick to the first column's name."""
     if path.suffix == ".gz":
-        return gzip.open(path, "rt", newline="")
-    return open(path, "r", newline="")
+        return gzip.open(path, "rt", newline="", encoding="utf-8-sig")
+    return open(path, "r", newline="", encoding="utf-8-sig")
 
 
 def parse_pixels(text: str) -> np.ndarray | None:
