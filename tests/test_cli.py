@@ -183,6 +183,18 @@ def test_evaluate_without_a_default_model(tiny_csv, tmp_path, monkeypatch, capsy
     assert "no default model" in assert_one_error_line(code, capsys.readouterr().err, "evaluate")
 
 
+def test_models_lists_a_folder_without_a_default(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    shutil.copytree(tiny_model_dir, tmp_path / "run-a")
+    monkeypatch.setenv("FERKIT_MODELS_DIR", str(tmp_path))
+    assert main(["models"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["run-a        ?, no metrics"]  # an exported net: no card
+    (tmp_path / "DEFAULT").write_text("run-a\n")
+    assert main(["models"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["run-a        ?, no metrics (default)"]
+
+
 def test_error_exit_code_and_no_traceback_from_the_command(tiny_model_dir, tmp_path):
     result = run_ferkit("evaluate", "--data", tmp_path / "absent.csv", "--model", tiny_model_dir)
     assert "Traceback" not in result.stderr

@@ -420,7 +420,10 @@ def cmd_models(args, command: str) -> int:
         if not list_bundled_models():
             raise ModelError(f"no models found in {default_models_dir()} "
                              "(FERKIT_MODELS_DIR overrides the bundled folder; reinstall ferkit to restore it)")
-        default = resolve_model("default").name
+        try:
+            default = resolve_model("default").name
+        except ModelError:  # a folder of runs (FERKIT_MODELS_DIR) is listed without a default
+            default = None
         rows = {}
         for name in list_bundled_models():
             model = FacialExpressionModel.load(name)
