@@ -255,6 +255,13 @@ def test_train_with_an_unknown_init_or_teacher_leaves_no_run_folder(flag, tiny_c
     assert not (tmp_path / "runs").exists()
 
 
+def test_train_ferplus_mode_needs_ferplus_labels(ferkit, tiny_csv, tmp_path):
+    code, out, err = ferkit("train", "--data", tiny_csv(), "--out", tmp_path, "--ferplus-mode", "soft")
+    assert assert_one_error_line(code, err, "train").startswith(
+        "ferkit train: error: argument --ferplus-mode: needs --labels ferplus (--labels fer2013 would ignore it)")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_train_with_weights_that_do_not_fit_leaves_no_run_folder(tiny_csv, tiny_model_dir, tmp_path, capsys):
     code = main(["train", "--data", str(tiny_csv()), "--holdout", "0", "--model", "seed", "--init",
                  str(tiny_model_dir), "--out", str(tmp_path / "runs"), "--precision", "float32"])

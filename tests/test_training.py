@@ -209,6 +209,14 @@ def test_resume_refuses_flags_that_differ_from_the_runs_own(tiny_csv, tmp_path, 
     assert metrics["epochs_run"] == 3
 
 
+def test_default_run_names_differ_by_target():
+    names = [fit.run_folder(TrainConfig(data="d", out="runs", **kw)).name for kw in (
+        {}, {"labels": "ferplus"}, {"labels": "ferplus", "ferplus_mode": "soft"}, {"ferplus_weight": 0.3},
+        {"ferplus_mode": "soft"}, {"seed": 7, "model": "vgg"}, {"name": "mine"})]
+    assert names == ["compact-fer2013-s42", "compact-ferplus-s42", "compact-ferplus-soft-s42",
+                     "compact-fer2013-fp0.3-s42", "compact-fer2013-s42", "vgg-fer2013-s7", "mine"]
+
+
 def test_signals_are_deferred_to_the_end_of_the_block():
     import os
     import signal

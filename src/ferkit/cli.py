@@ -49,7 +49,8 @@ def add_detector_flags(parser: argparse.ArgumentParser) -> None:
 
 
 # flag -> (the flag it needs, the value that flag must have): given otherwise, the flag would be ignored
-NEEDS_FLAG = {**{name: ("detector", needs) for name, needs in DETECTOR_NEEDS.items()}, "address": ("engine", "ray")}
+NEEDS_FLAG = {**{name: ("detector", needs) for name, needs in DETECTOR_NEEDS.items()}, "address": ("engine", "ray"),
+              "ferplus_mode": ("labels", "ferplus")}
 
 
 def add_keep_partial_flag(p: argparse.ArgumentParser) -> None:
@@ -188,8 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int_range(1), default=t.batch_size, help="faces per step")
     p.add_argument("--labels", choices=["fer2013", "ferplus"], default=t.labels,
                    help="FER2013's labels, or FER+'s crowd votes")
-    p.add_argument("--ferplus-mode", choices=["majority", "soft"], default=t.ferplus_mode,
-                   help="FER+ labels: majority vote, or the vote distribution")
+    p.add_argument("--ferplus-mode", choices=["majority", "soft"],
+                   help=f"with --labels ferplus: majority vote, or the vote distribution (default {t.ferplus_mode})")
     p.add_argument("--ferplus-votes", help="fer2013new.csv (default: ../ferplus/ beside the CSV's folder)")
     p.add_argument("--ferplus-weight", type=float_range(0, 0.5, high_open=True), default=t.ferplus_weight,
                    help="with FER2013 labels: share of each target that follows the face's FER+ vote "
@@ -351,6 +352,8 @@ def cmd_train(args, command: str) -> int:
     from .training.fit import train
 
     fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    if fields["ferplus_mode"] is None:  # not given: TrainConfig's default
+        del fields["ferplus_mode"]
     metrics = train(TrainConfig(**fields), command=command)
     return 0 if metrics else 1
 

@@ -48,7 +48,12 @@ PATH_FIELDS = ("data", "ferplus_votes", "init", "teacher")
 
 
 def run_folder(cfg: TrainConfig) -> Path:
-    return Path(cfg.out) / (cfg.name or f"{cfg.model}-{cfg.labels}-s{cfg.seed}")
+    """--out/--name; by default <model>-<labels>[-soft][-fp<weight>]-s<seed>, so runs on other targets differ."""
+    if cfg.name:
+        return Path(cfg.out) / cfg.name
+    soft = "-soft" if cfg.labels == "ferplus" and cfg.ferplus_mode == "soft" else ""
+    weight = f"-fp{cfg.ferplus_weight:g}" if cfg.ferplus_weight else ""
+    return Path(cfg.out) / f"{cfg.model}-{cfg.labels}{soft}{weight}-s{cfg.seed}"
 
 
 @contextmanager
