@@ -289,7 +289,7 @@ class TrainConfig:
     # faces that pick each other's epochs and the ensemble's weights.
     holdout_seed: int = 42
     out: str = "runs"
-    name: str | None = None  # run folder name; default <model>-<labels>-s<seed>
+    name: str | None = None  # run folder name; default <model>-<labels>[-soft][-fp<weight>]-s<seed>
     resume: bool = False
     seed: int = 42
     precision: str = "mixed_bfloat16"  # or float32
