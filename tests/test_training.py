@@ -677,3 +677,19 @@ def test_train_refuses_other_view_counts(tiny_csv, tmp_path):
     with pytest.raises(FerkitError, match=r"--views 4: expected 1 or 2"):
         fit.train(smoke_config(data, tmp_path, views=4))
     assert not (tmp_path / "smoke").exists()
+
+
+def test_the_cards_training_time_reads_in_a_unit_that_fits():
+    from ferkit.training.export import duration
+
+    assert [duration(s) for s in (9, 59.4, 600, 5399, 9000)] == ["9 s", "59 s", "10 min", "90 min", "2.5 h"]
+
+
+def test_the_curves_count_epochs_in_whole_numbers():
+    from ferkit.evaluation.plots import draw_history
+
+    fig = draw_history({"loss": [1.0, 0.8], "val_loss": [1.1, 0.9], "accuracy": [0.3, 0.4], "val_accuracy": [0.2, 0.3]})
+    fig.canvas.draw()
+    for ax in fig.axes:
+        ticks = [float(t.get_text().replace("\u2212", "-")) for t in ax.get_xticklabels() if t.get_text()]
+        assert ticks and all(t == int(t) for t in ticks)

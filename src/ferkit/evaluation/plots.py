@@ -67,6 +67,7 @@ def draw_history(history: dict[str, list[float]], title: str = ""):
                 ax.plot(range(1, len(values) + 1), values, style, marker="o", markersize=3,
                         label="validation" if prefix else "training")
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # epochs 1, 2, 3: no 1.2, 1.4 ticks on short runs
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend()

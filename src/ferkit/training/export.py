@@ -46,6 +46,13 @@ def export_run(run_dir: Path, model_name: str, views: int = 1) -> None:
     keras.backend.clear_session()
 
 
+def duration(seconds: float) -> str:
+    """"45 s", "12 min", "2.5 h": a card's training time, never "0 min"."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 def score_run(run_dir: Path, faces: np.ndarray, labels: np.ndarray, split: str, info: dict) -> dict:
     """Evaluate the exported ONNX model on a held-out split; write metrics.json, confusion.png, the card."""
     classifier = FacialExpressionModel(run_dir / ONNX_FILE)
@@ -121,7 +128,7 @@ def write_card(run_dir: Path, metrics: dict) -> None:
         + (f"; sharpness-aware (SAM, radius {train['sam']})" if train.get("sam") else "")
         + f"; class weights {train.get('class_weights')}.",
         f"- Epochs: {metrics.get('epochs_run')} run (of {train.get('epochs')} planned), best epoch "
-        f"{metrics.get('best_epoch')}; training time {metrics.get('train_seconds', 0) / 60:.0f} min "
+        f"{metrics.get('best_epoch')}; training time {duration(metrics.get('train_seconds', 0))} "
         f"on {metrics.get('hardware', 'CPU')}.",
         *results,
         f"- Files: `model.json` + `model.weights.h5` (Keras), `model.onnx` ({metrics['onnx_bytes'] / 1e6:.1f} MB, "
