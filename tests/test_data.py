@@ -186,6 +186,25 @@ def test_image_folder_split_selection_and_errors(tmp_path):
     assert str(root / "train" / "bored") in str(error.value)
 
 
+def test_class_folders_without_a_split_level_and_tiff_faces(tmp_path):
+    flat = tmp_path / "flat"
+    write_image(flat / "happy" / "a.png", np.zeros((48, 48), np.uint8))
+    with pytest.raises(DataError) as error:
+        load_image_folders(flat)
+    assert str(error.value) == (f"{flat}: holds class folders where split folders belong: put them in one, such as "
+                                f"{flat / 'train' / 'happy'}")
+    empty = tmp_path / "empty"
+    (empty / "train" / "happy").mkdir(parents=True)
+    (empty / "train" / "happy" / "a.gif").write_bytes(b"GIF89a")
+    with pytest.raises(DataError) as error:
+        load_image_folders(empty)
+    assert str(error.value) == (f"{empty}: no images found (expected <root>/<split>/<class>/ holding .png, .jpg, "
+                                ".jpeg, .bmp, .webp, .tif, .tiff files)")
+    write_image(empty / "train" / "happy" / "b.tif", np.full((48, 48), 7, np.uint8))
+    dataset = load_image_folders(empty)
+    assert dataset.images.shape == (1, 48, 48) and (dataset.images == 7).all()
+
+
 def test_unreadable_image_names_the_file(tmp_path):
     path = tmp_path / "faces" / "train" / "happy" / "broken.png"
     path.parent.mkdir(parents=True)

@@ -11,7 +11,7 @@ from ..errors import DataError
 from ..labels import CLASS_NAMES, IMAGE_SIZE
 from .dataset import FaceDataset
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def to_face_array(image: np.ndarray) -> np.ndarray:
@@ -54,6 +54,10 @@ def load_image_folders(root: str | Path, splits: tuple[str, ...] | None = None) 
                 labels.append(CLASS_NAMES.index(name))
                 usage.append(split_dir.name)
     if not images:
+        if any(p.name.lower() in CLASS_NAMES for p in split_dirs):  # root/happy/*.png: the split level is missing
+            raise DataError(f"{root}: holds class folders where split folders belong: put them in one, such as "
+                            f"{root / 'train' / 'happy'}")
         wanted = f" for split {', '.join(splits)}" if splits else ""
-        raise DataError(f"{root}: no images found{wanted} (expected <root>/<split>/<class>/*.png)")
+        raise DataError(f"{root}: no images found{wanted} (expected <root>/<split>/<class>/ holding "
+                        f"{', '.join(IMAGE_SUFFIXES)} files)")
     return FaceDataset(np.stack(images), np.asarray(labels, dtype=np.int64), np.asarray(usage), str(root))
