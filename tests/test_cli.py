@@ -383,7 +383,8 @@ def test_every_pipeline_flag_names_its_config_field():
     video = build_parser()._subparsers._group_actions[0].choices["video"]
     flags = {action.dest for action in video._actions if action.option_strings}
     fields = {*DetectorConfig.__dataclass_fields__, *PipelineConfig.__dataclass_fields__, "model"}
-    assert flags - fields == {"help", "detector", "out", "csv", "timeline", "json", "no_progress", "duration"}
+    assert flags - fields == {"help", "detector", "out", "csv", "timeline", "json", "no_progress", "duration",
+                              "keep_partial"}
 
 
 def test_every_train_flag_is_a_train_config_field_and_reaches_it(monkeypatch):
