@@ -186,6 +186,19 @@ def test_image_folder_split_selection_and_errors(tmp_path):
     assert str(root / "train" / "bored") in str(error.value)
 
 
+def test_a_tree_reports_the_split_evaluate_scores_by_default(tmp_path):
+    from ferkit.data import default_splits
+    from ferkit.evaluation.evaluate import default_eval_split
+
+    root = tmp_path / "faces"
+    for split in ("train", "val", "test"):
+        write_image(root / split / "fear" / "a.png", np.zeros((48, 48), np.uint8))
+    dataset = load_image_folders(root)
+    assert default_splits(dataset) == ("train", "test") and default_eval_split(dataset) == "test"
+    only_val = load_dataset(root, splits=("train", "val"))
+    assert default_splits(only_val) == ("train", "val") and default_eval_split(only_val) == "val"
+
+
 def test_class_folders_without_a_split_level_and_tiff_faces(tmp_path):
     flat = tmp_path / "flat"
     write_image(flat / "happy" / "a.png", np.zeros((48, 48), np.uint8))

@@ -281,7 +281,7 @@ class TrainConfig:
     # share of each FER2013 target moved to the face's FER+ vote distribution (auxiliary target; below 0.5)
     ferplus_weight: float = 0.0
     train_split: str | None = None  # default: Training (CSV) or train (folders)
-    val_split: str | None = None  # default: PublicTest (CSV) or val/validation/test (folders)
+    val_split: str | None = None  # default: PublicTest (CSV) or test/val/validation (folders)
     # Share of the training split set aside to pick the best epoch, so the reported split
     # (val_split) is scored once at the end and never tuned on; 0 picks on val_split itself.
     holdout: float = 0.1

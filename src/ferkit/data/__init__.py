@@ -49,9 +49,10 @@ def load_dataset(path: str | Path, labels: str = "fer2013", ferplus_votes: str |
 
 
 def default_splits(dataset: FaceDataset) -> tuple[str, str]:
-    """(training split, validation split): FER2013's Training/PublicTest, else train/val|test."""
+    """(training split, reported split): FER2013's Training/PublicTest, else train and test, val or validation, in
+    the order `ferkit evaluate` scores them by default (so a run reports the split evaluate scores)."""
     present = dataset.splits
-    for train, vals in (("Training", ("PublicTest",)), ("train", ("val", "validation", "test"))):
+    for train, vals in (("Training", ("PublicTest",)), ("train", ("test", "val", "validation"))):
         if train in present:
             for val in vals:
                 if val in present:
