@@ -154,6 +154,28 @@ def test_resume_continues_an_interrupted_run(tiny_csv, tmp_path, monkeypatch, vi
     assert callbacks.read_history(run_dir / "history.csv")["epoch_seconds"] == [100.0, 37.0]
 
 
+def test_a_resumed_run_is_the_run_it_continues(tiny_csv, tmp_path, monkeypatch):
+    """The same losses, epoch for epoch, as the run never stopped: batches reseeded per epoch, and Dropout's
+    random state (torch's) saved with the backup and restored."""
+    data = tiny_csv({"Training": 64, "PublicTest": 16})
+    whole = smoke_config(data, tmp_path / "whole", epochs=2)
+    fit.train(whole)
+    cut = smoke_config(data, tmp_path / "cut", epochs=2)
+    draw = callbacks.LivePlot.on_epoch_end
+
+    def stop_after_first_epoch(self, epoch, logs=None):
+        draw(self, epoch, logs)
+        raise Interrupted
+
+    monkeypatch.setattr(callbacks.LivePlot, "on_epoch_end", stop_after_first_epoch)
+    with pytest.raises(Interrupted):
+        fit.train(cut)
+    monkeypatch.setattr(callbacks.LivePlot, "on_epoch_end", draw)
+    fit.train(replace(cut, resume=True))
+    losses = [[row["loss"] for row in csv.DictReader((fit.run_folder(c) / "history.csv").open())] for c in (whole, cut)]
+    assert len(losses[0]) == 2 and losses[0] == losses[1]
+
+
 def test_a_run_stopped_during_its_export_resumes_at_the_export_not_at_epoch_1(tiny_csv, tmp_path, monkeypatch):
     """BackupAndRestore deletes its state when fit returns: a stop in the export must not restart the training."""
     cfg = smoke_config(tiny_csv({"Training": 64, "PublicTest": 32}), tmp_path, epochs=2)

@@ -65,6 +65,29 @@ class ReseedBatches(keras.callbacks.Callback):
         self.batches.set_epoch(epoch)
 
 
+class RandomState(keras.callbacks.Callback):
+    """Keeps torch's global random state beside BackupAndRestore's (saved at each epoch's end, restored when a
+    resumed fit begins): Dropout draws from it, and a resumed run re-seeded from the start would draw other masks
+    than the run it continues."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = Path(path)
+
+    def on_train_begin(self, logs=None):
+        if keras.backend.backend() == "torch" and self.path.is_file():
+            import torch
+
+            torch.set_rng_state(torch.load(self.path))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if keras.backend.backend() == "torch":
+            import torch
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(torch.get_rng_state(), self.path)
+
+
 class EpochSeconds(keras.callbacks.Callback):
     """Adds each epoch's wall-clock seconds to its logs (before the CSVLogger writes them), so that a run
     resumed any number of times still knows its whole training time: the sum of the history's column."""

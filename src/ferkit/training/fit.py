@@ -194,7 +194,7 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
     from ..models import create_model, get_spec
     from ..models.layers import averaged_views
     from .batches import FaceBatches
-    from .callbacks import EpochSeconds, LivePlot, ReseedBatches, read_history
+    from .callbacks import EpochSeconds, LivePlot, RandomState, ReseedBatches, read_history
 
     spec = get_spec(cfg.model)
     if cfg.augment not in AUGMENTATIONS:
@@ -294,6 +294,7 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
     patience = early_stopping_patience(cfg, spec)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
+        RandomState(run_dir / BACKUP_DIR / "torch_random_state.pt"),  # saved with the backup, for Dropout's masks
         ReseedBatches(train_batches),
         # after the backup (which must hold the raw weights to resume), before the checkpoint (which keeps the average)
         *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []),
@@ -313,8 +314,10 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
     if (run_dir / FIT_DONE).exists():  # stopped during the export last time: the epochs are all there
         print(f"{run_dir}: training had finished; exporting its best epoch")
     else:
+        # shuffle=False: FaceBatches shuffles its rows by (seed, epoch) itself; Keras would also shuffle the batches'
+        # order from NumPy's global generator, which a resumed run re-seeds, so it would see other batches
         model.fit(train_batches, validation_data=val_batches, epochs=cfg.epochs, callbacks=callbacks,
-                  verbose=1 if sys.stdout.isatty() else 2)
+                  verbose=1 if sys.stdout.isatty() else 2, shuffle=False)
         (run_dir / FIT_DONE).touch()
 
     # 5. export the best epoch and score it
