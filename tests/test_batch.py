@@ -21,7 +21,7 @@ import pytest
 
 from conftest import expected_csv, mixed_folder, rows, wait_until, write_photo, write_video
 from ferkit.batch import analyse
-from ferkit.batch.inputs import Item, expand_inputs
+from ferkit.batch.inputs import Item, expand_inputs, hashed_key
 from ferkit.errors import FerkitError
 from ferkit.inference.images import read_image
 from ferkit.labels import CLASS_NAMES
@@ -54,6 +54,47 @@ def test_inputs_folders_globs_lists_and_urls(tmp_path):
     assert expand_inputs([str(root / "a.mp4")]) == [Item(a1, "video", "a")]
     assert expand_inputs([str(root / "empty")]) == []
     assert expand_inputs(str(root / "notes.md")) == [Item(str(root / "notes.md"), "unknown", "notes")]
+
+
+def put(write, path: Path, *args, **kwargs) -> Path:
+    """write(path, ...) with path's folders made first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write(path, *args, **kwargs)
+
+
+def test_one_file_given_two_ways_is_one_input_and_hidden_folders_are_skipped(tmp_path, monkeypatch):
+    root = tmp_path / "media"
+    put(write_photo, root / "p.jpg")
+    put(write_photo, root / ".thumbnails" / "t.jpg")
+    put(write_photo, root / ".ipynb_checkpoints" / "p-checkpoint.jpg")
+    put(write_photo, root / "sub" / "ok.jpg")
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "l.txt").write_text("../media/p.jpg\n")
+    items = expand_inputs([root / "p.jpg", root / ".." / "media" / "p.jpg", tmp_path / "lists" / "l.txt", root])
+    assert [i.source for i in items] == [str(root / "p.jpg"), str(root / "sub" / "ok.jpg")]
+    # "~" as the shell would expand it, in a quoted glob too
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert [i.source for i in expand_inputs(["~/media/*.jpg", "~/media"])] == [str(root / "p.jpg"),
+                                                                              str(root / "sub" / "ok.jpg")]
+
+
+def test_a_globs_matches_are_taken_as_if_named(tmp_path):
+    """A list file a glob matches is read; files that are no media are skipped, as in a folder."""
+    put(write_photo, tmp_path / "media" / "p.jpg")
+    put(write_video, tmp_path / "media" / "v.mp4", 3, pattern="square")
+    (tmp_path / "gl").mkdir()
+    (tmp_path / "gl" / "one.txt").write_text("../media/p.jpg\n")
+    (tmp_path / "gl" / "two.txt").write_text("../media/v.mp4\n")
+    (tmp_path / "gl" / "readme.md").write_text("not media\n")
+    assert expand_inputs([str(tmp_path / "gl" / "*")]) == [Item(str(tmp_path / "media" / "p.jpg"), "photo", "p"),
+                                                          Item(str(tmp_path / "media" / "v.mp4"), "video", "v")]
+
+
+def test_a_photo_or_a_missing_path_never_changes_a_videos_key(tmp_path):
+    put(write_video, tmp_path / "a" / "clip.mp4", 3, pattern="square")
+    put(write_photo, tmp_path / "b" / "clip.jpg")
+    items = expand_inputs([tmp_path / "a" / "clip.mp4", tmp_path / "b" / "clip.jpg", tmp_path / "c" / "clip.mov"])
+    assert {i.kind: i.key for i in items} == {"video": "clip", "photo": "clip", "missing": "clip"}
 
 
 def test_list_files_that_name_each_other_are_read_once(tmp_path):
@@ -279,6 +320,46 @@ def test_cli_exit_status_is_the_number_of_failed_inputs(ferkit, tiny_model_dir, 
     assert out.rstrip().endswith(f"summary: {tmp_path / 'out' / 'summary.csv'}")
     code, out, err = ferkit("batch", root / "a.mp4", "--out", tmp_path / "out", "--model", tiny_model_dir)
     assert code == 0 and out.startswith("1 input: 0 done, 1 skipped (done before), 0 failed")
+
+
+def test_a_video_never_takes_the_outputs_of_another_input_of_the_same_name(config, tmp_path):
+    """Day by day into one --out: clip.mp4 of day 2 gets its own outputs; reruns of either day skip it."""
+    first = put(write_video, tmp_path / "day1" / "clip.mp4", 4, pattern="square", seed=1)
+    second = put(write_video, tmp_path / "day2" / "clip.mp4", 5, pattern="square", seed=2)
+    out = tmp_path / "out"
+    for video in (first, second):
+        assert rows(analyse([video], out, config=config, workers=1, progress=False), "status") == [("done",)]
+    videos = out / "videos"
+    hashed = hashed_key("clip", str(second))
+    assert json.loads((videos / "clip.json").read_text())["input"] == str(first)
+    assert json.loads((videos / f"{hashed}.json").read_text())["input"] == str(second)
+    both = analyse([first, second], out, config=config, workers=1, progress=False)
+    assert rows(both, "status", "output") == [("skipped", str(videos / "clip.json")),
+                                              ("skipped", str(videos / f"{hashed}.json"))]
+    assert sorted(p.name for p in videos.iterdir()) == sorted(
+        f"{key}{end}" for key in ("clip", hashed) for end in (".csv", ".json", "_timeline.png"))
+
+
+def test_an_interrupted_force_run_keeps_the_photos_it_did_not_reach(config, tmp_path, monkeypatch):
+    from ferkit.batch import local
+
+    root = tmp_path / "media"
+    for name in ("p1.png", "p2.png"):
+        put(write_photo, root / name)
+    out = tmp_path / "out"
+    analyse([root], out, config=config, workers=1, progress=False)
+    before = sorted(pq.read_table(out / "photos").column("path").to_pylist())
+
+    def interrupted(job, report, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(local, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        analyse([root], out, config=config, workers=1, progress=False, force=True)
+    assert sorted(pq.read_table(out / "photos").column("path").to_pylist()) == before
+    monkeypatch.undo()
+    analyse([root], out, config=config, workers=1, progress=False, force=True)  # redone: replaced, not doubled
+    assert sorted(pq.read_table(out / "photos").column("path").to_pylist()) == before
 
 
 def test_cli_keep_partial_keeps_a_damaged_videos_frames_and_says_so(ferkit, tiny_model_dir, tmp_path):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,7 +25,7 @@ from ..config import Config
 from ..errors import FerkitError, MediaError
 from ..files import is_utf8_name, printable
 from ..inference.pipeline import Pipeline
-from .inputs import Item, expand_inputs, outside
+from .inputs import Item, expand_inputs, hashed_key, outside
 from .outputs import OutputFolder, output_folders
 from .summary import failed_row, photo_row, summary_table, video_row, write_summary
 from .tasks import one_line
@@ -117,7 +117,7 @@ def run_batch(paths, out, config: Config, progress: bool = True, **options) -> i
     counts = {status: sum(row["status"] == status for row in rows) for status in ("done", "skipped", "failed")}
     print(f"{len(rows)} input{'s' * (len(rows) != 1)}: {counts['done']} done, "
           f"{counts['skipped']} skipped (done before), {counts['failed']} failed in "
-          f"{time.perf_counter() - started:.1f} s; summary: {Path(out) / 'summary.csv'}")
+          f"{time.perf_counter() - started:.1f} s; summary: {Path(out).expanduser() / 'summary.csv'}")
     return min(counts["failed"], 101)
 
 
@@ -133,17 +133,23 @@ class Recorder:
         self.photo_tables: list[pa.Table] = []
         self.bar, self.started, self.drawn, self.planned = None, time.perf_counter(), 0.0, 0
         self.flushed = self.started
+        # --force: the parts from before this run, whose rows of a redone photo are dropped only when its new rows
+        # are written (dropped up front, an interrupted run lost every photo it had not reached yet)
+        self.stale_parts: list = []
+        self.settled: set[str] = set()  # photos redone (or failed) since the last flush
 
     def plan(self, config: Config, force: bool, keep_partial: bool = False) -> Job:
         """Rows for what is complete already (or cannot be read at all); a Job for the rest."""
+        self.settle_keys()
         photos = [item for item in self.items if item.kind == "photo"]
         if force:
-            self.folder.forget_photos({item.source for item in photos})
-        done_photos = group_rows(self.folder.finished_photos().to_pylist())
+            self.stale_parts = self.folder.photo_parts()
+        done_photos = {} if force else group_rows(self.folder.finished_photos().to_pylist())
         videos, todo_photos = [], []
         for item in self.items:
             if item.kind in KIND_ERRORS:
                 self.rows[item.source] = failed_row(item, f"{item.source}: {KIND_ERRORS[item.kind]}")
+                self.settled.add(item.source)  # with --force, an unreadable photo keeps no old rows either
             elif item.kind == "photo":
                 if item.source in done_photos:
                     self.rows[item.source] = photo_row(item, done_photos[item.source], "skipped", self.folder.photos)
@@ -158,6 +164,18 @@ class Recorder:
                     videos.append(item)
         self.planned = len(self.rows)  # skipped or unreadable: counted as done from the start
         return Job(config, videos, todo_photos, self.folder.staging, self.annotate, keep_partial)
+
+    def settle_keys(self) -> None:
+        """A video keeps the key its finished outputs already have, and never takes one whose outputs are another
+        input's (clip.mp4 of an earlier day, in the same --out): that one gets its hashed key instead."""
+        for i, item in enumerate(self.items):
+            if item.kind != "video" or not item.name:
+                continue
+            owner = self.folder.video_owner(item.name)
+            key = item.name if owner == item.source else hashed_key(item.name, item.source) if owner else item.key
+            if key != item.key:
+                self.items[i] = replace(item, key=key)
+        self.by_source = {item.source: item for item in self.items}
 
     # --- called by the engines, in the driver process ---------------------------------------
 
@@ -178,6 +196,7 @@ class Recorder:
 
     def photos(self, table: pa.Table) -> None:
         rows = group_rows(table.to_pylist())
+        self.settled.update(rows)
         good = [source for source, photo in rows.items() if photo[0]["error"] is None]
         if good:
             self.photo_tables.append(table.filter(pc.is_null(table.column("error"))))
@@ -206,6 +225,9 @@ class Recorder:
             self.refresh()
 
     def flush_photos(self) -> None:
+        if self.stale_parts and self.settled:  # first: a kill between the two loses these photos, never doubles them
+            self.folder.forget_photos(self.settled, self.stale_parts)
+        self.settled = set()
         if self.photo_tables:
             self.folder.write_photo_part(pa.concat_tables(self.photo_tables))
             self.photo_tables = []

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import glob
 import hashlib
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -24,6 +25,23 @@ class Item:
     source: str
     kind: str  # also "missing", or "bad-name" (not valid UTF-8: its source is the printable form)
     key: str
+    # the key before de-clashing (the file's stem or its path below the folder given); not part of the identity
+    name: str = field(default="", compare=False)
+
+
+def hashed_key(name: str, source: str) -> str:
+    """The key of an input whose name another input has (clip.mp4 in two folders): a short hash of its source."""
+    return f"{name}-{hashlib.sha1(source.encode()).hexdigest()[:8]}"
+
+
+def absolute(path) -> str:
+    """An absolute path with `..` and `.` resolved by name, not by links: one file given two ways is one input."""
+    return os.path.abspath(os.path.expanduser(str(path)))
+
+
+def hidden(path: Path, below: Path) -> bool:
+    """Whether a file or any folder between `below` and it is hidden (.ipynb_checkpoints, .thumbnails, .git)."""
+    return any(part.startswith(".") for part in path.relative_to(below).parts)
 
 
 def is_url(text: str) -> bool:
@@ -36,7 +54,7 @@ def media_kind(name: str) -> str:
 
 
 def expand_inputs(specs) -> list[Item]:
-    """Items for every spec, in a stable order (sorted within each spec, duplicates dropped).
+    """Items for every spec, sorted by source (absolute path or URL), duplicates dropped.
 
     A path that does not exist or a glob without matches becomes an item of kind "missing", so
     it is reported as a failed row rather than stopping the run; an empty folder gives nothing.
@@ -78,23 +96,25 @@ def expand_one(spec: str, lists: frozenset[Path] = frozenset()):
         return
     path = Path(spec).expanduser()
     if path.is_dir():
-        for file in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        for file in sorted(p for p in path.rglob("*") if p.is_file() and not hidden(p, path)):
             kind = media_kind(file.name)
             if kind != "unknown":  # a folder's other files (notes, .DS_Store) are not inputs
-                yield str(file.absolute()), kind, str(file.relative_to(path).with_suffix(""))
+                yield absolute(file), kind, str(file.relative_to(path).with_suffix(""))
     elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
         yield from expand_list(path, lists)
     elif path.is_file():
-        yield str(path.absolute()), media_kind(path.name), path.stem
+        yield absolute(path), media_kind(path.name), path.stem
     elif glob.has_magic(spec):
-        matches = sorted(glob.glob(spec, recursive=True))
+        matches = sorted(glob.glob(str(path), recursive=True))
         if not matches:
-            yield spec, "missing", Path(spec).stem
-        for match in matches:
-            if Path(match).is_file():
-                yield str(Path(match).absolute()), media_kind(match), Path(match).stem
+            yield absolute(path), "missing", path.stem
+        for match in map(Path, matches):
+            if match.is_file() and match.suffix.lower() in LIST_SUFFIXES:
+                yield from expand_list(match, lists)  # as if named: a list's entries are the inputs
+            elif match.is_file() and media_kind(match.name) != "unknown":  # other files, as in a folder
+                yield absolute(match), media_kind(match.name), match.stem
     else:
-        yield str(path.absolute()), "missing", path.stem
+        yield absolute(path), "missing", path.stem
 
 
 def expand_list(path: Path, lists: frozenset[Path] = frozenset()):
@@ -112,14 +132,16 @@ def expand_list(path: Path, lists: frozenset[Path] = frozenset()):
 
 
 def unique_keys(found: dict[str, tuple[str, str]]) -> list[Item]:
-    """Items sorted by source; names shared by two inputs (clip.mp4 in two folders) get a short
-    hash of the source, so each input's outputs have their own, stable name."""
+    """Items sorted by source; video names shared by two inputs (clip.mp4 in two folders) get a short hash of the
+    source, so each video's outputs have their own, stable name. Only videos have outputs named by their key, so a
+    photo or a missing path never changes a video's key."""
     counts: dict[str, int] = {}
     for kind, name in found.values():
-        counts[name] = counts.get(name, 0) + 1
+        if kind == "video":
+            counts[name] = counts.get(name, 0) + 1
     items = []
     for source in sorted(found):
         kind, name = found[source]
-        key = name if counts[name] == 1 else f"{name}-{hashlib.sha1(source.encode()).hexdigest()[:8]}"
-        items.append(Item(source, kind, key))
+        key = hashed_key(name, source) if counts.get(name, 0) > 1 else name
+        items.append(Item(source, kind, key, name))
     return items

@@ -29,13 +29,13 @@ from .tasks import PHOTO_SCHEMA, video_files
 def output_folders(out: str | Path) -> tuple[Path, Path, Path]:
     """(videos, photos, staging): the folders of `out` that a run writes, absolute as the inputs are (the summary
     and each video's JSON name them)."""
-    root = Path(out).absolute()
+    root = Path(out).expanduser().absolute()  # "~/results" as the shell would have it, even after --out=
     return root / "videos", root / "photos", root / ".partial"
 
 
 class OutputFolder:
     def __init__(self, out: str | Path):
-        self.root = Path(out).absolute()
+        self.root = Path(out).expanduser().absolute()
         self.videos, self.photos, self.staging = output_folders(out)
         try:
             for folder in (self.videos, self.photos):
@@ -49,6 +49,13 @@ class OutputFolder:
 
     def video_targets(self, item: Item, annotate: bool) -> dict[str, Path]:
         return {kind: self.videos / name for kind, name in video_files(item.key, annotate).items()}
+
+    def video_owner(self, key: str) -> str | None:
+        """The input whose outputs videos/KEY.* are (its JSON's "input"), or None."""
+        try:
+            return json.loads((self.videos / f"{key}.json").read_text()).get("input")
+        except (OSError, ValueError, AttributeError):
+            return None
 
     def finished_video(self, item: Item, annotate: bool) -> dict | None:
         """The JSON summary of an earlier run of this input, if all its outputs are there."""
@@ -87,9 +94,9 @@ class OutputFolder:
         parts = [pq.read_table(part, schema=PHOTO_SCHEMA) for part in self.photo_parts()]
         return pa.concat_tables(parts) if parts else PHOTO_SCHEMA.empty_table()
 
-    def forget_photos(self, sources: set[str]) -> None:
-        """Drop these photos' rows (they are redone): each part is rewritten without them."""
-        for part in self.photo_parts():
+    def forget_photos(self, sources: set[str], parts: list[Path] | None = None) -> None:
+        """Drop these photos' rows (they are redone) from `parts` (default: all): each is rewritten without them."""
+        for part in self.photo_parts() if parts is None else [part for part in parts if part.is_file()]:
             table = pq.read_table(part, schema=PHOTO_SCHEMA)
             keep = pa.array([path not in sources for path in table.column("path").to_pylist()], pa.bool_())
             if keep.true_count == len(table):

@@ -1,4 +1,4 @@
-"""The run summary: one row per input, in input order, as a pyarrow Table (summary.parquet and
+"""The run summary: one row per input, sorted by input, as a pyarrow Table (summary.parquet and
 summary.csv in the output folder)."""
 
 from __future__ import annotations
