@@ -558,3 +558,18 @@ def test_photo_rows_are_written_in_parts_by_count_or_time(config, monkeypatch, t
     assert len(list((tmp_path / "out" / "photos").glob("part-*.parquet"))) == parts
     assert sorted(pq.read_table(tmp_path / "out" / "photos").column("path").to_pylist()) == \
            [str(tmp_path / f"p{i:02d}.png") for i in range(20)]
+
+
+def test_the_progress_bar_ends_on_the_last_frame_count(tmp_path):
+    from ferkit.batch import Recorder
+    from ferkit.batch.outputs import OutputFolder
+
+    item = Item(str(tmp_path / "v.mp4"), "video", "v")
+    folder = OutputFolder(tmp_path / "out")
+    recorder = Recorder(folder, [item], annotate=False, progress=True)
+    recorder.frames(item.source, 10)  # drawn: the first
+    recorder.frames(item.source, 30)  # within half a second of it: not drawn
+    assert recorder.bar.postfix.startswith("10 frames")
+    recorder.close()
+    folder.close()
+    assert recorder.bar.postfix.startswith("30 frames")

@@ -187,3 +187,11 @@ def test_a_cluster_that_cannot_be_reached_is_one_error_line(ray_env, tiny_model_
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith("ferkit batch: error: cannot connect to Ray at 127.0.0.1:")
     assert done.stderr.count("\n") == 1 and "nothing answers there (Connection refused)" in done.stderr
+
+
+def test_a_job_with_nothing_left_to_do_starts_no_cluster(monkeypatch, tmp_path):
+    from ferkit.batch import Job, ray_engine
+    from ferkit.config import Config
+
+    monkeypatch.setattr(ray_engine, "connect", lambda *args: pytest.fail("a cluster was started for nothing"))
+    ray_engine.run(Job(Config(), [], [], tmp_path), report=None)

@@ -241,10 +241,10 @@ class Recorder:
             self.bar = tqdm(total=len(self.items), initial=self.planned, unit="input", file=sys.stderr,
                             dynamic_ncols=True, smoothing=0.1)
 
-    def refresh(self) -> None:
+    def refresh(self, final: bool = False) -> None:
         self.open_bar()
         now = time.perf_counter()
-        if self.bar is not None and now - self.drawn >= 0.5:  # redrawn twice a second at most
+        if self.bar is not None and (final or now - self.drawn >= 0.5):  # redrawn twice a second at most
             self.drawn = now
             frames = sum(self.frames_by_source.values())
             self.bar.set_postfix_str(f"{frames} frames, {frames / max(now - self.started, 1e-9):.0f} frames/s")
@@ -253,6 +253,7 @@ class Recorder:
         """On success and on interrupts alike: what workers handed back is kept."""
         self.flush_photos()
         if self.bar is not None:
+            self.refresh(final=True)  # the last count, not the one drawn up to half a second before
             self.bar.close()
 
 

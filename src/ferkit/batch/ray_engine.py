@@ -103,7 +103,9 @@ class PhotoActor:
 
 def run(job, report, workers: int | None = None, address: str | None = None) -> None:
     """Video tasks are submitted first; the photo stage streams while they run; every result is
-    handed to `report` in this process as it arrives."""
+    handed to `report` in this process as it arrives. Nothing to do (all done before): no cluster is started."""
+    if not job.videos and not job.photos:
+        return
     started_here = connect(address, workers)
     try:
         pending = [video_task.remote(job.config, item, job.annotate, job.keep_partial) for item in job.videos]
