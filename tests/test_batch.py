@@ -22,7 +22,7 @@ import pytest
 from conftest import expected_csv, mixed_folder, rows, wait_until, write_photo, write_video
 from ferkit.batch import analyse
 from ferkit.batch.inputs import Item, expand_inputs, hashed_key
-from ferkit.errors import FerkitError
+from ferkit.errors import FerkitError, MediaError
 from ferkit.inference.images import read_image
 from ferkit.labels import CLASS_NAMES
 from ferkit.video.process import process_video
@@ -573,3 +573,28 @@ def test_the_progress_bar_ends_on_the_last_frame_count(tmp_path):
     recorder.close()
     folder.close()
     assert recorder.bar.postfix.startswith("30 frames")
+
+
+def test_a_video_whose_name_leaves_no_room_for_the_outputs_suffixes_gets_a_shortened_key(config, tmp_path):
+    video = put(write_video, tmp_path / "media" / f"{'v' * 245}.mp4", 3, pattern="square")
+    table = analyse([video], tmp_path / "out", config=config, workers=1, progress=False)
+    (status, output), = rows(table, "status", "output")
+    assert status == "done" and Path(output).name == f"{'v' * 233}-{hashed_key('v', str(video))[-8:]}.json"
+    assert sorted(len(p.name.encode()) for p in (tmp_path / "out" / "videos").iterdir()) == [246, 247, 255]
+
+
+def test_a_video_whose_outputs_cannot_all_be_committed_leaves_none(config, tmp_path, monkeypatch):
+    from ferkit.batch import outputs
+
+    video = put(write_video, tmp_path / "media" / "clip.mp4", 3, pattern="square")
+    real = outputs.atomic_output
+
+    def no_timeline(path, *args, **kwargs):
+        if str(path).endswith("_timeline.png"):
+            raise MediaError(f"{path}: cannot be written (File name too long)")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(outputs, "atomic_output", no_timeline)
+    table = analyse([video], tmp_path / "out", config=config, workers=1, progress=False)
+    assert rows(table, "status") == [("failed",)] and "_timeline.png: cannot be written" in rows(table, "error")[0][0]
+    assert not (tmp_path / "out" / "videos").exists()  # nothing in it: the empty folder goes too

@@ -25,7 +25,7 @@ from ..config import Config
 from ..errors import FerkitError, MediaError
 from ..files import is_utf8_name, printable
 from ..inference.pipeline import Pipeline
-from .inputs import Item, expand_inputs, hashed_key, outside
+from .inputs import Item, expand_inputs, hashed_key, outside, plain_key
 from .outputs import OutputFolder, output_folders
 from .summary import failed_row, photo_row, summary_table, video_row, write_summary
 from .tasks import one_line
@@ -171,8 +171,9 @@ class Recorder:
         for i, item in enumerate(self.items):
             if item.kind != "video" or not item.name:
                 continue
-            owner = self.folder.video_owner(item.name)
-            key = item.name if owner == item.source else hashed_key(item.name, item.source) if owner else item.key
+            plain = plain_key(item.name, item.source)
+            owner = self.folder.video_owner(plain)
+            key = plain if owner == item.source else hashed_key(item.name, item.source) if owner else item.key
             if key != item.key:
                 self.items[i] = replace(item, key=key)
         self.by_source = {item.source: item for item in self.items}

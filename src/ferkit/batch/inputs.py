@@ -29,9 +29,26 @@ class Item:
     name: str = field(default="", compare=False)
 
 
+# A key's longest output name is KEY_timeline.png: the key's last part must leave room for it in a file name
+NAME_ROOM = 255 - len("_timeline.png")
+HASH_ROOM = 9  # "-" and 8 hex digits
+
+
+def shortened(name: str, room: int) -> str:
+    """`name` with its last part cut to `room` bytes of UTF-8 (never inside a character)."""
+    head, _, last = name.rpartition("/")
+    last = last.encode()[:room].decode(errors="ignore")
+    return f"{head}/{last}" if head else last
+
+
 def hashed_key(name: str, source: str) -> str:
     """The key of an input whose name another input has (clip.mp4 in two folders): a short hash of its source."""
-    return f"{name}-{hashlib.sha1(source.encode()).hexdigest()[:8]}"
+    return f"{shortened(name, NAME_ROOM - HASH_ROOM)}-{hashlib.sha1(source.encode()).hexdigest()[:8]}"
+
+
+def plain_key(name: str, source: str) -> str:
+    """`name` itself, unless its last part is too long for a file name with the outputs' suffixes: then hashed."""
+    return name if len(name.rpartition("/")[2].encode()) <= NAME_ROOM else hashed_key(name, source)
 
 
 def absolute(path) -> str:
@@ -142,6 +159,6 @@ def unique_keys(found: dict[str, tuple[str, str]]) -> list[Item]:
     items = []
     for source in sorted(found):
         kind, name = found[source]
-        key = hashed_key(name, source) if counts.get(name, 0) > 1 else name
+        key = hashed_key(name, source) if counts.get(name, 0) > 1 else plain_key(name, source)
         items.append(Item(source, kind, key, name))
     return items

@@ -72,14 +72,21 @@ class OutputFolder:
         summary as written, with the final output paths."""
         targets = self.video_targets(item, annotate)
         summary = {**result["summary"], "outputs": {kind: str(targets[kind]) for kind in result["files"]}}
-        for kind, data in result["files"].items():
-            with atomic_output(targets[kind]) as partial:
-                if isinstance(data, bytes):
-                    partial.write_bytes(data)
-                else:
-                    shutil.move(data, partial)
-        with atomic_output(targets["json"]) as partial:
-            partial.write_text(json.dumps(summary) + "\n")  # the line `ferkit video --json` prints
+        committed = []
+        try:
+            for kind, data in result["files"].items():
+                with atomic_output(targets[kind]) as partial:
+                    if isinstance(data, bytes):
+                        partial.write_bytes(data)
+                    else:
+                        shutil.move(data, partial)
+                committed.append(targets[kind])
+            with atomic_output(targets["json"]) as partial:
+                partial.write_text(json.dumps(summary) + "\n")  # the line `ferkit video --json` prints
+        except BaseException:  # a failed video leaves none of its files under videos/
+            for path in committed:
+                path.unlink(missing_ok=True)
+            raise
         for folder in {Path(data).parent for data in result["files"].values() if not isinstance(data, bytes)}:
             shutil.rmtree(folder, ignore_errors=True)  # the worker's emptied staging folder
         return summary
