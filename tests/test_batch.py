@@ -598,3 +598,25 @@ def test_a_video_whose_outputs_cannot_all_be_committed_leaves_none(config, tmp_p
     table = analyse([video], tmp_path / "out", config=config, workers=1, progress=False)
     assert rows(table, "status") == [("failed",)] and "_timeline.png: cannot be written" in rows(table, "error")[0][0]
     assert not (tmp_path / "out" / "videos").exists()  # nothing in it: the empty folder goes too
+
+
+def test_a_rerun_with_other_settings_is_refused_unless_forced(config, tmp_path, tiny_model_dir):
+    """Done is decided by the outputs: with another model or detector a rerun would skip everything as done."""
+    from dataclasses import replace
+
+    from ferkit.config import DetectorConfig
+
+    video = put(write_video, tmp_path / "media" / "clip.mp4", 3, pattern="square")
+    out = tmp_path / "out"
+    analyse([video], out, config=config, workers=1, progress=False)
+    other = replace(config, detector=DetectorConfig(min_face=30))
+    with pytest.raises(MediaError) as error:
+        analyse([video], out, config=other, workers=1, progress=False)
+    assert str(error.value) == (f"{out}: holds results made with other settings (changed: detector); --force redoes "
+                                "them with these, or choose another --out")
+    assert rows(analyse([video], out, config=other, workers=1, progress=False, force=True), "status") == [("done",)]
+    assert json.loads((out / "settings.json").read_text())["detector"]["min_face"] == 30
+    assert rows(analyse([video], out, config=other, workers=1, progress=False), "status") == [("skipped",)]
+    # the same model named by another path is the same setting
+    relative = replace(other, model=os.path.relpath(tiny_model_dir))
+    assert rows(analyse([video], out, config=relative, workers=1, progress=False), "status") == [("skipped",)]

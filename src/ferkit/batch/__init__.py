@@ -13,6 +13,7 @@ when pandas is installed). Engines only schedule: each input goes through the sa
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -86,6 +87,7 @@ def analyse(paths, out, engine: str = "local", config: Config | None = None, *, 
     Pipeline.from_config(config)  # a bad model or detector fails here, once, not in every worker
     runner = importlib.import_module(ENGINES[engine])  # ImportError-free: ray_engine explains a missing extra
     folder = OutputFolder(out)
+    folder.check_settings(result_settings(config), force)
     recorder = Recorder(folder, items, annotate, progress)
     try:
         job = recorder.plan(config, force, keep_partial)
@@ -97,6 +99,19 @@ def analyse(paths, out, engine: str = "local", config: Config | None = None, *, 
     table = summary_table([recorder.rows.get(item.source) or failed_row(item, lost) for item in items])
     write_summary(table, folder.root)
     return table
+
+
+def result_settings(config: Config) -> dict:
+    """What a run's results depend on: the model (a bundled name, or the absolute path of a run folder or file), the
+    detector's and the per-frame path's settings."""
+    from dataclasses import asdict
+
+    from ..inference.classifier import list_bundled_models, resolve_model
+
+    model = str(config.model)
+    model = resolve_model(model).name if model == "default" else model
+    model = model if model in list_bundled_models() else os.path.abspath(model)
+    return {"model": model, "detector": asdict(config.detector), "pipeline": asdict(config.pipeline)}
 
 
 def run_batch(paths, out, config: Config, progress: bool = True, **options) -> int:

@@ -91,6 +91,25 @@ class OutputFolder:
             shutil.rmtree(folder, ignore_errors=True)  # the worker's emptied staging folder
         return summary
 
+    # --- the settings the results were made with ------------------------------------------
+
+    SETTINGS_FILE = "settings.json"
+
+    def check_settings(self, settings: dict, force: bool) -> None:
+        """Record the settings of this run's results; MediaError when the folder holds results made with others
+        (a rerun would skip them as done, with no word of the change), unless `force` redoes them."""
+        path = self.root / self.SETTINGS_FILE
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError):
+            before = None
+        if before is not None and before != settings and not force:
+            changed = sorted(key for key in {*before, *settings} if before.get(key) != settings.get(key))
+            raise MediaError(f"{self.root}: holds results made with other settings (changed: {', '.join(changed)}); "
+                             "--force redoes them with these, or choose another --out")
+        with atomic_output(path) as partial:
+            partial.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+
     # --- photos ---------------------------------------------------------------------------
 
     def photo_parts(self) -> list[Path]:
