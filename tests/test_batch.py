@@ -620,3 +620,12 @@ def test_a_rerun_with_other_settings_is_refused_unless_forced(config, tmp_path, 
     # the same model named by another path is the same setting
     relative = replace(other, model=os.path.relpath(tiny_model_dir))
     assert rows(analyse([video], out, config=relative, workers=1, progress=False), "status") == [("skipped",)]
+
+
+def test_no_inputs_at_all_and_a_generator_of_them_are_named(config, tmp_path):
+    with pytest.raises(MediaError, match="^no inputs given: name photos, videos, folders, globs or list files$"):
+        analyse([], tmp_path / "out", config=config, progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MediaError) as error:
+        analyse((p for p in [tmp_path / "empty"]), tmp_path / "out", config=config, progress=False)
+    assert str(error.value) == f"no photos or videos found in {tmp_path / 'empty'}"

@@ -74,13 +74,15 @@ def analyse(paths, out, engine: str = "local", config: Config | None = None, *, 
         raise FerkitError(f"workers must be at least 1, not {workers}")
     if not is_utf8_name(Path(out).resolve()):  # Parquet (pyarrow) takes paths as UTF-8 only: a traceback later
         raise MediaError(f"{printable(out)}: the output folder's name is not valid UTF-8; choose another folder")
-    found = expand_inputs(paths)
+    specs = [paths] if isinstance(paths, (str, Path)) else list(paths)  # a generator is read once
+    if not specs:
+        raise MediaError("no inputs given: name photos, videos, folders, globs or list files")
+    found = expand_inputs(specs)
     # `batch DIR --out DIR`: a rerun must not take its own timelines (or annotated videos) for inputs,
     # nor may an annotated video replace an input; photos/ holds only Parquet, no input
     videos, _, staging = output_folders(out)
     items = outside(found, (videos, staging))
     if not items:
-        specs = [paths] if isinstance(paths, (str, Path)) else paths
         ours = f" outside {videos} and {staging}, where this run writes" if found else ""
         raise MediaError(f"no photos or videos found in {', '.join(map(str, specs))}{ours}")
     config = config or Config()
