@@ -348,13 +348,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    if fields.get("ferplus_mode") is None:  # not given (it needs --labels ferplus): TrainConfig's default
+        fields.pop("ferplus_mode", None)
+    return TrainConfig(**fields)
+
+
 def cmd_train(args, command: str) -> int:
     from .training.fit import train
 
-    fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
-    if fields["ferplus_mode"] is None:  # not given: TrainConfig's default
-        del fields["ferplus_mode"]
-    metrics = train(TrainConfig(**fields), command=command)
+    metrics = train(train_config_from_args(args), command=command)
     return 0 if metrics else 1
 
 
