@@ -629,3 +629,16 @@ def test_no_inputs_at_all_and_a_generator_of_them_are_named(config, tmp_path):
     with pytest.raises(MediaError) as error:
         analyse((p for p in [tmp_path / "empty"]), tmp_path / "out", config=config, progress=False)
     assert str(error.value) == f"no photos or videos found in {tmp_path / 'empty'}"
+
+
+def test_a_script_that_calls_analyse_without_the_main_guard_is_told_so(tiny_model_dir, tmp_path):
+    """The local engine spawns its workers, which import the script again: unguarded, they die as they start."""
+    photo = write_photo(tmp_path / "p.png")
+    script = tmp_path / "noguard.py"
+    script.write_text("from ferkit.batch import analyse\nfrom ferkit.config import Config\n"
+                      f"table = analyse([{str(photo)!r}], {str(tmp_path / 'out')!r}, "
+                      f"config=Config(model={str(tiny_model_dir)!r}), workers=1, progress=False)\n"
+                      "print(table.column('error').to_pylist())\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0 and run.stdout.strip().endswith(
+        "analyse() called outside `if __name__ == \"__main__\":`)']")

@@ -21,7 +21,10 @@ from .tasks import analyse_photos, analyse_video, failed_photos, failed_video, o
 PHOTOS_PER_TASK = 16  # enough to amortise a task's overhead, few enough to keep both cores busy
 FRAMES_PER_REPORT = 25  # frames between two progress messages from a worker
 CRASHED = "the worker process died while analysing it (a crash in native code, or out of memory)"
-NO_START = "the worker processes die as they start (out of memory?)"
+# spawn imports the main script again in each worker: an unguarded analyse() there, or a script read from stdin,
+# kills them as surely as a lack of memory does
+NO_START = ("the worker processes die as they start (out of memory? or, from a script, analyse() called outside "
+            "`if __name__ == \"__main__\":`)")
 
 _WORKER: dict = {}  # this worker process's job settings and progress queue
 
