@@ -17,8 +17,8 @@ import threading
 from pathlib import Path
 
 from . import __version__
-from .config import (DETECTOR_ALLOWED, DETECTOR_NEEDS, DISTILL_MODES, MIN_JOB_TTL_S, MIN_TOKEN_CHARS, PIPELINE_ALLOWED,
-                     TRAIN_VIEWS, Allowed, Config, DetectorConfig, PipelineConfig, ServeConfig, TrainConfig,
+from .config import (DETECTOR_ALLOWED, DETECTOR_NEEDS, DISTILL_MODES, MIN_JOB_TTL_S, MIN_TOKEN_CHARS,
+                     PIPELINE_ALLOWED, TRAIN_VIEWS, Allowed, Config, DetectorConfig, PipelineConfig, ServeConfig, TrainConfig,
                      token_problem)
 from .errors import FerkitError
 from .files import printable_json
@@ -196,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with FER2013 labels: share of each target that follows the face's FER+ vote "
                         "distribution (auxiliary target, e.g. 0.3; default 0)")
     p.add_argument("--train-split", help="training split name (default Training, or train)")
-    p.add_argument("--val-split", help="split scored at the end and reported (default PublicTest, or test/val/validation)")
+    p.add_argument("--val-split",
+                   help="split scored at the end and reported (default PublicTest, or test/val/validation)")
     p.add_argument("--holdout", type=float, default=t.holdout,
                    help="share of the training split that picks the best epoch (0: pick on --val-split)")
     p.add_argument("--holdout-seed", type=SEED, default=t.holdout_seed,

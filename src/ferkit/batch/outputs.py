@@ -35,8 +35,8 @@ def output_folders(out: str | Path) -> tuple[Path, Path, Path]:
 
 class OutputFolder:
     def __init__(self, out: str | Path):
-        self.root = Path(out).expanduser().absolute()
         self.videos, self.photos, self.staging = output_folders(out)
+        self.root = self.videos.parent
         try:
             for folder in (self.videos, self.photos):
                 folder.mkdir(parents=True, exist_ok=True)

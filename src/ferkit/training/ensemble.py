@@ -327,6 +327,7 @@ def write_ensemble(members: list[str], member_paths: list[Path], folder: Path, n
     from ..evaluation.plots import plot_confusion
     from ..inference.classifier import FacialExpressionModel
 
+    counts = view_counts(views, len(members))
     if int8:
         from .quantize import calibration_faces
 
@@ -341,7 +342,7 @@ def write_ensemble(members: list[str], member_paths: list[Path], folder: Path, n
     metrics = {
         "model": "ensemble", "members": [str(m) for m in members],
         "weights": check_weights(weights, len(members)).round(4).tolist(),
-        "views_in_graph": views_summary(view_counts(views, len(members))), "int8": int8, "data": str(data), "val_split": "PublicTest",
+        "views_in_graph": views_summary(counts), "int8": int8, "data": str(data), "val_split": "PublicTest",
         "evaluation": report, "accuracy": report["accuracy"], "calibration": calibration, "command": command,
         "onnx_bytes": (folder / ONNX_FILE).stat().st_size, "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -353,7 +354,7 @@ def write_ensemble(members: list[str], member_paths: list[Path], folder: Path, n
         f"- An ensemble of {len(members)} networks averaged inside one ONNX graph "
         f"(weights {', '.join(f'{w:.3f}' for w in metrics['weights'])}): {', '.join(f'`{m}`' for m in members)}."
         if len(members) > 1 else f"- One network, `{members[0]}`, in an ONNX graph of its own.",
-        views_line(members, view_counts(views, len(members))),
+        views_line(members, counts),
         *([f"- Weights and activations int8 (static quantization; activation ranges from {CALIBRATION_FACES} "
            "Training faces outside the holdout)."] if int8 else []),
         "- Input 48x48 grayscale raw pixels (0..255), output 7 probabilities "

@@ -26,7 +26,8 @@ ProgressCallback = Callable[[int, int], None]  # (frames done, approximate total
 
 
 def process_video(pipeline: Pipeline, input_path: str | Path | int | VideoSource | LiveSource,
-                  out_video: str | Path | None = None, csv_path: str | Path | None = None, timeline_png: str | Path | None = None,
+                  out_video: str | Path | None = None, csv_path: str | Path | None = None,
+                  timeline_png: str | Path | None = None,
                   progress_callback: ProgressCallback | None = None, fourcc: str | None = None,
                   duration: float | None = None, keep_partial: bool = False) -> dict:
     """Track and classify every face of a video file; write the outputs that were asked for.
@@ -37,8 +38,8 @@ def process_video(pipeline: Pipeline, input_path: str | Path | int | VideoSource
     a camera before the model loads, and a camera opened twice may refuse the second time); it is closed at the
     end. `duration` stops a file early too. Outputs are complete or absent: on any error (MediaError for bad input
     or outputs) none of them is left behind, except that with `keep_partial` a video file damaged after some frames
-    keeps the outputs of the frames read before the damage (the summary's "ended" gives DamagedVideo's reason). `fourcc`
-    overrides the codec chosen from out_video's extension (the web app passes `browser_video_format()`'s).
+    keeps the outputs of the frames read before the damage (the summary's "ended" gives DamagedVideo's reason).
+    `fourcc` overrides the codec chosen from out_video's extension (the web app passes `browser_video_format()`'s).
     `progress_callback` is called after every frame; an exception it raises stops the run (that is how a caller
     cancels), outputs removed. Returns the summary (see `summarise`).
     """

@@ -37,7 +37,8 @@ class JsonErrorTask(ErrorTask):
         message = (upload_limit_message(self.channel.adj.max_request_body_size - 1) if error.code == 413
                    else str(error.body))
         # as Flask's jsonify writes it: compact, with a final newline, so both refusals read alike byte for byte
-        body = (json.dumps(error_json(error.code, error.reason, message), separators=(",", ":"), sort_keys=True) + "\n").encode()
+        text = json.dumps(error_json(error.code, error.reason, message), separators=(",", ":"), sort_keys=True)
+        body = (text + "\n").encode()
         self.status = f"{error.code} {error.reason}"
         self.response_headers.extend([("Content-Type", "application/json"), *SECURITY_HEADERS.items(),
                                       ("Cache-Control", "no-store")])  # as the app's own answers
