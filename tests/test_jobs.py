@@ -816,10 +816,19 @@ def test_the_upload_counts_against_the_jobs_folder_limit_to_the_byte(make_manage
     assert job.state == "done"
 
 
-def test_an_upload_of_unknown_size_counts_as_nothing(make_manager, video, scripted, tmp_path):
+def test_an_upload_of_unknown_size_is_measured_once_saved(make_manager, video, scripted, tmp_path):
     scripted()
+    size = video.stat().st_size
     manager = make_manager(jobs_max_mb=1)
-    (manager.root / "padding.bin").write_bytes(b"\0" * 2**20)  # the folder is exactly at its limit
+    padding = manager.root / "padding.bin"
+    padding.write_bytes(b"\0" * (2**20 - size + 1))  # room for all of the upload but its last byte
+    with pytest.raises(Busy) as refused:  # refused before it is queued, not accepted and failed later
+        manager.submit(Unseekable(video.read_bytes()), filename="clip.avi")
+    refused = refused.value
+    assert str(refused).startswith("the jobs folder is at its limit of 1 MB")
+    assert (refused.status, refused.retry_after) == (503, 60)
+    assert len(manager) == 0 and sorted(p.name for p in manager.root.iterdir()) == ["padding.bin"]
+    padding.write_bytes(b"\0" * (2**20 - size))  # exactly at the limit with the upload: taken
     upload = Unseekable(video.read_bytes())
     job = manager.submit(upload, filename="clip.avi")
     settle(manager, job)

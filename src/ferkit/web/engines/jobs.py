@@ -235,7 +235,7 @@ class JobManager:
         Refuses, leaving nothing behind: MediaError if it is no video (an image, or no frame decodes),
         JobTooLarge past a limit, Busy when the queue or disk is full."""
         suffix = upload_suffix(filename, mimetype)
-        size = upload_size(upload) or 0
+        size = upload_size(upload)  # None: a stream of unknown length (chunked)
         with self._lock:
             if self._closing.is_set():
                 raise Busy("the server is shutting down", status=503, retry_after=5)
@@ -244,9 +244,7 @@ class JobManager:
                 raise Busy(f"{active} video jobs are already queued or running, the most this server takes; "
                            "retry when one has finished", status=429, retry_after=30)
             root = self._started_root()
-            if folder_bytes(root) + size > self.max_bytes:
-                raise Busy(f"the jobs folder is at its limit of {self.max_bytes // 2**20} MB; retry when older "
-                           "results have expired or been deleted", status=503, retry_after=60)
+            self._refuse_if_full(root, size or 0)
             job_id = secrets.token_hex(16)
             job = Job(job_id, root / job_id, time.time(), filename=filename, pipeline=pipeline or self.pipeline)
             self._jobs[job_id] = job  # holds its place in the queue while the upload is saved
@@ -254,6 +252,8 @@ class JobManager:
             job.folder.mkdir()
             job.input_path = job.folder / f"upload{suffix}"
             self._save(upload, job.input_path)
+            if size is None:  # measured now that it is saved, so that it is refused here, not failed later
+                self._refuse_if_full(root)
             refuse_images(job.input_path)
             job.total_frames = count_readable_frames(job.input_path)
             if job.total_frames > self.max_frames:
@@ -266,6 +266,11 @@ class JobManager:
             shutil.rmtree(job.folder, ignore_errors=True)
             raise
         return job
+
+    def _refuse_if_full(self, root: Path, adding: int = 0) -> None:
+        if folder_bytes(root) + adding > self.max_bytes:
+            raise Busy(f"the jobs folder is at its limit of {self.max_bytes // 2**20} MB; retry when older "
+                       "results have expired or been deleted", status=503, retry_after=60)
 
     @staticmethod
     def _save(upload: BinaryIO, path: Path) -> None:
