@@ -125,6 +125,15 @@ def test_names_that_are_not_utf8_are_failed_rows_never_given_to_opencv(config, t
         (video, "bad-name", "failed", f"{video}: the file name is not valid UTF-8; rename it")]
 
 
+def test_a_list_line_naming_a_file_that_is_not_utf8_finds_it_as_a_bad_name(tmp_path):
+    write_photo(tmp_path / "a.png").rename(tmp_path / os.fsdecode(b"a\xff.png"))
+    # with a BOM first (Notepad's UTF-8), and the second file does not exist
+    (tmp_path / "list.txt").write_bytes(b"\xef\xbb\xbfa\xff.png\nb\xfe.png\n")
+    assert expand_inputs([str(tmp_path / "list.txt")]) == [
+        Item(str(tmp_path) + "/a\\xff.png", "bad-name", "a\\xff"),
+        Item(str(tmp_path) + "/b\\xfe.png", "missing", "b\\xfe")]
+
+
 # --- a run ---------------------------------------------------------------------------------
 
 def test_mixed_folder_outputs_equal_ferkit_video(config, pipeline, tmp_path):

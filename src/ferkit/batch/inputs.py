@@ -139,7 +139,9 @@ def expand_list(path: Path, lists: frozenset[Path] = frozenset()):
     relative paths are relative to the list file's folder. A list naming itself, or one it was
     reached through (a.txt names b.txt, which names a.txt), is skipped: its entries are in already."""
     lists = lists | {path.resolve()}
-    for line in path.read_text(errors="replace").splitlines():
+    # bytes that are not UTF-8 kept as the file system keeps them, so that such a name is found (and refused
+    # as "bad-name") rather than turned into U+FFFD and reported missing; a BOM (Notepad) dropped
+    for line in path.read_text(encoding="utf-8-sig", errors="surrogateescape").splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             entry = line if is_url(line) or Path(line).is_absolute() else str(path.parent / line)
