@@ -182,6 +182,39 @@ def test_a_resumed_run_is_the_run_it_continues(tiny_csv, tmp_path, monkeypatch):
     assert len(losses[0]) == 2 and losses[0] == losses[1]
 
 
+def test_a_resumed_plateau_run_keeps_its_patience_counters(tiny_csv, tmp_path, monkeypatch):
+    """EarlyStopping's and ReduceLROnPlateau's counters at each epoch's start are those of the run never stopped
+    (their on_train_begin resets them; the backup keeps them)."""
+    seen = {}
+
+    def record(self, epoch, logs=None):
+        seen.setdefault(self.__class__.__name__, []).append((epoch, self.wait, self.best))
+
+    for cls in (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau):
+        monkeypatch.setattr(cls, "on_epoch_begin", record, raising=False)
+    data = tiny_csv({"Training": 64, "PublicTest": 16})
+    whole = smoke_config(data, tmp_path / "whole", epochs=3, schedule="plateau", early_stopping=5)
+    fit.train(whole)
+    expected, seen = seen, {}
+    cut = smoke_config(data, tmp_path / "cut", epochs=3, schedule="plateau", early_stopping=5)
+    reseed = callbacks.ReseedBatches.on_epoch_begin
+
+    def stop_as_epoch_2_begins(self, epoch, logs=None):  # where a stop lands: in an epoch, after the last one's saves
+        if epoch == 1:
+            raise Interrupted
+        reseed(self, epoch, logs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(callbacks.ReseedBatches, "on_epoch_begin", stop_as_epoch_2_begins)
+        with pytest.raises(Interrupted):
+            fit.train(cut)
+    fit.train(replace(cut, resume=True))
+    assert sorted(expected) == ["EarlyStopping", "ReduceLROnPlateau"]
+    for name, states in expected.items():
+        assert [epoch for epoch, _, _ in states] == [0, 1, 2] and states[1][2] is not None  # epoch 1 set a best
+        assert seen[name] == states, name
+
+
 def test_a_run_stopped_during_its_export_resumes_at_the_export_not_at_epoch_1(tiny_csv, tmp_path, monkeypatch):
     """BackupAndRestore deletes its state when fit returns: a stop in the export must not restart the training."""
     cfg = smoke_config(tiny_csv({"Training": 64, "PublicTest": 32}), tmp_path, epochs=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import time
 from pathlib import Path
 
@@ -86,6 +87,40 @@ class RandomState(keras.callbacks.Callback):
 
             self.path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(torch.get_rng_state(), self.path)
+
+
+class Counters(keras.callbacks.Callback):
+    """Keeps the patience counters of EarlyStopping and ReduceLROnPlateau beside BackupAndRestore's state: their
+    on_train_begin resets them, so a resumed run would count its patience afresh and stop (or halve the rate)
+    later than the run it continues. Put it after them: it restores after their reset, saves after their update."""
+
+    FIELDS = ("wait", "best", "best_epoch", "cooldown_counter")
+
+    def __init__(self, path: Path, watched):
+        super().__init__()
+        self.path, self.watched = Path(path), list(watched)
+
+    def on_train_begin(self, logs=None):
+        if not self.path.is_file():
+            return
+        saved = json.loads(self.path.read_text())
+        # only the state of the epoch the backup resumes at (a stop between the two saves leaves them apart)
+        if saved.get("epoch") != (self.model._initial_epoch or 0):
+            return
+        for callback, state in zip(self.watched, saved["states"]):
+            for name, value in state.items():
+                setattr(callback, name, value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        states = [{name: plain(getattr(callback, name)) for name in self.FIELDS if hasattr(callback, name)}
+                  for callback in self.watched]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps({"epoch": epoch + 1, "states": states}))
+
+
+def plain(value):
+    """A counter or best value as JSON holds it (NumPy scalars as Python numbers)."""
+    return value.item() if hasattr(value, "item") else value
 
 
 class EpochSeconds(keras.callbacks.Callback):

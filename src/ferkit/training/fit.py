@@ -194,7 +194,7 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
     from ..models import create_model, get_spec
     from ..models.layers import averaged_views
     from .batches import FaceBatches
-    from .callbacks import EpochSeconds, LivePlot, RandomState, ReseedBatches, read_history
+    from .callbacks import Counters, EpochSeconds, LivePlot, RandomState, ReseedBatches, read_history
 
     spec = get_spec(cfg.model)
     if cfg.augment not in AUGMENTATIONS:
@@ -308,6 +308,10 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
     ]
     if schedule_of(cfg, spec) == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-6))
+    counted = (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau)
+    patient = [c for c in callbacks if isinstance(c, counted)]
+    if patient:  # last: restores their counters after their own reset, saves them after their update
+        callbacks.append(Counters(run_dir / BACKUP_DIR / "counters.json", patient))
     (run_dir / "train_config.json").write_text(json.dumps(
         {**asdict(cfg), "command": command, **({"resumed_with": resumed_with} if resumed_with else {}),
          "class_counts": class_counts(train_set.one_hot(), weights)}, indent=2))
