@@ -371,6 +371,31 @@ def test_an_interrupted_force_run_keeps_the_photos_it_did_not_reach(config, tmp_
     assert sorted(pq.read_table(out / "photos").column("path").to_pylist()) == before
 
 
+def test_an_interrupted_run_writes_its_own_summary(config, tmp_path, monkeypatch):
+    """What this run did (the video) and what it did not reach (the photo), not the earlier run's rows."""
+    from dataclasses import replace as replaced
+
+    from ferkit.batch import local
+
+    root = tmp_path / "media"
+    photo, video = put(write_photo, root / "p.png"), put(write_video, root / "v.mp4", 4, pattern="square")
+    out = tmp_path / "out"
+    analyse([root], out, config=config, workers=1, progress=False)  # both done: the summary to replace
+    run = local.run
+
+    def interrupted_after_the_video(job, report, **kwargs):
+        run(replaced(job, photos=[]), report, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(local, "run", interrupted_after_the_video)
+    with pytest.raises(KeyboardInterrupt):
+        analyse([root], out, config=config, workers=1, progress=False, force=True)
+    reason = "the run was interrupted before this input finished; run again to finish it"
+    assert rows(pq.read_table(out / "summary.parquet"), "input", "status", "frames", "error") == [
+        (str(photo), "failed", None, reason), (str(video), "done", 4, None)]
+    assert [row["status"] for row in csv.DictReader((out / "summary.csv").open())] == ["failed", "done"]
+
+
 def test_cli_keep_partial_keeps_a_damaged_videos_frames_and_says_so(ferkit, tiny_model_dir, tmp_path):
     root = mixed_folder(tmp_path / "media")
     code, out, err = ferkit("batch", root / "b_bad.mp4", root / "d_bad.jpg", "--out", tmp_path / "out",

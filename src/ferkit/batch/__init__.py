@@ -91,16 +91,24 @@ def analyse(paths, out, engine: str = "local", config: Config | None = None, *, 
     folder = OutputFolder(out)
     folder.check_settings(result_settings(config), force)
     recorder = Recorder(folder, items, annotate, progress)
+    def summary(reason_missing: str) -> pa.Table:
+        table = summary_table([recorder.rows.get(item.source) or failed_row(item, reason_missing) for item in items])
+        write_summary(table, folder.root)
+        return table
+
+    interrupted = False
     try:
         job = recorder.plan(config, force, keep_partial)
         runner.run(job, recorder, workers=workers, address=address)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
         recorder.close()
         folder.close()
-    lost = "no result came back from the engine (a worker died?); run again to retry"
-    table = summary_table([recorder.rows.get(item.source) or failed_row(item, lost) for item in items])
-    write_summary(table, folder.root)
-    return table
+        if interrupted:  # Ctrl-C or SIGTERM: the summary says what this run did, not what an earlier run did
+            summary("the run was interrupted before this input finished; run again to finish it")
+    return summary("no result came back from the engine (a worker died?); run again to retry")
 
 
 def result_settings(config: Config) -> dict:
