@@ -195,3 +195,24 @@ def test_a_job_with_nothing_left_to_do_starts_no_cluster(monkeypatch, tmp_path):
 
     monkeypatch.setattr(ray_engine, "connect", lambda *args: pytest.fail("a cluster was started for nothing"))
     ray_engine.run(Job(Config(), [], [], tmp_path), report=None)
+
+
+def test_starting_a_local_cluster_does_not_warn_about_its_default_token_authentication(monkeypatch):
+    """Ray 2.5x logs a WARNING on every local start that it turned token authentication on: noise in every run.
+    ray.init is replaced by what Ray does in it when RAY_AUTH_MODE is unset; a real start is in the slow tests."""
+    import logging
+
+    from ray._private.authentication import authentication_token_setup as setup
+
+    from ferkit.batch import ray_engine
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append((record.levelname, record.getMessage()[:40]))
+    monkeypatch.setattr(setup.logger, "handlers", [*setup.logger.handlers, handler])
+    monkeypatch.setattr(setup.logger, "level", setup.logger.level)  # the level connect() sets, undone after
+    monkeypatch.setattr(ray_engine.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray_engine.ray, "init", lambda **kwargs: setup._warn_token_auth_enabled())
+    assert ray_engine.connect(None, 1) is True
+    setup.logger.error("an error still shows")
+    assert seen == [("ERROR", "an error still shows")]

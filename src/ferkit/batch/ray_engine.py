@@ -49,6 +49,8 @@ def connect(address: str | None, workers: int | None) -> bool:
         return False
     check_reachable(address)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray 2.5x warns on every start of a local cluster that it turned token authentication on (its default): not news
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     settings = {"logging_level": logging.WARNING, "log_to_driver": False, "configure_logging": True}
     try:
         if address in (None, "local"):
