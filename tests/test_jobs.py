@@ -795,7 +795,7 @@ def test_no_queue_means_one_job_at_a_time(make_manager, video, scripted):
     try:
         running = submit(manager, video)
         assert process.entered.wait(30)
-        assert str(refusal(manager, video)).startswith("1 video jobs are already queued or running")
+        assert str(refusal(manager, video)).startswith("1 video job is already queued or running, the most")
     finally:
         gate.set()
     settle(manager, running)

@@ -1247,3 +1247,36 @@ def test_a_server_on_other_addresses_answers_to_any_host_name(make_app):
 def test_the_page_says_how_long_results_are_kept_in_words_that_agree(make_app, ttl, words):
     page = make_app(job_ttl=ttl).test_client().get("/").get_data(as_text=True)
     assert f"its results are deleted {words}" in page
+
+
+@pytest.mark.parametrize("headers, status", [
+    ({}, 200),  # curl, scripts: no browser headers
+    ({"Sec-Fetch-Site": "same-origin", "Origin": "http://127.0.0.1:8000"}, 200),  # the page itself
+    ({"Sec-Fetch-Site": "none"}, 200),  # typed or bookmarked by the user
+    ({"Origin": "http://127.0.0.1:8000"}, 200),  # an older browser, the page itself
+    ({"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}, 403),
+    ({"Sec-Fetch-Site": "same-site", "Origin": "http://127.0.0.1:9999"}, 403),  # another local server's page
+    ({"Origin": "https://evil.example"}, 403),  # an older browser, another site
+    ({"Origin": "http://127.0.0.1:9999"}, 403),
+    ({"Origin": "null"}, 403),  # a sandboxed frame or a file:// page
+])
+def test_an_open_server_takes_no_upload_from_another_sites_page(make_app, headers, status):
+    # A cross-site multipart POST is a CORS "simple" request: the browser sends it without asking first
+    client = make_app(host="127.0.0.1").test_client()
+    response = client.post("/api/predict", data={"image": (io.BytesIO(png_bytes()), "p.png")},
+                           headers={"Host": "127.0.0.1:8000", **headers})
+    assert response.status_code == status, response.get_data(as_text=True)[:200]
+    if status == 403:
+        assert assert_json_error(response, 403)["error"]["message"] == (
+            "this server takes uploads and changes only from its own page (this request came from another site's page)")
+    # reading is not refused (an MJPEG stream may be shown in the user's own dashboard on another origin)
+    assert client.get("/api/health", headers={"Host": "127.0.0.1:8000", **headers}).status_code == 200
+
+
+def test_a_token_server_refuses_other_sites_pages_by_sec_fetch_site_only(make_app):
+    client = make_app(host="0.0.0.0", token=TOKEN).test_client()
+    bearer = {"Authorization": f"Bearer {TOKEN}", "Host": "ferkit.lan"}
+    # behind a proxy the Host may differ from the page's origin: Origin alone is not compared there
+    assert client.delete("/jobs/" + "0" * 32, headers={**bearer, "Origin": "https://ferkit.example"}).status_code == 404
+    refused = client.delete("/jobs/" + "0" * 32, headers={**bearer, "Sec-Fetch-Site": "cross-site"})
+    assert refused.status_code == 403

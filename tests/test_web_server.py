@@ -204,15 +204,23 @@ def test_the_token_is_printed_with_the_url_and_no_auth_warns(make_app, capsys):
     announce(generated.extensions["ferkit"].config, generated, server)
     out = capsys.readouterr().out
     token = generated.extensions["ferkit"].auth.token
-    assert f"http://0.0.0.0:5123/?token={token}" in out and "generated for this run" in out
+    # bound to every address: this machine's loopback address to open (a secure context: the camera works), and
+    # the host name for other machines
+    assert f"ferkit: open http://127.0.0.1:5123/?token={token}\n" in out and "generated for this run" in out
+    assert f"ferkit: from other machines: http://{socket.gethostname()}:5123/?token={token} (or" in out
+    assert "0.0.0.0:5123" not in out
     open_app = make_app(host="0.0.0.0", no_auth=True)
     announce(open_app.extensions["ferkit"].config, open_app, server)
     out = capsys.readouterr().out
     assert "WARNING: --no-auth" in out and "?token=" not in out
+    assert f"ferkit: open http://127.0.0.1:5123/\nferkit: from other machines: http://{socket.gethostname()}:5123/" in out
     local = make_app()
     announce(local.extensions["ferkit"].config, local, SimpleNamespace(effective_host="127.0.0.1", effective_port=1))
     out = capsys.readouterr().out
-    assert "http://127.0.0.1:1/\n" in out and "WARNING" not in out and "token" not in out
+    assert "http://127.0.0.1:1/\n" in out and "WARNING" not in out and "token" not in out and "other machines" not in out
+    v6 = make_app(host="::1")
+    announce(v6.extensions["ferkit"].config, v6, SimpleNamespace(effective_host="::1", effective_port=2))
+    assert "ferkit: open http://[::1]:2/\n" in capsys.readouterr().out
 
 
 # --- backpressure ------------------------------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """Token access, as Jupyter does it: open on a loopback address; anywhere else every route but the
 static files needs the token. An open loopback server answers only requests addressed to a loopback
 name (the Host header), so a web page whose domain is re-pointed at 127.0.0.1 (DNS rebinding)
-cannot use it. The page trades `?token=` for an HttpOnly, SameSite=Strict cookie
-(and drops it from the address bar); API clients send `Authorization: Bearer TOKEN`. Tokens and
-cookies are compared in constant time. A wrong or missing token gets a 401: JSON on the API,
-the login form on pages.
+cannot use it, and no server takes a POST or DELETE that another site's page sent. The page trades
+`?token=` for an HttpOnly, SameSite=Strict cookie (and drops it from the address bar); API clients
+send `Authorization: Bearer TOKEN`. Tokens and cookies are compared in constant time. A wrong or
+missing token gets a 401: JSON on the API, the login form on pages.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlparse
 
 from flask import Flask, make_response, redirect, render_template, request
 from werkzeug.exceptions import Forbidden, Unauthorized
@@ -66,7 +66,31 @@ def bearer_token() -> str | None:
     return value.strip() if scheme.lower() == "bearer" else None
 
 
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def is_cross_site(loopback_only: bool) -> bool:
+    """Whether a request that changes something (an upload, a job, a delete) comes from another site's page: a
+    cross-site "simple" POST needs no CORS preflight, so without this any page the user visits could send
+    uploads to an open server. Browsers say so in Sec-Fetch-Site; older ones only in Origin, compared with the
+    Host on a loopback server (elsewhere a proxy may rewrite the Host, and the token guards that server).
+    Clients that are no browser (curl, scripts) send neither header and are let through."""
+    if request.method in SAFE_METHODS:
+        return False
+    if request.headers.get("Sec-Fetch-Site", "").lower() in ("cross-site", "same-site"):
+        return True
+    origin = request.headers.get("Origin")
+    return loopback_only and origin is not None and urlparse(origin.lower()).netloc != request.host.lower()
+
+
 def register(app: Flask, auth: TokenAuth) -> None:
+    @app.before_request
+    def refuse_cross_site_requests():
+        if is_cross_site(auth.loopback_only):
+            return error_response(Forbidden("this server takes uploads and changes only from its own page "
+                                            "(this request came from another site's page)"))
+        return None
+
     if auth.loopback_only:
         @app.before_request
         def require_loopback_host():

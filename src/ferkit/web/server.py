@@ -135,17 +135,26 @@ def stop_server(server: BaseWSGIServer, thread: threading.Thread | None = None) 
 def announce(config: Config, app, server: BaseWSGIServer) -> None:
     """The address to open, with the token when one is needed, and what is open to whom."""
     services = app.extensions[EXTENSION]
-    url = f"http://{server.effective_host}:{server.effective_port}/"
+    host, port = server.effective_host, server.effective_port
+    # bound to every address: 0.0.0.0 is no address to open, and not a secure context (no browser camera there)
+    here = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host)
+    url = f"http://{here or (f'[{host}]' if ':' in host else host)}:{port}/"
     threads = config.serve.threads
     print(f"ferkit: serving model {services.pipeline.classifier.name} with {threads} thread{'s' * (threads != 1)} "
           f"(Ctrl+C to stop)", flush=True)
     if services.auth.required:
         print(f"ferkit: open {url}?token={services.auth.token}", flush=True)
+        if here:
+            print(f"ferkit: from other machines: http://{socket.gethostname()}:{port}/?token={services.auth.token} "
+                  "(or this machine's address)", flush=True)
         source = "generated for this run" if services.auth.generated else "as given"
         print(f"ferkit: bound to {config.serve.host}, reachable from other machines: every route needs the "
               f"token ({source}); API clients send 'Authorization: Bearer TOKEN'", flush=True)
     else:
         print(f"ferkit: open {url}", flush=True)
+        if here:
+            print(f"ferkit: from other machines: http://{socket.gethostname()}:{port}/ (or this machine's address)",
+                  flush=True)
         if not is_loopback(config.serve.host):
             print(f"ferkit: WARNING: --no-auth: bound to {config.serve.host} WITHOUT a token; anyone who can "
                   "reach this address can watch the server's camera, use the API and upload videos",

@@ -241,7 +241,8 @@ class JobManager:
                 raise Busy("the server is shutting down", status=503, retry_after=5)
             active = sum(job.active for job in self._jobs.values())
             if active >= self.max_running + self.max_waiting:
-                raise Busy(f"{active} video jobs are already queued or running, the most this server takes; "
+                jobs = "1 video job is" if active == 1 else f"{active} video jobs are"
+                raise Busy(f"{jobs} already queued or running, the most this server takes; "
                            "retry when one has finished", status=429, retry_after=30)
             root = self._started_root()
             self._refuse_if_full(root, size or 0)
