@@ -53,7 +53,9 @@ def refuse_too_many_pixels(name: str, data: np.ndarray) -> None:
 
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # only the size is read, from the first MiB: a TIFF cut there makes Pillow warn of "corrupt EXIF data"
+            # (its directory lies further on), and its bomb warning is ours to give
+            warnings.simplefilter("ignore")
             # the first MiB holds the header (JPEG's size follows its EXIF block, at most 64 KiB)
             with Image.open(io.BytesIO(data[:1 << 20].tobytes())) as header:
                 width, height = header.size
