@@ -295,6 +295,23 @@ def test_ensemble_refuses_views_with_no_tta(tmp_path, capsys):
     assert not (tmp_path / "e").exists()
 
 
+@pytest.mark.parametrize("flags, views", [([], 4), (["--no-tta"], 1), (["--views", "2"], 2), (["--views", "1"], 1),
+                                          (["--views", "4", "1"], [4, 1])])
+def test_ensemble_takes_four_views_unless_told(flags, views, monkeypatch, tmp_path):
+    # the help says 4 is the default; one session's change had made no flag mean --no-tta
+    import ferkit.training.ensemble
+
+    given = {}
+
+    def make_ensemble(members, out, data, weights, views, command, int8):
+        given["views"] = views
+        return {"accuracy": 0.5, "calibration": {"temperature": 1.0, "fit_faces": 2872}}
+
+    monkeypatch.setattr(ferkit.training.ensemble, "make_ensemble", make_ensemble)
+    assert main(["ensemble", "a", "b", "--out", str(tmp_path / "e"), "--data", "x.csv", *flags]) == 0
+    assert given == {"views": views}
+
+
 def test_train_with_unknown_model_exits_2(tiny_csv, tmp_path, capsys):
     code = main(["train", "--data", str(tiny_csv()), "--model", "nope", "--out", str(tmp_path),
                  "--precision", "float32"])

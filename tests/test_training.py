@@ -182,6 +182,18 @@ def test_a_resumed_run_is_the_run_it_continues(tiny_csv, tmp_path, monkeypatch):
     assert len(losses[0]) == 2 and losses[0] == losses[1]
 
 
+@pytest.mark.parametrize("changes, named", [({"train_split": "PublicTest"}, "PublicTest"),
+                                            ({"val_split": "Training"}, "Training"),
+                                            ({"train_split": "PublicTest", "val_split": "publictest"}, "publictest")])
+def test_the_reported_split_may_not_be_the_training_split(tiny_csv, tmp_path, changes, named):
+    cfg = smoke_config(tiny_csv({"Training": 64, "PublicTest": 32}), tmp_path, **changes)
+    with pytest.raises(FerkitError) as error:
+        fit.train(cfg)
+    assert str(error.value) == (f"--train-split and --val-split are both {named}: the reported figure would be on "
+                                "faces the model learnt from; name two different splits")
+    assert not fit.run_folder(cfg).exists()
+
+
 def test_a_resumed_plateau_run_keeps_its_patience_counters(tiny_csv, tmp_path, monkeypatch):
     """EarlyStopping's and ReduceLROnPlateau's counters at each epoch's start are those of the run never stopped
     (their on_train_begin resets them; the backup keeps them)."""

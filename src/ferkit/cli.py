@@ -197,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "distribution (auxiliary target, e.g. 0.3; default 0)")
     p.add_argument("--train-split", help="training split name (default Training, or train)")
     p.add_argument("--val-split",
-                   help="split scored at the end and reported (default PublicTest, or test/val/validation)")
+                   help="split scored at the end and reported, never the training split (default PublicTest, "
+                        "or test/val/validation)")
     p.add_argument("--holdout", type=float, default=t.holdout,
                    help="share of the training split that picks the best epoch (0: pick on --val-split)")
     p.add_argument("--holdout-seed", type=SEED, default=t.holdout_seed,
@@ -500,7 +501,8 @@ def cmd_ensemble(args, command: str) -> int:
     given = " ".join(map(str, args.views or []))
     if args.no_tta and set(args.views or [1]) != {1}:
         raise FerkitError(f"--no-tta contradicts --views {given} (--no-tta means --views 1)")
-    views = 1 if args.no_tta or not args.views else args.views[0] if len(args.views) == 1 else args.views
+    # no --views: four views, the documented default
+    views = 1 if args.no_tta else 4 if not args.views else args.views[0] if len(args.views) == 1 else args.views
     if isinstance(views, list) and len(views) != len(args.members):
         raise FerkitError(f"--views {given}: {len(views)} counts for {len(args.members)} members (give one count "
                           "for all, or one per member)")

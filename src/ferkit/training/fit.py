@@ -25,7 +25,7 @@ from ..config import DISTILL_MODES, TRAIN_VIEWS, TrainConfig
 from ..data import FaceDataset, class_weights, default_splits, load_dataset
 from ..data.augment import Augmentation
 from ..data.dataset import check_holdout
-from ..errors import FerkitError, MediaError
+from ..errors import DataError, FerkitError, MediaError
 from ..files import check_output_folder
 from .backend import setup_keras
 from .export import CHECKPOINT_FILE, export_run, record_unscored, score_run
@@ -236,6 +236,9 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
                            ferplus_weight=cfg.ferplus_weight)
     train_split, val_split = default_splits(dataset) if not (cfg.train_split and cfg.val_split) else (None, None)
     train_split, val_split = cfg.train_split or train_split, cfg.val_split or val_split
+    if str(train_split).lower() == str(val_split).lower():
+        raise DataError(f"--train-split and --val-split are both {val_split}: the reported figure would be on faces "
+                        "the model learnt from; name two different splits")
     train_set = first_rows(dataset.split(train_split), cfg.limit)
     test_set = first_rows(dataset.split(val_split), cfg.limit)  # scored once, at the end
     if cfg.holdout:
