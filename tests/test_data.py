@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ferkit.data import FaceDataset, class_weights, load_dataset, load_fer2013_csv, load_image_folders
+from ferkit.data import FaceDataset, class_weights, default_splits, load_dataset, load_fer2013_csv, load_image_folders
 from ferkit.data.augment import Augmentation
 from ferkit.data.ferplus import VOTE_COLUMNS
 from ferkit.errors import DataError
@@ -166,7 +166,8 @@ def test_image_folders_give_48x48_gray_uint8(tmp_path):
     assert dataset.images.shape == (4, 48, 48) and dataset.images.dtype == np.uint8
     assert sorted(zip(dataset.usage, (CLASS_NAMES[i] for i in dataset.labels))) == [
         ("test", "angry"), ("train", "happy"), ("train", "happy"), ("train", "sad")]
-    by_name = dict(zip(["face", "color_big", "gray", "rgba_small"], dataset.images))  # sorted split, class, file
+    # sorted splits; within one, the classes interleaved (happy's first, sad's first, happy's second)
+    by_name = dict(zip(["face", "color_big", "rgba_small", "gray"], dataset.images))
     assert (by_name["gray"] == 100).all()
     # colour and alpha are converted with OpenCV's own luminance weights
     assert abs(int(by_name["color_big"][24, 24]) - int(cv2.cvtColor(np.uint8([[[50, 100, 150]]]), cv2.COLOR_BGR2GRAY)[0, 0])) <= 2
@@ -222,9 +223,68 @@ def test_unreadable_image_names_the_file(tmp_path):
     path = tmp_path / "faces" / "train" / "happy" / "broken.png"
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a png")
-    with pytest.raises(DataError, match="not a readable image") as error:
+    with pytest.raises(DataError, match="not an image OpenCV can read") as error:  # read_image's words
         load_image_folders(tmp_path / "faces")
     assert str(path) in str(error.value)
+
+
+def test_tree_images_are_turned_upright_by_their_exif_orientation_as_predict_does(tmp_path):
+    """A phone photo stored sideways (EXIF Orientation 6: turn 90 degrees clockwise to view) was trained on
+    sideways while `ferkit predict` saw it upright."""
+    from PIL import Image
+
+    from ferkit.data.folders import to_face_array
+    from ferkit.inference.images import read_image
+
+    stored = np.zeros((48, 96), np.uint8)
+    stored[:24, :48] = 255  # the stored pixels' top-left quarter: the viewed photo's top right
+    photo = Image.fromarray(stored)
+    exif = photo.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "faces" / "train" / "happy" / "phone.jpg"
+    path.parent.mkdir(parents=True)
+    photo.save(path, quality=100, exif=exif)
+    face = load_image_folders(tmp_path / "faces").images[0]
+    np.testing.assert_array_equal(face, to_face_array(read_image(path)))
+    upright = np.zeros((8, 8), np.uint8)
+    upright[:4, 4:] = 255
+    np.testing.assert_array_equal(face[::6, ::6], upright)
+
+
+def test_a_tree_split_s_rows_interleave_the_classes_so_its_first_rows_hold_every_class(tmp_path):
+    """--limit N keeps a split's first N rows: listed class by class, a tree's first N were its first classes
+    alphabetically (--limit 300 trained on angry, disgust and fear only)."""
+    root = tmp_path / "faces"
+    for name, count in (("angry", 2), ("happy", 5), ("sad", 1)):
+        for i in range(count):  # each face's value: its class and its place in the class's sorted files
+            value = 10 * CLASS_NAMES.index(name) + i
+            write_image(root / "train" / name / f"{i}.png", np.full((48, 48), value, np.uint8))
+    write_image(root / "test" / "sad" / "a.png", np.full((48, 48), 200, np.uint8))
+    write_image(root / "test" / "angry" / "a.png", np.full((48, 48), 201, np.uint8))
+    dataset = load_image_folders(root)
+    # the k-th of a class's n faces sorts at k/n (ties by class): 0 0 0, happy 1/5 2/5, angry 1/2, happy 3/5 4/5
+    assert dataset.images[:, 0, 0].tolist() == [201, 200, 0, 30, 40, 31, 32, 1, 33, 34]
+    assert dataset.usage.tolist() == ["test"] * 2 + ["train"] * 8
+    assert [CLASS_NAMES[i] for i in dataset.split("train").labels[:3]] == ["angry", "happy", "sad"]
+
+
+def test_tree_split_folders_match_in_any_case_and_hidden_folders_are_skipped(tmp_path):
+    root = tmp_path / "faces"
+    write_image(root / "Train" / "Happy" / "a.png", np.full((48, 48), 1, np.uint8))
+    write_image(root / "TEST" / "sad" / "a.png", np.full((48, 48), 2, np.uint8))
+    write_image(root / "Holdout" / "fear" / "a.png", np.full((48, 48), 3, np.uint8))  # not a known name: as spelt
+    # left by Jupyter, macOS zips and Finder: none of them is a split, a class or a face
+    write_image(root / "Train" / ".ipynb_checkpoints" / "a.png", np.full((48, 48), 4, np.uint8))
+    write_image(root / "Train" / "Happy" / ".ipynb_checkpoints" / "a.png", np.full((48, 48), 5, np.uint8))
+    write_image(root / "__MACOSX" / "Train" / "Happy" / "._a.png", np.full((48, 48), 6, np.uint8))
+    write_image(root / "Train" / "__MACOSX" / "a.png", np.full((48, 48), 7, np.uint8))
+    (root / "Train" / "Happy" / "._b.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble, not an image")
+    write_image(root / ".cache" / "happy" / "a.png", np.full((48, 48), 8, np.uint8))
+    dataset = load_image_folders(root)
+    assert dataset.images[:, 0, 0].tolist() == [3, 2, 1]
+    assert dataset.usage.tolist() == ["Holdout", "test", "train"]
+    assert default_splits(dataset) == ("train", "test")
+    assert load_image_folders(root, splits=("test", "TRAIN")).usage.tolist() == ["test", "train"]
 
 
 # --- FER+ ----------------------------------------------------------------------------------------
