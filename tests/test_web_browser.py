@@ -121,7 +121,14 @@ def browser(sync_playwright, video_path, tmp_path_factory):
 
 
 @pytest.fixture
-def page(browser):
+def expected_errors() -> list[str]:
+    """Regular expressions of the error answers (and Chromium's console lines about them) a test provokes on
+    purpose: the page fixture lets those pass."""
+    return []
+
+
+@pytest.fixture
+def page(browser, expected_errors):
     """A fresh page; the test fails on any JavaScript error on it."""
     context = browser.new_context(viewport={"width": 1200, "height": 1000})
     page = context.new_page()
@@ -135,6 +142,7 @@ def page(browser):
             if response.status >= 400 else None)
     yield page
     context.close()
+    errors = [error for error in errors if not any(re.search(pattern, error) for pattern in expected_errors)]
     assert errors == [], errors
 
 
@@ -232,6 +240,105 @@ def test_a_full_camera_csv_says_which_frames_it_holds(page, server):
     assert page.inner_text("#camera-csv") == "Download CSV"
 
 
+def frame_sessions(urls: list[str]) -> list[str]:
+    return [re.search(r"[?&]session=([^&]+)", url).group(1) for url in urls if "/api/frame" in url]
+
+
+def test_each_start_camera_is_a_fresh_video_with_its_own_session(page, server):
+    """Stop then Start camera: a new session id, so the server's tracker starts anew (no face in the first 3
+    frames, as in a first run) instead of carrying on with the previous run's faces."""
+    sent = []
+    page.on("request", lambda request: sent.append(request.url))
+    page.goto(server)
+    page.click("#camera-start")
+    page.wait_for_function("() => camera.frames >= 6 && camera.rows.at(-1)[2] !== ''", timeout=60_000)  # a face
+    page.click("#camera-stop")
+    first = frame_sessions(sent)
+    sent.clear()
+    page.click("#camera-start")
+    page.wait_for_function("() => camera.running && camera.frames >= 4", timeout=30_000)
+    page.click("#camera-stop")
+    second = frame_sessions(sent)
+    assert len(set(first)) == 1 and len(set(second)) == 1 and first[0] != second[0]
+    with page.expect_download() as download:
+        page.click("#camera-csv")
+    rows = [line.split(",") for line in Path(download.value.path()).read_text().splitlines()[1:]]
+    assert [row[:3] for row in rows[:3]] == [["0", "0.000", ""], ["1", rows[1][1], ""], ["2", rows[2][1], ""]]
+
+
+@pytest.mark.parametrize("refusal, status", [
+    ("logged out", "Logged out (the server may have restarted): reload the page and log in again."),
+    ("bad session", "The camera stopped: ?session= must be 8-64 letters, digits, '-' or '_' (one random id per "
+                    "browser tab)"),
+])
+def test_the_camera_stops_when_the_server_refuses_its_frames(page, tiny_model_dir, tmp_path, expected_errors,
+                                                             refusal, status):
+    """A 401 or another 4xx (not 429) would refuse every next frame too: the camera stops and the page says why,
+    instead of posting a frame a second forever under "The server did not answer"."""
+    token = "browser-test-token-0123456789"
+    url, stop = start_server(tiny_model_dir, tmp_path / "jobs", token=token)
+    expected_errors += [r"\b401\b"] if refusal == "logged out" else [r"\b400\b"]
+    frames = []
+    page.on("request", lambda request: frames.append(request.url) if "/api/frame" in request.url else None)
+    try:
+        page.goto(f"{url}/?token={token}")
+        page.click("#camera-start")
+        page.wait_for_function("() => camera.frames >= 2", timeout=60_000)
+        if refusal == "logged out":  # as after a restart of the server, whose login cookies then mean nothing
+            page.context.clear_cookies()
+        else:
+            page.route("**/api/frame?*", lambda route: route.continue_(
+                url=route.request.url.replace("session=", "session=%21")))
+        page.wait_for_function("() => !camera.running", timeout=30_000)
+        sent = len(frames)
+        page.wait_for_timeout(2500)  # the old loop retried every second
+        assert len(frames) == sent and page.inner_text("#camera-status") == status
+        assert "error" in page.get_attribute("#camera-status", "class")
+        assert page.is_enabled("#camera-start") and page.locator("#camera-stage").is_hidden()
+    finally:
+        page.goto("about:blank")
+        stop()
+
+
+@pytest.mark.parametrize("failure", ["429", "network"])
+def test_the_camera_retries_after_a_busy_server_or_a_lost_connection(page, server, expected_errors, failure):
+    expected_errors += [r"\b429\b"] if failure == "429" else ["ERR_FAILED"]
+    failed = []
+
+    def fail_three(route):
+        if len(failed) == 3:
+            return route.continue_()
+        failed.append(route.request.url)
+        if failure == "429":
+            route.fulfill(status=429, headers={"Retry-After": "0"}, json={"error": {"message": "busy"}})
+        else:
+            route.abort("failed")
+
+    page.route("**/api/frame?*", fail_three)
+    page.goto(server)
+    page.click("#camera-start")
+    page.wait_for_function("() => camera.frames >= 2", timeout=60_000)  # answered frames after the failures
+    assert len(failed) == 3 and page.evaluate("camera.running")
+    page.click("#camera-stop")
+
+
+def test_score_bars_are_as_long_as_their_numbers(page, server):
+    """Each frame's bars are drawn at their scores at once: no width transition leaves a bar behind its number."""
+    page.goto(server)
+    scores = [0.07, 0.01, 0.12, 0.55, 0.05, 0.13, 0.07]
+    for frame in (scores, scores[::-1]):
+        shown = page.evaluate("""(scores) => {
+            showScores({scores});
+            return [...document.querySelectorAll('#score-chart .chart-row')].map((row) => [
+                row.querySelector('.chart-value').textContent,
+                100 * row.querySelector('.chart-fill').getBoundingClientRect().width
+                    / row.querySelector('.chart-track').getBoundingClientRect().width]);
+        }""", dict(zip(CLASS_NAMES, frame)))
+        assert [text for text, _ in shown] == [f"{round(100 * score)}%" for score in frame]
+        assert [width for _, width in shown] == pytest.approx([100 * score for score in frame], abs=0.5)
+        page.wait_for_timeout(300)
+
+
 @pytest.mark.parametrize("script, message", [
     ("navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('no', 'NotAllowedError'))",
      "denied"),
@@ -261,6 +368,22 @@ def test_photo_upload_shows_annotated_image_and_table(page, server, video_path):
     cells = rows.first.locator("td").all_inner_texts()
     assert cells[2] in CLASS_NAMES and len(cells) == 3 + len(CLASS_NAMES)
     screenshot(page, "web-photo.png")
+
+
+def test_a_failed_photo_analysis_hides_the_previous_result(page, server, video_path, tmp_path, expected_errors):
+    expected_errors += [r"\b415\b"]
+    page.goto(server)
+    page.set_input_files("#photo-file", str(video_path.parents[1] / "photos" / Path(PHOTO).name))
+    page.click("#photo-form button[type=submit]")
+    page.wait_for_selector("#photo-faces tbody tr", timeout=30_000)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo\n")
+    page.set_input_files("#photo-file", str(notes))
+    page.click("#photo-form button[type=submit]")
+    page.wait_for_selector("#photo-status.error", timeout=30_000)
+    assert page.inner_text("#photo-status") == ("image: not an image OpenCV can read (corrupt, unsupported, or too "
+                                                "many pixels)")
+    assert page.locator("#photo-result").is_hidden()  # not the first photo's boxes and table under this error
 
 
 def table_scores(page) -> list[list[float]]:
@@ -321,6 +444,47 @@ def test_video_upload_progress_then_playable_results(page, server, video_path, t
     page.wait_for_function("() => document.getElementById('video-status').textContent === 'Deleted.'")
 
 
+def upload_video(page) -> str:
+    """Click Upload and analyse; the id of the job the server made."""
+    with page.expect_response(lambda r: "/jobs?" in r.url and r.request.method == "POST", timeout=60_000) as posted:
+        page.click("#video-form button[type=submit]")
+    return posted.value.json()["id"]
+
+
+def test_a_new_video_upload_replaces_the_previous_job(page, server, video_path, tmp_path, expected_errors):
+    """One job at a time on the page: a second upload stops following the first and deletes it on the server, so
+    the status and progress are the second's alone and no job is left without a delete button."""
+    clips = {name: write_clip(video_path, tmp_path / f"{name}.avi", frames=frames)
+             for name, frames in [("other", 240), ("first", 36), ("second", 12)]}
+    page.goto(server)
+    other = page.request.post(f"{server}/jobs", multipart={"video": {  # another user's job holds the queue
+        "name": "other.avi", "mimeType": "video/x-msvideo", "buffer": clips["other"].read_bytes()}}).json()["id"]
+    page.evaluate("""() => {
+        window.statuses = [];
+        new MutationObserver(() => statuses.push(document.getElementById('video-status').textContent))
+            .observe(document.getElementById('video-status'), {childList: true});
+    }""")
+    page.set_input_files("#video-file", str(clips["first"]))
+    first = upload_video(page)
+    # Its progress loop may have asked for it just as the second upload deleted it: that answer is ignored.
+    expected_errors += [rf"^404 {server}/jobs/{first}$", r"status of 404 \(NOT FOUND\)$"]
+    page.wait_for_function("() => statuses.includes('Waiting in the queue…')", timeout=30_000)
+    shown = page.evaluate("statuses.length")
+    page.set_input_files("#video-file", str(clips["second"]))
+    second = upload_video(page)
+    page.wait_for_selector("#video-result:not([hidden])", timeout=120_000)
+    page.wait_for_timeout(1000)  # the first job's loop, if any still ran, would have shown its state by now
+    after = page.evaluate("statuses")[shown:]
+    assert page.request.get(f"{server}/jobs/{first}").status == 404  # deleted when the second was uploaded
+    assert not [text for text in after if "of 36" in text or "36 frames" in text], after
+    assert after[-1] == "Done: 12 frames." and page.inner_text("#video-status") == "Done: 12 frames."
+    assert f"/jobs/{second}/" in page.get_attribute("#video-player", "src")
+    page.click("#video-delete")
+    page.wait_for_function("() => document.getElementById('video-status').textContent === 'Deleted.'")
+    assert page.request.get(f"{server}/jobs/{second}").status == 404
+    assert page.request.delete(f"{server}/jobs/{other}").ok
+
+
 def stream_status(url: str) -> dict:
     with urllib.request.urlopen(f"{url}/api/stream", timeout=10) as response:
         return json.load(response)
@@ -339,6 +503,33 @@ def test_live_feed_of_a_server_side_video(page, video_path, tiny_model_dir, tmp_
         page.goto("about:blank")  # the viewer leaves; the server notices at its next frame
         assert wait_until(lambda: stream_status(url)["viewers"] == 0, timeout=10, interval=0.1)
     finally:
+        stop()
+
+
+def test_a_full_live_stream_says_so_until_it_plays(page, video_path, tiny_model_dir, tmp_path, expected_errors):
+    """/video_feed refuses a third viewer (threads=4: 2 at most) with a 503 the <img> cannot show: the page says
+    the stream is full, the status poll leaves that standing, and the picture comes once a viewer leaves."""
+    expected_errors += [r"\b503\b"]
+    url, stop = start_server(tiny_model_dir, tmp_path / "jobs", source=str(video_path))
+    watchers = [urllib.request.urlopen(f"{url}/video_feed", timeout=10) for _ in range(2)]
+    full = "The live stream is full (2 viewers); retrying…"
+    try:
+        page.goto(url)
+        page.wait_for_function(f"() => document.getElementById('live-status').textContent === {full!r}",
+                               timeout=15_000)
+        page.wait_for_timeout(4500)  # two status polls and a refused retry later: still said
+        assert page.inner_text("#live-status") == full and "error" in page.get_attribute("#live-status", "class")
+        assert page.evaluate("document.getElementById('live-feed').naturalWidth") == 0
+        watchers.pop().close()  # a viewer leaves: the page's next retry gets in
+        page.wait_for_function("() => document.getElementById('live-feed').naturalWidth === 640", timeout=30_000)
+        page.wait_for_function("() => document.getElementById('live-status').textContent.startsWith('Live')",
+                               timeout=10_000)
+        assert "error" not in page.get_attribute("#live-status", "class")
+        assert wait_until(lambda: stream_status(url)["viewers"] == 2, timeout=10)  # the HEAD probes hold none
+        page.goto("about:blank")
+    finally:
+        for watcher in watchers:
+            watcher.close()
         stop()
 
 

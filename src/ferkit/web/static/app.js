@@ -65,7 +65,8 @@ function retryAfterMs(response, fallbackMs) {
 }
 
 // ---- live video from the server: its state under the picture, and reconnecting with back-off ----
-const live = { retryMs: 1000 };
+// `full`: /video_feed turned this page away for its viewer cap; said under the picture until the stream plays.
+const live = { retryMs: 1000, full: false };
 
 async function pollLiveStatus() {
   const status = $("live-status");
@@ -74,6 +75,7 @@ async function pollLiveStatus() {
     if (!response.ok) throw new Error(await errorMessage(response));
     const state = await response.json();
     if (state.error) setStatus(status, `The video source is unavailable: ${state.error}`, true);
+    else if (live.full) setStatus(status, `The live stream is full (${state.viewers} viewers); retrying…`, true);
     else if (state.running) setStatus(status, `Live · ${state.fps.toFixed(1)} fps · ${state.viewers} watching`);
     else setStatus(status, "Starting…");
   } catch (error) {
@@ -81,9 +83,14 @@ async function pollLiveStatus() {
   }
 }
 
-function reconnectLiveFeed() {
+async function reconnectLiveFeed() {
   const feed = $("live-feed");
-  setStatus($("live-status"), `The live stream stopped; reconnecting in ${live.retryMs / 1000} s…`, true);
+  // An <img> cannot read why it failed: ask again with HEAD, which holds no viewer's place beyond its answer.
+  // A 503 there is the viewer cap (or a server shutting down).
+  const probe = await fetch("/video_feed", { method: "HEAD" }).catch(() => null);
+  live.full = probe !== null && probe.status === 503;
+  if (live.full) await pollLiveStatus();
+  else setStatus($("live-status"), `The live stream stopped; reconnecting in ${live.retryMs / 1000} s…`, true);
   setTimeout(() => { feed.src = `/video_feed?reconnect=${Date.now()}`; }, live.retryMs);
   live.retryMs = Math.min(2 * live.retryMs, 16000);
 }
@@ -92,8 +99,15 @@ function startLiveFeed() {
   const feed = $("live-feed");
   if (!feed) return;
   feed.addEventListener("error", reconnectLiveFeed);
-  feed.addEventListener("load", () => { live.retryMs = 1000; });
-  pollLiveStatus();
+  feed.addEventListener("load", () => {
+    live.retryMs = 1000;
+    if (live.full) {
+      live.full = false;
+      pollLiveStatus();
+    }
+  });
+  if (feed.complete && !feed.naturalWidth) reconnectLiveFeed();  // it failed before this script ran
+  else pollLiveStatus();
   setInterval(pollLiveStatus, 2000);
 }
 
@@ -124,7 +138,7 @@ function showScores(face) {
 
 // ---- browser camera -------------------------------------------------------------------------------
 const camera = {
-  stream: null, running: false, session: newSessionId(), finished: [], rows: [], frames: 0, t0: null, fullAt: null,
+  stream: null, running: false, session: null, finished: [], rows: [], frames: 0, t0: null, fullAt: null,
 };
 // The camera run's results, one row per face per answered frame (one empty row for a frame without faces), as
 // `ferkit video` writes its CSV. Kept in this page only: the server stores nothing. At most CSV_MAX_ROWS rows.
@@ -167,6 +181,7 @@ async function startCamera() {
   $("camera-start").disabled = true;
   $("camera-stop").disabled = false;
   camera.running = true;
+  camera.session = newSessionId();  // a fresh video on the server: new face ids and smoothing, as the CSV starts anew
   camera.rows = [];
   camera.frames = 0;
   camera.t0 = null;
@@ -198,9 +213,12 @@ function grabFrame(video, canvas) {
 }
 
 // One frame in flight at a time: the loop runs as fast as the server answers, never queueing frames.
+// A loop serves one run: after Stop and Start, the old loop's late answer ends it instead of joining the new run.
 async function cameraLoop(video) {
   const canvas = document.createElement("canvas");
-  while (camera.running) {
+  const session = camera.session;
+  const current = () => camera.running && camera.session === session;
+  while (current()) {
     if (video.readyState < 2 || !video.videoWidth) {
       await sleep(50);
       continue;
@@ -208,20 +226,29 @@ async function cameraLoop(video) {
     const frame = await grabFrame(video, canvas);
     const started = performance.now();
     try {
-      const response = await fetch(`/api/frame?session=${camera.session}&${priorParam()}`, {
+      const response = await fetch(`/api/frame?session=${session}&${priorParam()}`, {
         method: "POST", body: frame, headers: { "Content-Type": "image/jpeg" },
       });
+      if (!current()) return;
       if (response.status === 429) {  // the server dropped this frame (busy): the next one a moment later
         await sleep(Math.min(retryAfterMs(response, 200), 250));  // a camera's frames are soon stale anyway
         continue;
       }
+      if (response.status >= 400 && response.status < 500) {  // refused: every next frame would be too
+        const message = response.status === 401  // logged out, e.g. by a restart of the server
+          ? "Logged out (the server may have restarted): reload the page and log in again."
+          : `The camera stopped: ${await errorMessage(response)}`;
+        stopCamera();
+        return setStatus($("camera-status"), message, true);
+      }
       if (!response.ok) throw new Error(await errorMessage(response));
       const result = await response.json();
-      if (camera.running) {
+      if (current()) {
         recordCameraResult(result, started);
         showCameraResult(result, performance.now() - started);
       }
     } catch (error) {
+      if (!current()) return;
       setStatus($("camera-status"), `The server did not answer (${error.message}); retrying…`, true);
       await sleep(1000);
     }
@@ -273,6 +300,7 @@ function showCameraResult(result, roundTripMs) {
 async function analysePhoto(event) {
   event.preventDefault();
   const status = $("photo-status");
+  $("photo-result").hidden = true;  // the previous photo's result must not stand under this one's error
   const file = $("photo-file").files[0];
   if (!file) return setStatus(status, "Choose a photo first.", true);
   if (file.size > CONFIG.max_upload_mb * 2 ** 20) return setStatus(status, `Larger than ${CONFIG.max_upload_mb} MB.`, true);
@@ -299,47 +327,77 @@ function faceRow(face, index) {
 }
 
 // ---- video upload: a background job with progress ----------------------------------------------------
+// The page shows one video job at a time. `upload` numbers the uploads, so the answer and the progress loop of a
+// replaced upload stop; `id` is the job on the server, `request` an upload still being sent.
+const videoJob = { upload: 0, id: null, request: null };
+
 function uploadVideo(event) {
   event.preventDefault();
   const file = $("video-file").files[0];
   const status = $("video-status");
   if (!file) return setStatus(status, "Choose a video first.", true);
   if (file.size > CONFIG.max_upload_mb * 2 ** 20) return setStatus(status, `Larger than ${CONFIG.max_upload_mb} MB.`, true);
+  dropVideoJob();
+  const upload = videoJob.upload;
   const progress = $("video-progress");
   progress.hidden = false;
   progress.value = 0;
-  $("video-result").hidden = true;
   const form = new FormData();
   form.append(CONFIG.video_field, file);
   const request = new XMLHttpRequest();  // fetch() cannot report upload progress
+  videoJob.request = request;
   request.open("POST", `/jobs?${priorParam()}`);
   request.upload.onprogress = (e) => {
     if (e.lengthComputable) setStatus(status, `Uploading… ${percent(e.loaded / e.total)}`);
   };
-  request.onerror = () => setStatus(status, "The upload failed (connection lost).", true);
+  request.upload.onload = () => { videoJob.request = null; };  // all sent: the server may make a job of it now
+  request.onerror = () => {
+    if (upload === videoJob.upload) setStatus(status, "The upload failed (connection lost).", true);
+  };
   request.onload = () => {
     let body = {};
     try { body = JSON.parse(request.responseText); } catch { /* not JSON: reported below */ }
+    if (upload !== videoJob.upload) {  // replaced while the server read it: its job goes too
+      if (request.status === 202) fetch(`/jobs/${body.id}`, { method: "DELETE" }).catch(() => null);
+      return;
+    }
     if (request.status !== 202) {
       progress.hidden = true;
       return setStatus(status, body.error ? body.error.message : `Upload failed (${request.status}).`, true);
     }
-    followJob(body.id);
+    videoJob.id = body.id;
+    followJob(body.id, upload);
   };
   request.send(form);
 }
 
-async function followJob(jobId) {
+// A new upload or the delete button drops the shown job: deleted on the server, waiting, running or done, so it
+// holds no place in the queue and never stays there without a button to delete it. The DELETE's answer, if any.
+function dropVideoJob() {
+  videoJob.upload += 1;
+  if (videoJob.request) videoJob.request.abort();  // still being sent: the server makes no job of it
+  const player = $("video-player");  // let go of the files first, so nothing asks for them once deleted
+  player.removeAttribute("src");
+  player.load();
+  $("video-timeline").removeAttribute("src");
+  $("video-result").hidden = true;
+  const deleted = videoJob.id ? fetch(`/jobs/${videoJob.id}`, { method: "DELETE" }).catch(() => null) : null;
+  videoJob.id = videoJob.request = null;
+  return deleted;
+}
+
+async function followJob(jobId, upload) {
   const status = $("video-status");
   const progress = $("video-progress");
-  for (;;) {
+  while (upload === videoJob.upload) {  // until a newer upload or the delete button drops this job
     const response = await fetch(`/jobs/${jobId}`);
+    if (upload !== videoJob.upload) return;
     if (!response.ok) return setStatus(status, await errorMessage(response), true);
     const job = await response.json();
     progress.value = job.progress;
     if (job.state === "done") return showJobResult(job);
     if (job.state === "failed") return setStatus(status, `Processing failed: ${job.error}`, true);
-    setStatus(status, job.state === "queued" ? "Waiting for the previous video…"
+    setStatus(status, job.state === "queued" ? "Waiting in the queue…"  // maybe behind another user's video
       : `Processing frame ${job.done_frames} of ${job.total_frames}…`);
     await sleep(500);
   }
@@ -347,8 +405,8 @@ async function followJob(jobId) {
 
 function showJobResult(job) {
   const files = job.files;
-  const video = Object.keys(files).find((name) => name.startsWith("annotated."));
-  $("video-player").src = video ? files[video] : "";
+  const player = Object.keys(files).find((name) => name.startsWith("annotated."));
+  $("video-player").src = player ? files[player] : "";
   $("video-timeline").src = files["timeline.png"] || "";
   $("video-timeline").hidden = !files["timeline.png"];
   $("video-links").replaceChildren("Download: ", ...Object.entries(files).flatMap(([name, url]) => {
@@ -357,20 +415,15 @@ function showJobResult(job) {
     link.textContent = name;
     return [link, " "];
   }));
-  $("video-delete").onclick = () => deleteJob(job.id);
   $("video-result").hidden = false;
   setStatus($("video-status"), `Done: ${job.done_frames} frames.`);
 }
 
-async function deleteJob(jobId) {
-  const player = $("video-player");  // let go of the files first, so nothing asks for them once deleted
-  player.removeAttribute("src");
-  player.load();
-  $("video-timeline").removeAttribute("src");
-  $("video-result").hidden = true;
+async function deleteVideoJob() {
+  const response = await dropVideoJob();
   $("video-progress").hidden = true;
-  const response = await fetch(`/jobs/${jobId}`, { method: "DELETE" });
-  setStatus($("video-status"), response.ok ? "Deleted." : await errorMessage(response), !response.ok);
+  if (response && response.ok) return setStatus($("video-status"), "Deleted.");
+  setStatus($("video-status"), response ? await errorMessage(response) : "The server did not answer.", true);
 }
 
 // ---- start ---------------------------------------------------------------------------------------------
@@ -381,3 +434,4 @@ $("camera-stop").addEventListener("click", stopCamera);
 $("camera-csv").addEventListener("click", downloadCameraCsv);
 $("photo-form").addEventListener("submit", analysePhoto);
 $("video-form").addEventListener("submit", uploadVideo);
+$("video-delete").addEventListener("click", deleteVideoJob);
