@@ -67,7 +67,9 @@ def draw_history(history: dict[str, list[float]], title: str = ""):
                 ax.plot(range(1, len(values) + 1), values, style, marker="o", markersize=3,
                         label="validation" if prefix else "training")
         ax.set_xlabel("epoch")
-        ax.xaxis.get_major_locator().set_params(integer=True)  # epochs 1, 2, 3: no 1.2, 1.4 ticks on short runs
+        # epochs 1, 2, 3: no 1.2, 1.4 ticks on short runs; min_n_ticks=1, or a 1-epoch run (one integer in
+        # view, fewer than the default 2) falls back to 0.96 ... 1.04
+        ax.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend()
