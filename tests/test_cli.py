@@ -774,8 +774,31 @@ def test_explore_refuses_more_than_50_faces_per_class(per_class, tiny_csv, tmp_p
 def test_explore_grid_has_no_more_columns_than_faces(tiny_csv, tmp_path):
     data = tiny_csv(10)  # at most 2 faces a class
     assert main(["explore", "--data", str(data), "--out", str(tmp_path / "x"), "--per-class", "50"]) == 0
-    # 2 columns of 1.1 inches and 7 rows of 1.2 at 90 dpi, not 50 columns (4950 pixels) of empty axes
-    assert cv2.imread(str(tmp_path / "x" / "samples.png")).shape == (756, 198, 3)
+    # 0.9 inches of labels, 2 columns of 1.1 and 7 rows of 1.2 at 90 dpi, not 50 columns (5031 pixels) of empty axes
+    assert cv2.imread(str(tmp_path / "x" / "samples.png")).shape == (756, 279, 3)
+
+
+@pytest.mark.parametrize("per_class, width", [(1, 270), (2, 279), (8, 873)])
+def test_explore_grid_has_room_for_its_title_labels_and_faces(per_class, width, tiny_csv, tmp_path, monkeypatch):
+    """Sized by its faces alone, --per-class 1 drew 99 pixels wide: the title clipped to "aining sample", the row
+    labels squeezing the faces to a fifth of an inch."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from ferkit.evaluation import explore, plots
+
+    figures = []
+    monkeypatch.setattr(explore, "new_figure", lambda **kw: figures.append(plots.new_figure(**kw)) or figures[-1])
+    out = tmp_path / "x"
+    assert main(["explore", "--data", str(tiny_csv(56)), "--out", str(out), "--per-class", str(per_class)]) == 0
+    assert cv2.imread(str(out / "samples.png")).shape == (756, width, 3)  # 8 faces a class: no column dropped
+    samples = figures[0]
+    renderer = FigureCanvasAgg(samples).get_renderer()
+    inside = samples.bbox
+    [title] = [text.get_window_extent(renderer) for text in samples.texts if text.get_text() == "Training samples"]
+    assert inside.x0 <= title.x0 and title.x1 <= inside.x1
+    assert all(inside.x0 <= ax.yaxis.label.get_window_extent(renderer).x0 for ax in samples.axes)
+    # every face about an inch wide, as in the 8-a-class grid
+    assert {round(ax.get_window_extent(renderer).width / samples.dpi, 1) for ax in samples.axes} == {1.0}
 
 
 def test_an_unbounded_range_says_inf(capsys):

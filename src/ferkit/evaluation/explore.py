@@ -16,6 +16,7 @@ from .plots import new_figure
 # 100,000 ran until killed.
 MAX_PER_CLASS = 50
 OUTPUT_FILES = ("samples.png", "class_balance.png")
+LABEL_WIDTH, MIN_WIDTH = 0.9, 3.0  # samples.png: inches for the row labels, and for the whole figure at least
 
 
 def explore(data_path: str | Path, out_dir: str | Path, per_class: int = 8) -> dict[str, dict[str, int]]:
@@ -69,7 +70,9 @@ def plot_samples(dataset: FaceDataset, path: Path, per_class: int, title: str) -
     rng = np.random.default_rng(0)
     labels = dataset.hard_labels
     per_class = max(1, min(per_class, int(np.bincount(labels, minlength=len(CLASS_NAMES)).max())))
-    fig = new_figure(figsize=(per_class * 1.1, len(CLASS_NAMES) * 1.2))
+    # 1.1 inches a face, and room for the row labels ("surprise\n(4002)") and the title beside them: sized by
+    # the faces alone, 1 column was 99 pixels wide, its title clipped to "aining sample", the faces specks
+    fig = new_figure(figsize=(max(MIN_WIDTH, LABEL_WIDTH + per_class * 1.1), len(CLASS_NAMES) * 1.2))
     axes = fig.subplots(len(CLASS_NAMES), per_class, squeeze=False)
     for class_id, row in enumerate(axes):
         rows = np.flatnonzero(labels == class_id)
@@ -77,6 +80,7 @@ def plot_samples(dataset: FaceDataset, path: Path, per_class: int, title: str) -
         for ax, face_row in zip(row, chosen):
             ax.imshow(dataset.images[face_row], cmap="gray", vmin=0, vmax=255)
         for ax in row:
+            ax.set_box_aspect(1)  # square like the faces even when empty: a class without faces keeps its label in line
             ax.set_xticks([])
             ax.set_yticks([])
             for spine in ax.spines.values():
