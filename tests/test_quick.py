@@ -98,6 +98,35 @@ def test_analyse_refuses_bad_input_with_the_package_s_errors(tiny_model_dir, tmp
     assert ferkit.analyse(np.zeros((120, 160, 3), np.uint8), model) == []
 
 
+def test_analyse_takes_a_loaded_model_as_it_takes_the_model_s_folder(tiny_model_dir, monkeypatch):
+    """A loaded FacialExpressionModel read as str(model): "model '<ferkit...FacialExpressionModel object at 0x...>'
+    not found"."""
+    from conftest import bright_box_detector
+
+    from ferkit.inference.classifier import FacialExpressionModel
+
+    for where in ("ferkit.inference.pipeline.create_detector", "ferkit.quick.create_detector"):
+        monkeypatch.setattr(where, lambda cfg: bright_box_detector(cfg.min_face), raising=False)
+    image = np.full((120, 160, 3), 30, np.uint8)
+    image[10:60, 20:70] = 230  # a 50-pixel bright "face" top left, a 30-pixel one lower right
+    image[70:100, 110:140] = 240
+    loaded = FacialExpressionModel.load(tiny_model_dir)
+    by_object = ferkit.analyse(image, loaded, tta=True)
+    assert [face.box for face in by_object] == [(20, 10, 50, 50), (110, 70, 30, 30)]
+    assert faces_as_tuples(by_object) == faces_as_tuples(ferkit.analyse(image, str(tiny_model_dir), tta=True))
+    kept = quick.pipeline_for(loaded, tta=True)
+    assert kept.classifier is loaded and kept.cfg.tta and quick.pipeline_for(loaded, tta=True) is kept
+    other = FacialExpressionModel.load(tiny_model_dir)  # kept by the object: another copy is another pipeline
+    assert quick.pipeline_for(other, tta=True).classifier is other
+    with pytest.raises(ValueError, match=r"^classifier_threads applies when ferkit loads the model; give a loaded "
+                                         r"model its threads when loading it \(FacialExpressionModel.load"):
+        ferkit.analyse(image, loaded, classifier_threads=2)  # it would be ignored
+    with pytest.raises(TypeError) as error:
+        ferkit.analyse(image, ["fast"])
+    assert str(error.value) == ("model must be a bundled model's name, a path or a loaded FacialExpressionModel, "
+                                "got list")
+
+
 def two_faces(shared_dir):
     """One real face pasted twice on a gray canvas, at full size (about 110 px) and at 0.4 (about 50 px): big left,
     small right, both found by YuNet and Haar."""
