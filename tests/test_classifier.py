@@ -95,6 +95,24 @@ def test_a_folders_calibration_applies_to_its_own_model_only(models):
     assert FacialExpressionModel(folder / "other.onnx").temperature == 1.0
 
 
+@pytest.mark.parametrize("name, text, says", [
+    ("metrics.json", "{not json", "not a readable JSON record (Expecting property name enclosed in double quotes"),
+    ("metrics.json", "", "not a readable JSON record (Expecting value: line 1 column 1 (char 0)); restore it"),
+    ("calibration.json", "garbage", "not a readable JSON record (Expecting value"),
+    ("calibration.json", "[2.0]", "not a JSON object; restore it or delete it"),
+    ("calibration.json", '{"temperature": "abc"}', "temperature 'abc' is not a number > 0"),
+    ("calibration.json", '{"temperature": 0}', "temperature 0 is not a number > 0"),
+    ("calibration.json", '{"temperature": -1.5}', "temperature -1.5 is not a number > 0"),
+    ("calibration.json", '{"temperature": NaN}', "temperature nan is not a number > 0"),
+])
+def test_a_damaged_record_in_a_model_folder_is_one_model_error(models, name, text, says):
+    folder = models / "onnx_and_keras"
+    (folder / name).write_text(text)
+    with pytest.raises(ModelError) as error:
+        FacialExpressionModel(folder)
+    assert str(error.value).startswith(f"{folder / name}: {says}"), str(error.value)
+
+
 def test_a_uniform_prior_divides_by_the_class_shares_and_renormalises():
     probs = np.array([[0.30, 0.05, 0.10, 0.25, 0.10, 0.10, 0.10], [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.4]])
     shares = np.array([0.1, 0.05, 0.1, 0.25, 0.2, 0.1, 0.2])

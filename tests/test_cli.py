@@ -564,9 +564,9 @@ def test_evaluate_and_calibrate_default_to_the_labels_the_model_learnt(tiny_csv,
         raise DataError("stop here")
 
     monkeypatch.setattr("ferkit.data.load_dataset", load_dataset)
-    for extra in ([], ["--labels", "fer2013"]):
+    for extra in ([], ["--labels", "ferplus"], ["--labels", "fer2013"]):  # the last refused before any data
         assert main(["calibrate", "--data", str(data), "--model", str(model_copy), *extra]) == 2
-    assert asked == ["ferplus", "fer2013"]
+    assert asked == ["ferplus", "ferplus"]
 
 
 OUT_PROBLEMS = {  # --out, and the message after "PATH: "
@@ -750,6 +750,31 @@ def test_calibrate_refuses_a_file_that_is_not_its_folders_model_before_any_work(
     assert line == (f"ferkit calibrate: error: {other}: a calibration belongs to a model folder's own model.onnx or "
                     "model.json; pass a model folder or a bundled name")
     assert not (model_copy / "calibration.json").exists() and card.read_text() == "# card\n"
+
+
+def test_calibrate_refuses_the_network_of_a_folder_whose_calibration_is_its_graphs(tiny_csv, model_copy, monkeypatch,
+                                                                                    capsys):
+    # the bundled `fast` layout: model.onnx is a graph with views inside, model.json its one network; a fit on the
+    # network had been written where the graph picks it up
+    (model_copy / "metrics.json").write_text(json.dumps({"model": "ensemble", "members": ["a"], "views_in_graph": 2}))
+    monkeypatch.setattr("ferkit.evaluation.calibration.fit_temperature", lambda *a: pytest.fail("fitted"))
+    code = main(["calibrate", "--data", str(tiny_csv()), "--model", str(model_copy / "model.json")])
+    line = assert_one_error_line(code, capsys.readouterr().err, "calibrate")
+    assert line == (f"ferkit calibrate: error: {model_copy / 'model.json'}: this folder's calibration belongs to its "
+                    "model.onnx (a graph with members or test-time views inside), not to the network in its model.json; "
+                    "calibrate the folder")
+    assert not (model_copy / "calibration.json").exists()
+
+
+def test_calibrate_refuses_labels_other_than_those_the_model_learnt(tiny_csv, model_copy, monkeypatch, capsys):
+    # the fit's labels become the model's word on what it learnt: evaluate's default and the uniform prior follow them
+    (model_copy / "train_config.json").write_text(json.dumps({"model": "compact", "labels": "fer2013"}))
+    monkeypatch.setattr("ferkit.evaluation.calibration.fit_temperature", lambda *a: pytest.fail("fitted"))
+    code = main(["calibrate", "--data", str(tiny_csv()), "--model", str(model_copy), "--labels", "ferplus"])
+    line = assert_one_error_line(code, capsys.readouterr().err, "calibrate")
+    assert line == (f"ferkit calibrate: error: {model_copy}: learnt the fer2013 labels; its temperature is fitted "
+                    "against those (drop --labels ferplus: fitting on others would also make it say it learnt ferplus)")
+    assert not (model_copy / "calibration.json").exists()
 
 
 def test_calibrate_refuses_an_unwritable_model_folder_before_any_work(tiny_csv, model_copy, monkeypatch, capsys):

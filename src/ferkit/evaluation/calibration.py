@@ -16,7 +16,7 @@ from ..data.dataset import check_holdout
 from ..errors import ModelError
 from ..files import atomic_output, check_output_folder
 from ..inference.classifier import (CALIBRATION_FILE, CARD_FILE, JSON_FILE, ONNX_FILE, FacialExpressionModel,
-                                    apply_temperature)
+                                    apply_temperature, describes_another_graph)
 
 ECE_BINS = 15
 TEMPERATURE_RANGE = (0.25, 8.0)  # fit_temperature's search range
@@ -138,6 +138,12 @@ def calibrate(model: str | Path, data: str | Path, holdout: float | None = None,
     if classifier.path.parent != classifier.folder or classifier.path.name not in (ONNX_FILE, JSON_FILE):
         raise ModelError(f"{model}: a calibration belongs to a model folder's own {ONNX_FILE} or {JSON_FILE}; "
                          "pass a model folder or a bundled name")
+    if classifier.path.suffix == ".json" and describes_another_graph(classifier.card):
+        raise ModelError(f"{model}: this folder's calibration belongs to its {ONNX_FILE} (a graph with members or "
+                         f"test-time views inside), not to the network in its {JSON_FILE}; calibrate the folder")
+    if labels and labels != classifier.labels and classifier.labels_recorded:
+        raise ModelError(f"{model}: learnt the {classifier.labels} labels; its temperature is fitted against those "
+                         f"(drop --labels {labels}: fitting on others would also make it say it learnt {labels})")
     check_output_folder(classifier.folder, (CALIBRATION_FILE, CARD_FILE))
     holdout, holdout_seed = run_holdout(classifier.folder, holdout, holdout_seed)
     check_holdout(holdout)

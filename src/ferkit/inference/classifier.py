@@ -8,6 +8,7 @@ their own model and have not exported it.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -105,6 +106,33 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     logits -= logits.max(axis=1, keepdims=True)
     exp = np.exp(logits)
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def json_record(path: Path) -> dict:
+    """A model folder's metrics.json or calibration.json ({} where absent); one that is damaged is a ModelError,
+    not a traceback in every command that loads the model."""
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ModelError(f"{path}: not a readable JSON record ({' '.join(str(exc).split())[:120]}); restore it or "
+                         "delete it") from None
+    if not isinstance(record, dict):
+        raise ModelError(f"{path}: not a JSON object; restore it or delete it")
+    return record
+
+
+def checked_temperature(value, source: Path) -> float:
+    """A calibration's temperature: a finite number > 0 (0 divides by zero, a negative one turns scores around)."""
+    try:
+        temperature = float(value)
+    except (TypeError, ValueError):
+        temperature = float("nan")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ModelError(f"{source}: temperature {value!r} is not a number > 0; refit it with `ferkit calibrate` "
+                         "or delete the file")
+    return temperature
 
 
 def run_config(folder: Path) -> dict:
@@ -275,13 +303,14 @@ class FacialExpressionModel:
         # (views in the graph, its temperature) to its model.onnx, not to the network in its model.json
         described = own_model and not (path.suffix == ".json" and describes_another_graph(self.card))
         calibration = self.folder / CALIBRATION_FILE
-        fitted = json.loads(calibration.read_text()) if described and calibration.is_file() else {}
-        self.temperature = float(fitted.get("temperature", 1.0))
+        fitted = json_record(calibration) if described else {}
+        self.temperature = checked_temperature(fitted.get("temperature", 1.0), calibration)
         # what it learnt from, for the class shares a uniform prior undoes: the run's own class counts where it
         # recorded them (an image-folder tree has shares of its own), else the labels' table: the calibration's
         # word on the labels, else the run's
         run = run_config(self.folder) if described else {}
         self.labels = str(fitted.get("labels") or run.get("labels") or "fer2013")
+        self.labels_recorded = bool(fitted.get("labels") or run.get("labels"))  # or only assumed: FER2013's
         self.class_counts = trained_class_counts(run)
         views = self.card.get("views_in_graph", 1) if described else 1
         # a graph giving each member its own count: --tta adds only what its largest view set lacks
@@ -413,5 +442,4 @@ class FacialExpressionModel:
     @property
     def card(self) -> dict:
         """metrics.json of the model's folder (empty when absent)."""
-        metrics = self.folder / METRICS_FILE
-        return json.loads(metrics.read_text()) if metrics.is_file() else {}
+        return json_record(self.folder / METRICS_FILE)
