@@ -44,6 +44,32 @@ def finished_run(tiny_csv, tmp_path_factory):
     return cfg, fit.run_folder(cfg)
 
 
+def test_the_run_records_the_optimizer_it_trained_with_the_models_own_values_filled_in(finished_run):
+    # the flags say null for "the model's own"; a reader of the run needs the values
+    cfg, run_dir = finished_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert (cfg.optimizer, cfg.learning_rate, cfg.schedule) == (None, None, None)
+    assert metrics["optimizer"] == {"optimizer": "adamw", "learning_rate": 0.002, "schedule": "cosine",
+                                    "weight_decay": 0.05, "label_smoothing": 0.1}  # compact's own
+    assert ("- Optimizer: AdamW, learning rate 0.002 (cosine decay after one epoch of warm-up), weight decay 0.05; "
+            "loss: categorical cross-entropy, label smoothing 0.1.\n") in (run_dir / "MODEL_CARD.md").read_text()
+
+
+@pytest.mark.parametrize("changes, settings", [
+    ({"model": "seed"}, {"optimizer": "adam", "learning_rate": 0.0005, "schedule": "plateau", "weight_decay": 0.0,
+                         "label_smoothing": 0.0}),
+    ({"model": "compact", "optimizer": "sgd", "learning_rate": 0.01, "schedule": "plateau"},
+     {"optimizer": "sgd", "learning_rate": 0.01, "schedule": "plateau", "weight_decay": 5e-4, "label_smoothing": 0.1}),
+    ({"model": "vgg", "optimizer": "adamw"},
+     {"optimizer": "adamw", "learning_rate": 0.01, "schedule": "cosine", "weight_decay": 0.05, "label_smoothing": 0.1}),
+])
+def test_optimizer_settings_fill_in_the_model_familys_own(tmp_path, changes, settings):
+    from ferkit.models.registry import get_spec
+
+    cfg = smoke_config("x.csv", tmp_path, **changes)
+    assert fit.optimizer_settings(cfg, get_spec(cfg.model)) == settings
+
+
 @pytest.fixture
 def random_faces():
     return np.random.default_rng(1).integers(0, 256, (5, 48, 48)).astype(np.uint8)

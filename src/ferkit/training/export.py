@@ -95,6 +95,20 @@ def pick_note(metrics: dict) -> list[str]:
             "the withheld PrivateTest split is the independent score (train with `--holdout` > 0 to avoid this)."]
 
 
+OPTIMIZER_NAMES = {"sgd": "SGD with Nesterov momentum 0.9", "adamw": "AdamW", "adam": "Adam"}
+
+
+def optimizer_line(settings: dict | None) -> list[str]:
+    """The card's optimizer line (none for runs recorded before metrics.json held the resolved settings)."""
+    if not settings:
+        return []
+    schedule = ("cosine decay after one epoch of warm-up" if settings["schedule"] == "cosine"
+                else "halved on a validation-loss plateau")
+    return [f"- Optimizer: {OPTIMIZER_NAMES.get(settings['optimizer'], settings['optimizer'])}, learning rate "
+            f"{settings['learning_rate']:g} ({schedule}), weight decay {settings['weight_decay']:g}; loss: "
+            f"categorical cross-entropy, label smoothing {settings['label_smoothing']:g}."]
+
+
 def write_card(run_dir: Path, metrics: dict) -> None:
     report = metrics["evaluation"]
     train = metrics.get("train", {})
@@ -127,6 +141,7 @@ def write_card(run_dir: Path, metrics: dict) -> None:
            f"{train.get('distill_weight')})" if train.get("teacher") else "")
         + (f"; sharpness-aware (SAM, radius {train['sam']})" if train.get("sam") else "")
         + f"; class weights {train.get('class_weights')}.",
+        *optimizer_line(metrics.get("optimizer")),
         f"- Epochs: {metrics.get('epochs_run')} run (of {train.get('epochs')} planned), best epoch "
         f"{metrics.get('best_epoch')}; training time {duration(metrics.get('train_seconds', 0))} "
         f"on {metrics.get('hardware', 'CPU')}.",

@@ -128,16 +128,25 @@ def early_stopping_patience(cfg: TrainConfig, spec) -> int:
 OPTIMIZER_DECAY = {"sgd": 5e-4, "adamw": 0.05}
 
 
+def optimizer_settings(cfg: TrainConfig, spec) -> dict:
+    """What the run trains with, the model family's own values filled in where the flags left them: recorded in
+    metrics.json and the card (train_config.json keeps the flags as given, null for "the model's own")."""
+    optimizer = cfg.optimizer or spec.optimizer
+    decay = spec.weight_decay if spec.optimizer == optimizer else OPTIMIZER_DECAY.get(optimizer, 0.0)
+    return {"optimizer": optimizer, "learning_rate": cfg.learning_rate or spec.learning_rate,
+            "schedule": schedule_of(cfg, spec), "weight_decay": decay if optimizer != "adam" else 0.0,
+            "label_smoothing": spec.label_smoothing}
+
+
 def make_optimizer(keras, spec, cfg: TrainConfig, steps_per_epoch: int):
-    learning_rate = cfg.learning_rate or spec.learning_rate
-    if schedule_of(cfg, spec) == "cosine":
+    settings = optimizer_settings(cfg, spec)
+    learning_rate, optimizer, decay = settings["learning_rate"], settings["optimizer"], settings["weight_decay"]
+    if settings["schedule"] == "cosine":
         warmup = steps_per_epoch  # one epoch of linear warm-up
         learning_rate = keras.optimizers.schedules.CosineDecay(
             learning_rate * 0.1, decay_steps=max(1, cfg.epochs * steps_per_epoch - warmup), alpha=0.01,
             warmup_target=learning_rate, warmup_steps=warmup)
-    optimizer = cfg.optimizer or spec.optimizer
     ema = {"use_ema": True, "ema_momentum": cfg.ema} if cfg.ema else {}
-    decay = spec.weight_decay if spec.optimizer == optimizer else OPTIMIZER_DECAY.get(optimizer, 0.0)
     if optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True, weight_decay=decay or None, **ema)
     if optimizer == "adamw":
@@ -340,6 +349,7 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
         "train_seconds": round(sum(history["epoch_seconds"]) if len(history.get("epoch_seconds", [])) == len(val_acc)
                                else time.time() - started),
         "hardware": f"{platform.machine()} CPU x{os.cpu_count()}", "command": command, "train": asdict(cfg),
+        "optimizer": optimizer_settings(cfg, spec),
     }
     with signals_deferred():  # a Ctrl-C landing in a GC callback here would be printed and lost, not stop the run
         del model, net
