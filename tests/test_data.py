@@ -285,6 +285,9 @@ def test_tree_split_folders_match_in_any_case_and_hidden_folders_are_skipped(tmp
     assert dataset.usage.tolist() == ["Holdout", "test", "train"]
     assert default_splits(dataset) == ("train", "test")
     assert load_image_folders(root, splits=("test", "TRAIN")).usage.tolist() == ["test", "train"]
+    # the split the user names, as the folder spells it: `--split Test` of a `TEST/` folder, `--split holdout`
+    assert dataset.split("Test").images[:, 0, 0].tolist() == [2]
+    assert dataset.split("holdout", "TRAIN").images[:, 0, 0].tolist() == [3, 1]
 
 
 # --- FER+ ----------------------------------------------------------------------------------------

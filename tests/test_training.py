@@ -556,6 +556,15 @@ def test_a_model_trained_on_image_folders_carries_that_trees_class_shares(tmp_pa
                                apply_uniform_prior(model.predict_proba(faces), shares), atol=1e-6)
 
 
+def test_a_class_without_training_faces_is_said(tmp_path, capsys):
+    write_face_tree(tmp_path / "faces", {"train": {"angry": 2, "happy": 3, "sad": 1, "neutral": 2},
+                                         "val": {"happy": 1, "sad": 1}})
+    fit.train(smoke_config(tmp_path / "faces", tmp_path / "runs", holdout=0.0))
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ferkit train: warning")]
+    assert warnings == ["ferkit train: warning: no training faces of disgust, fear, surprise; the model cannot learn "
+                        "them"]
+
+
 def test_bad_data_leaves_no_run_folder(tiny_csv, tmp_path):
     data = tiny_csv({"Training": 4, "PublicTest": 2})
     with pytest.raises(FerkitError, match="absent.csv: no such file"):

@@ -224,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--early-stopping", type=int_range(0), default=t.early_stopping,
                    help="patience in epochs, 0: never stop early (default: 10 with the plateau schedule, "
                         "never with cosine)")
-    p.add_argument("--limit", type=int_range(1), help="use only the first N rows of each split (smoke tests)")
+    p.add_argument("--limit", type=int_range(1), help="use only the first N rows of each split (smoke tests; an "
+                   "image tree's rows interleave its classes, so every class is kept)")
     p.add_argument("--teacher", help="distil from this model (bundled name or run folder)")
     p.add_argument("--distill-weight", type=float_range(0, 1), default=t.distill_weight,
                    help="share of each target that is the teacher's probabilities")

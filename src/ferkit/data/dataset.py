@@ -39,8 +39,9 @@ class FaceDataset:
         return FaceDataset(self.images[mask], self.labels[mask], self.usage[mask], self.source)
 
     def split(self, *names: str) -> "FaceDataset":
-        """Rows whose split is one of `names`; a clear error when none are there."""
-        mask = np.isin(self.usage, names)
+        """Rows whose split is one of `names`, in any case (a tree's `Test/` folder is read as `test`); a clear error
+        when none are there."""
+        mask = np.isin(np.char.lower(self.usage.astype(str)), [name.lower() for name in names])
         if not mask.any():
             raise DataError(
                 f"{self.source}: split {' or '.join(names)!s} is empty or absent "

@@ -27,6 +27,7 @@ from ..data.augment import Augmentation
 from ..data.dataset import check_holdout
 from ..errors import DataError, FerkitError, MediaError
 from ..files import check_output_folder
+from ..labels import CLASS_NAMES
 from .backend import setup_keras
 from .export import CHECKPOINT_FILE, export_run, record_unscored, score_run
 
@@ -258,6 +259,10 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
     reported = "left unscored: --no-publictest" if cfg.no_publictest else "scored at the end"
     print(f"data: {len(train_set)} training faces ({train_split}), {len(val_set)} validation faces "
           f"({pick_split}), {len(test_set)} faces {reported} ({val_split})")
+    absent = [name for name, count in zip(CLASS_NAMES, train_set.one_hot().sum(axis=0)) if not count]
+    if absent:  # a small --limit, or a tree without those folders: said, since the model will never predict them
+        print(f"ferkit train: warning: no training faces of {', '.join(absent)}; the model cannot learn "
+              f"{'it' if len(absent) == 1 else 'them'}", file=sys.stderr)
 
     # 2. batches
     targets = train_set.one_hot()
