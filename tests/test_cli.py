@@ -697,6 +697,18 @@ def test_calibrate_fits_on_the_runs_own_holdout_and_refuses_another(few_faces_fi
     assert main(["calibrate", "--data", str(data), "--model", str(model_copy), "--holdout", "0.2", "--holdout-seed",
                  "7"]) == 0  # the same draw, named
     capsys.readouterr()
+    # a run cut by --limit drew its holdout from its first rows: the fit takes those, not faces the run learnt
+    from ferkit.data import load_dataset
+
+    config.write_text(json.dumps({"holdout": 0.2, "holdout_seed": 7, "limit": 100}))
+    first = load_dataset(data).split("Training")
+    _, expected = first.select(np.arange(len(first)) < 100).holdout(0.2, 7)
+    fitted = []
+    monkeypatch.setattr("ferkit.evaluation.calibration.fit_temperature",
+                        lambda probs, labels: fitted.append(labels.tolist()) or 1.5)
+    assert main(["calibrate", "--data", str(data), "--model", str(model_copy), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["fit_on"] == "Training holdout (20%, seed 7, 21 faces)"  # not 28
+    assert fitted == [expected.hard_labels.tolist()] and len(expected) == 21
     (model_copy / "calibration.json").unlink()
     config.write_text(json.dumps({"holdout": 0.0, "holdout_seed": 42}))
     code = main(["calibrate", "--data", str(data), "--model", str(model_copy)])

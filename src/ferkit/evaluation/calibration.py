@@ -16,7 +16,7 @@ from ..data.dataset import check_holdout
 from ..errors import ModelError
 from ..files import atomic_output, check_output_folder
 from ..inference.classifier import (CALIBRATION_FILE, CARD_FILE, JSON_FILE, ONNX_FILE, FacialExpressionModel,
-                                    apply_temperature, describes_another_graph)
+                                    apply_temperature, describes_another_graph, run_config)
 
 ECE_BINS = 15
 TEMPERATURE_RANGE = (0.25, 8.0)  # fit_temperature's search range
@@ -149,8 +149,14 @@ def calibrate(model: str | Path, data: str | Path, holdout: float | None = None,
     check_holdout(holdout)
     labels = labels or classifier.labels  # fitted against the labels it learnt, unless told otherwise
     dataset = load_dataset(data, labels)
-    train_split = "Training" if "Training" in dataset.splits else default_splits(dataset)[0]  # or a tree's train
-    _, fit_set = dataset.split(train_split).holdout(holdout, holdout_seed)
+    recorded = run_config(classifier.folder)
+    # the run's own training split, cut as its --limit cut it: the holdout is drawn from those rows only
+    train_split = recorded.get("train_split") or (
+        "Training" if "Training" in dataset.splits else default_splits(dataset)[0])  # or a tree's train
+    rows = dataset.split(train_split)
+    if recorded.get("limit"):
+        rows = rows.select(np.arange(len(rows)) < int(recorded["limit"]))
+    _, fit_set = rows.holdout(holdout, holdout_seed)
     report_split = report_split or default_eval_split(dataset)
     reported = dataset.split(report_split)
     fit_probs = classifier.predict_proba(fit_set.images, calibrated=False)
