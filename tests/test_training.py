@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -594,6 +595,14 @@ def test_init_refuses_another_architecture_or_an_ensemble(tiny_model_dir, tmp_pa
 
     with pytest.raises(FerkitError, match=r"^--init .*: its weights do not fit --model seed"):
         fit.load_initial_weights(create_model("seed"), str(tiny_model_dir))
+    # a run folder says what it trained, so the error is said in those terms (Keras's talks of nested containers)
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, run)
+    (run / "train_config.json").write_text(json.dumps({"model": "compact"}))
+    with pytest.raises(FerkitError) as error:
+        fit.load_initial_weights(create_model("seed"), str(run))
+    assert str(error.value) == (f"--init {run}: a `compact` run; its weights do not fit --model seed (start from a "
+                                "`seed` run, or widen it with scripts/widen_member.py)")
     (tmp_path / "model.onnx").write_bytes((tiny_model_dir / "model.onnx").read_bytes())
     with pytest.raises(FerkitError, match="no model.weights.h5 beside the model"):
         fit.load_initial_weights(create_model("compact"), str(tmp_path))

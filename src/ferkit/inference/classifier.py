@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 
 import cv2
@@ -377,8 +378,11 @@ class FacialExpressionModel:
         if not weights_path.is_file():
             raise ModelError(f"{weights_path}: weights file not found")
         try:
-            model.load_weights(str(weights_path))
-        except (OSError, ValueError, KeyError, TypeError) as exc:  # h5py's OSError for a damaged file
+            with warnings.catch_warnings():
+                # Keras warns of each layer it skips (a screenful) before it fails or half-loads: one error instead
+                warnings.simplefilter("error", UserWarning)
+                model.load_weights(str(weights_path))
+        except (OSError, ValueError, KeyError, TypeError, UserWarning) as exc:  # h5py's OSError: a damaged file
             raise ModelError(f"{weights_path}: weights do not load into {json_path} ({first_line(exc)})") from None
         # predict_on_batch runs without gradients and returns numpy (calling the model returns a torch
         # tensor that requires grad, which numpy cannot convert)

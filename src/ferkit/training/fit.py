@@ -163,6 +163,12 @@ def load_initial_weights(model, spec: str) -> None:
     weights = folder / WEIGHTS_FILE if folder.is_dir() else folder.with_name(WEIGHTS_FILE)
     if not weights.is_file():
         raise FerkitError(f"--init {spec}: no {WEIGHTS_FILE} beside the model (an ensemble cannot be fine-tuned)")
+    from ..inference.classifier import run_config
+
+    trained = run_config(weights.parent).get("model")  # said in the run's own terms, before Keras's
+    if isinstance(trained, str) and trained != model.name:
+        raise FerkitError(f"--init {spec}: a `{trained}` run; its weights do not fit --model {model.name} (start from "
+                          f"a `{model.name}` run, or widen it with scripts/widen_member.py)")
     try:
         with warnings.catch_warnings():
             # Keras only warns when it skips layers it cannot match: a half-loaded net is an error here
