@@ -432,6 +432,20 @@ def test_ensemble_out_in_a_members_folder_is_refused(members, tmp_path, tiny_csv
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
+def test_ensemble_refuses_a_member_given_twice_and_members_of_other_labels(members, tmp_path, tiny_csv, capsys):
+    out = tmp_path / "ens"
+    again = str(members[0].parent / "." / "model.onnx")  # the same file, named another way
+    code = main(["ensemble", str(members[0]), str(members[1]), again, "--out", str(out), "--data", str(tiny_csv())])
+    assert code == 2 and capsys.readouterr().err == (
+        f"ferkit ensemble: error: {again}: given twice (also as {members[0]}); weight a member with --weights\n")
+    (members[2].parent / "calibration.json").write_text(json.dumps({"temperature": 1.0, "labels": "ferplus"}))
+    code = main(["ensemble", *map(str, members), "--out", str(out), "--data", str(tiny_csv())])
+    assert code == 2 and capsys.readouterr().err == (
+        f"ferkit ensemble: error: members learnt different labels: {members[0]} fer2013, {members[1]} fer2013, "
+        f"{members[2]} ferplus\n")
+    assert not out.exists()
+
+
 def test_a_failed_ensemble_leaves_its_out_folder_as_it_was(members, tmp_path, tiny_csv):
     from ferkit.errors import DataError
 

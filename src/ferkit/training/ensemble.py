@@ -20,7 +20,8 @@ import numpy as np
 
 from ..errors import MediaError, ModelError
 from ..files import atomic_output, check_output_folder
-from ..inference.classifier import CALIBRATION_FILE, CARD_FILE, METRICS_FILE, ONNX_FILE, check_classifier_io
+from ..inference.classifier import (CALIBRATION_FILE, CARD_FILE, METRICS_FILE, ONNX_FILE, FacialExpressionModel,
+                                    check_classifier_io)
 from ..labels import IMAGE_SIZE, NUM_CLASSES
 from .quantize import CALIBRATION_FACES
 
@@ -264,6 +265,11 @@ def sweep_dead_stages(out_dir: Path) -> None:
             shutil.rmtree(stage, ignore_errors=True)
 
 
+def member_labels(onnx_path: Path) -> str:
+    """The labels a member learnt, as the classifier reads them (its folder's calibration or run; else fer2013)."""
+    return FacialExpressionModel(onnx_path).labels
+
+
 def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, weights: list[float] | None = None,
                   views: int | list[int] = 4, command: str = "", int8: bool = False) -> dict:
     """Build, calibrate and score an ensemble model folder: model.onnx, calibration.json, metrics.json,
@@ -277,6 +283,15 @@ def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, wei
     member_paths = [member_onnx(m) for m in members]
     check_weights(weights, len(member_paths))
     view_counts(views, len(member_paths))  # before any file is made
+    seen: dict[Path, str] = {}
+    for member, path in zip(members, member_paths):
+        if path.resolve() in seen:  # a slip (a shell glob and a name): a member is weighted with --weights
+            raise ModelError(f"{member}: given twice (also as {seen[path.resolve()]}); weight a member with --weights")
+        seen[path.resolve()] = member
+    learnt = {member: member_labels(path) for member, path in zip(members, member_paths)}
+    if len(set(learnt.values())) > 1:  # averaging scores of different label sets gives neither
+        raise ModelError("members learnt different labels: " + ", ".join(f"{m} {labels}" for m, labels in
+                                                                          learnt.items()))
     for member, path in zip(members, member_paths):
         if path.resolve().parent == out_dir.resolve():
             raise ModelError(f"{out_dir}: is the folder of member {member}; the ensemble would replace its "
