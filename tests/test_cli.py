@@ -262,6 +262,22 @@ def test_train_ferplus_mode_needs_ferplus_labels(ferkit, tiny_csv, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_train_ferplus_votes_need_a_use(ferkit, tiny_csv, tmp_path, monkeypatch):
+    code, out, err = ferkit("train", "--data", tiny_csv(), "--out", tmp_path, "--ferplus-votes", tmp_path / "v.csv")
+    assert assert_one_error_line(code, err, "train") == (
+        "ferkit train: error: argument --ferplus-votes: needs --labels ferplus or --ferplus-weight (without them no "
+        "vote is read)")
+    assert list(tmp_path.iterdir()) == []
+    import ferkit.training.fit
+
+    taken = []
+    monkeypatch.setattr(ferkit.training.fit, "train", lambda cfg, command: taken.append(cfg) or {}, raising=True)
+    for use in (["--labels", "ferplus"], ["--ferplus-weight", "0.3"]):
+        main(["train", "--data", "x.csv", "--ferplus-votes", "v.csv", *use])
+    assert [(cfg.labels, cfg.ferplus_weight, cfg.ferplus_votes) for cfg in taken] == [
+        ("ferplus", 0.0, "v.csv"), ("fer2013", 0.3, "v.csv")]
+
+
 def test_train_with_weights_that_do_not_fit_leaves_no_run_folder(tiny_csv, tiny_model_dir, tmp_path, capsys):
     code = main(["train", "--data", str(tiny_csv()), "--holdout", "0", "--model", "seed", "--init",
                  str(tiny_model_dir), "--out", str(tmp_path / "runs"), "--precision", "float32"])

@@ -356,6 +356,9 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
     if fields.get("ferplus_mode") is None:  # not given (it needs --labels ferplus): TrainConfig's default
         fields.pop("ferplus_mode", None)
+    if fields.get("ferplus_votes") and fields.get("labels") != "ferplus" and not fields.get("ferplus_weight"):
+        raise FerkitError("argument --ferplus-votes: needs --labels ferplus or --ferplus-weight (without them no "
+                          "vote is read)")
     return TrainConfig(**fields)
 
 
