@@ -71,9 +71,9 @@ def test_evaluate_with_a_uniform_prior_scores_the_reweighted_argmax(tiny_csv, ti
     assert report["uniform_prior"] is True and report["tta"] is False
     assert report["accuracy"] == pytest.approx(float(np.mean(reweighted == faces.hard_labels)))
     assert report["confusion"] == confusion(faces.hard_labels, reweighted)
-    assert (out / "report.txt").read_text().startswith(f"model {tiny_model_dir} with a uniform prior\n")
+    assert (out / "report.txt").read_text().startswith(f"model {tiny_model_dir}, fer2013 labels with a uniform prior\n")
     assert main(["evaluate", "--data", str(data), "--model", str(tiny_model_dir), "--tta", "--uniform-prior"]) == 0
-    assert capsys.readouterr().out.startswith(f"model {tiny_model_dir} with TTA and a uniform prior\n")
+    assert capsys.readouterr().out.startswith(f"model {tiny_model_dir}, fer2013 labels with TTA and a uniform prior\n")
     assert main(["evaluate", "--data", str(data), "--model", str(tiny_model_dir), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["uniform_prior"] is False
@@ -111,7 +111,7 @@ def test_evaluate_scores_a_lone_training_split_only_when_named(tiny_csv, tiny_mo
 def test_evaluate_plain_text_report(tiny_csv, tiny_model_dir, capsys):
     assert main(["evaluate", "--data", str(tiny_csv()), "--model", str(tiny_model_dir)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"model {tiny_model_dir}\n") and "split PublicTest: accuracy" in out
+    assert out.startswith(f"model {tiny_model_dir}, fer2013 labels\n") and "split PublicTest: accuracy" in out
     assert "confusion (rows true, columns predicted)" in out
 
 

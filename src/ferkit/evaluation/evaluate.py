@@ -49,9 +49,10 @@ def evaluate(data: str | Path, model: str | Path = "default", split: str | None 
 
 
 def model_heading(report: dict) -> str:
-    """"model NAME", and how it was run where that is not plain: "with TTA", "with a uniform prior"."""
+    """"model NAME, LABELS labels", and how it was run where that is not plain: "with TTA", "with a uniform prior".
+    The labels are said: the same model and split read 60% or 85% by the label set scored against."""
     ways = [way for key, way in (("tta", "TTA"), ("uniform_prior", "a uniform prior")) if report.get(key)]
-    return f"model {report['model']}{' with ' + ' and '.join(ways) if ways else ''}"
+    return f"model {report['model']}, {report['labels']} labels{' with ' + ' and '.join(ways) if ways else ''}"
 
 
 def default_eval_split(dataset: FaceDataset) -> str:
@@ -74,6 +75,7 @@ def write_outputs(report: dict, out: Path) -> None:
     heading = model_heading(report)
     with atomic_output(out / OUTPUT_FILES[0]) as partial:
         plot_confusion(np.asarray(report["confusion"]), partial,
-                       f"{Path(report['model']).name} on {report['split']}: {report['accuracy']:.2%}")
+                       f"{Path(report['model']).name} on {report['split']} ({report['labels']} labels): "
+                       f"{report['accuracy']:.2%}")
     with atomic_output(out / OUTPUT_FILES[1]) as partial:
         partial.write_text(f"{heading}\n{format_report(report)}\n")
