@@ -734,6 +734,32 @@ def test_calibrate_fits_on_the_runs_own_holdout_and_refuses_another(few_faces_fi
     assert not (model_copy / "calibration.json").exists()
 
 
+def test_calibrate_takes_a_ferplus_runs_rows_as_its_mode_took_them(few_faces_fit, model_copy, tmp_path, monkeypatch,
+                                                                    capsys):
+    # a soft-vote run keeps faces that majority voting drops, so its holdout is drawn among other rows: a fit on the
+    # majority rows' holdout had taken faces the run learnt
+    from ferkit.data import load_dataset
+    from ferkit.data.ferplus import VOTE_COLUMNS
+
+    data = labelled_csv(tmp_path / "labelled.csv", {"Training": 140, "PublicTest": 28})
+    votes = tmp_path / "votes.csv"
+    counts = np.random.default_rng(4).integers(0, 4, (168, len(VOTE_COLUMNS)))
+    votes.write_text("Usage,Image name," + ",".join(VOTE_COLUMNS) + "\n" + "".join(
+        f"{'Training' if i < 140 else 'PublicTest'},x.png,{','.join(map(str, row))}\n" for i, row in enumerate(counts)))
+    (model_copy / "train_config.json").write_text(json.dumps({
+        "model": "compact", "labels": "ferplus", "ferplus_mode": "soft", "ferplus_votes": str(votes), "holdout": 0.1,
+        "holdout_seed": 42}))
+    fitted = []
+    monkeypatch.setattr("ferkit.evaluation.calibration.fit_temperature",
+                        lambda probs, labels: fitted.append(labels.tolist()) or 1.5)
+    assert main(["calibrate", "--data", str(data), "--model", str(model_copy), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["labels"] == "ferplus"
+    _, soft = load_dataset(data, "ferplus", votes, "soft").split("Training").holdout(0.1, 42)
+    _, majority = load_dataset(data, "ferplus", votes, "majority").split("Training").holdout(0.1, 42)
+    assert len(soft) != len(majority)  # the two draws differ: the test tells them apart
+    assert fitted == [soft.hard_labels.tolist()]
+
+
 def test_calibrate_takes_an_image_tree_as_train_and_evaluate_do(few_faces_fit, model_copy, tmp_path, monkeypatch,
                                                                  capsys):
     import cv2

@@ -224,6 +224,28 @@ def test_calibrate_and_make_ensemble_write_their_files(members, tmp_path, tiny_c
     assert main(["evaluate", "--data", str(data), "--model", str(out), "--json"]) == 0
 
 
+def test_an_ensemble_of_ferplus_members_is_fitted_and_scored_on_ferplus_labels(members, tmp_path, tiny_csv):
+    import shutil
+
+    from ferkit.data import load_dataset
+    from ferkit.data.ferplus import VOTE_COLUMNS
+
+    data = tmp_path / "fer2013" / "tiny.csv"  # the shared layout: the votes in ../ferplus/ beside the CSV's folder
+    data.parent.mkdir()
+    shutil.copy(tiny_csv({"Training": 140, "PublicTest": 35}), data)
+    counts = np.random.default_rng(5).integers(0, 4, (175, len(VOTE_COLUMNS)))
+    (tmp_path / "ferplus").mkdir()
+    (tmp_path / "ferplus" / "fer2013new.csv").write_text("Usage,Image name," + ",".join(VOTE_COLUMNS) + "\n" + "".join(
+        f"{'Training' if i < 140 else 'PublicTest'},x.png,{','.join(map(str, row))}\n" for i, row in enumerate(counts)))
+    for member in members:
+        (member.parent / CALIBRATION_FILE).write_text(json.dumps({"temperature": 1.0, "labels": "ferplus"}))
+    out = tmp_path / "ens"
+    metrics = make_ensemble([str(m) for m in members], out, data, views=1, command="test")
+    expected = load_dataset(data, "ferplus").split("PublicTest")
+    assert json.loads((out / CALIBRATION_FILE).read_text())["labels"] == "ferplus"
+    assert metrics["evaluation"]["n"] == len(expected) < 35  # majority voting dropped some PublicTest faces
+
+
 def test_cli_ensemble_and_calibrate(members, tmp_path, tiny_csv, capsys, monkeypatch):
     monkeypatch.setattr("ferkit.evaluation.calibration.MIN_FIT_FACES", 1)  # the edge is what is tested here
     data = tiny_csv({"Training": 70, "PublicTest": 14})

@@ -216,8 +216,9 @@ def test_the_reported_split_may_not_be_the_training_split(tiny_csv, tmp_path, ch
     cfg = smoke_config(tiny_csv({"Training": 64, "PublicTest": 32}), tmp_path, **changes)
     with pytest.raises(FerkitError) as error:
         fit.train(cfg)
-    assert str(error.value) == (f"--train-split and --val-split are both {named}: the reported figure would be on "
-                                "faces the model learnt from; name two different splits")
+    assert str(error.value) == (f"the training split and the reported split (--train-split, --val-split) are both "
+                                f"{named}: the reported figure would be on faces the model learnt from; name two "
+                                "different splits")
     assert not fit.run_folder(cfg).exists()
 
 
@@ -252,6 +253,21 @@ def test_a_resumed_plateau_run_keeps_its_patience_counters(tiny_csv, tmp_path, m
     for name, states in expected.items():
         assert [epoch for epoch, _, _ in states] == [0, 1, 2] and states[1][2] is not None  # epoch 1 set a best
         assert seen[name] == states, name
+
+
+def test_a_damaged_counters_file_does_not_stop_a_resume(tmp_path):
+    """Written whole (renamed), but a file damaged some other way only means the counters start afresh."""
+    counters = callbacks.Counters(tmp_path / "backup" / "counters.json", [SimpleNamespace(wait=0, best=None)])
+    counters.set_model(SimpleNamespace(_initial_epoch=1))
+    counters.on_epoch_end(0)
+    assert json.loads((tmp_path / "backup" / "counters.json").read_text()) == {
+        "epoch": 1, "states": [{"wait": 0, "best": None}]}
+    assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == ["counters.json"]
+    for damaged in ("{trunc", "[]", '{"epoch": 1}', ""):
+        (tmp_path / "backup" / "counters.json").write_text(damaged)
+        counters.watched[0].wait = 7
+        counters.on_train_begin()
+        assert counters.watched[0].wait == 7, damaged
 
 
 def test_a_run_stopped_during_its_export_resumes_at_the_export_not_at_epoch_1(tiny_csv, tmp_path, monkeypatch):
@@ -601,8 +617,14 @@ def test_init_refuses_another_architecture_or_an_ensemble(tiny_model_dir, tmp_pa
     (run / "train_config.json").write_text(json.dumps({"model": "compact"}))
     with pytest.raises(FerkitError) as error:
         fit.load_initial_weights(create_model("seed"), str(run))
-    assert str(error.value) == (f"--init {run}: a `compact` run; its weights do not fit --model seed (start from a "
-                                "`seed` run, or widen it with scripts/widen_member.py)")
+    assert str(error.value) == f"--init {run}: a `compact` run; its weights do not fit --model seed"
+    # architectures that take each other's weights still do, whatever the run's record says
+    medium = tmp_path / "medium"
+    medium.mkdir()
+    keras.utils.set_random_seed(3)
+    create_model("medium").save_weights(str(medium / "model.weights.h5"))
+    (medium / "train_config.json").write_text(json.dumps({"model": "medium"}))
+    fit.load_initial_weights(create_model("medium64"), str(medium))
     (tmp_path / "model.onnx").write_bytes((tiny_model_dir / "model.onnx").read_bytes())
     with pytest.raises(FerkitError, match="no model.weights.h5 beside the model"):
         fit.load_initial_weights(create_model("compact"), str(tmp_path))

@@ -264,8 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "else 0.1)")
     p.add_argument("--holdout-seed", type=SEED, help="seed of the holdout draw (default: the run's own; else 42)")
     p.add_argument("--labels", choices=["fer2013", "ferplus"],
-                   help="the label set to fit against: the one the model was trained on (the default; another is "
-                        "refused), for a model with no record of it (else fer2013)")
+                   help="the label set to fit against (default: the one the model was trained on, else fer2013); "
+                        "another than the model's recorded one is refused")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     p = sub.add_parser("ensemble", help="average trained models (and test-time views) into one ONNX model folder")

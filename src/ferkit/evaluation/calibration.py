@@ -148,8 +148,12 @@ def calibrate(model: str | Path, data: str | Path, holdout: float | None = None,
     holdout, holdout_seed = run_holdout(classifier.folder, holdout, holdout_seed)
     check_holdout(holdout)
     labels = labels or classifier.labels  # fitted against the labels it learnt, unless told otherwise
-    dataset = load_dataset(data, labels)
     recorded = run_config(classifier.folder)
+    # FER+ labels as the run took them (majority drops faces without one, soft keeps them): its holdout was drawn
+    # among those rows, by those labels (a FER+ vote weight changes neither)
+    own = labels == "ferplus" and recorded.get("labels") == "ferplus"
+    dataset = load_dataset(data, labels, recorded.get("ferplus_votes") if own else None,
+                           (recorded.get("ferplus_mode") or "majority") if own else "majority")
     # the run's own training split, cut as its --limit cut it: the holdout is drawn from those rows only
     train_split = recorded.get("train_split") or (
         "Training" if "Training" in dataset.splits else default_splits(dataset)[0])  # or a tree's train

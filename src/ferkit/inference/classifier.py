@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -107,6 +108,9 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     logits -= logits.max(axis=1, keepdims=True)
     exp = np.exp(logits)
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+KERAS_LOAD_LOCK = threading.Lock()
 
 
 def json_record(path: Path) -> dict:
@@ -378,8 +382,9 @@ class FacialExpressionModel:
         if not weights_path.is_file():
             raise ModelError(f"{weights_path}: weights file not found")
         try:
-            with warnings.catch_warnings():
-                # Keras warns of each layer it skips (a screenful) before it fails or half-loads: one error instead
+            # Keras warns of each layer it skips (a screenful) before it fails or half-loads: one error instead. The
+            # filter list is the process's: loads in other threads must not restore it out of order (the lock)
+            with KERAS_LOAD_LOCK, warnings.catch_warnings():
                 warnings.simplefilter("error", UserWarning)
                 model.load_weights(str(weights_path))
         except (OSError, ValueError, KeyError, TypeError, UserWarning) as exc:  # h5py's OSError: a damaged file

@@ -54,8 +54,10 @@ def refuse_too_many_pixels(name: str, data: np.ndarray) -> None:
     try:
         with warnings.catch_warnings():
             # only the size is read, from the first MiB: a TIFF cut there makes Pillow warn of "corrupt EXIF data"
-            # (its directory lies further on), and its bomb warning is ours to give
-            warnings.simplefilter("ignore")
+            # (its directory lies further on), and its bomb warning is ours to give. Narrow filters: the filter list
+            # is the process's, and threads (web requests) that overlap here may leave one of them behind
+            warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+            warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
             # the first MiB holds the header (JPEG's size follows its EXIF block, at most 64 KiB)
             with Image.open(io.BytesIO(data[:1 << 20].tobytes())) as header:
                 width, height = header.size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 from pathlib import Path
 
@@ -101,13 +102,15 @@ class Counters(keras.callbacks.Callback):
         self.path, self.watched = Path(path), list(watched)
 
     def on_train_begin(self, logs=None):
-        if not self.path.is_file():
+        try:
+            saved = json.loads(self.path.read_text())
+            states = saved["states"]
+        except (OSError, ValueError, KeyError, TypeError):  # absent, or damaged: the counters start afresh
             return
-        saved = json.loads(self.path.read_text())
         # only the state of the epoch the backup resumes at (a stop between the two saves leaves them apart)
-        if saved.get("epoch") != (self.model._initial_epoch or 0):
+        if saved.get("epoch") != (self.model._initial_epoch or 0) or len(states) != len(self.watched):
             return
-        for callback, state in zip(self.watched, saved["states"]):
+        for callback, state in zip(self.watched, states):
             for name, value in state.items():
                 setattr(callback, name, value)
 
@@ -115,7 +118,9 @@ class Counters(keras.callbacks.Callback):
         states = [{name: plain(getattr(callback, name)) for name in self.FIELDS if hasattr(callback, name)}
                   for callback in self.watched]
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps({"epoch": epoch + 1, "states": states}))
+        partial = self.path.with_suffix(".partial")  # renamed whole: a stop mid-write leaves the last good one
+        partial.write_text(json.dumps({"epoch": epoch + 1, "states": states}))
+        os.replace(partial, self.path)
 
 
 def plain(value):

@@ -349,8 +349,9 @@ def write_ensemble(members: list[str], member_paths: list[Path], folder: Path, n
         build_int8_ensemble(member_paths, folder / ONNX_FILE, calibration_faces(data), weights, views)
     else:
         build_ensemble(member_paths, folder / ONNX_FILE, weights, views)
-    calibration = calibrate(folder, data, report_split="PublicTest")
-    dataset = load_dataset(data, "fer2013")
+    labels = member_labels(member_paths[0])  # every member's (make_ensemble checked): fitted and scored on those
+    calibration = calibrate(folder, data, report_split="PublicTest", labels=labels)
+    dataset = load_dataset(data, labels)
     split = dataset.split("PublicTest")
     model = FacialExpressionModel(folder)
     report = classification_report(split.hard_labels, model.predict_proba(split.images).argmax(1), "PublicTest")

@@ -163,18 +163,19 @@ def load_initial_weights(model, spec: str) -> None:
     weights = folder / WEIGHTS_FILE if folder.is_dir() else folder.with_name(WEIGHTS_FILE)
     if not weights.is_file():
         raise FerkitError(f"--init {spec}: no {WEIGHTS_FILE} beside the model (an ensemble cannot be fine-tuned)")
-    from ..inference.classifier import run_config
-
-    trained = run_config(weights.parent).get("model")  # said in the run's own terms, before Keras's
-    if isinstance(trained, str) and trained != model.name:
-        raise FerkitError(f"--init {spec}: a `{trained}` run; its weights do not fit --model {model.name} (start from "
-                          f"a `{model.name}` run, or widen it with scripts/widen_member.py)")
     try:
         with warnings.catch_warnings():
             # Keras only warns when it skips layers it cannot match: a half-loaded net is an error here
             warnings.simplefilter("error", UserWarning)
             model.load_weights(weights)
     except (ValueError, UserWarning) as error:  # Keras names the first layer whose shapes or count differ
+        from ..inference.classifier import run_config
+
+        # only once Keras refused (`medium` weights fit `medium64`), and in the run's own terms where it recorded
+        # them: Keras's talk of nested containers misleads
+        trained = run_config(weights.parent).get("model")
+        if isinstance(trained, str) and trained != model.name:
+            raise FerkitError(f"--init {spec}: a `{trained}` run; its weights do not fit --model {model.name}") from None
         raise FerkitError(f"--init {spec}: its weights do not fit --model {model.name}: "
                           f"{str(error).splitlines()[0]}") from None
 
@@ -253,8 +254,9 @@ def _train(cfg: TrainConfig, command: str, keras) -> dict:
     train_split, val_split = default_splits(dataset) if not (cfg.train_split and cfg.val_split) else (None, None)
     train_split, val_split = cfg.train_split or train_split, cfg.val_split or val_split
     if str(train_split).lower() == str(val_split).lower():
-        raise DataError(f"--train-split and --val-split are both {val_split}: the reported figure would be on faces "
-                        "the model learnt from; name two different splits")
+        raise DataError(f"the training split and the reported split (--train-split, --val-split) are both "
+                        f"{val_split}: the reported figure would be on faces the model learnt from; name two different "
+                        "splits")
     train_set = first_rows(dataset.split(train_split), cfg.limit)
     test_set = first_rows(dataset.split(val_split), cfg.limit)  # scored once, at the end
     if cfg.holdout:

@@ -224,6 +224,10 @@ async function cameraLoop(video) {
       continue;
     }
     const frame = await grabFrame(video, canvas);
+    if (!frame) {  // the canvas gave no picture (toBlob's null): nothing to send, the next grab may
+      await sleep(100);
+      continue;
+    }
     const started = performance.now();
     try {
       const response = await fetch(`/api/frame?session=${session}&${priorParam()}`, {
@@ -234,7 +238,8 @@ async function cameraLoop(video) {
         await sleep(Math.min(retryAfterMs(response, 200), 250));  // a camera's frames are soon stale anyway
         continue;
       }
-      if (response.status >= 400 && response.status < 500) {  // refused: every next frame would be too
+      // refused for good: every next frame would be too (one frame the server cannot decode, 415, is that frame's)
+      if (response.status >= 400 && response.status < 500 && response.status !== 415) {
         const message = response.status === 401  // logged out, e.g. by a restart of the server
           ? "Logged out (the server may have restarted): reload the page and log in again."
           : `The camera stopped: ${await errorMessage(response)}`;
