@@ -325,6 +325,22 @@ def test_the_camera_retries_after_a_busy_server_or_a_lost_connection(page, serve
     page.click("#camera-stop")
 
 
+def test_a_server_error_on_a_camera_frame_is_said_as_such_and_retried(page, server, expected_errors):
+    # the server answered: "did not answer" (kept for lost connections) would send the user to the network
+    expected_errors += [r"\b500\b"]
+    page.route("**/api/frame?*", lambda route: route.fulfill(
+        status=500, json={"error": {"status": 500, "name": "Internal Server Error", "message": "processing failed"}}))
+    page.goto(server)
+    page.click("#camera-start")
+    page.wait_for_function("() => document.querySelector('#camera-status').textContent.includes('analyse')",
+                           timeout=30_000)
+    assert page.inner_text("#camera-status") == "The server could not analyse a frame (processing failed); retrying…"
+    assert page.evaluate("camera.running")
+    page.unroute("**/api/frame?*")
+    page.wait_for_function("() => camera.frames >= 2", timeout=60_000)  # and it goes on once the server does
+    page.click("#camera-stop")
+
+
 def test_score_bars_are_as_long_as_their_numbers(page, server):
     """Each frame's bars are drawn at their scores at once: no width transition leaves a bar behind its number."""
     page.goto(server)

@@ -246,7 +246,13 @@ async function cameraLoop(video) {
         stopCamera();
         return setStatus($("camera-status"), message, true);
       }
-      if (!response.ok) throw new Error(await errorMessage(response));
+      if (!response.ok) {  // it answered (a frame it cannot decode, a server error): the next frame may do better
+        const reason = await errorMessage(response);
+        if (!current()) return;
+        setStatus($("camera-status"), `The server could not analyse a frame (${reason}); retrying…`, true);
+        await sleep(1000);
+        continue;
+      }
       const result = await response.json();
       if (current()) {
         recordCameraResult(result, started);
