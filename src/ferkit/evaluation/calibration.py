@@ -99,14 +99,10 @@ def check_fit(temperature: float, probs: np.ndarray, labels: np.ndarray) -> None
                          f"{len(labels):,} holdout faces worse ({before:.2%} -> {after:.2%}); nothing written")
 
 
-def run_holdout(folder: Path, holdout: float | None, holdout_seed: int | None) -> tuple[float, int]:
-    """The holdout to fit on: the one the model's run set aside (its train_config.json), which a different
-    --holdout or --holdout-seed would mix with faces the model learnt; (0.1, 42), the members' own, without a
-    record (ensembles, other models)."""
-    try:
-        recorded = json.loads((folder / "train_config.json").read_text())
-    except (OSError, ValueError):
-        recorded = {}
+def run_holdout(folder: Path, recorded: dict, holdout: float | None, holdout_seed: int | None) -> tuple[float, int]:
+    """The holdout to fit on: the one the model's run set aside (`recorded`, its train_config.json), which a
+    different --holdout or --holdout-seed would mix with faces the model learnt; (0.1, 42), the members' own,
+    without a record (ensembles, other models)."""
     if "holdout" not in recorded:
         return (0.1 if holdout is None else holdout), (42 if holdout_seed is None else holdout_seed)
     then, seed = float(recorded["holdout"]), int(recorded.get("holdout_seed", 42))
@@ -145,10 +141,10 @@ def calibrate(model: str | Path, data: str | Path, holdout: float | None = None,
         raise ModelError(f"{model}: learnt the {classifier.labels} labels; its temperature is fitted against those "
                          f"(drop --labels {labels}: fitting on others would also make it say it learnt {labels})")
     check_output_folder(classifier.folder, (CALIBRATION_FILE, CARD_FILE))
-    holdout, holdout_seed = run_holdout(classifier.folder, holdout, holdout_seed)
+    recorded = run_config(classifier.folder)
+    holdout, holdout_seed = run_holdout(classifier.folder, recorded, holdout, holdout_seed)
     check_holdout(holdout)
     labels = labels or classifier.labels  # fitted against the labels it learnt, unless told otherwise
-    recorded = run_config(classifier.folder)
     # FER+ labels as the run took them (majority drops faces without one, soft keeps them): its holdout was drawn
     # among those rows, by those labels (a FER+ vote weight changes neither)
     own = labels == "ferplus" and recorded.get("labels") == "ferplus"

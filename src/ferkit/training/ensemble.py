@@ -305,7 +305,8 @@ def make_ensemble(members: list[str], out_dir: str | Path, data: str | Path, wei
     except OSError as exc:
         raise MediaError(f"{out_dir}: cannot be written ({exc.strerror or exc})") from None
     try:
-        metrics = write_ensemble(members, member_paths, stage, out_dir.name, data, weights, views, command, int8)
+        metrics = write_ensemble(members, member_paths, stage, out_dir.name, data, weights, views, command, int8,
+                                 labels=next(iter(learnt.values())))
         try:
             for name in ENSEMBLE_FILES:
                 os.replace(stage / name, out_dir / name)
@@ -331,8 +332,10 @@ def views_line(members: list[str], counts: list[int]) -> str:
 
 
 def write_ensemble(members: list[str], member_paths: list[Path], folder: Path, name: str, data: str | Path,
-                   weights: list[float] | None, views: int | list[int], command: str, int8: bool) -> dict:
-    """make_ensemble's files, written in `folder`; `name` is the model's, for the card and the chart."""
+                   weights: list[float] | None, views: int | list[int], command: str, int8: bool,
+                   labels: str = "fer2013") -> dict:
+    """make_ensemble's files, written in `folder`; `name` is the model's, for the card and the chart; `labels`:
+    those every member learnt, which the ensemble is fitted and scored on."""
     import json
     import time
 
@@ -349,7 +352,6 @@ def write_ensemble(members: list[str], member_paths: list[Path], folder: Path, n
         build_int8_ensemble(member_paths, folder / ONNX_FILE, calibration_faces(data), weights, views)
     else:
         build_ensemble(member_paths, folder / ONNX_FILE, weights, views)
-    labels = member_labels(member_paths[0])  # every member's (make_ensemble checked): fitted and scored on those
     calibration = calibrate(folder, data, report_split="PublicTest", labels=labels)
     dataset = load_dataset(data, labels)
     split = dataset.split("PublicTest")
